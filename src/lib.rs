@@ -1,0 +1,31 @@
+//! # sluice
+//!
+//! A SQL-first ELT warehouse engine and feature store on Delta tables and
+//! Apache DataFusion.
+//!
+//! ```text
+//!  raw files / object storage ──load──▶ raw.* Delta tables ──run models──▶ staging.*, features.*
+//!    (csv, ndjson, parquet)        │         (+ raw.*__rejected)
+//!                                  │
+//!                         quarantine, idempotency          one SQL session (`sluice sql`)
+//! ```
+//!
+//! Layers, dependencies pointing downward only:
+//!
+//! | module      | owns                                                              |
+//! |-------------|-------------------------------------------------------------------|
+//! | `project`   | `sluice.toml`, source declarations (`catalog/*.toml`)             |
+//! | `load`      | readers, typing, quarantine, idempotent single-commit loads       |
+//! | `sql`       | the DataFusion session over the warehouse, file table functions   |
+//! | `warehouse` | URIs, object stores, Delta tables, history, the catalog provider  |
+//!
+//! The binary (`main.rs`) is a thin clap front end; this library never depends
+//! on clap, indicatif or anyhow.
+
+pub mod error;
+pub mod load;
+pub mod project;
+pub mod sql;
+pub mod warehouse;
+
+pub use error::{Error, Result};

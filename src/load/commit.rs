@@ -1,0 +1,342 @@
+//! Writing Parquet data files and committing them to Delta in one commit.
+
+use crate::error::{Error, Result};
+use crate::warehouse::Warehouse;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::{Action, MetadataExt, StructType};
+use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::DeltaTable;
+use futures::TryStreamExt;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+
+/// Target size of one data file.
+const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 1024 * 1024;
+
+/// What a load records in the commit (see `warehouse::history`).
+pub struct LoadMetadata {
+    pub load_id: String,
+    pub source: String,
+    pub files: Vec<serde_json::Value>,
+    pub rows: u64,
+}
+
+impl LoadMetadata {
+    fn properties(&self) -> CommitProperties {
+        CommitProperties::default().with_metadata([
+            ("sluice.load_id".to_string(), self.load_id.clone().into()),
+            ("sluice.source".to_string(), self.source.clone().into()),
+            (
+                "sluice.files".to_string(),
+                serde_json::Value::Array(self.files.clone()),
+            ),
+            ("sluice.rows".to_string(), self.rows.into()),
+        ])
+    }
+}
+
+pub(crate) fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+fn delta_err(table: &str) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
+    move |e| Error::storage(table, e)
+}
+
+/// Data files written for one table, committed (or abandoned) at the end.
+pub struct TableSink {
+    name: String,
+    handle: DeltaTable,
+    existing: Option<DeltaTable>,
+    schema: SchemaRef,
+    writer: Option<DeltaWriter>,
+}
+
+impl TableSink {
+    pub fn new(
+        warehouse: &Warehouse,
+        schema_name: &str,
+        table: &str,
+        schema: SchemaRef,
+        existing: Option<&DeltaTable>,
+    ) -> Result<Self> {
+        let url = warehouse.table_url(schema_name, table)?;
+        let handle = warehouse.table_handle(&url)?;
+        Ok(TableSink {
+            name: format!("{schema_name}.{table}"),
+            handle,
+            existing: existing.cloned(),
+            schema,
+            writer: None,
+        })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let config = WriterConfig::new(
+                    self.schema.clone(),
+                    Vec::new(),
+                    Some(writer_properties()),
+                    NonZeroU64::new(TARGET_FILE_SIZE),
+                    None,
+                    buoyant_kernel::table_properties::DataSkippingNumIndexedCols::NumColumns(32),
+                    None,
+                );
+                let store = self.handle.log_store().object_store(None);
+                self.writer.insert(DeltaWriter::new(store, config))
+            }
+        };
+        writer.write(batch).await.map_err(delta_err(&self.name))
+    }
+
+    /// Drops written files from the commit (they stay as unreferenced files).
+    pub async fn abort(&mut self) {
+        if let Some(w) = self.writer.take() {
+            let _ = w.abort().await;
+        }
+    }
+
+    /// Commits all written files as one new version; returns it.
+    pub async fn commit(
+        mut self,
+        meta: &LoadMetadata,
+        overwrite: bool,
+        schema_changed: bool,
+    ) -> Result<u64> {
+        let adds = match self.writer.take() {
+            Some(w) => w.close().await.map_err(delta_err(&self.name))?,
+            None => Vec::new(),
+        };
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        let struct_type: StructType = self
+            .schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| Error::Internal(format!("schema of {}: {e}", self.name)))?;
+        let Some(table) = self.existing.take() else {
+            let table = self
+                .handle
+                .create()
+                .with_table_name(self.name.clone())
+                .with_columns(struct_type.fields().cloned())
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .with_actions(actions)
+                .with_commit_properties(meta.properties())
+                .await
+                .map_err(delta_err(&self.name))?;
+            return table.version().ok_or_else(|| {
+                Error::Internal(format!("{} has no version after create", self.name))
+            });
+        };
+        let snapshot = table.snapshot().map_err(delta_err(&self.name))?;
+        if schema_changed {
+            let metadata = snapshot
+                .metadata()
+                .clone()
+                .with_schema(&struct_type)
+                .map_err(|e| Error::storage(&self.name, e))?;
+            actions.push(Action::Metadata(metadata));
+        }
+        if overwrite {
+            let log_store = table.log_store();
+            let removes: Vec<_> = snapshot
+                .snapshot()
+                .file_views(log_store.as_ref(), None)
+                .map_ok(|f| Action::Remove(f.remove_action(true)))
+                .try_collect()
+                .await
+                .map_err(delta_err(&self.name))?;
+            actions.extend(removes);
+        }
+        let op = DeltaOperation::Write {
+            mode: if overwrite {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            },
+            partition_by: None,
+            predicate: None,
+        };
+        let finalized = CommitBuilder::from(meta.properties())
+            .with_actions(actions)
+            .build(Some(snapshot as &dyn TableReference), table.log_store(), op)
+            .await
+            .map_err(delta_err(&self.name))?;
+        Ok(finalized.version)
+    }
+}
+
+/// The quarantine table of a load target.
+pub struct RejectSink {
+    sink: Option<TableSink>,
+    warehouse: Warehouse,
+    schema_name: String,
+    table: String,
+}
+
+impl RejectSink {
+    pub fn new(warehouse: &Warehouse, schema_name: &str, table: &str) -> Result<Self> {
+        Ok(RejectSink {
+            sink: None,
+            warehouse: warehouse.clone(),
+            schema_name: schema_name.to_string(),
+            table: table.to_string(),
+        })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.sink.is_none() {
+            let existing = self
+                .warehouse
+                .open_table(&self.schema_name, &self.table)
+                .await?;
+            self.sink = Some(TableSink::new(
+                &self.warehouse,
+                &self.schema_name,
+                &self.table,
+                super::rejected_schema(),
+                existing.as_ref(),
+            )?);
+        }
+        match &mut self.sink {
+            Some(s) => s.write(batch).await,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn abort(&mut self) {
+        if let Some(s) = &mut self.sink {
+            s.abort().await;
+        }
+    }
+
+    pub async fn commit(&mut self, meta: &LoadMetadata) -> Result<()> {
+        if let Some(s) = self.sink.take() {
+            let meta = LoadMetadata {
+                load_id: meta.load_id.clone(),
+                source: format!("{}__rejected", meta.source),
+                files: meta.files.clone(),
+                rows: 0,
+            };
+            s.commit(&meta, false, false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Upserts `batches` into the table on `keys` (creates the table when missing).
+#[allow(clippy::too_many_arguments)]
+pub async fn merge(
+    warehouse: &Warehouse,
+    schema_name: &str,
+    table_name: &str,
+    existing: Option<DeltaTable>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    keys: &[String],
+    meta: &LoadMetadata,
+) -> Result<u64> {
+    let name = format!("{schema_name}.{table_name}");
+    for k in keys {
+        if schema.field_with_name(k).is_err() {
+            return Err(Error::Schema {
+                table: name,
+                message: format!("merge key `{k}` is not a column of the data"),
+            });
+        }
+    }
+    let batches = dedupe_last(batches, keys, &schema)?;
+    let Some(table) = existing else {
+        let mut sink = TableSink::new(warehouse, schema_name, table_name, schema, None)?;
+        for b in &batches {
+            sink.write(b).await?;
+        }
+        return sink.commit(meta, false, true).await;
+    };
+    use datafusion::prelude::{col, SessionContext};
+    let ctx = SessionContext::new();
+    let source = ctx.read_batches(batches).map_err(Error::from)?;
+    let q = |alias: &str, c: &str| col(format!("{alias}.\"{c}\""));
+    let predicate = keys
+        .iter()
+        .map(|k| q("t", k).eq(q("s", k)))
+        .reduce(|a, b| a.and(b))
+        .ok_or_else(|| Error::Internal("merge without keys".into()))?;
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let (table, _metrics) = table
+        .merge(source, predicate)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(meta.properties())
+        .when_matched_update(|mut u| {
+            for c in &columns {
+                u = u.update(c.as_str(), q("s", c));
+            }
+            u
+        })
+        .map_err(delta_err(&name))?
+        .when_not_matched_insert(|mut i| {
+            for c in &columns {
+                i = i.set(c.as_str(), q("s", c));
+            }
+            i
+        })
+        .map_err(delta_err(&name))?
+        .await
+        .map_err(delta_err(&name))?;
+    table
+        .version()
+        .ok_or_else(|| Error::Internal(format!("{name} has no version after merge")))
+}
+
+/// Keeps the last row per key (later files and lines win), as a merge source must
+/// have one row per key.
+fn dedupe_last(
+    batches: Vec<RecordBatch>,
+    keys: &[String],
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    use arrow::row::{RowConverter, SortField};
+    let idx: Vec<usize> = keys
+        .iter()
+        .filter_map(|k| schema.index_of(k).ok())
+        .collect();
+    let conv = RowConverter::new(
+        idx.iter()
+            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
+            .collect(),
+    )?;
+    let mut last: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let cols: Vec<_> = idx.iter().map(|i| batch.column(*i).clone()).collect();
+        let rows = conv.convert_columns(&cols)?;
+        for r in 0..batch.num_rows() {
+            last.insert(rows.row(r).as_ref().to_vec(), (b, r));
+        }
+    }
+    let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
+    for (b, r) in last.into_values() {
+        keep[b][r] = true;
+    }
+    batches
+        .iter()
+        .zip(keep)
+        .map(|(b, k)| {
+            let mask = arrow::array::BooleanArray::from(k);
+            Ok(arrow::compute::filter_record_batch(b, &mask)?)
+        })
+        .collect()
+}

@@ -1,0 +1,412 @@
+//! Typing and conforming: string columns become declared types, rows that do
+//! not fit are rejected with a reason naming the column, and file batches are
+//! shaped into the table's schema.
+
+use super::quarantine::Rejected;
+use crate::error::{Error, Result};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, BooleanBufferBuilder, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::{cast_with_options, filter_record_batch, CastOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+
+/// How one file column is typed.
+#[derive(Debug, Clone)]
+pub struct ColumnPlan {
+    pub name: String,
+    pub data_type: DataType,
+    pub not_null: bool,
+}
+
+/// SQL-ish name of a type for messages.
+pub fn type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        other => other.to_string(),
+    }
+}
+
+const SAFE: CastOptions<'static> = CastOptions {
+    safe: true,
+    format_options: arrow::util::display::FormatOptions::new(),
+};
+
+/// Casts a string column to `dt`; values that do not parse become null.
+fn cast_strings(col: &StringArray, dt: &DataType, ts_format: Option<&str>) -> Result<ArrayRef> {
+    if let (DataType::Timestamp(TimeUnit::Microsecond, tz), Some(fmt)) = (dt, ts_format) {
+        return Ok(parse_timestamps(col, fmt, tz.clone()));
+    }
+    if matches!(dt, DataType::Utf8) {
+        return Ok(Arc::new(col.clone()));
+    }
+    Ok(cast_with_options(col, dt, &SAFE)?)
+}
+
+fn parse_timestamps(col: &StringArray, fmt: &str, tz: Option<Arc<str>>) -> ArrayRef {
+    let has_offset = fmt.contains("%z") || fmt.contains("%:z") || fmt.contains("%#z");
+    let values: TimestampMicrosecondArray = col
+        .iter()
+        .map(|v| {
+            let v = v?;
+            if has_offset {
+                chrono::DateTime::parse_from_str(v, fmt)
+                    .ok()
+                    .map(|d| d.timestamp_micros())
+            } else {
+                chrono::NaiveDateTime::parse_from_str(v, fmt)
+                    .ok()
+                    .or_else(|| {
+                        chrono::NaiveDate::parse_from_str(v, fmt)
+                            .ok()
+                            .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    })
+                    .map(|d| d.and_utc().timestamp_micros())
+            }
+        })
+        .collect();
+    Arc::new(values.with_timezone_opt(tz))
+}
+
+/// Types the string columns of one CSV batch. Returns the typed batch (rows
+/// that fit) and the rejected rows.
+pub fn type_strings(
+    columns: &[StringArray],
+    plans: &[ColumnPlan],
+    schema: &SchemaRef,
+    ts_format: Option<&str>,
+    raw_text: impl Fn(usize) -> String,
+    lines: &[u64],
+) -> Result<(RecordBatch, Vec<Rejected>)> {
+    let n = lines.len();
+    let mut typed: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    let mut bad: Option<Vec<Option<String>>> = None;
+    for (col, plan) in columns.iter().zip(plans) {
+        let out = cast_strings(col, &plan.data_type, ts_format)?;
+        let unparsable = out.null_count() > col.null_count();
+        let missing = plan.not_null && out.null_count() > 0;
+        if unparsable || missing {
+            let reasons = bad.get_or_insert_with(|| vec![None; n]);
+            for (i, reason) in reasons.iter_mut().enumerate() {
+                if reason.is_some() || !out.is_null(i) {
+                    continue;
+                }
+                if col.is_valid(i) {
+                    *reason = Some(format!(
+                        "column `{}`: '{}' is not a valid {}",
+                        plan.name,
+                        truncate(col.value(i), 80),
+                        type_name(&plan.data_type)
+                    ));
+                } else if plan.not_null {
+                    *reason = Some(format!(
+                        "column `{}` is empty but declared not_null",
+                        plan.name
+                    ));
+                }
+            }
+        }
+        typed.push(out);
+    }
+    let batch = RecordBatch::try_new(schema.clone(), typed)?;
+    let Some(reasons) = bad else {
+        return Ok((batch, Vec::new()));
+    };
+    let mut keep = BooleanBufferBuilder::new(n);
+    let mut rejected = Vec::new();
+    for (i, reason) in reasons.into_iter().enumerate() {
+        keep.append(reason.is_none());
+        if let Some(reason) = reason {
+            rejected.push(Rejected {
+                line: lines[i],
+                raw: raw_text(i),
+                reason,
+            });
+        }
+    }
+    let keep = BooleanArray::new(keep.finish(), None);
+    Ok((filter_record_batch(&batch, &keep)?, rejected))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Guesses the type of a string column from a sample: BIGINT, DOUBLE, BOOLEAN,
+/// TIMESTAMPTZ/TIMESTAMP, DATE, else VARCHAR.
+pub fn infer_type(sample: &StringArray) -> DataType {
+    if sample.null_count() == sample.len() {
+        return DataType::Utf8;
+    }
+    let has_zone = sample.iter().flatten().any(|v| {
+        v.ends_with('Z') || v.ends_with('z') || {
+            let tail = &v[v.len().saturating_sub(6)..];
+            tail.len() == 6
+                && (tail.starts_with('+') || tail.starts_with('-'))
+                && tail.as_bytes()[3] == b':'
+        }
+    });
+    let candidates = [
+        DataType::Int64,
+        DataType::Float64,
+        DataType::Boolean,
+        DataType::Date32,
+        DataType::Timestamp(
+            TimeUnit::Microsecond,
+            if has_zone { Some("UTC".into()) } else { None },
+        ),
+    ];
+    for dt in candidates {
+        if dt == DataType::Boolean
+            && !sample
+                .iter()
+                .flatten()
+                .all(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "false"))
+        {
+            continue;
+        }
+        if dt == DataType::Date32 && !sample.iter().flatten().all(|v| v.len() == 10) {
+            continue;
+        }
+        if let Ok(out) = cast_with_options(sample, &dt, &SAFE) {
+            if out.null_count() == sample.null_count() {
+                return dt;
+            }
+        }
+    }
+    DataType::Utf8
+}
+
+/// Whether values of `from` can be stored in a column of `to` without loss.
+pub fn widens_to(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    if from == to {
+        return true;
+    }
+    match (from, to) {
+        (Null, _) => true,
+        (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
+        | (Int16, Int32 | Int64 | Float32 | Float64)
+        | (Int32, Int64 | Float64)
+        | (Int64, Float64)
+        | (Float32, Float64)
+        | (UInt8, Int16 | Int32 | Int64)
+        | (UInt16, Int32 | Int64)
+        | (UInt32, Int64) => true,
+        (Int8 | Int16 | Int32 | Int64, Decimal128(..)) => true,
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Date32, Timestamp(..)) => true,
+        (Timestamp(_, a), Timestamp(_, b)) => a.is_some() == b.is_some(),
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            s1 <= s2 && (p1 - *s1 as u8) <= (p2 - *s2 as u8)
+        }
+        _ => false,
+    }
+}
+
+/// Shapes `batch` (a file's columns) into `table` (the table's schema): columns
+/// by name, missing ones null, compatible types widened.
+pub fn conform(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch> {
+    let src = batch.schema();
+    let cols = table
+        .fields()
+        .iter()
+        .map(|f| match src.index_of(f.name()) {
+            Ok(i) => {
+                let c = batch.column(i);
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    Ok(cast_with_options(
+                        c,
+                        f.data_type(),
+                        &CastOptions {
+                            safe: false,
+                            ..Default::default()
+                        },
+                    )?)
+                }
+            }
+            Err(_) => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(table.clone(), cols).map_err(|e| Error::Schema {
+        table: String::new(),
+        message: e.to_string(),
+    })
+}
+
+/// Merges the columns of a file into the table schema, or explains the conflict.
+/// Returns the new table schema (new columns appended, nullable).
+pub fn evolve(
+    table_name: &str,
+    table: &Schema,
+    file_name: &str,
+    file_fields: &[Field],
+    allow_new: bool,
+    text_format: bool,
+) -> Result<Option<Schema>> {
+    let mut fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut changed = false;
+    for f in file_fields {
+        match table.field_with_name(f.name()) {
+            Ok(existing) => {
+                // In a text format every value can be read as text.
+                let as_text = text_format && existing.data_type() == &DataType::Utf8;
+                if !as_text && !widens_to(f.data_type(), existing.data_type()) {
+                    return Err(Error::Schema {
+                        table: table_name.to_string(),
+                        message: format!(
+                            "column `{}` is {} in the table but {} in `{file_name}`; declare the column's type in the source or load into a new table",
+                            f.name(),
+                            type_name(existing.data_type()),
+                            type_name(f.data_type())
+                        ),
+                    });
+                }
+            }
+            Err(_) => {
+                if !allow_new {
+                    return Err(Error::Schema {
+                        table: table_name.to_string(),
+                        message: format!(
+                            "`{file_name}` has a new column `{}` ({}) and the source has schema_evolution = \"strict\"; set schema_evolution = \"add_columns\" to add it",
+                            f.name(),
+                            type_name(f.data_type())
+                        ),
+                    });
+                }
+                fields.push(f.clone().with_nullable(true));
+                changed = true;
+            }
+        }
+    }
+    Ok(changed.then(|| Schema::new(fields)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infers() {
+        let s = |v: Vec<Option<&str>>| StringArray::from(v);
+        assert_eq!(
+            infer_type(&s(vec![Some("1"), None, Some("-3")])),
+            DataType::Int64
+        );
+        assert_eq!(
+            infer_type(&s(vec![Some("1.5"), Some("2")])),
+            DataType::Float64
+        );
+        assert_eq!(
+            infer_type(&s(vec![Some("true"), Some("FALSE")])),
+            DataType::Boolean
+        );
+        assert_eq!(infer_type(&s(vec![Some("2026-01-02")])), DataType::Date32);
+        assert_eq!(
+            infer_type(&s(vec![Some("2026-01-02T10:00:00Z")])),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(infer_type(&s(vec![Some("x1")])), DataType::Utf8);
+    }
+
+    #[test]
+    fn rejects_with_column_reason() {
+        let cols = vec![
+            StringArray::from(vec![Some("1"), Some("x"), None]),
+            StringArray::from(vec![
+                Some("2026-01-01T00:00:00Z"),
+                Some("2026-01-01T00:00:00Z"),
+                Some("bad"),
+            ]),
+        ];
+        let plans = vec![
+            ColumnPlan {
+                name: "id".into(),
+                data_type: DataType::Int64,
+                not_null: true,
+            },
+            ColumnPlan {
+                name: "ts".into(),
+                data_type: DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                not_null: false,
+            },
+        ];
+        let schema = Arc::new(Schema::new(
+            plans
+                .iter()
+                .map(|p| Field::new(&p.name, p.data_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let (b, rej) = type_strings(
+            &cols,
+            &plans,
+            &schema,
+            None,
+            |i| format!("raw{i}"),
+            &[2, 3, 4],
+        )
+        .unwrap();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(rej.len(), 2);
+        assert_eq!(rej[0].line, 3);
+        assert_eq!(rej[0].reason, "column `id`: 'x' is not a valid BIGINT");
+        assert_eq!(rej[1].reason, "column `id` is empty but declared not_null");
+    }
+
+    #[test]
+    fn evolution_rules() {
+        let t = Schema::new(vec![Field::new("a", DataType::Int64, true)]);
+        let err = evolve(
+            "raw.t",
+            &t,
+            "f.csv",
+            &[Field::new("a", DataType::Utf8, true)],
+            true,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("column `a` is BIGINT in the table but VARCHAR in `f.csv`"),
+            "{err}"
+        );
+        let new = evolve(
+            "raw.t",
+            &t,
+            "f.csv",
+            &[Field::new("b", DataType::Utf8, true)],
+            true,
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(new.fields().len(), 2);
+        assert!(evolve(
+            "raw.t",
+            &t,
+            "f.csv",
+            &[Field::new("b", DataType::Utf8, true)],
+            false,
+            false
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,403 @@
+//! `sluice load`: raw files into Delta tables.
+//!
+//! Per source and load: resolve files, skip those already loaded (recorded in the
+//! commit metadata), plan the schema, stream every file through a typed reader
+//! into Parquet data files (ZSTD), quarantine rows that do not fit into
+//! `<target>__rejected`, then commit once. Nothing is visible before the commit, so
+//! a killed load leaves the table at its previous version.
+
+mod commit;
+mod convert;
+mod csv;
+mod files;
+mod quarantine;
+mod readers;
+
+pub use quarantine::rejected_schema;
+
+use crate::error::{Error, Result};
+use crate::project::{LoadMode, Project, SourceDecl};
+use crate::warehouse::Warehouse;
+use arrow::datatypes::{Schema, SchemaRef};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Options of one `sluice load`.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Reload files even when already loaded.
+    pub force: bool,
+    /// Overrides each source's `max_rejected`.
+    pub max_rejected: Option<u64>,
+}
+
+/// Receives progress while loading (the CLI draws bars from it).
+pub trait LoadObserver: Send + Sync {
+    /// A source starts: its new files and their total size.
+    fn source_started(&self, _source: &str, _files: usize, _bytes: u64) {}
+    /// Rows and input bytes processed since the last call.
+    fn progress(&self, _rows: u64, _bytes: u64) {}
+    /// A file is done.
+    fn file_finished(&self, _source: &str, _file: &FileReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoProgress;
+impl LoadObserver for NoProgress {}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub bytes: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+}
+
+/// What happened to one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub table: String,
+    pub mode: String,
+    /// Table version committed by this load; `None` when nothing changed.
+    pub version: Option<u64>,
+    pub files: Vec<FileReport>,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    /// Files skipped because they were already loaded.
+    pub skipped_files: usize,
+    /// The quarantine table, when rows were rejected.
+    pub rejected_table: Option<String>,
+    pub seconds: f64,
+}
+
+/// The result of `sluice load`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub load_id: String,
+    pub sources: Vec<SourceReport>,
+}
+
+/// A new load id: sortable time plus randomness.
+pub fn new_load_id() -> String {
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{now}-{}", &rand[..8])
+}
+
+/// Loads `sources` (all when empty) of `project` into `warehouse`.
+pub async fn load(
+    project: &Project,
+    warehouse: &Warehouse,
+    sources: &[String],
+    options: &LoadOptions,
+    observer: &dyn LoadObserver,
+) -> Result<LoadReport> {
+    let selected = project.select_sources(sources)?;
+    if selected.is_empty() {
+        return Err(Error::config(
+            project.root.join(&project.config.project.catalog),
+            "no sources are declared; add a [[source]] to a .toml file in this folder",
+        ));
+    }
+    let load_id = new_load_id();
+    let mut reports = Vec::new();
+    for src in selected {
+        let report = load_source(project, warehouse, src, options, &load_id, observer).await?;
+        reports.push(report);
+    }
+    Ok(LoadReport {
+        load_id,
+        sources: reports,
+    })
+}
+
+async fn load_source(
+    project: &Project,
+    warehouse: &Warehouse,
+    src: &SourceDecl,
+    options: &LoadOptions,
+    load_id: &str,
+    observer: &dyn LoadObserver,
+) -> Result<SourceReport> {
+    let started = std::time::Instant::now();
+    let (schema_name, table_name) = src.target();
+    let target = src.target_name();
+    let location = crate::project::resolve_location(&project.root, &src.location);
+    let all_files = files::resolve(warehouse, &src.name, &location).await?;
+    let table = warehouse.open_table(&schema_name, &table_name).await?;
+    let history = match &table {
+        Some(t) => crate::warehouse::history(t).await?,
+        None => Vec::new(),
+    };
+    let ours: Vec<_> = history
+        .iter()
+        .filter(|c| c.source.as_deref() == Some(src.name.as_str()))
+        .collect();
+    let mut report = SourceReport {
+        source: src.name.clone(),
+        table: target.clone(),
+        mode: format!("{:?}", src.mode).to_lowercase(),
+        version: None,
+        files: Vec::new(),
+        rows_loaded: 0,
+        rows_rejected: 0,
+        skipped_files: 0,
+        rejected_table: None,
+        seconds: 0.0,
+    };
+    let new_files: Vec<files::SourceFile> = if options.force {
+        all_files
+    } else if src.mode == LoadMode::Overwrite {
+        // Overwrite reloads the whole set when any file changed.
+        let last = ours.last().map(|c| &c.source_files);
+        let unchanged = last.is_some_and(|rec| {
+            rec.len() == all_files.len()
+                && all_files.iter().all(|f| rec.iter().any(|r| f.matches(r)))
+        });
+        if unchanged {
+            report.skipped_files = all_files.len();
+            Vec::new()
+        } else {
+            all_files
+        }
+    } else {
+        let before = all_files.len();
+        let fresh: Vec<_> = all_files
+            .into_iter()
+            .filter(|f| {
+                !ours
+                    .iter()
+                    .any(|c| c.source_files.iter().any(|r| f.matches(r)))
+            })
+            .collect();
+        report.skipped_files = before - fresh.len();
+        fresh
+    };
+    if new_files.is_empty() {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    observer.source_started(
+        &src.name,
+        new_files.len(),
+        new_files.iter().map(|f| f.size).sum(),
+    );
+
+    // Plan every file's columns first, so the table schema is settled before writing.
+    let table_schema: Option<Schema> = match &table {
+        Some(t) => Some(
+            t.snapshot()
+                .map_err(|e| Error::storage(t.table_url(), e))?
+                .snapshot()
+                .arrow_schema()
+                .as_ref()
+                .clone(),
+        ),
+        None => None,
+    };
+    let hints = readers::TypeHints {
+        declared: &src.columns,
+    };
+    let mut plans = Vec::with_capacity(new_files.len());
+    for f in &new_files {
+        plans.push(readers::plan_file(&src.name, src.format, &src.csv, f, &hints).await?);
+    }
+    let allow_new = src.schema_evolution == crate::project::SchemaEvolution::AddColumns;
+    let mut schema = match &table_schema {
+        Some(s) if src.mode != LoadMode::Overwrite => s.clone(),
+        _ => initial_schema(src, &plans),
+    };
+    let mut evolved = table_schema.is_none();
+    for (f, plan) in new_files.iter().zip(&plans) {
+        let fields: Vec<_> = plan
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let first_load = table_schema.is_none() || src.mode == LoadMode::Overwrite;
+        if let Some(s) = convert::evolve(
+            &target,
+            &schema,
+            &f.display,
+            &fields,
+            allow_new || first_load,
+            src.format == crate::project::SourceFormat::Csv,
+        )? {
+            schema = s;
+            evolved = true;
+        }
+    }
+    if src.mode == LoadMode::Overwrite {
+        if let Some(existing) = &table_schema {
+            evolved = existing != &schema;
+        }
+    }
+    for plan in &mut plans {
+        plan.adopt_table_types(&schema);
+    }
+    let schema: SchemaRef = Arc::new(schema);
+
+    let max_rejected = options.max_rejected.or(src.max_rejected);
+    let mut sink = commit::TableSink::new(
+        warehouse,
+        &schema_name,
+        &table_name,
+        schema.clone(),
+        table.as_ref(),
+    )?;
+    let mut rejects =
+        commit::RejectSink::new(warehouse, &schema_name, &format!("{table_name}__rejected"))?;
+    let mut merge_batches = Vec::new();
+    let now_us = chrono::Utc::now().timestamp_micros();
+    for (file, plan) in new_files.iter().zip(plans) {
+        let (mut rx, task) = readers::spawn_reader(
+            src.name.clone(),
+            src.format,
+            src.csv.clone(),
+            file.clone(),
+            plan,
+        );
+        let mut fr = FileReport {
+            path: file.display.clone(),
+            bytes: file.size,
+            rows_loaded: 0,
+            rows_rejected: 0,
+        };
+        let mut failure = None;
+        while let Some(chunk) = rx.recv().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let mut rows = 0;
+            if let Some(batch) = chunk.batch {
+                rows = batch.num_rows() as u64;
+                let batch = convert::conform(&batch, &schema).map_err(|e| match e {
+                    Error::Schema { message, .. } => Error::Schema {
+                        table: target.clone(),
+                        message: format!("{}: {message}", file.display),
+                    },
+                    other => other,
+                })?;
+                if src.mode == LoadMode::Merge {
+                    merge_batches.push(batch);
+                } else if rows > 0 {
+                    sink.write(&batch).await?;
+                }
+            }
+            fr.rows_loaded += rows;
+            if !chunk.rejected.is_empty() {
+                fr.rows_rejected += chunk.rejected.len() as u64;
+                let batch = quarantine::rejected_batch(
+                    load_id,
+                    &src.name,
+                    &file.display,
+                    &chunk.rejected,
+                    now_us,
+                )?;
+                rejects.write(&batch).await?;
+            }
+            observer.progress(rows + chunk.rejected.len() as u64, chunk.bytes);
+            let total_rejected = report.rows_rejected + fr.rows_rejected;
+            if let Some(max) = max_rejected {
+                if total_rejected > max {
+                    failure = Some(Error::LoadAborted {
+                        source_name: src.name.clone(),
+                        message: format!(
+                            "more than {max} rows rejected (max_rejected); the first are in `{}` of the failed load and are listed by --format json; raise --max-rejected or fix the input",
+                            file.display
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let _ = task.await;
+        if let Some(e) = failure {
+            sink.abort().await;
+            rejects.abort().await;
+            return Err(e);
+        }
+        report.rows_loaded += fr.rows_loaded;
+        report.rows_rejected += fr.rows_rejected;
+        observer.file_finished(&src.name, &fr);
+        report.files.push(fr);
+    }
+
+    let meta = commit::LoadMetadata {
+        load_id: load_id.to_string(),
+        source: src.name.clone(),
+        files: new_files
+            .iter()
+            .zip(&report.files)
+            .map(|(f, r)| {
+                let mut id = f.identity();
+                id["rows_loaded"] = r.rows_loaded.into();
+                id["rows_rejected"] = r.rows_rejected.into();
+                id
+            })
+            .collect(),
+        rows: report.rows_loaded,
+    };
+    // Quarantine first: if the process dies between the two commits, the next
+    // load re-reads the files and rejects them again (duplicates, never losses).
+    if report.rows_rejected > 0 {
+        rejects.commit(&meta).await?;
+        report.rejected_table = Some(format!("{target}__rejected"));
+    } else {
+        rejects.abort().await;
+    }
+    let version = match src.mode {
+        LoadMode::Merge => {
+            sink.abort().await;
+            commit::merge(
+                warehouse,
+                &schema_name,
+                &table_name,
+                table,
+                schema.clone(),
+                merge_batches,
+                &src.merge_keys,
+                &meta,
+            )
+            .await?
+        }
+        mode => {
+            sink.commit(&meta, mode == LoadMode::Overwrite, evolved)
+                .await?
+        }
+    };
+    report.version = Some(version);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The schema of a new table: declared columns first (declared order), then the
+/// files' other columns in the order they appear.
+fn initial_schema(src: &SourceDecl, plans: &[readers::FilePlan]) -> Schema {
+    let mut fields: Vec<arrow::datatypes::Field> = Vec::new();
+    for d in &src.columns {
+        if let Some(dt) = &d.data_type {
+            fields.push(arrow::datatypes::Field::new(
+                &d.name,
+                dt.clone(),
+                !d.not_null,
+            ));
+        }
+    }
+    if let Some(first) = plans.first() {
+        for f in first.schema.fields() {
+            if !fields.iter().any(|x| x.name() == f.name()) {
+                fields.push(f.as_ref().clone().with_nullable(true));
+            }
+        }
+    }
+    Schema::new(fields)
+}

@@ -1,0 +1,598 @@
+//! Per-format readers: each turns one file into typed batches plus rejected rows,
+//! on a blocking thread, sending chunks through a bounded channel (bounded memory).
+
+use super::convert::{type_strings, ColumnPlan};
+use super::csv::CsvTokenizer;
+use super::files::SourceFile;
+use super::quarantine::Rejected;
+use crate::error::{Error, Result};
+use crate::project::{CsvOptions, SourceFormat};
+use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Rows per batch handed to the writer.
+pub const BATCH_ROWS: usize = 65_536;
+/// Bytes read to plan a file's schema.
+const PROBE_BYTES: u64 = 1 << 20;
+
+/// A piece of one file.
+pub struct Chunk {
+    /// Rows that fit, in the file's plan schema.
+    pub batch: Option<RecordBatch>,
+    pub rejected: Vec<Rejected>,
+    /// Input bytes consumed since the previous chunk.
+    pub bytes: u64,
+}
+
+/// A file's columns as the load will read them.
+#[derive(Debug, Clone)]
+pub struct FilePlan {
+    pub columns: Vec<ColumnPlan>,
+    pub schema: SchemaRef,
+}
+
+impl FilePlan {
+    /// Reads columns the table already has as the table's type (the caller has
+    /// checked that the file's type fits).
+    pub fn adopt_table_types(&mut self, table: &Schema) {
+        for c in &mut self.columns {
+            if let Ok(f) = table.field_with_name(&c.name) {
+                c.data_type = f.data_type().clone();
+            }
+        }
+        *self = FilePlan::new(std::mem::take(&mut self.columns));
+    }
+
+    fn new(columns: Vec<ColumnPlan>) -> Self {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.data_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        FilePlan { columns, schema }
+    }
+}
+
+/// Decides each column's type: declared, else inferred from the file.
+pub struct TypeHints<'a> {
+    pub declared: &'a [crate::project::ColumnDecl],
+}
+
+impl TypeHints<'_> {
+    fn plan(
+        &self,
+        name: &str,
+        inferred: impl FnOnce() -> arrow::datatypes::DataType,
+    ) -> ColumnPlan {
+        if let Some(d) = self.declared.iter().find(|d| d.name == name) {
+            if let Some(dt) = &d.data_type {
+                return ColumnPlan {
+                    name: name.to_string(),
+                    data_type: dt.clone(),
+                    not_null: d.not_null,
+                };
+            }
+        }
+        let data_type = inferred();
+        ColumnPlan {
+            name: name.to_string(),
+            data_type,
+            not_null: false,
+        }
+    }
+}
+
+async fn read_prefix(file: &SourceFile) -> Result<bytes::Bytes> {
+    let end = file.size.min(PROBE_BYTES);
+    if end == 0 {
+        return Ok(bytes::Bytes::new());
+    }
+    file.store
+        .get_range(&file.path, 0..end)
+        .await
+        .map_err(|e| Error::storage(&file.display, e))
+}
+
+/// Plans a file's schema from its first bytes (CSV, NDJSON) or footer (Parquet).
+pub async fn plan_file(
+    source: &str,
+    format: SourceFormat,
+    csv: &CsvOptions,
+    file: &SourceFile,
+    hints: &TypeHints<'_>,
+) -> Result<FilePlan> {
+    let plan = match format {
+        SourceFormat::Csv => {
+            let prefix = read_prefix(file).await?;
+            // Cut at the last newline so a truncated record does not skew inference.
+            let cut = if (prefix.len() as u64) < file.size {
+                prefix
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map(|i| i + 1)
+                    .unwrap_or(prefix.len())
+            } else {
+                prefix.len()
+            };
+            let mut t = CsvTokenizer::new(csv, usize::MAX, Some(hints.declared.len()));
+            let mut out = Vec::new();
+            t.feed(&prefix[..cut], &mut out);
+            t.feed(&[], &mut out);
+            let header = match t.header() {
+                Some(h) => h.to_vec(),
+                None => {
+                    return Err(Error::source(
+                        source,
+                        format!("`{}` is empty: it has no header line", file.display),
+                    ))
+                }
+            };
+            let header = if !csv.header && !hints.declared.is_empty() {
+                hints.declared.iter().map(|d| d.name.clone()).collect()
+            } else {
+                header
+            };
+            let columns = header
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    hints.plan(name, || {
+                        let sample: Vec<StringArray> = out
+                            .iter()
+                            .filter_map(|b| b.columns.get(i).cloned())
+                            .collect();
+                        let refs: Vec<&dyn Array> =
+                            sample.iter().map(|a| a as &dyn Array).collect();
+                        match arrow::compute::concat(&refs) {
+                            Ok(a) => match a.as_any().downcast_ref::<StringArray>() {
+                                Some(s) => super::convert::infer_type(s),
+                                None => arrow::datatypes::DataType::Utf8,
+                            },
+                            Err(_) => arrow::datatypes::DataType::Utf8,
+                        }
+                    })
+                })
+                .collect();
+            FilePlan::new(columns)
+        }
+        SourceFormat::Ndjson => {
+            let prefix = read_prefix(file).await?;
+            let lines = prefix
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                .take(10_000)
+                .map(Ok::<_, arrow::error::ArrowError>);
+            let inferred = arrow::json::reader::infer_json_schema_from_iterator(lines)
+                .map_err(|e| Error::source(source, format!("`{}`: {e}", file.display)))?;
+            let mut names: Vec<String> = hints.declared.iter().map(|d| d.name.clone()).collect();
+            for f in inferred.fields() {
+                if !names.contains(f.name()) {
+                    names.push(f.name().clone());
+                }
+            }
+            let columns = names
+                .iter()
+                .map(|name| {
+                    hints.plan(name, || {
+                        inferred
+                            .field_with_name(name)
+                            .map(|f| f.data_type().clone())
+                            .unwrap_or(arrow::datatypes::DataType::Utf8)
+                    })
+                })
+                .collect();
+            FilePlan::new(columns)
+        }
+        SourceFormat::Parquet => {
+            let reader = parquet_reader(file);
+            let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(|e| {
+                    Error::source(
+                        source,
+                        format!("`{}` is not a readable Parquet file: {e}", file.display),
+                    )
+                })?;
+            let schema = builder.schema().clone();
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| hints.plan(f.name(), || f.data_type().clone()))
+                .collect();
+            FilePlan::new(columns)
+        }
+    };
+    for d in hints.declared.iter().filter(|d| d.not_null) {
+        if !plan.columns.iter().any(|c| c.name == d.name) {
+            return Err(Error::source(
+                source,
+                format!(
+                    "`{}` has no column `{}`, which is declared not_null; add the column to the file or drop not_null",
+                    file.display, d.name
+                ),
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+/// Reads `file` on a blocking thread; chunks arrive on the returned channel.
+pub fn spawn_reader(
+    source: String,
+    format: SourceFormat,
+    csv: CsvOptions,
+    file: SourceFile,
+    plan: FilePlan,
+) -> (mpsc::Receiver<Result<Chunk>>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(2);
+    let handle = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let result = match format {
+            SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx),
+            SourceFormat::Ndjson => read_ndjson(&handle, &file, &plan, &tx),
+            SourceFormat::Parquet => read_parquet(&handle, &file, &plan, &tx),
+        };
+        if let Err(e) = result {
+            let e = match e {
+                Error::Sql(m) => Error::source(&source, format!("`{}`: {m}", file.display)),
+                other => other,
+            };
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    (rx, task)
+}
+
+type Tx = mpsc::Sender<Result<Chunk>>;
+
+/// Sends a chunk; `false` when the consumer has gone away (load aborted).
+fn send(tx: &Tx, chunk: Chunk) -> bool {
+    tx.blocking_send(Ok(chunk)).is_ok()
+}
+
+fn byte_stream(
+    handle: &tokio::runtime::Handle,
+    file: &SourceFile,
+) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>> {
+    let get = handle
+        .block_on(file.store.get(&file.path))
+        .map_err(|e| Error::storage(&file.display, e))?;
+    Ok(get.into_stream())
+}
+
+fn read_csv(
+    handle: &tokio::runtime::Handle,
+    csv: &CsvOptions,
+    file: &SourceFile,
+    plan: &FilePlan,
+    tx: &Tx,
+) -> Result<()> {
+    let mut stream = byte_stream(handle, file)?;
+    let mut t = CsvTokenizer::new(csv, BATCH_ROWS, Some(plan.columns.len()));
+    let mut done = Vec::new();
+    let mut pending_bytes = 0u64;
+    let ts_format = csv.timestamp_format.as_deref();
+    loop {
+        let next = handle.block_on(stream.next());
+        let eof = next.is_none();
+        match next {
+            Some(bytes) => {
+                let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
+                pending_bytes += bytes.len() as u64;
+                t.feed(&bytes, &mut done);
+            }
+            None => t.feed(&[], &mut done),
+        }
+        for raw in done.drain(..) {
+            let mut rejected = raw.rejected.clone();
+            let (batch, more) = type_strings(
+                &raw.columns,
+                &plan.columns,
+                &plan.schema,
+                ts_format,
+                |i| raw.raw_text(i),
+                &raw.lines,
+            )?;
+            rejected.extend(more);
+            rejected.sort_by_key(|r| r.line);
+            let chunk = Chunk {
+                batch: Some(batch),
+                rejected,
+                bytes: std::mem::take(&mut pending_bytes),
+            };
+            if !send(tx, chunk) {
+                return Ok(());
+            }
+        }
+        if eof {
+            break;
+        }
+    }
+    if pending_bytes > 0 {
+        send(
+            tx,
+            Chunk {
+                batch: None,
+                rejected: Vec::new(),
+                bytes: pending_bytes,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn read_ndjson(
+    handle: &tokio::runtime::Handle,
+    file: &SourceFile,
+    plan: &FilePlan,
+    tx: &Tx,
+) -> Result<()> {
+    let mut stream = byte_stream(handle, file)?;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut lines: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut line_no = 0u64;
+    let mut pending_bytes = 0u64;
+    let mut eof = false;
+    while !eof {
+        match handle.block_on(stream.next()) {
+            Some(bytes) => {
+                let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
+                pending_bytes += bytes.len() as u64;
+                carry.extend_from_slice(&bytes);
+            }
+            None => {
+                eof = true;
+                if !carry.is_empty() && !carry.ends_with(b"\n") {
+                    carry.push(b'\n');
+                }
+            }
+        }
+        let mut start = 0;
+        while let Some(pos) = carry[start..].iter().position(|b| *b == b'\n') {
+            line_no += 1;
+            let line = &carry[start..start + pos];
+            start += pos + 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let s = buf.len();
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            lines.push((line_no, s..buf.len() - 1));
+            if lines.len() >= BATCH_ROWS / 4 {
+                let chunk = decode_json_lines(&buf, &lines, plan)?;
+                let chunk = Chunk {
+                    bytes: std::mem::take(&mut pending_bytes),
+                    ..chunk
+                };
+                buf.clear();
+                lines.clear();
+                if !send(tx, chunk) {
+                    return Ok(());
+                }
+            }
+        }
+        carry.drain(..start);
+    }
+    if !lines.is_empty() || pending_bytes > 0 {
+        let chunk = decode_json_lines(&buf, &lines, plan)?;
+        send(
+            tx,
+            Chunk {
+                bytes: pending_bytes,
+                ..chunk
+            },
+        );
+    }
+    Ok(())
+}
+
+fn json_decoder(plan: &FilePlan) -> Result<arrow::json::reader::Decoder> {
+    Ok(arrow::json::ReaderBuilder::new(plan.schema.clone())
+        .with_batch_size(BATCH_ROWS)
+        .with_strict_mode(true)
+        .build_decoder()?)
+}
+
+/// Decodes lines in one go; on failure, line by line to find the bad ones.
+fn decode_json_lines(
+    buf: &[u8],
+    lines: &[(u64, std::ops::Range<usize>)],
+    plan: &FilePlan,
+) -> Result<Chunk> {
+    let fast = (|| -> Result<Option<RecordBatch>> {
+        let mut d = json_decoder(plan)?;
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let n = d.decode(rest)?;
+            if n == 0 {
+                break;
+            }
+            rest = &rest[n..];
+        }
+        Ok(d.flush()?)
+    })();
+    let (batch, mut rejected, kept_lines) = match fast {
+        Ok(b) => (b, Vec::new(), lines.to_vec()),
+        Err(_) => {
+            let mut good = Vec::new();
+            let mut rejected = Vec::new();
+            let mut kept = Vec::new();
+            for (no, range) in lines {
+                let line = &buf[range.clone()];
+                let one = (|| -> Result<Option<RecordBatch>> {
+                    if let Err(e) = serde_json::from_slice::<serde_json::Value>(line) {
+                        return Err(Error::Sql(format!("malformed JSON: {e}")));
+                    }
+                    let mut d = json_decoder(plan)?;
+                    d.decode(line)?;
+                    d.decode(b"\n")?;
+                    Ok(d.flush()?)
+                })();
+                match one {
+                    Ok(Some(b)) => {
+                        good.push(b);
+                        kept.push((*no, range.clone()));
+                    }
+                    Ok(None) => {}
+                    Err(e) => rejected.push(Rejected {
+                        line: *no,
+                        raw: String::from_utf8_lossy(line).into_owned(),
+                        reason: json_reason(&e.to_string()),
+                    }),
+                }
+            }
+            let batch = if good.is_empty() {
+                None
+            } else {
+                Some(arrow::compute::concat_batches(&plan.schema, &good)?)
+            };
+            (batch, rejected, kept)
+        }
+    };
+    let batch = match batch {
+        Some(b) => {
+            let (b, more) = reject_nulls(b, plan, |i| {
+                let (no, r) = &kept_lines[i];
+                (*no, String::from_utf8_lossy(&buf[r.clone()]).into_owned())
+            })?;
+            rejected.extend(more);
+            Some(b)
+        }
+        None => None,
+    };
+    rejected.sort_by_key(|r| r.line);
+    Ok(Chunk {
+        batch,
+        rejected,
+        bytes: 0,
+    })
+}
+
+fn json_reason(msg: &str) -> String {
+    let msg = msg
+        .strip_prefix("Json error: ")
+        .or_else(|| msg.strip_prefix("Parser error: "))
+        .unwrap_or(msg);
+    if let Some(rest) = msg.strip_prefix("column '") {
+        if let Some((field, what)) = rest.split_once("' not found in schema") {
+            return format!("unknown field `{field}`{what}; declare it as a column of the source");
+        }
+    }
+    msg.to_string()
+}
+
+/// Moves rows with NULL in a not_null column to the rejected list.
+fn reject_nulls(
+    batch: RecordBatch,
+    plan: &FilePlan,
+    raw: impl Fn(usize) -> (u64, String),
+) -> Result<(RecordBatch, Vec<Rejected>)> {
+    let mut reasons: Vec<Option<String>> = Vec::new();
+    for (i, c) in plan.columns.iter().enumerate() {
+        if !c.not_null || batch.column(i).null_count() == 0 {
+            continue;
+        }
+        if reasons.is_empty() {
+            reasons = vec![None; batch.num_rows()];
+        }
+        let col = batch.column(i);
+        for (r, reason) in reasons.iter_mut().enumerate() {
+            if reason.is_none() && col.is_null(r) {
+                *reason = Some(format!(
+                    "column `{}` is missing or null but declared not_null",
+                    c.name
+                ));
+            }
+        }
+    }
+    if reasons.is_empty() {
+        return Ok((batch, Vec::new()));
+    }
+    let keep: BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+    let rejected = reasons
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            r.map(|reason| {
+                let (line, raw) = raw(i);
+                Rejected { line, raw, reason }
+            })
+        })
+        .collect();
+    Ok((filter_record_batch(&batch, &keep)?, rejected))
+}
+
+fn read_parquet(
+    handle: &tokio::runtime::Handle,
+    file: &SourceFile,
+    plan: &FilePlan,
+    tx: &Tx,
+) -> Result<()> {
+    let reader = parquet_reader(file);
+    let builder = handle
+        .block_on(parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader))
+        .map_err(|e| Error::Sql(format!("not a readable Parquet file: {e}")))?;
+    let rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+    let mut stream = builder
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| Error::Sql(e.to_string()))?;
+    let mut row = 0u64;
+    while let Some(batch) = handle.block_on(stream.next()) {
+        let batch = batch.map_err(|e| Error::Sql(e.to_string()))?;
+        let n = batch.num_rows() as u64;
+        let typed = super::convert::conform(&batch, &plan.schema).map_err(|e| {
+            Error::Sql(format!(
+                "cannot read it with the declared column types: {}",
+                match e {
+                    Error::Schema { message, .. } => message,
+                    other => other.to_string(),
+                }
+            ))
+        })?;
+        let first = row;
+        let (typed, rejected) = reject_nulls(typed, plan, |i| {
+            let line = first + i as u64 + 1;
+            let raw = row_as_json(&batch, i).unwrap_or_default();
+            (line, raw)
+        })?;
+        row += n;
+        let chunk = Chunk {
+            batch: Some(typed),
+            rejected,
+            bytes: file.size * n / rows,
+        };
+        if !send(tx, chunk) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn row_as_json(batch: &RecordBatch, i: usize) -> Option<String> {
+    let mut w = arrow::json::LineDelimitedWriter::new(Vec::new());
+    w.write(&batch.slice(i, 1)).ok()?;
+    w.finish().ok()?;
+    String::from_utf8(w.into_inner())
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// Parquet reader over the object store. `ParquetObjectReader` is deprecated in
+/// parquet 59 in favour of a hand-written `AsyncFileReader`; it is still the
+/// shortest correct reader for whole-file scans.
+#[allow(deprecated)]
+fn parquet_reader(file: &SourceFile) -> parquet::arrow::async_reader::ParquetObjectReader {
+    parquet::arrow::async_reader::ParquetObjectReader::new(file.store.clone(), file.path.clone())
+        .with_file_size(file.size)
+}

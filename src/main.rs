@@ -1,0 +1,378 @@
+//! The `sluice` command line: a thin front end over the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice::load::{FileReport, LoadObserver, LoadOptions, LoadReport};
+use sluice::project::Project;
+use sluice::sql::{Engine, OutputFormat};
+use sluice::warehouse::Warehouse;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+/// sluice: a SQL-first ELT warehouse engine on Delta tables.
+///
+/// Load raw CSV / NDJSON / Parquet files into Delta tables on a local folder or
+/// object storage, and query everything with SQL.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    /// Project folder (holding sluice.toml). Default: the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+
+    /// Warehouse URI: a local folder, file://..., s3://bucket/prefix or memory://.
+    /// Default: `warehouse` in the project's sluice.toml (`warehouse/` in the project).
+    #[arg(long, global = true, env = "SLUICE_WAREHOUSE", value_name = "URI")]
+    warehouse: Option<String>,
+
+    /// Progress bars on stderr: auto (only on a terminal), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+
+    /// More logging (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => OutputFormat::Table,
+            Format::Csv => OutputFormat::Csv,
+            Format::Json => OutputFormat::Json,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new project skeleton (sluice.toml, catalog/, sql/) in DIR.
+    Init {
+        /// Folder to create the project in (created when missing).
+        dir: PathBuf,
+    },
+    /// Load declared sources (all, or the named ones) into Delta tables.
+    ///
+    /// Files already loaded (same path, size and modification time or ETag) are
+    /// skipped; each source's new files land in one atomic commit. Rows that do not
+    /// fit the declared schema go to `<target>__rejected`.
+    Load {
+        /// Source names from catalog/*.toml. Default: every source.
+        sources: Vec<String>,
+        /// Reload files even if they were loaded before.
+        #[arg(long)]
+        force: bool,
+        /// Fail the load (committing nothing) when more than N rows are rejected.
+        #[arg(long, value_name = "N")]
+        max_rejected: Option<u64>,
+        /// Summary format: a table for people, json for programs.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a SQL query against the warehouse (and files) and print the result.
+    ///
+    /// Tables are `schema.table`; unqualified names resolve in the default schema.
+    /// Files: SELECT * FROM 'data/x.parquet', read_csv('x.csv'), read_json('x.ndjson'),
+    /// read_parquet('dir/*.parquet').
+    Sql {
+        /// The query (several statements may be separated by `;`).
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List the versions of a table: version, time, operation, rows, load id, files.
+    History {
+        /// `schema.table`, or a table of the default schema.
+        table: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(70);
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(e) => report_error(&e),
+    };
+    drop(runtime);
+    std::process::exit(code);
+}
+
+fn report_error(e: &anyhow::Error) -> i32 {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return 0;
+        }
+    }
+    let mut msg = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        msg.push_str(&format!(": {cause}"));
+    }
+    eprintln!("{msg}");
+    match e.downcast_ref::<sluice::Error>() {
+        Some(err) => err.exit_code(),
+        None => 1,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,sluice=info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Init { dir } = &cli.command {
+        let written = sluice::project::init(dir)?;
+        println!("created a sluice project in {}:", dir.display());
+        for f in written {
+            println!("  {}", f.display());
+        }
+        println!(
+            "next: cd {} && sluice load && sluice sql \"SELECT * FROM raw.events\"",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let root = match &cli.project {
+        Some(p) => p.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    if cli.project.is_some() && !root.join(sluice::project::PROJECT_FILE).exists() {
+        return Err(sluice::Error::config(
+            root.join(sluice::project::PROJECT_FILE),
+            "not found; pass the folder holding sluice.toml to --project, or create one with `sluice init DIR`",
+        )
+        .into());
+    }
+    let project = Project::load(&root)?;
+    let warehouse_uri = match (&cli.warehouse, project.has_config) {
+        (Some(w), _) => project.warehouse_uri(Some(w)),
+        (None, true) => project.warehouse_uri(None),
+        // Outside a project, as `duckdb -c`: use ./warehouse when present,
+        // otherwise an empty in-memory warehouse (create nothing on disk).
+        (None, false) => {
+            if root.join("warehouse").is_dir() {
+                project.warehouse_uri(None)
+            } else {
+                "memory:///".to_string()
+            }
+        }
+    };
+    let warehouse = Warehouse::open(&warehouse_uri, &project.config.warehouse.storage_options)?;
+    let show_progress = match cli.progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => std::io::stderr().is_terminal(),
+    };
+    match cli.command {
+        Command::Init { .. } => Ok(()),
+        Command::Load {
+            sources,
+            force,
+            max_rejected,
+            format,
+        } => {
+            if !project.has_config {
+                return Err(sluice::Error::config(
+                    root.join(sluice::project::PROJECT_FILE),
+                    "not found: `sluice load` needs a project; run it in the folder holding sluice.toml, pass --project DIR, or create one with `sluice init DIR`",
+                )
+                .into());
+            }
+            let options = LoadOptions {
+                force,
+                max_rejected,
+            };
+            let bars = Bars::new(show_progress);
+            let report = sluice::load::load(&project, &warehouse, &sources, &options, &bars).await;
+            bars.finish();
+            let report = report?;
+            print_load_report(&report, format)?;
+            Ok(())
+        }
+        Command::Sql { query, format } => {
+            let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+            let mut out = std::io::stdout().lock();
+            let statements = split_statements(&query);
+            let n = statements.len();
+            for (i, stmt) in statements.into_iter().enumerate() {
+                let batches = engine.query(&stmt).await?;
+                // Only the last statement's result is printed for machines.
+                if format == Format::Table || i + 1 == n {
+                    sluice::sql::write_batches(&mut out, &batches, format.into())?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::History { table, format } => {
+            let (schema, name) = match table.split_once('.') {
+                Some((s, t)) => (s.to_string(), t.to_string()),
+                None => (
+                    project.config.warehouse.default_schema.clone(),
+                    table.clone(),
+                ),
+            };
+            let Some(t) = warehouse.open_table(&schema, &name).await? else {
+                return Err(sluice::Error::UnknownTable {
+                    table: format!("{schema}.{name}"),
+                    hint: format!(" in warehouse {}", warehouse.root()),
+                }
+                .into());
+            };
+            let records = sluice::warehouse::history(&t).await?;
+            let batch = sluice::warehouse::history_batch(&records)?;
+            let mut out = std::io::stdout().lock();
+            sluice::sql::write_batches(&mut out, &[batch], format.into())?;
+            Ok(())
+        }
+    }
+}
+
+/// Splits on `;` outside quotes (enough for a command-line query list).
+fn split_statements(sql: &str) -> Vec<String> {
+    match sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, sql) {
+        Ok(stmts) if stmts.len() > 1 => stmts.iter().map(|s| s.to_string()).collect(),
+        _ => vec![sql.to_string()],
+    }
+}
+
+fn print_load_report(report: &LoadReport, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "load {}", report.load_id)?;
+    for s in &report.sources {
+        let version = match s.version {
+            Some(v) => format!("v{v}"),
+            None => "unchanged".to_string(),
+        };
+        writeln!(
+            out,
+            "  {:<28} {:<10} {:>3} files  {:>10} rows loaded  {:>6} rejected  {:>3} skipped  {:.2}s",
+            s.table,
+            version,
+            s.files.len(),
+            s.rows_loaded,
+            s.rows_rejected,
+            s.skipped_files,
+            s.seconds
+        )?;
+        for f in s.files.iter().filter(|f| f.rows_rejected > 0) {
+            writeln!(
+                out,
+                "    {}: {} loaded, {} rejected",
+                f.path, f.rows_loaded, f.rows_rejected
+            )?;
+        }
+        if let Some(r) = &s.rejected_table {
+            writeln!(
+                out,
+                "    rejected rows are in {r} (SELECT * FROM {r} WHERE load_id = '{}')",
+                report.load_id
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Progress bars on stderr.
+struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn new(show: bool) -> Self {
+        let bar = show.then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg:24} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {prefix} rows",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix("0");
+            b
+        });
+        Bars { bar }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl LoadObserver for Bars {
+    fn source_started(&self, source: &str, files: usize, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(bytes);
+            b.set_position(0);
+            b.set_prefix("0");
+            b.set_message(format!("{source} ({files} files)"));
+        }
+    }
+    fn progress(&self, rows: u64, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+            let done: u64 = b.prefix().parse().unwrap_or(0);
+            b.set_prefix((done + rows).to_string());
+        }
+    }
+    fn file_finished(&self, _source: &str, file: &FileReport) {
+        if let Some(b) = &self.bar {
+            if file.rows_rejected > 0 {
+                b.println(format!(
+                    "{}: {} rows rejected",
+                    file.path, file.rows_rejected
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `sluice.toml`: the project file.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The whole `sluice.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub warehouse: WarehouseSection,
+}
+
+/// `[project]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Folder of SQL models, relative to the project root.
+    #[serde(default = "default_models")]
+    pub models: String,
+    /// Folder of source declarations (`*.toml`), relative to the project root.
+    #[serde(default = "default_catalog")]
+    pub catalog: String,
+}
+
+/// `[warehouse]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseSection {
+    /// Local folder, `file://`, `s3://bucket/prefix` or `memory://`.
+    #[serde(default = "default_uri")]
+    pub uri: String,
+    /// Schema that unqualified table names resolve in.
+    #[serde(default = "default_schema")]
+    pub default_schema: String,
+    /// Object store options (`aws_endpoint_url`, `aws_region`, ...).
+    #[serde(default)]
+    pub storage_options: HashMap<String, String>,
+}
+
+fn default_name() -> String {
+    "sluice_project".into()
+}
+fn default_models() -> String {
+    "models".into()
+}
+fn default_catalog() -> String {
+    "catalog".into()
+}
+fn default_uri() -> String {
+    "warehouse".into()
+}
+fn default_schema() -> String {
+    "raw".into()
+}
+
+impl Default for ProjectSection {
+    fn default() -> Self {
+        ProjectSection {
+            name: default_name(),
+            models: default_models(),
+            catalog: default_catalog(),
+        }
+    }
+}
+
+impl Default for WarehouseSection {
+    fn default() -> Self {
+        WarehouseSection {
+            uri: default_uri(),
+            default_schema: default_schema(),
+            storage_options: HashMap::new(),
+        }
+    }
+}
+
+impl ProjectConfig {
+    /// Parses the text of `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self> {
+        let cfg: ProjectConfig =
+            toml::from_str(text).map_err(|e| Error::config(file, super::line_of(text, &e)))?;
+        if !crate::warehouse::is_identifier(&cfg.warehouse.default_schema) {
+            return Err(Error::config(
+                file,
+                format!(
+                    "warehouse.default_schema `{}` is not a valid schema name (use lowercase letters, digits and _)",
+                    cfg.warehouse.default_schema
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The `sluice.toml` written by `sluice init`.
+pub(crate) fn skeleton(name: &str) -> String {
+    format!(
+        r#"[project]
+name = "{name}"
+models = "sql"        # SQL models, one file per model
+catalog = "catalog"   # source declarations (*.toml)
+
+[warehouse]
+uri = "warehouse"     # a local folder, file://..., s3://bucket/prefix or memory://
+default_schema = "raw"
+
+# [warehouse.storage_options]
+# aws_endpoint_url = "http://127.0.0.1:9000"
+# aws_region = "us-east-1"
+# aws_allow_http = "true"
+"#
+    )
+}

@@ -1,0 +1,388 @@
+//! Source declarations: `catalog/*.toml`, each with one or more `[[source]]`.
+
+use crate::error::{did_you_mean, Error, Result};
+use arrow::datatypes::{DataType, TimeUnit};
+use serde::Deserialize;
+use std::path::Path;
+
+/// File format of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Csv,
+    #[serde(alias = "json")]
+    Ndjson,
+    Parquet,
+}
+
+/// How a load changes the target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Add the new files' rows (default).
+    #[default]
+    Append,
+    /// Replace the table's rows with the matched files' rows.
+    Overwrite,
+    /// Upsert on `merge_keys`.
+    Merge,
+}
+
+/// What to do when newer files have columns the table lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// Add new columns (nullable) to the table.
+    #[default]
+    AddColumns,
+    /// Refuse files whose columns differ from the table.
+    Strict,
+}
+
+/// CSV format options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvOptions {
+    #[serde(default = "comma")]
+    pub delimiter: String,
+    #[serde(default = "yes")]
+    pub header: bool,
+    #[serde(default = "dquote")]
+    pub quote: String,
+    /// Field values that mean NULL (default: the empty field).
+    #[serde(default = "empty_null")]
+    pub null_values: Vec<String>,
+    /// chrono format for timestamp columns (default: ISO 8601 / RFC 3339).
+    #[serde(default)]
+    pub timestamp_format: Option<String>,
+}
+
+fn comma() -> String {
+    ",".into()
+}
+fn yes() -> bool {
+    true
+}
+fn dquote() -> String {
+    "\"".into()
+}
+fn empty_null() -> Vec<String> {
+    vec![String::new()]
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: comma(),
+            header: true,
+            quote: dquote(),
+            null_values: empty_null(),
+            timestamp_format: None,
+        }
+    }
+}
+
+impl CsvOptions {
+    /// The delimiter as one byte (`\t` is accepted for tab).
+    pub fn delimiter_byte(&self) -> Option<u8> {
+        single_byte(&self.delimiter)
+    }
+    /// The quote as one byte.
+    pub fn quote_byte(&self) -> Option<u8> {
+        single_byte(&self.quote)
+    }
+}
+
+fn single_byte(s: &str) -> Option<u8> {
+    match s {
+        "\\t" | "\t" => Some(b'\t'),
+        _ if s.len() == 1 => s.bytes().next(),
+        _ => None,
+    }
+}
+
+/// A declared column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDecl {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    #[serde(default)]
+    pub not_null: bool,
+    #[serde(skip)]
+    pub data_type: Option<DataType>,
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDecl {
+    pub name: String,
+    pub format: SourceFormat,
+    /// Path or glob (relative to the project root, absolute, or an object-store URI).
+    pub location: String,
+    /// `schema.table`; default `raw.<name>`.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub mode: LoadMode,
+    #[serde(default)]
+    pub merge_keys: Vec<String>,
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
+    #[serde(default)]
+    pub max_rejected: Option<u64>,
+    #[serde(default)]
+    pub csv: CsvOptions,
+    #[serde(default)]
+    pub columns: Vec<ColumnDecl>,
+    /// File that declared this source (for error messages).
+    #[serde(skip)]
+    pub declared_in: std::path::PathBuf,
+}
+
+impl SourceDecl {
+    /// `(schema, table)` of the target.
+    pub fn target(&self) -> (String, String) {
+        match &self.target {
+            Some(t) => match t.split_once('.') {
+                Some((s, n)) => (s.to_string(), n.to_string()),
+                None => ("raw".to_string(), t.clone()),
+            },
+            None => ("raw".to_string(), self.name.clone()),
+        }
+    }
+
+    /// The target as `schema.table`.
+    pub fn target_name(&self) -> String {
+        let (s, t) = self.target();
+        format!("{s}.{t}")
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        let file = self.declared_in.clone();
+        let bad = |msg: String| Error::config(&file, format!("source `{}`: {msg}", self.name));
+        if !crate::warehouse::is_identifier(&self.name) {
+            return Err(Error::config(
+                &file,
+                format!(
+                    "source name `{}` must use lowercase letters, digits and _",
+                    self.name
+                ),
+            ));
+        }
+        let (schema, table) = self.target();
+        if !crate::warehouse::is_identifier(&schema) || !crate::warehouse::is_identifier(&table) {
+            return Err(bad(format!(
+                "target `{}` must be `schema.table` with lowercase letters, digits and _",
+                self.target_name()
+            )));
+        }
+        if self.mode == LoadMode::Merge && self.merge_keys.is_empty() {
+            return Err(bad(
+                "mode = \"merge\" needs merge_keys = [\"col\", ...]".into()
+            ));
+        }
+        if self.csv.delimiter_byte().is_none() {
+            return Err(bad(format!(
+                "csv.delimiter `{}` must be a single character",
+                self.csv.delimiter
+            )));
+        }
+        if self.csv.quote_byte().is_none() {
+            return Err(bad(format!(
+                "csv.quote `{}` must be a single character",
+                self.csv.quote
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for col in &mut self.columns {
+            if !seen.insert(col.name.clone()) {
+                return Err(Error::config(
+                    &file,
+                    format!(
+                        "source `{}`: column `{}` is declared twice",
+                        self.name, col.name
+                    ),
+                ));
+            }
+            col.data_type = Some(parse_type(&col.type_name).map_err(|m| {
+                Error::config(
+                    &file,
+                    format!("source `{}`, column `{}`: {m}", self.name, col.name),
+                )
+            })?);
+        }
+        for key in &self.merge_keys {
+            if !self.columns.is_empty() && !self.columns.iter().any(|c| &c.name == key) {
+                let names = self.columns.iter().map(|c| c.name.as_str());
+                return Err(bad(format!(
+                    "merge key `{key}` is not a declared column{}",
+                    did_you_mean(key, names)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+const TYPE_NAMES: &str = "bigint, int, smallint, tinyint, double, float, decimal(p,s), boolean, varchar, string, date, timestamp, timestamptz";
+
+/// Parses a SQL type name as used in source declarations.
+pub fn parse_type(name: &str) -> std::result::Result<DataType, String> {
+    let lower = name.trim().to_ascii_lowercase();
+    let dt = match lower.as_str() {
+        "bigint" | "int64" | "long" => DataType::Int64,
+        "int" | "integer" | "int32" => DataType::Int32,
+        "smallint" | "int16" => DataType::Int16,
+        "tinyint" | "int8" => DataType::Int8,
+        "double" | "float64" | "double precision" => DataType::Float64,
+        "float" | "real" | "float32" => DataType::Float32,
+        "boolean" | "bool" => DataType::Boolean,
+        "varchar" | "string" | "text" | "utf8" => DataType::Utf8,
+        "date" => DataType::Date32,
+        "timestamp" | "datetime" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "timestamptz" | "timestamp with time zone" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        _ => {
+            if let Some(args) = lower
+                .strip_prefix("decimal(")
+                .or_else(|| lower.strip_prefix("numeric("))
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                let (p, s) = args.split_once(',').unwrap_or((args, "0"));
+                let p: u8 = p.trim().parse().map_err(|_| bad_type(name))?;
+                let s: i8 = s.trim().parse().map_err(|_| bad_type(name))?;
+                if p == 0 || p > 38 || s < 0 || s as u8 > p {
+                    return Err(format!(
+                        "decimal({p},{s}) is out of range: precision 1..=38, 0 <= scale <= precision"
+                    ));
+                }
+                DataType::Decimal128(p, s)
+            } else {
+                return Err(bad_type(name));
+            }
+        }
+    };
+    Ok(dt)
+}
+
+fn bad_type(name: &str) -> String {
+    format!("unknown type `{name}`; use one of {TYPE_NAMES}")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    source: Vec<SourceDecl>,
+}
+
+/// Reads every `*.toml` in `dir` (sorted by name). A missing folder means no sources.
+pub(crate) fn load_catalog(dir: &Path) -> Result<Vec<SourceDecl>> {
+    let mut files = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    files.sort();
+    let mut out: Vec<SourceDecl> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        let parsed: CatalogFile =
+            toml::from_str(&text).map_err(|e| Error::config(&file, super::line_of(&text, &e)))?;
+        for mut src in parsed.source {
+            src.declared_in = file.clone();
+            src.validate()?;
+            if let Some(prev) = out.iter().find(|s| s.name == src.name) {
+                return Err(Error::config(
+                    &file,
+                    format!(
+                        "source `{}` is already declared in {}",
+                        src.name,
+                        prev.declared_in.display()
+                    ),
+                ));
+            }
+            out.push(src);
+        }
+    }
+    Ok(out)
+}
+
+/// `catalog/sources.toml` written by `sluice init`.
+pub(crate) const SKELETON: &str = r#"# One [[source]] per raw data set. `sluice load` loads them into raw.<name>.
+[[source]]
+name = "events"
+format = "csv"                        # csv | ndjson | parquet
+location = "catalog/data/*.csv"       # path or glob, or s3://bucket/prefix/*.csv
+mode = "append"                       # append | overwrite | merge (with merge_keys)
+
+[source.csv]
+header = true
+delimiter = ","
+
+[[source.columns]]
+name = "event_id"
+type = "bigint"
+not_null = true
+
+[[source.columns]]
+name = "user_id"
+type = "bigint"
+
+[[source.columns]]
+name = "kind"
+type = "varchar"
+
+[[source.columns]]
+name = "ts"
+type = "timestamptz"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_types() {
+        assert_eq!(parse_type("BIGINT").unwrap(), DataType::Int64);
+        assert_eq!(
+            parse_type("decimal(12, 2)").unwrap(),
+            DataType::Decimal128(12, 2)
+        );
+        assert!(parse_type("decimal(50,2)").is_err());
+        assert!(parse_type("blob")
+            .unwrap_err()
+            .contains("unknown type `blob`"));
+    }
+
+    #[test]
+    fn merge_needs_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "[[source]]\nname='a'\nformat='csv'\nlocation='x.csv'\nmode='merge'\n",
+        )
+        .unwrap();
+        let err = load_catalog(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("merge_keys"), "{err}");
+    }
+
+    #[test]
+    fn unknown_source_key_is_reported_with_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "[[source]]\nname='a'\nformat='csv'\nlocaton='x.csv'\n",
+        )
+        .unwrap();
+        let err = load_catalog(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("did you mean `location`?"), "{err}");
+    }
+}

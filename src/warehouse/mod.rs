@@ -1,0 +1,306 @@
+//! The warehouse: Delta tables on object storage at `<root>/<schema>/<table>/`.
+//!
+//! This layer knows URIs, storage options and Delta tables; nothing above it
+//! talks to object storage directly. Engine metadata lives under `<root>/_sluice/`.
+
+mod catalog;
+mod history;
+
+pub use catalog::WarehouseCatalog;
+pub use history::{history, history_batch, CommitRecord};
+
+use crate::error::{Error, Result};
+use deltalake::DeltaTable;
+use object_store::path::Path as ObjPath;
+use object_store::ObjectStore;
+use std::collections::HashMap;
+use std::sync::Arc;
+use url::Url;
+
+/// `true` for names usable as schema and table names without quoting.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A warehouse location with its object store.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    /// The root as a URL with a trailing slash.
+    root: Url,
+    /// Store whose "/" is the root of the storage system (filesystem root, bucket).
+    store: Arc<dyn ObjectStore>,
+    /// Options handed to Delta and object_store (env `AWS_*` merged with config).
+    options: HashMap<String, String>,
+}
+
+impl Warehouse {
+    /// Opens the warehouse at `uri` (a local path, `file://`, `s3://` or `memory://`).
+    pub fn open(uri: &str, config_options: &HashMap<String, String>) -> Result<Self> {
+        let root = to_dir_url(uri)?;
+        let options = merged_options(config_options);
+        let store = build_store(&root, &options)?;
+        if root.scheme() == "file" {
+            let path = root.to_file_path().map_err(|_| Error::Warehouse {
+                uri: uri.to_string(),
+                message: "not a valid local path".into(),
+            })?;
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(Warehouse {
+            root,
+            store,
+            options,
+        })
+    }
+
+    /// Root URL (with trailing slash).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// Storage options in force (without secrets redacted: do not print).
+    pub fn options(&self) -> &HashMap<String, String> {
+        &self.options
+    }
+
+    /// The root object store ("/" = storage root).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// Object store path of the warehouse root.
+    pub fn root_path(&self) -> ObjPath {
+        ObjPath::from_url_path(self.root.path()).unwrap_or_default()
+    }
+
+    /// URL of `schema.table`.
+    pub fn table_url(&self, schema: &str, table: &str) -> Result<Url> {
+        self.root
+            .join(&format!("{schema}/{table}/"))
+            .map_err(|e| Error::Internal(format!("table url for {schema}.{table}: {e}")))
+    }
+
+    /// An unloaded Delta table handle at `url` sharing this warehouse's store.
+    pub fn table_handle(&self, url: &Url) -> Result<DeltaTable> {
+        let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| Error::storage(url, e))?
+            .with_storage_options(self.options.clone());
+        if url.scheme() == "memory" {
+            builder = builder.with_storage_backend(self.store.clone(), url.clone());
+        }
+        builder.build().map_err(|e| Error::storage(url, e))
+    }
+
+    /// Opens `schema.table` at its latest version, or `None` when no Delta table is there.
+    pub async fn open_table(&self, schema: &str, table: &str) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(schema, table)?;
+        self.open_table_at(&url).await
+    }
+
+    /// Opens the Delta table at `url`, or `None` when there is none.
+    pub async fn open_table_at(&self, url: &Url) -> Result<Option<DeltaTable>> {
+        let mut table = self.table_handle(url)?;
+        // Probe the log first: a missing table is normal, not an error.
+        let log = ObjPath::from_url_path(url.path())
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .join("_delta_log");
+        let mut listing = self.store.list(Some(&log));
+        use futures::StreamExt;
+        match listing.next().await {
+            None => return Ok(None),
+            Some(Err(object_store::Error::NotFound { .. })) => return Ok(None),
+            Some(Err(e)) => return Err(Error::storage(url, e)),
+            Some(Ok(_)) => {}
+        }
+        table.load().await.map_err(|e| Error::storage(url, e))?;
+        Ok(Some(table))
+    }
+
+    /// Schemas (top-level folders holding at least one table), sorted.
+    pub async fn list_schemas(&self) -> Result<Vec<String>> {
+        let mut names = self.list_dirs(&self.root_path()).await?;
+        names.retain(|n| is_identifier(n) && !n.starts_with('_'));
+        Ok(names)
+    }
+
+    /// Tables of `schema` (folders holding a `_delta_log`), sorted.
+    pub async fn list_tables(&self, schema: &str) -> Result<Vec<String>> {
+        let base = self.root_path().join(schema);
+        let mut out = Vec::new();
+        for name in self.list_dirs(&base).await? {
+            if !is_identifier(&name) {
+                continue;
+            }
+            let log = base.clone().join(name.as_str()).join("_delta_log");
+            let listed = self
+                .store
+                .list_with_delimiter(Some(&log))
+                .await
+                .map_err(|e| Error::storage(&self.root, e))?;
+            if !listed.objects.is_empty() {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_dirs(&self, prefix: &ObjPath) -> Result<Vec<String>> {
+        let listed = match self.store.list_with_delimiter(Some(prefix)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::storage(&self.root, e)),
+        };
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A store able to read `url` (for source files outside the warehouse), with
+    /// the same options. Returns the store and the path inside it.
+    pub fn store_for(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, ObjPath)> {
+        let path = ObjPath::from_url_path(url.path()).map_err(|e| Error::Storage {
+            location: url.to_string(),
+            message: e.to_string(),
+        })?;
+        if same_store(url, &self.root) {
+            return Ok((self.store.clone(), path));
+        }
+        Ok((build_store(url, &self.options)?, path))
+    }
+}
+
+fn same_store(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme() && a.host_str() == b.host_str()
+}
+
+/// Turns a user URI or path into a directory URL with a trailing slash.
+pub fn to_dir_url(uri: &str) -> Result<Url> {
+    let mut url = to_url(uri)?;
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+/// Turns a user URI or local path (absolute or relative to the cwd) into a URL.
+pub fn to_url(uri: &str) -> Result<Url> {
+    let bad = |m: String| Error::Warehouse {
+        uri: uri.to_string(),
+        message: m,
+    };
+    if uri.contains("://") {
+        let url = Url::parse(uri).map_err(|e| bad(e.to_string()))?;
+        return match url.scheme() {
+            "file" | "s3" | "s3a" | "memory" => Ok(url),
+            other => Err(bad(format!(
+                "unsupported scheme `{other}`; use a local path, file://, s3:// or memory://"
+            ))),
+        };
+    }
+    let path = std::path::Path::new(uri);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io(".", e))?
+            .join(path)
+    };
+    let abs = normalize(&abs);
+    Url::from_file_path(&abs).map_err(|_| bad("not a valid local path".into()))
+}
+
+/// Lexically removes `.` and `..` (the path may not exist yet).
+fn normalize(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// `AWS_*` environment variables (lower-cased) overridden by configured options.
+fn merged_options(config: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    for (k, v) in config {
+        out.insert(k.to_ascii_lowercase(), v.clone());
+    }
+    // deltalake reads "allow_http"; object_store reads "aws_allow_http".
+    if let Some(v) = out.get("aws_allow_http").cloned() {
+        out.entry("allow_http".into()).or_insert(v);
+    }
+    out
+}
+
+fn build_store(url: &Url, options: &HashMap<String, String>) -> Result<Arc<dyn ObjectStore>> {
+    match url.scheme() {
+        "file" => Ok(Arc::new(object_store::local::LocalFileSystem::new())),
+        "memory" => Ok(Arc::new(object_store::memory::InMemory::new())),
+        "s3" | "s3a" => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let bucket = url.host_str().unwrap_or_default();
+            let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
+            for (k, v) in options {
+                if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+                    if !matches!(key, AmazonS3ConfigKey::Bucket) {
+                        b = b.with_config(key, v);
+                    }
+                }
+            }
+            let store = b.build().map_err(|e| Error::Storage {
+                location: url.to_string(),
+                message: format!(
+                    "{} (set the endpoint, region and credentials in [warehouse.storage_options] or AWS_* variables)",
+                    crate::error::first_line(&e.to_string())
+                ),
+            })?;
+            Ok(Arc::new(store))
+        }
+        other => Err(Error::Warehouse {
+            uri: url.to_string(),
+            message: format!("unsupported scheme `{other}`"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("raw"));
+        assert!(is_identifier("user_features2"));
+        assert!(!is_identifier("Raw"));
+        assert!(!is_identifier("2x"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(to_dir_url("s3://b/p").unwrap().as_str(), "s3://b/p/");
+        assert_eq!(
+            to_dir_url("/tmp/a/../w").unwrap().as_str(),
+            "file:///tmp/w/"
+        );
+        assert!(to_url("ftp://x")
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported scheme"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The `sluice` binary: exit codes, one-line errors, json output, SIGKILL safety.
+
+use crate::common::*;
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str], cwd: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("SLUICE_WAREHOUSE")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn user_errors_are_one_clear_line() {
+    let dir = example_project();
+    let p = dir.path();
+
+    let o = sluice(&["load", "transaction"], p);
+    assert_ne!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("unknown source `transaction`"), "{e}");
+    assert!(e.contains("did you mean `transactions`?"), "{e}");
+
+    std::fs::write(
+        p.join("sluice.toml"),
+        "[project]\nname='x'\n[warehouse]\nurl='w'\n",
+    )
+    .unwrap();
+    let o = sluice(&["load"], p);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("sluice.toml: line 4: unknown key `url` (did you mean `uri`?)"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+
+    let dir = project_with(
+        "[[source]]\nname = \"gone\"\nformat = \"csv\"\nlocation = \"data/missing.csv\"\n",
+    );
+    let o = sluice(&["load"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("source `gone`: file `"), "{e}");
+    assert!(e.contains("missing.csv` does not exist"), "{e}");
+
+    // Unreachable object storage: one line, storage exit code, no panic.
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--warehouse", "s3://nobucket/wh", "load"])
+        .current_dir(dir.path())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn sql_works_outside_a_project_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.csv"), "a\n1\n2\n").unwrap();
+    let o = sluice(
+        &["sql", "SELECT sum(a) AS s FROM 'f.csv'", "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "[{\"s\":3}]\n");
+    assert!(
+        !dir.path().join("warehouse").exists(),
+        "sql must not create a warehouse"
+    );
+    let o = sluice(&["sql", "SELECT * FROM nope"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+}
+
+#[test]
+fn load_json_summary_and_history() {
+    let dir = example_project();
+    let o = sluice(&["load", "--format", "json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sources"].as_array().unwrap().len(), 4);
+    let o = sluice(
+        &["history", "raw.transactions", "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(h[0]["version"], 0);
+    assert_eq!(h[0]["rows_added"], 5000);
+    assert_eq!(h[0]["load_id"], v["load_id"]);
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM raw.users",
+            "--format",
+            "csv",
+        ],
+        dir.path(),
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n1000\n");
+}
+
+fn count_big(p: &std::path::Path) -> String {
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM raw.big",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A load killed with SIGKILL leaves the table at its previous version; the
+/// next load completes.
+#[test]
+fn killed_load_leaves_previous_version() {
+    let dir = project_with(
+        "[[source]]\nname = \"big\"\nformat = \"csv\"\nlocation = \"data/*.csv\"\n\n[[source.columns]]\nname = \"id\"\ntype = \"bigint\"\n\n[[source.columns]]\nname = \"v\"\ntype = \"varchar\"\n",
+    );
+    let p = dir.path();
+    std::fs::write(p.join("data/0.csv"), "id,v\n1,a\n").unwrap();
+    let o = sluice(&["load"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A file big enough that the load is still running when we kill it.
+    let mut big = String::from("id,v\n");
+    for i in 0..3_000_000u64 {
+        big.push_str(&format!("{i},value-{i}-padding-padding\n"));
+    }
+    std::fs::write(p.join("data/1.csv"), big).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["load", "--progress", "never"])
+        .current_dir(p)
+        .spawn()
+        .unwrap();
+    // Let it read and encode for a while (a debug build needs ~10 s for this
+    // file), then kill it mid-way.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let finished_early = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !finished_early,
+        "the load finished before it could be killed; use a bigger file"
+    );
+    assert_eq!(count_big(p), "n\n1\n", "a killed load must leave version 0");
+    let o = sluice(&["load"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(count_big(p), "n\n3000001\n");
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary (one module per area).
+
+mod cli;
+mod common;
+mod load;
+mod s3;
+mod sql;

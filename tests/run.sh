@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The one test command: Rust tests + Python interop tests against a local
+# moto S3 server. Runnable from any directory.
+#   SLUICE_VENV       venv for the Python side (default /var/tmp/sluice-venv)
+#   CARGO_TARGET_DIR  cargo target dir        (default /var/tmp/sluice-target)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# 1. Python venv (reinstall only when requirements.txt changes)
+VENV="${SLUICE_VENV:-/var/tmp/sluice-venv}"
+REQ=tests/python/requirements.txt
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+REQ_HASH="$(sha256sum "$REQ" | cut -d' ' -f1)"
+STAMP="$VENV/.sluice-requirements.sha256"
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
+    echo "run.sh: installing Python test requirements into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+    echo "$REQ_HASH" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+
+# 2. moto S3 server on a free loopback port, stopped on exit
+PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MOTO_LOG="$(mktemp -t sluice-moto.XXXXXX.log)"
+moto_server -H 127.0.0.1 -p "$PORT" >"$MOTO_LOG" 2>&1 &
+MOTO_PID=$!
+cleanup() {
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    rm -f "$MOTO_LOG"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+    if python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/', timeout=1)" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+        echo "run.sh: moto_server exited early:" >&2; cat "$MOTO_LOG" >&2; exit 1
+    fi
+    sleep 0.2
+done
+python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/', timeout=2)" \
+    || { echo "run.sh: moto_server did not answer on port $PORT" >&2; cat "$MOTO_LOG" >&2; exit 1; }
+
+export SLUICE_TEST_S3_ENDPOINT="http://127.0.0.1:$PORT"
+export AWS_ENDPOINT_URL="$SLUICE_TEST_S3_ENDPOINT"
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1
+export AWS_ALLOW_HTTP=true
+export SLUICE_TEST_S3_BUCKET=sluice-it
+python -c "import boto3; boto3.client('s3', endpoint_url='$SLUICE_TEST_S3_ENDPOINT').create_bucket(Bucket='$SLUICE_TEST_S3_BUCKET')"
+
+# 3. Rust build and tests (the venv's python3 is first on PATH)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
+cargo build
+cargo test
+export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
+
+# 4. Python interop tests; exit code 5 (no tests collected) is a failure
+rc=0
+python -m pytest -q tests/python || rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "run.sh: pytest collected no tests" >&2
+fi
+exit "$rc"
