@@ -9,17 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # 1. Python venv (reinstall only when requirements.txt changes)
-VENV="${SLUICE_VENV:-/var/tmp/sluice-venv}"
-REQ=tests/python/requirements.txt
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-REQ_HASH="$(sha256sum "$REQ" | cut -d' ' -f1)"
-STAMP="$VENV/.sluice-requirements.sha256"
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
-    echo "run.sh: installing Python test requirements into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
-    echo "$REQ_HASH" > "$STAMP"
-fi
-export PATH="$VENV/bin:$PATH"
+source tests/venv.sh
 
 # 2. moto S3 server on a free loopback port, stopped on exit
 PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

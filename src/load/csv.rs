@@ -184,26 +184,24 @@ impl CsvTokenizer {
         let fields_bytes = &self.out[..out_len];
         let ends = &self.ends[..nfields];
 
-        if self.header.is_none() {
-            if self.expect_header {
-                let mut names = Vec::with_capacity(nfields);
-                let mut start = 0;
-                for (i, &end) in ends.iter().enumerate() {
-                    let name = String::from_utf8_lossy(&fields_bytes[start..end])
-                        .trim()
-                        .to_string();
-                    names.push(if name.is_empty() {
-                        format!("column_{}", i + 1)
-                    } else {
-                        name
-                    });
-                    start = end;
-                }
-                self.set_header(names);
-                self.rec_raw = raw;
-                self.rec_raw.clear();
-                return;
+        if self.header.is_none() && self.expect_header {
+            let mut names = Vec::with_capacity(nfields);
+            let mut start = 0;
+            for (i, &end) in ends.iter().enumerate() {
+                let name = String::from_utf8_lossy(&fields_bytes[start..end])
+                    .trim()
+                    .to_string();
+                names.push(if name.is_empty() {
+                    format!("column_{}", i + 1)
+                } else {
+                    name
+                });
+                start = end;
             }
+            self.set_header(names);
+            self.rec_raw = raw;
+            self.rec_raw.clear();
+            return;
         }
         self.records += 1;
         let ncols = self.builders.len();

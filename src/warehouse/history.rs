@@ -118,24 +118,6 @@ fn parse_commit(version: u64, bytes: &[u8]) -> CommitRecord {
     rec
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_our_metadata() {
-        let log = br#"{"commitInfo":{"timestamp":5,"operation":"WRITE","sluice.load_id":"L1","sluice.source":"s","sluice.files":[{"path":"a.csv"}]}}
-{"add":{"path":"x.parquet","stats":"{\"numRecords\":3}"}}
-{"add":{"path":"y.parquet","stats":"{\"numRecords\":4}"}}"#;
-        let r = parse_commit(2, log);
-        assert_eq!(r.version, 2);
-        assert_eq!(r.rows_added, Some(7));
-        assert_eq!(r.files_added, 2);
-        assert_eq!(r.load_id.as_deref(), Some("L1"));
-        assert_eq!(r.source_files.len(), 1);
-    }
-}
-
 /// History as a record batch, for printing like a query result.
 pub fn history_batch(records: &[CommitRecord]) -> Result<arrow::record_batch::RecordBatch> {
     use arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray, UInt64Array};
@@ -198,4 +180,22 @@ pub fn history_batch(records: &[CommitRecord]) -> Result<arrow::record_batch::Re
         Arc::new(StringArray::from(files)),
     ];
     Ok(arrow::record_batch::RecordBatch::try_new(schema, cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_our_metadata() {
+        let log = br#"{"commitInfo":{"timestamp":5,"operation":"WRITE","sluice.load_id":"L1","sluice.source":"s","sluice.files":[{"path":"a.csv"}]}}
+{"add":{"path":"x.parquet","stats":"{\"numRecords\":3}"}}
+{"add":{"path":"y.parquet","stats":"{\"numRecords\":4}"}}"#;
+        let r = parse_commit(2, log);
+        assert_eq!(r.version, 2);
+        assert_eq!(r.rows_added, Some(7));
+        assert_eq!(r.files_added, 2);
+        assert_eq!(r.load_id.as_deref(), Some("L1"));
+        assert_eq!(r.source_files.len(), 1);
+    }
 }
