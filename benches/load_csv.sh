@@ -13,8 +13,11 @@ cd "$ROOT"
 ROWS="${1:-10000000}"
 source tests/venv.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/sluice"
+# Same flags as .ci/run, so the build cache is shared.
+if command -v mold >/dev/null 2>&1; then export RUSTFLAGS="${RUSTFLAGS:--C link-arg=-fuse-ld=mold}"; fi
+# SLUICE_BIN=path skips the (slow, thin-LTO) release build.
+if [ -z "${SLUICE_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}"
 
 WORK="${BENCH_DIR:-/var/tmp/sluice-bench}"
 mkdir -p "$WORK/data"

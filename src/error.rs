@@ -105,9 +105,17 @@ impl Error {
 
     /// Wraps a Delta/object-store failure while touching `location`.
     pub(crate) fn storage(location: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
+        let mut message = first_line(&err.to_string());
+        if message.contains("error sending request") || message.contains("dns error") {
+            message.push_str(
+                "; is the endpoint reachable? (AWS_ENDPOINT_URL or aws_endpoint_url in [warehouse.storage_options])",
+            );
+        } else if message.contains("403 Forbidden") || message.contains("InvalidAccessKeyId") {
+            message.push_str("; check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or [warehouse.storage_options])");
+        }
         Error::Storage {
             location: location.to_string(),
-            message: first_line(&err.to_string()),
+            message,
         }
     }
 }

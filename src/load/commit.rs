@@ -281,6 +281,8 @@ pub async fn merge(
         .with_source_alias("s")
         .with_target_alias("t")
         .with_commit_properties(meta.properties())
+        .with_writer_properties(writer_properties())
+        .with_merge_schema(true)
         .when_matched_update(|mut u| {
             for c in &columns {
                 u = u.update(c.as_str(), q("s", c));

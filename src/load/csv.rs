@@ -57,7 +57,6 @@ pub struct CsvTokenizer {
     out_len: usize,
     ends: Vec<usize>,
     ends_len: usize,
-    rec_raw: Vec<u8>,
     /// Line number at which the next record's bytes start.
     next_line: u64,
     // Batch under construction.
@@ -90,7 +89,6 @@ impl CsvTokenizer {
             out_len: 0,
             ends: vec![0; 256],
             ends_len: 0,
-            rec_raw: Vec::new(),
             next_line: 1,
             builders: Vec::new(),
             lines: Vec::new(),
@@ -127,7 +125,7 @@ impl CsvTokenizer {
                 &mut self.out[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
-            self.rec_raw.extend_from_slice(&input[..nin]);
+            self.raw.extend_from_slice(&input[..nin]);
             input = &input[nin..];
             self.out_len += nout;
             self.ends_len += nend;
@@ -162,25 +160,27 @@ impl CsvTokenizer {
     }
 
     fn finish_record(&mut self) {
-        let raw = std::mem::take(&mut self.rec_raw);
+        // The record's raw bytes are the tail of `self.raw` after the last kept record.
+        let rec_start = self.offsets.last().copied().unwrap_or(0);
+        let nfields = self.ends_len;
+        if self.header.is_none() && !self.expect_header {
+            self.set_header((1..=nfields).map(|i| format!("column_{i}")).collect());
+        }
+        let raw = &self.raw[rec_start..];
         let leading = raw
             .iter()
             .take_while(|b| **b == b'\n' || **b == b'\r')
             .filter(|b| **b == b'\n')
             .count() as u64;
         let line = self.next_line + leading;
-        self.next_line += memchr_count(&raw);
+        self.next_line += memchr_count(raw);
         // A record consumed at end of input without a terminator still counts one line.
         if !raw.ends_with(b"\n") {
             self.next_line += 1;
         }
-        let nfields = self.ends_len;
         let out_len = self.out_len;
         self.out_len = 0;
         self.ends_len = 0;
-        if self.header.is_none() && !self.expect_header {
-            self.set_header((1..=nfields).map(|i| format!("column_{i}")).collect());
-        }
         let fields_bytes = &self.out[..out_len];
         let ends = &self.ends[..nfields];
 
@@ -199,55 +199,59 @@ impl CsvTokenizer {
                 start = end;
             }
             self.set_header(names);
-            self.rec_raw = raw;
-            self.rec_raw.clear();
+            self.raw.truncate(rec_start);
             return;
         }
         self.records += 1;
         let ncols = self.builders.len();
-        let reject = |reason: String| Rejected {
-            line,
-            raw: String::from_utf8_lossy(trim_terminator(&raw)).into_owned(),
-            reason,
-        };
-        if nfields != ncols {
-            let r = reject(format!("expected {ncols} fields, found {nfields}"));
-            self.rejected.push(r);
-            return;
-        }
-        let Ok(text) = std::str::from_utf8(fields_bytes) else {
-            let r = reject("the record is not valid UTF-8".into());
-            self.rejected.push(r);
-            return;
-        };
-        let mut start = 0;
-        for &end in ends {
-            if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-                let r = reject("the record is not valid UTF-8".into());
-                self.rejected.push(r);
-                return;
+        let problem = if nfields != ncols {
+            Some(format!("expected {ncols} fields, found {nfields}"))
+        } else {
+            match std::str::from_utf8(fields_bytes) {
+                Err(_) => Some("the record is not valid UTF-8".to_string()),
+                Ok(text) => {
+                    let mut start = 0;
+                    let mut ok = true;
+                    for &end in ends {
+                        ok &= text.is_char_boundary(start) && text.is_char_boundary(end);
+                        start = end;
+                    }
+                    if ok {
+                        let mut start = 0;
+                        for (b, &end) in self.builders.iter_mut().zip(ends) {
+                            let v = &text[start..end];
+                            if self
+                                .null_values
+                                .iter()
+                                .any(|n| n.as_slice() == v.as_bytes())
+                            {
+                                b.append_null();
+                            } else {
+                                b.append_value(v);
+                            }
+                            start = end;
+                        }
+                        None
+                    } else {
+                        Some("the record is not valid UTF-8".to_string())
+                    }
+                }
             }
-            start = end;
-        }
-        let mut start = 0;
-        for (b, &end) in self.builders.iter_mut().zip(ends) {
-            let v = &text[start..end];
-            if self
-                .null_values
-                .iter()
-                .any(|n| n.as_slice() == v.as_bytes())
-            {
-                b.append_null();
-            } else {
-                b.append_value(v);
+        };
+        match problem {
+            Some(reason) => {
+                self.rejected.push(Rejected {
+                    line,
+                    raw: String::from_utf8_lossy(trim_terminator(raw)).into_owned(),
+                    reason,
+                });
+                self.raw.truncate(rec_start);
             }
-            start = end;
+            None => {
+                self.lines.push(line);
+                self.offsets.push(self.raw.len());
+            }
         }
-        self.lines.push(line);
-        self.raw.extend_from_slice(&raw);
-        self.offsets.push(self.raw.len());
-        self.rec_raw = raw;
-        self.rec_raw.clear();
     }
 
     fn take_batch(&mut self) -> RawBatch {

@@ -329,14 +329,18 @@ merge_keys = ["k"]
     ))
     .await
     .unwrap();
-    std::fs::write(dir.path().join("data/dim2.csv"), "k,v\n2,TWO\n3,three\n").unwrap();
+    std::fs::write(
+        dir.path().join("data/dim2.csv"),
+        "k,v,w\n2,TWO,x\n3,three,y\n3,THREE,z\n",
+    )
+    .unwrap();
     load(&project, &w, &[], &LoadOptions::default(), &NoProgress)
         .await
         .unwrap();
     let e = engine(&project, &w).await;
     assert_eq!(rows(&e, "SELECT id, name FROM raw.snap").await, vec!["3|c"]);
     assert_eq!(
-        rows(&e, "SELECT k, v FROM raw.dim ORDER BY k").await,
-        vec!["1|one", "2|TWO", "3|three"]
+        rows(&e, "SELECT k, v, w FROM raw.dim ORDER BY k").await,
+        vec!["1|one|", "2|TWO|x", "3|THREE|z"]
     );
 }
