@@ -43,24 +43,55 @@ impl LoadMetadata {
     }
 }
 
-pub(crate) fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Rows handed to the Parquet writer at a time.
+const WRITE_BATCH_ROWS: usize = 64 * 1024;
+
+/// ZSTD everywhere; dictionary encoding only for text (where it pays), chunk-level
+/// statistics (Delta keeps its own per-file statistics for skipping).
+pub(crate) fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    use deltalake::parquet::file::properties::EnabledStatistics;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_dictionary_enabled(false);
+    for f in schema.fields() {
+        if matches!(
+            f.data_type(),
+            arrow::datatypes::DataType::Utf8
+                | arrow::datatypes::DataType::LargeUtf8
+                | arrow::datatypes::DataType::Utf8View
+        ) {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    b.build()
 }
 
 fn delta_err(table: &str) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
     move |e| Error::storage(table, e)
 }
 
+/// One encoder: a task that owns a `DeltaWriter` and encodes the batches it is sent.
+struct Encoder {
+    tx: tokio::sync::mpsc::Sender<RecordBatch>,
+    task: tokio::task::JoinHandle<deltalake::DeltaResult<Vec<deltalake::kernel::Add>>>,
+}
+
 /// Data files written for one table, committed (or abandoned) at the end.
+///
+/// Batches are encoded by `encoders` parallel tasks (Parquet encoding and ZSTD are
+/// most of a load's CPU), each writing its own files; the commit gathers them all.
 pub struct TableSink {
     name: String,
     handle: DeltaTable,
     existing: Option<DeltaTable>,
     schema: SchemaRef,
-    writer: Option<DeltaWriter>,
+    parallelism: usize,
+    encoders: Vec<Encoder>,
+    next: usize,
+    aborted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TableSink {
@@ -73,39 +104,111 @@ impl TableSink {
     ) -> Result<Self> {
         let url = warehouse.table_url(schema_name, table)?;
         let handle = warehouse.table_handle(&url)?;
+        let parallelism = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
         Ok(TableSink {
             name: format!("{schema_name}.{table}"),
             handle,
             existing: existing.cloned(),
             schema,
-            writer: None,
+            parallelism,
+            encoders: Vec::new(),
+            next: 0,
+            aborted: Default::default(),
         })
     }
 
-    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let writer = match &mut self.writer {
-            Some(w) => w,
-            None => {
-                let config = WriterConfig::new(
-                    self.schema.clone(),
-                    Vec::new(),
-                    Some(writer_properties()),
-                    NonZeroU64::new(TARGET_FILE_SIZE),
-                    None,
-                    buoyant_kernel::table_properties::DataSkippingNumIndexedCols::NumColumns(32),
-                    None,
-                );
-                let store = self.handle.log_store().object_store(None);
-                self.writer.insert(DeltaWriter::new(store, config))
+    /// Encode with at most `n` tasks (small tables such as quarantine use one).
+    pub fn with_parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n.max(1);
+        self
+    }
+
+    fn spawn_encoder(&self) -> Encoder {
+        let config = WriterConfig::new(
+            self.schema.clone(),
+            Vec::new(),
+            Some(writer_properties(&self.schema)),
+            NonZeroU64::new(TARGET_FILE_SIZE),
+            Some(WRITE_BATCH_ROWS),
+            buoyant_kernel::table_properties::DataSkippingNumIndexedCols::NumColumns(32),
+            None,
+        );
+        let store = self.handle.log_store().object_store(None);
+        let mut writer = DeltaWriter::new(store, config);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(1);
+        let aborted = self.aborted.clone();
+        let task = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                if let Err(e) = writer.write(&batch).await {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
             }
-        };
-        writer.write(batch).await.map_err(delta_err(&self.name))
+            if aborted.load(std::sync::atomic::Ordering::SeqCst) {
+                writer.abort().await?;
+                return Ok(Vec::new());
+            }
+            writer.close().await
+        });
+        Encoder { tx, task }
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.encoders.len() < self.parallelism {
+            let e = self.spawn_encoder();
+            self.encoders.push(e);
+        }
+        let i = self.next % self.encoders.len();
+        self.next += 1;
+        if self.encoders[i].tx.send(batch.clone()).await.is_err() {
+            // The encoder stopped: report its error.
+            let enc = self.encoders.remove(i);
+            drop(enc.tx);
+            return match enc.task.await {
+                Ok(Err(e)) => Err(Error::storage(&self.name, e)),
+                Ok(Ok(_)) => Err(Error::Internal(format!(
+                    "encoder of {} stopped early",
+                    self.name
+                ))),
+                Err(e) => Err(Error::Internal(format!("encoder of {}: {e}", self.name))),
+            };
+        }
+        Ok(())
     }
 
     /// Drops written files from the commit (they stay as unreferenced files).
     pub async fn abort(&mut self) {
-        if let Some(w) = self.writer.take() {
-            let _ = w.abort().await;
+        self.aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for enc in self.encoders.drain(..) {
+            drop(enc.tx);
+            let _ = enc.task.await;
+        }
+    }
+
+    /// Closes the encoders and returns the Add actions of every file written.
+    async fn finish(&mut self) -> Result<Vec<deltalake::kernel::Add>> {
+        let mut adds = Vec::new();
+        let mut first_err = None;
+        for enc in self.encoders.drain(..) {
+            drop(enc.tx);
+            match enc.task.await {
+                Ok(Ok(a)) => adds.extend(a),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(Error::storage(&self.name, e));
+                }
+                Err(e) => {
+                    first_err
+                        .get_or_insert(Error::Internal(format!("encoder of {}: {e}", self.name)));
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(adds),
         }
     }
 
@@ -116,10 +219,7 @@ impl TableSink {
         overwrite: bool,
         schema_changed: bool,
     ) -> Result<u64> {
-        let adds = match self.writer.take() {
-            Some(w) => w.close().await.map_err(delta_err(&self.name))?,
-            None => Vec::new(),
-        };
+        let adds = self.finish().await?;
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         let struct_type: StructType = self
             .schema
@@ -203,13 +303,16 @@ impl RejectSink {
                 .warehouse
                 .open_table(&self.schema_name, &self.table)
                 .await?;
-            self.sink = Some(TableSink::new(
-                &self.warehouse,
-                &self.schema_name,
-                &self.table,
-                super::rejected_schema(),
-                existing.as_ref(),
-            )?);
+            self.sink = Some(
+                TableSink::new(
+                    &self.warehouse,
+                    &self.schema_name,
+                    &self.table,
+                    super::rejected_schema(),
+                    existing.as_ref(),
+                )?
+                .with_parallelism(1),
+            );
         }
         match &mut self.sink {
             Some(s) => s.write(batch).await,
@@ -281,7 +384,7 @@ pub async fn merge(
         .with_source_alias("s")
         .with_target_alias("t")
         .with_commit_properties(meta.properties())
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(writer_properties(&schema))
         .with_merge_schema(true)
         .when_matched_update(|mut u| {
             for c in &columns {
