@@ -31,15 +31,19 @@ pub struct LoadMetadata {
 
 impl LoadMetadata {
     fn properties(&self) -> CommitProperties {
-        CommitProperties::default().with_metadata([
-            ("sluice.load_id".to_string(), self.load_id.clone().into()),
-            ("sluice.source".to_string(), self.source.clone().into()),
-            (
-                "sluice.files".to_string(),
-                serde_json::Value::Array(self.files.clone()),
-            ),
-            ("sluice.rows".to_string(), self.rows.into()),
-        ])
+        // The commit metadata is what makes loads idempotent: never let our own
+        // commits delete expired log entries that record which files were loaded.
+        CommitProperties::default()
+            .with_cleanup_expired_logs(Some(false))
+            .with_metadata([
+                ("sluice.load_id".to_string(), self.load_id.clone().into()),
+                ("sluice.source".to_string(), self.source.clone().into()),
+                (
+                    "sluice.files".to_string(),
+                    serde_json::Value::Array(self.files.clone()),
+                ),
+                ("sluice.rows".to_string(), self.rows.into()),
+            ])
     }
 }
 
