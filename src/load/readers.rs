@@ -276,81 +276,57 @@ fn read_csv(
     tx: &Tx,
 ) -> Result<()> {
     let mut stream = byte_stream(handle, file)?;
+    let mut t = CsvTokenizer::new(csv, BATCH_ROWS, Some(plan.columns.len()));
+    let mut done = Vec::new();
+    let mut pending_bytes = 0u64;
     let ts_format = csv.timestamp_format.as_deref();
-    // Two stages on two threads: this one tokenizes, the scoped one types
-    // (parses numbers, decimals, timestamps) and quarantines.
-    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<(super::csv::RawBatch, u64)>(2);
-    std::thread::scope(|scope| {
-        let typer = scope.spawn(move || -> Result<()> {
-            for (raw, bytes) in raw_rx {
-                let mut rejected = raw.rejected.clone();
-                let (batch, more) = type_strings(
-                    &raw.columns,
-                    &plan.columns,
-                    &plan.schema,
-                    ts_format,
-                    |i| raw.raw_text(i),
-                    &raw.lines,
-                )?;
-                rejected.extend(more);
-                rejected.sort_by_key(|r| r.line);
-                let chunk = Chunk {
-                    batch: Some(batch),
-                    rejected,
-                    bytes,
-                };
-                if !send(tx, chunk) {
-                    break;
-                }
+    loop {
+        let next = handle.block_on(stream.next());
+        let eof = next.is_none();
+        match next {
+            Some(bytes) => {
+                let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
+                pending_bytes += bytes.len() as u64;
+                t.feed(&bytes, &mut done);
             }
-            Ok(())
-        });
-        let tokenized = (|| -> Result<()> {
-            let mut t = CsvTokenizer::new(csv, BATCH_ROWS, Some(plan.columns.len()));
-            let mut done = Vec::new();
-            let mut pending_bytes = 0u64;
-            loop {
-                let next = handle.block_on(stream.next());
-                let eof = next.is_none();
-                match next {
-                    Some(bytes) => {
-                        let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
-                        pending_bytes += bytes.len() as u64;
-                        t.feed(&bytes, &mut done);
-                    }
-                    None => t.feed(&[], &mut done),
-                }
-                for raw in done.drain(..) {
-                    if raw_tx
-                        .send((raw, std::mem::take(&mut pending_bytes)))
-                        .is_err()
-                    {
-                        // The typing stage stopped (error or load aborted).
-                        return Ok(());
-                    }
-                }
-                if eof {
-                    break;
-                }
+            None => t.feed(&[], &mut done),
+        }
+        for raw in done.drain(..) {
+            let mut rejected = raw.rejected.clone();
+            let (batch, more) = type_strings(
+                &raw.columns,
+                &plan.columns,
+                &plan.schema,
+                ts_format,
+                |i| raw.raw_text(i),
+                &raw.lines,
+            )?;
+            rejected.extend(more);
+            rejected.sort_by_key(|r| r.line);
+            let chunk = Chunk {
+                batch: Some(batch),
+                rejected,
+                bytes: std::mem::take(&mut pending_bytes),
+            };
+            if !send(tx, chunk) {
+                return Ok(());
             }
-            if pending_bytes > 0 {
-                send(
-                    tx,
-                    Chunk {
-                        batch: None,
-                        rejected: Vec::new(),
-                        bytes: pending_bytes,
-                    },
-                );
-            }
-            Ok(())
-        })();
-        drop(raw_tx);
-        let typed = typer
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("the CSV typing thread panicked".into())));
-        tokenized.and(typed)
-    })
+        }
+        if eof {
+            break;
+        }
+    }
+    if pending_bytes > 0 {
+        send(
+            tx,
+            Chunk {
+                batch: None,
+                rejected: Vec::new(),
+                bytes: pending_bytes,
+            },
+        );
+    }
+    Ok(())
 }
 
 fn read_ndjson(
