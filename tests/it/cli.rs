@@ -168,3 +168,37 @@ fn killed_load_leaves_previous_version() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(count_big(p), "n\n3000001\n");
 }
+
+/// `sluice init` makes a project that loads and answers queries, also with a
+/// `file://` warehouse given on the command line.
+#[test]
+fn init_then_load_with_file_uri_warehouse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = tmp.path().join("p");
+    let o = sluice(&["init", proj.to_str().unwrap()], tmp.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let wh = format!("file://{}", tmp.path().join("wh").display());
+    let o = sluice(&["--warehouse", &wh, "load"], &proj);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(tmp.path().join("wh/raw/events/_delta_log").is_dir());
+    let o = sluice(
+        &[
+            "--warehouse",
+            &wh,
+            "sql",
+            "SELECT count(*) AS n FROM events",
+            "--format",
+            "csv",
+        ],
+        &proj,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "n\n3\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = sluice(&["init", proj.to_str().unwrap()], tmp.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("a project already exists here"));
+}
