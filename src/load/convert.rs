@@ -214,7 +214,8 @@ pub fn widens_to(from: &DataType, to: &DataType) -> bool {
         (Date32, Timestamp(..)) => true,
         (Timestamp(_, a), Timestamp(_, b)) => a.is_some() == b.is_some(),
         (Decimal128(p1, s1), Decimal128(p2, s2)) => {
-            s1 <= s2 && (p1 - *s1 as u8) <= (p2 - *s2 as u8)
+            // Integer digits must fit too; i16 so odd (negative) scales cannot overflow.
+            s1 <= s2 && (*p1 as i16 - *s1 as i16) <= (*p2 as i16 - *s2 as i16)
         }
         _ => false,
     }
