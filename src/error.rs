@@ -67,6 +67,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A model cannot be compiled or run.
+    #[error("model `{model}` ({file}): {message}")]
+    Model {
+        model: String,
+        file: String,
+        message: String,
+    },
+
+    /// Several independent problems, reported together (every model is checked
+    /// before anything runs).
+    #[error("{}", join_errors(.0))]
+    Many(Vec<Error>),
+
     /// A bug in sluice: please report it.
     #[error("internal error (a bug in sluice, please report it): {0}")]
     Internal(String),
@@ -78,6 +91,7 @@ impl Error {
         match self {
             Error::Internal(_) => 70,
             Error::Storage { .. } | Error::Io { .. } => 3,
+            Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
             _ => 2,
         }
     }
@@ -165,6 +179,15 @@ fn strip_df_prefix(msg: &str) -> String {
         }
     }
     msg.to_string()
+}
+
+fn join_errors(errors: &[Error]) -> String {
+    let mut out = format!("{} problems:", errors.len());
+    for e in errors {
+        out.push_str("\n  - ");
+        out.push_str(&e.to_string().replace('\n', "\n    "));
+    }
+    out
 }
 
 /// Object-store errors can be many lines long (full HTTP bodies); one line is enough.

@@ -14,7 +14,8 @@
 //!
 //! | module      | owns                                                              |
 //! |-------------|-------------------------------------------------------------------|
-//! | `project`   | `sluice.toml`, source declarations (`catalog/*.toml`)             |
+//! | `models`    | discovery, Jinja, dependency inference, DAG, scheduler, materializations, data tests, seeds, run records |
+//! | `project`   | `sluice.toml` / `dbt_project.yml`, source declarations (`catalog/*.toml`) |
 //! | `load`      | readers, typing, quarantine, idempotent single-commit loads       |
 //! | `sql`       | the DataFusion session over the warehouse, file table functions   |
 //! | `warehouse` | URIs, object stores, Delta tables, history, the catalog provider  |
@@ -24,6 +25,7 @@
 
 pub mod error;
 pub mod load;
+pub mod models;
 pub mod project;
 pub mod sql;
 pub mod warehouse;

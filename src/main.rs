@@ -1,7 +1,7 @@
 //! The `sluice` command line: a thin front end over the library.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice::load::{FileReport, LoadObserver, LoadOptions, LoadReport};
 use sluice::project::Project;
@@ -99,6 +99,48 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run the pipeline: `sluice run` loads every source, then builds the models
+    /// with their tests; `sluice run models` builds only the models.
+    Run {
+        /// `models`: only the models (no load, no tests).
+        #[arg(value_enum)]
+        step: Option<RunStep>,
+        #[command(flatten)]
+        args: ModelArgs,
+    },
+    /// Build the selected models, running each model's tests right after it; a
+    /// failing test skips the model's descendants.
+    Build {
+        #[command(flatten)]
+        args: ModelArgs,
+    },
+    /// Run the data tests (schema.yml generic tests, config checks, singular tests).
+    Test {
+        #[command(flatten)]
+        args: ModelArgs,
+    },
+    /// Load the CSV files under seeds/ as tables (types inferred), replacing them.
+    Seed {
+        /// Seed names (file names without .csv). Default: every seed.
+        seeds: Vec<String>,
+        /// Summary format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Render every selected model and print the execution order and the SQL that
+    /// would run, without running anything.
+    Compile {
+        #[command(flatten)]
+        args: ModelArgs,
+    },
+    /// Show the models upstream and downstream of MODEL.
+    Lineage {
+        /// Model name (`user_features`) or `schema.table`.
+        model: String,
+        /// Output: an indented tree, Graphviz dot or JSON.
+        #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
+        format: LineageFormat,
+    },
     /// List the versions of a table: version, time, operation, rows, load id, files.
     History {
         /// `schema.table`, or a table of the default schema.
@@ -107,6 +149,44 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum RunStep {
+    /// Only the models.
+    Models,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LineageFormat {
+    Text,
+    Dot,
+    Json,
+}
+
+/// Options shared by run, build, test and compile.
+#[derive(Args, Debug, Clone)]
+struct ModelArgs {
+    /// Models to include, dbt syntax: `name`, `+name` (with ancestors), `name+`
+    /// (with descendants), `tag:x`, `path:dir`, `stg_*`; space = union,
+    /// comma = intersection. Default: all.
+    #[arg(short = 's', long, num_args = 1.., value_name = "SPEC")]
+    select: Vec<String>,
+    /// Models to leave out (same syntax as --select).
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    exclude: Vec<String>,
+    /// Models run at once. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Rebuild incremental models from scratch.
+    #[arg(long)]
+    full_refresh: bool,
+    /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
+    #[arg(long, value_name = "JSON")]
+    vars: Option<String>,
+    /// Summary format: a table for people, json for programs.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 fn main() {
@@ -149,7 +229,7 @@ fn report_error(e: &anyhow::Error) -> i32 {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,deltalake_core=error",
         1 => "info,sluice=info",
         _ => "debug",
     };
@@ -178,7 +258,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
-    if cli.project.is_some() && !root.join(sluice::project::PROJECT_FILE).exists() {
+    if cli.project.is_some()
+        && !root.join(sluice::project::PROJECT_FILE).exists()
+        && !root.join(sluice::project::DBT_PROJECT_FILE).exists()
+    {
         return Err(sluice::Error::config(
             root.join(sluice::project::PROJECT_FILE),
             "not found; pass the folder holding sluice.toml to --project, or create one with `sluice init DIR`",
@@ -246,6 +329,95 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
+        Command::Run { step, args } => {
+            let with_load = step.is_none();
+            if with_load && !project.sources.is_empty() {
+                let bars = Bars::new(show_progress);
+                let report = sluice::load::load(
+                    &project,
+                    &warehouse,
+                    &[],
+                    &sluice::load::LoadOptions::default(),
+                    &bars,
+                )
+                .await;
+                bars.finish();
+                let report = report?;
+                if args.format == Format::Table {
+                    print_load_report(&report, Format::Table)?;
+                }
+            }
+            let steps = if with_load {
+                sluice::models::Steps::Build
+            } else {
+                sluice::models::Steps::Models
+            };
+            let command = if with_load { "run" } else { "run models" };
+            run_models(&project, warehouse, &args, steps, command, show_progress).await
+        }
+        Command::Build { args } => {
+            run_models(
+                &project,
+                warehouse,
+                &args,
+                sluice::models::Steps::Build,
+                "build",
+                show_progress,
+            )
+            .await
+        }
+        Command::Test { args } => {
+            run_models(
+                &project,
+                warehouse,
+                &args,
+                sluice::models::Steps::Tests,
+                "test",
+                show_progress,
+            )
+            .await
+        }
+        Command::Seed { seeds, format } => {
+            let bars = Bars::new(show_progress);
+            let report = sluice::models::seeds::seed(&project, &warehouse, &seeds, &bars).await;
+            bars.finish();
+            print_load_report(&report?, format)?;
+            Ok(())
+        }
+        Command::Compile { args } => {
+            let t0 = std::time::Instant::now();
+            let vars = parse_vars(args.vars.as_deref())?;
+            let opts = sluice::models::CompileOptions {
+                full_refresh: args.full_refresh,
+                vars,
+                target: None,
+            };
+            let compiled = sluice::models::compile(&project, &warehouse, &opts).await?;
+            let selection = sluice::models::Selection {
+                select: args.select.clone(),
+                exclude: args.exclude.clone(),
+            };
+            let order = selection.apply(&compiled)?;
+            print_compiled(&compiled, &order, args.format, t0.elapsed().as_secs_f64())?;
+            Ok(())
+        }
+        Command::Lineage { model, format } => {
+            let compiled = sluice::models::compile(
+                &project,
+                &warehouse,
+                &sluice::models::CompileOptions::default(),
+            )
+            .await?;
+            let i = compiled.find(&model)?;
+            let text = match format {
+                LineageFormat::Text => compiled.dag.lineage_text(i),
+                LineageFormat::Dot => compiled.dag.lineage_dot(i),
+                LineageFormat::Json => compiled.dag.lineage_json(i),
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", text.trim_end())?;
+            Ok(())
+        }
         Command::History { table, format } => {
             let (schema, name) = match table.split_once('.') {
                 Some((s, t)) => (s.to_string(), t.to_string()),
@@ -266,6 +438,232 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             sluice::sql::write_batches(&mut out, &[batch], format.into())?;
             Ok(())
+        }
+    }
+}
+
+fn parse_vars(
+    raw: Option<&str>,
+) -> anyhow::Result<std::collections::BTreeMap<String, serde_json::Value>> {
+    let Some(raw) = raw else {
+        return Ok(Default::default());
+    };
+    let v: serde_json::Value =
+        serde_yaml::from_str(raw).with_context(|| format!("--vars `{raw}` is not JSON or YAML"))?;
+    match v {
+        serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
+        serde_json::Value::Null => Ok(Default::default()),
+        _ => anyhow::bail!("--vars must be a mapping, e.g. '{{\"start_date\": \"2026-01-01\"}}'"),
+    }
+}
+
+async fn run_models(
+    project: &Project,
+    warehouse: Warehouse,
+    args: &ModelArgs,
+    steps: sluice::models::Steps,
+    command: &str,
+    show_progress: bool,
+) -> anyhow::Result<()> {
+    let vars = parse_vars(args.vars.as_deref())?;
+    let opts = sluice::models::CompileOptions {
+        full_refresh: args.full_refresh,
+        vars: vars.clone(),
+        target: None,
+    };
+    let compiled = std::sync::Arc::new(sluice::models::compile(project, &warehouse, &opts).await?);
+    let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+    let selection = sluice::models::Selection {
+        select: args.select.clone(),
+        exclude: args.exclude.clone(),
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let observer = RunBars::new(show_progress);
+    let report = sluice::models::execute(
+        project, &engine, compiled, &selection, steps, threads, &vars, command, &observer,
+    )
+    .await?;
+    observer.finish();
+    print_run_report(&report, args.format)?;
+    if !report.success() {
+        let failed = report
+            .results
+            .iter()
+            .filter(|r| r.status.is_failure())
+            .count();
+        return Err(anyhow::anyhow!(
+            "{failed} of {} nodes did not succeed (see above; details in target/run_results.json and _sluice.runs)",
+            report.results.len()
+        ));
+    }
+    Ok(())
+}
+
+fn print_compiled(
+    compiled: &sluice::models::Compiled,
+    order: &[usize],
+    format: Format,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        let models: Vec<_> = order
+            .iter()
+            .map(|i| {
+                let m = &compiled.models[*i];
+                serde_json::json!({
+                    "model": m.id(),
+                    "name": m.name,
+                    "file": m.file.display,
+                    "materialized": m.config.materialized,
+                    "incremental_run": m.is_incremental,
+                    "depends_on": m.deps.iter().map(|d| compiled.models[*d].id()).collect::<Vec<_>>(),
+                    "reads": m.inputs.iter().map(|(s, t)| format!("{s}.{t}")).collect::<Vec<_>>(),
+                    "tags": m.config.tags,
+                    "sql_hash": m.sql_hash,
+                    "sql": m.sql,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "models": models, "seconds": seconds }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "-- execution order ({} models):", order.len())?;
+    for (n, i) in order.iter().enumerate() {
+        let m = &compiled.models[*i];
+        writeln!(
+            out,
+            "--   {:>4}. {} ({}) {}",
+            n + 1,
+            m.id(),
+            m.config.materialized,
+            m.file.display
+        )?;
+    }
+    for i in order {
+        let m = &compiled.models[*i];
+        writeln!(
+            out,
+            "\n-- {} ({}) from {}",
+            m.id(),
+            m.config.materialized,
+            m.file.display
+        )?;
+        writeln!(out, "{};", m.sql.trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_run_report(report: &sluice::models::RunReport, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "{} {}", report.command, report.run_id)?;
+    for r in &report.results {
+        let rows = match (r.rows, r.failures) {
+            (Some(n), _) => format!("{n} rows"),
+            (None, Some(f)) if f > 0 => format!("{f} failing"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {:<7} {:<40} {:<20} {:>14} {:>8.2}s",
+            r.status.as_str().to_uppercase(),
+            r.id,
+            r.materialization,
+            rows,
+            r.seconds
+        )?;
+    }
+    let count = |s: sluice::models::Status| report.results.iter().filter(|r| r.status == s).count();
+    use sluice::models::Status as S;
+    writeln!(
+        out,
+        "done in {:.2}s: {} built, {} passed, {} warned, {} failed, {} errors, {} skipped",
+        report.seconds,
+        count(S::Success),
+        count(S::Pass),
+        count(S::Warn),
+        count(S::Fail),
+        count(S::Error),
+        count(S::Skipped)
+    )?;
+    for r in report
+        .results
+        .iter()
+        .filter(|r| matches!(r.status, S::Error | S::Fail | S::Warn))
+    {
+        writeln!(
+            out,
+            "\n{} {} ({}):",
+            r.status.as_str().to_uppercase(),
+            r.id,
+            r.file
+        )?;
+        if let Some(m) = &r.message {
+            for line in m.lines() {
+                writeln!(out, "  {line}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Progress of a model run: a bar counting nodes, and a line per finished node.
+struct RunBars {
+    bar: Option<ProgressBar>,
+}
+
+impl RunBars {
+    fn new(show: bool) -> Self {
+        let bar = show.then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("[{bar:30}] {pos}/{len} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        RunBars { bar }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl sluice::models::RunObserver for RunBars {
+    fn started(&self, id: &str, _kind: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(id.to_string());
+        }
+    }
+
+    fn finished(&self, r: &sluice::models::NodeResult, done: usize, total: usize) {
+        if let Some(b) = &self.bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+            b.println(format!(
+                "{done} of {total} {} {} {} [{:.2}s]",
+                r.status.as_str().to_uppercase(),
+                r.kind,
+                r.id,
+                r.seconds
+            ));
         }
     }
 }

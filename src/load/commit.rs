@@ -1,6 +1,7 @@
 //! Writing Parquet data files and committing them to Delta in one commit.
 
 use crate::error::{Error, Result};
+pub(crate) use crate::warehouse::writer_properties;
 use crate::warehouse::Warehouse;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -8,18 +9,13 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
 use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
-/// Target size of one data file.
-const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
-/// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 1024 * 1024;
+use crate::warehouse::TARGET_FILE_SIZE;
 
 /// What a load records in the commit (see `warehouse::history`).
 pub struct LoadMetadata {
@@ -49,29 +45,6 @@ impl LoadMetadata {
 
 /// Rows handed to the Parquet writer at a time.
 const WRITE_BATCH_ROWS: usize = 64 * 1024;
-
-/// ZSTD everywhere; dictionary encoding only for text (where it pays), chunk-level
-/// statistics (Delta keeps its own per-file statistics for skipping).
-pub(crate) fn writer_properties(schema: &SchemaRef) -> WriterProperties {
-    use deltalake::parquet::file::properties::EnabledStatistics;
-    use deltalake::parquet::schema::types::ColumnPath;
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_dictionary_enabled(false);
-    for f in schema.fields() {
-        if matches!(
-            f.data_type(),
-            arrow::datatypes::DataType::Utf8
-                | arrow::datatypes::DataType::LargeUtf8
-                | arrow::datatypes::DataType::Utf8View
-        ) {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
-        }
-    }
-    b.build()
-}
 
 fn delta_err(table: &str) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
     move |e| Error::storage(table, e)

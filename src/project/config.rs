@@ -13,6 +13,13 @@ pub struct ProjectConfig {
     pub project: ProjectSection,
     #[serde(default)]
     pub warehouse: WarehouseSection,
+    /// `[vars]`: values for `var('name')` in models.
+    #[serde(default)]
+    pub vars: toml::Table,
+    /// `[models]`: model config for every model, with per-folder tables
+    /// (`[models.staging]` applies to `<models>/staging/`).
+    #[serde(default)]
+    pub models: toml::Table,
 }
 
 /// `[project]`
@@ -27,6 +34,12 @@ pub struct ProjectSection {
     /// Folder of source declarations (`*.toml`), relative to the project root.
     #[serde(default = "default_catalog")]
     pub catalog: String,
+    /// Folder of seed CSV files, relative to the project root.
+    #[serde(default = "default_seeds")]
+    pub seeds: String,
+    /// Folder of singular data tests (`*.sql` returning failing rows).
+    #[serde(default = "default_tests")]
+    pub tests: String,
 }
 
 /// `[warehouse]`
@@ -53,6 +66,12 @@ fn default_models() -> String {
 fn default_catalog() -> String {
     "catalog".into()
 }
+fn default_seeds() -> String {
+    "seeds".into()
+}
+fn default_tests() -> String {
+    "tests".into()
+}
 fn default_uri() -> String {
     "warehouse".into()
 }
@@ -66,6 +85,8 @@ impl Default for ProjectSection {
             name: default_name(),
             models: default_models(),
             catalog: default_catalog(),
+            seeds: default_seeds(),
+            tests: default_tests(),
         }
     }
 }

@@ -4,10 +4,15 @@
 //! are relative to the project root unless absolute or URIs.
 
 mod config;
+mod dbt;
 mod source;
 
+pub use dbt::{ModelSettings, ProjectKind, DBT_PROJECT_FILE};
+
 pub use config::{ProjectConfig, ProjectSection, WarehouseSection};
-pub use source::{ColumnDecl, CsvOptions, LoadMode, SchemaEvolution, SourceDecl, SourceFormat};
+pub use source::{
+    parse_type, ColumnDecl, CsvOptions, LoadMode, SchemaEvolution, SourceDecl, SourceFormat,
+};
 
 use crate::error::{did_you_mean, Error, Result};
 use std::path::{Path, PathBuf};
@@ -26,30 +31,58 @@ pub struct Project {
     pub has_config: bool,
     /// Declared sources, in declaration order.
     pub sources: Vec<SourceDecl>,
+    /// Models, seeds and tests (from `sluice.toml` or `dbt_project.yml`).
+    pub settings: ModelSettings,
 }
 
 impl Project {
     /// Loads the project at `root`. A folder without `sluice.toml` is an empty
     /// project (no sources) with the default configuration.
+    ///
+    /// A folder with `dbt_project.yml` and no `sluice.toml` is a dbt project: its
+    /// models, seeds, tests and vars come from there, its default schema is `main`
+    /// (as with dbt-duckdb) and it has no load sources.
     pub fn load(root: &Path) -> Result<Self> {
         let file = root.join(PROJECT_FILE);
-        let (config, has_config) = if file.exists() {
+        if file.exists() {
             let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-            (ProjectConfig::parse(&text, &file)?, true)
-        } else {
-            (ProjectConfig::default(), false)
-        };
-        let sources = if has_config {
-            source::load_catalog(&root.join(&config.project.catalog))?
-        } else {
-            Vec::new()
-        };
+            let config = ProjectConfig::parse(&text, &file)?;
+            let sources = source::load_catalog(&root.join(&config.project.catalog))?;
+            let settings = ModelSettings::from_sluice(root, &config)?;
+            return Ok(Project {
+                root: root.to_path_buf(),
+                config,
+                has_config: true,
+                sources,
+                settings,
+            });
+        }
+        let mut config = ProjectConfig::default();
+        if root.join(DBT_PROJECT_FILE).exists() {
+            let settings = ModelSettings::from_dbt(root)?;
+            config.project.name = settings.name.clone();
+            config.warehouse.default_schema = "main".into();
+            return Ok(Project {
+                root: root.to_path_buf(),
+                config,
+                has_config: true,
+                sources: Vec::new(),
+                settings,
+            });
+        }
+        let settings = ModelSettings::from_sluice(root, &config)?;
         Ok(Project {
             root: root.to_path_buf(),
             config,
-            has_config,
-            sources,
+            has_config: false,
+            sources: Vec::new(),
+            settings,
         })
+    }
+
+    /// Whether this is a dbt project (no `sluice.toml`).
+    pub fn is_dbt(&self) -> bool {
+        self.settings.kind == ProjectKind::Dbt
     }
 
     /// The sources named in `names`, or all sources when `names` is empty.

@@ -24,6 +24,7 @@ pub const CATALOG: &str = "sluice";
 #[derive(Clone)]
 pub struct Engine {
     ctx: SessionContext,
+    catalog: Arc<WarehouseCatalog>,
     warehouse: Warehouse,
     default_schema: String,
 }
@@ -65,12 +66,14 @@ impl Engine {
             .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
             .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
-        let catalog =
-            WarehouseCatalog::try_new(warehouse.clone(), &[default_schema.to_string()]).await?;
-        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        let catalog = Arc::new(WarehouseCatalog::try_new(warehouse.clone(), default_schema).await?);
+        let weak = ctx.state_weak_ref();
+        catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
+        ctx.register_catalog(CATALOG, catalog.clone());
         file_functions::register(&ctx);
         Ok(Engine {
             ctx,
+            catalog,
             warehouse,
             default_schema: default_schema.to_string(),
         })
@@ -84,6 +87,11 @@ impl Engine {
     /// The warehouse this engine reads.
     pub fn warehouse(&self) -> &Warehouse {
         &self.warehouse
+    }
+
+    /// Sets the bare-name map of models (see [`crate::warehouse::Aliases`]).
+    pub fn set_aliases(&self, aliases: crate::warehouse::Aliases) {
+        self.catalog.set_aliases(aliases);
     }
 
     /// Schema of unqualified names.

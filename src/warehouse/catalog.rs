@@ -1,40 +1,86 @@
 //! The warehouse as a DataFusion catalog: schema `x`, table `y` is the Delta
-//! table at `<root>/x/y/`, found without registering anything.
+//! table at `<root>/x/y/` or the stored view `x.y`, found without registering
+//! anything. In the default schema, a bare model name that is unique across
+//! schemas resolves to its model (see [`super::views`]).
 
+use super::views::{Aliases, SqlView};
 use super::Warehouse;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::session_state::SessionState;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+type StateFn = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;
+
+/// What all schemas of a catalog share.
+struct Shared {
+    warehouse: Warehouse,
+    default_schema: String,
+    /// The session that owns this catalog (views are planned in it).
+    session: OnceLock<StateFn>,
+    aliases: RwLock<Aliases>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("warehouse", &self.warehouse.root().as_str())
+            .finish()
+    }
+}
 
 /// Catalog over all schemas of a warehouse.
 #[derive(Debug)]
 pub struct WarehouseCatalog {
-    warehouse: Warehouse,
+    shared: Arc<Shared>,
     schemas: RwLock<BTreeMap<String, Arc<WarehouseSchema>>>,
 }
 
 impl WarehouseCatalog {
     /// Lists the warehouse once; tables created later are still found by name.
-    pub async fn try_new(warehouse: Warehouse, extra_schemas: &[String]) -> crate::Result<Self> {
+    pub async fn try_new(warehouse: Warehouse, default_schema: &str) -> crate::Result<Self> {
+        let aliases = warehouse.get_aliases().await?;
+        let shared = Arc::new(Shared {
+            warehouse: warehouse.clone(),
+            default_schema: default_schema.to_string(),
+            session: OnceLock::new(),
+            aliases: RwLock::new(aliases),
+        });
         let mut schemas = BTreeMap::new();
         let mut names = warehouse.list_schemas().await?;
-        names.extend(extra_schemas.iter().cloned());
+        names.extend(warehouse.list_view_schemas().await?);
+        names.push(default_schema.to_string());
         for name in names {
             if schemas.contains_key(&name) {
                 continue;
             }
-            let tables = warehouse.list_tables(&name).await?;
+            let mut tables = warehouse.list_tables(&name).await?;
+            tables.extend(warehouse.list_views(&name).await?);
+            tables.sort();
+            tables.dedup();
             schemas.insert(
                 name.clone(),
-                Arc::new(WarehouseSchema::new(warehouse.clone(), name, tables)),
+                Arc::new(WarehouseSchema::new(shared.clone(), name, tables)),
             );
         }
         Ok(WarehouseCatalog {
-            warehouse,
+            shared,
             schemas: RwLock::new(schemas),
         })
+    }
+
+    /// Gives the catalog the session it belongs to (needed to plan views).
+    pub fn bind_session(&self, state: impl Fn() -> Option<SessionState> + Send + Sync + 'static) {
+        let _ = self.shared.session.set(Box::new(state));
+    }
+
+    /// Replaces the bare-name map (a run knows its models before they exist).
+    pub fn set_aliases(&self, aliases: Aliases) {
+        if let Ok(mut a) = self.shared.aliases.write() {
+            *a = aliases;
+        }
     }
 }
 
@@ -58,7 +104,7 @@ impl CatalogProvider for WarehouseCatalog {
         // A schema created after the session started (for example by a load in the
         // same process): resolve lazily; its tables are opened by name.
         let schema = Arc::new(WarehouseSchema::new(
-            self.warehouse.clone(),
+            self.shared.clone(),
             name.to_string(),
             Vec::new(),
         ));
@@ -74,7 +120,7 @@ impl CatalogProvider for WarehouseCatalog {
         _schema: Arc<dyn SchemaProvider>,
     ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
         let schema = Arc::new(WarehouseSchema::new(
-            self.warehouse.clone(),
+            self.shared.clone(),
             name.to_string(),
             Vec::new(),
         ));
@@ -87,10 +133,10 @@ impl CatalogProvider for WarehouseCatalog {
     }
 }
 
-/// One schema: Delta tables found in storage, plus session-local tables.
+/// One schema: Delta tables and views found in storage, plus session-local tables.
 #[derive(Debug)]
 pub struct WarehouseSchema {
-    warehouse: Warehouse,
+    shared: Arc<Shared>,
     name: String,
     listed: RwLock<Vec<String>>,
     /// Tables registered in this session only (not persisted).
@@ -98,9 +144,17 @@ pub struct WarehouseSchema {
 }
 
 impl WarehouseSchema {
-    fn new(warehouse: Warehouse, name: String, listed: Vec<String>) -> Self {
+    fn remember(&self, name: &str) {
+        if let Ok(mut l) = self.listed.write() {
+            if !l.iter().any(|n| n == name) {
+                l.push(name.to_string());
+            }
+        }
+    }
+
+    fn new(shared: Arc<Shared>, name: String, listed: Vec<String>) -> Self {
         WarehouseSchema {
-            warehouse,
+            shared,
             name,
             listed: RwLock::new(listed),
             local: MemorySchemaProvider::new(),
@@ -128,19 +182,53 @@ impl SchemaProvider for WarehouseSchema {
         if !super::is_identifier(name) {
             return Ok(None);
         }
-        let Some(table) = self.warehouse.open_table(&self.name, name).await? else {
-            return Ok(None);
-        };
-        if let Ok(mut l) = self.listed.write() {
-            if !l.iter().any(|n| n == name) {
-                l.push(name.to_string());
+        let warehouse = &self.shared.warehouse;
+        if let Some(table) = warehouse.open_table(&self.name, name).await? {
+            self.remember(name);
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(Some(provider));
+        }
+        if let Some(view) = warehouse.get_view(&self.name, name).await? {
+            let Some(state) = self.shared.session.get().and_then(|f| f()) else {
+                return Err(DataFusionError::Internal(
+                    "catalog used without a session".into(),
+                ));
+            };
+            let provider = SqlView::try_new(view.sql, &state).await.map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "view {}.{name} no longer plans ({e}); re-run the model that creates it",
+                    self.name
+                ))
+            })?;
+            self.remember(name);
+            return Ok(Some(Arc::new(provider)));
+        }
+        if self.name == self.shared.default_schema {
+            let target = self
+                .shared
+                .aliases
+                .read()
+                .ok()
+                .and_then(|a| a.get(name).cloned());
+            if let Some((schema, table)) = target {
+                if schema != self.name {
+                    let state = self.shared.session.get().and_then(|f| f());
+                    if let Some(state) = state {
+                        let provider = state
+                            .catalog_list()
+                            .catalog(crate::sql::CATALOG)
+                            .and_then(|c| c.schema(&schema));
+                        if let Some(p) = provider {
+                            return p.table(&table).await;
+                        }
+                    }
+                }
             }
         }
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(provider))
+        Ok(None)
     }
 
     fn register_table(

@@ -5,9 +5,13 @@
 
 mod catalog;
 mod history;
+mod views;
+mod write;
 
 pub use catalog::WarehouseCatalog;
 pub use history::{history, history_batch, CommitRecord};
+pub use views::{Aliases, SqlView, ViewDef};
+pub use write::{writer_properties, ROW_GROUP_ROWS, TARGET_FILE_SIZE};
 
 use crate::error::{Error, Result};
 use deltalake::DeltaTable;
@@ -116,6 +120,39 @@ impl Warehouse {
         }
         table.load().await.map_err(|e| Error::storage(url, e))?;
         Ok(Some(table))
+    }
+
+    /// Whether `schema.table` is a stored Delta table or view (one listing, no
+    /// log replay).
+    pub async fn relation_exists(&self, schema: &str, table: &str) -> Result<bool> {
+        if !is_identifier(schema) || !is_identifier(table) {
+            return Ok(false);
+        }
+        let log = self.root_path().join(schema).join(table).join("_delta_log");
+        let mut listing = self.store.list(Some(&log));
+        use futures::StreamExt;
+        match listing.next().await {
+            Some(Ok(_)) => return Ok(true),
+            None | Some(Err(object_store::Error::NotFound { .. })) => {}
+            Some(Err(e)) => return Err(Error::storage(&self.root, e)),
+        }
+        Ok(self.get_view(schema, table).await?.is_some())
+    }
+
+    /// The latest committed version of `schema.table` from one listing of its
+    /// log (`None` when it is not a Delta table).
+    pub async fn latest_version(&self, schema: &str, table: &str) -> Result<Option<u64>> {
+        let log = self.root_path().join(schema).join(table).join("_delta_log");
+        let listed = match self.store.list_with_delimiter(Some(&log)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(&self.root, e)),
+        };
+        Ok(listed
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .max())
     }
 
     /// Schemas (top-level folders holding at least one table), sorted.

@@ -1,0 +1,977 @@
+//! Compiling a project: find the models, apply their config, render Jinja,
+//! infer dependencies from the SQL, resolve every table name and build the DAG.
+//!
+//! Nothing runs here, and the only storage access is a probe per name that is
+//! not a model (does the table exist?), so `sluice compile` stays fast.
+//!
+//! Name resolution, for a name that is not a CTE in scope:
+//! - `schema.table`: a model with that id, else an existing table or view, else a
+//!   declared source's target;
+//! - `table`: a model or table in the default schema, else the model whose bare
+//!   name (file name or alias) is `table` when there is exactly one, else the
+//!   declared source named `table`.
+//!
+//! The compiled SQL is the rendered SQL with bare names that resolved outside the
+//! default schema qualified, and ephemeral models inlined as CTEs, so it runs
+//! unchanged in any session (and a stored view does not depend on this run).
+
+use super::config::{Materialization, ModelConfig};
+use super::dag::{Dag, NodeInfo};
+use super::deps::{self, Relation};
+use super::discover::{self, SqlFile};
+use super::jinja::{self, RenderContext};
+use super::schema_yml::{self, PropertiesFile};
+use crate::error::{did_you_mean, Error, Result};
+use crate::project::{ModelSettings, Project, ProjectKind};
+use crate::warehouse::{Aliases, Warehouse};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Options that change what compiles.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Rebuild incremental models from scratch (`is_incremental()` is false).
+    pub full_refresh: bool,
+    /// `--vars`, over the project's vars.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// `target.name` in templates (default `dev`).
+    pub target: Option<String>,
+}
+
+/// A column documented in `schema.yml`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColumnDoc {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// One compiled model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Name used by `ref()` and selectors: the file name.
+    pub name: String,
+    pub schema: String,
+    pub table: String,
+    pub file: SqlFile,
+    pub config: ModelConfig,
+    /// The SQL after Jinja.
+    pub rendered: String,
+    /// The SQL that runs (names resolved, ephemerals inlined).
+    pub sql: String,
+    /// SHA-256 of `sql`, hex.
+    pub sql_hash: String,
+    /// Upstream models (indices into [`Compiled::models`]).
+    pub deps: Vec<usize>,
+    /// Every stored table or view the model reads, as `(schema, table)`
+    /// (through ephemerals too).
+    pub inputs: Vec<(String, String)>,
+    /// Whether this run builds the model incrementally.
+    pub is_incremental: bool,
+    pub description: Option<String>,
+    pub columns: Vec<ColumnDoc>,
+}
+
+impl Model {
+    /// `schema.table`.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+/// A compiled project.
+#[derive(Debug)]
+pub struct Compiled {
+    pub models: Vec<Model>,
+    pub dag: Dag,
+    /// Bare name → `(schema, table)` of stored models whose bare name is unique.
+    pub aliases: Aliases,
+    /// Parsed `schema.yml` files (tests are compiled from them).
+    pub properties: Vec<PropertiesFile>,
+    pub default_schema: String,
+    pub(crate) names: Arc<Names>,
+}
+
+/// How names resolve (shared by models and tests).
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    default_schema: String,
+    by_id: HashMap<String, usize>,
+    by_bare: HashMap<String, Vec<usize>>,
+    ids: Vec<String>,
+    ephemeral: Vec<bool>,
+    /// CTE name of each ephemeral model (what `ref()` renders for it).
+    by_cte: HashMap<String, usize>,
+    disabled: HashSet<String>,
+    /// sluice catalog sources by name → target.
+    sources: HashMap<String, (String, String)>,
+    /// dbt `sources:` (source, table) → relation.
+    yml_sources: HashMap<(String, String), (String, String)>,
+}
+
+/// What a name in a model's SQL is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Target {
+    Model(usize),
+    /// A table or view that exists (or a declared source), not built by a model.
+    External(String, String),
+    /// Not a table (a file path, `information_schema`).
+    Ignore,
+}
+
+impl Names {
+    /// `ref('x')`: a model id or a unique bare name.
+    fn lookup_model(&self, name: &str) -> std::result::Result<usize, String> {
+        if let Some(i) = self.by_id.get(name) {
+            return Ok(*i);
+        }
+        if let Some(i) = self.by_id.get(&format!("{}.{name}", self.default_schema)) {
+            return Ok(*i);
+        }
+        match self.by_bare.get(name).map(Vec::as_slice) {
+            Some([i]) => Ok(*i),
+            Some(many) if !many.is_empty() => Err(format!(
+                "`{name}` is ambiguous: it names {}; use ref('schema.name')",
+                many.iter()
+                    .map(|i| format!("`{}`", self.ids[*i]))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+            _ => {
+                if self.disabled.contains(name) {
+                    return Err(format!("model `{name}` is disabled (enabled=false)"));
+                }
+                Err(format!(
+                    "no model named `{name}`{}",
+                    did_you_mean(
+                        name,
+                        self.by_bare
+                            .keys()
+                            .map(String::as_str)
+                            .chain(self.ids.iter().map(String::as_str))
+                    )
+                ))
+            }
+        }
+    }
+
+    /// Resolves a relation of a model's SQL. `exists` tells whether a stored
+    /// table or view exists.
+    pub(crate) fn resolve(
+        &self,
+        rel: &Relation,
+        exists: &dyn Fn(&str, &str) -> bool,
+    ) -> std::result::Result<Target, String> {
+        let parts: &[String] = match rel.parts.as_slice() {
+            [c, rest @ ..] if rest.len() == 2 && c == crate::sql::CATALOG => rest,
+            p => p,
+        };
+        match parts {
+            [one] => {
+                if one.contains('/') || one.contains('.') {
+                    return Ok(Target::Ignore);
+                }
+                let id = format!("{}.{one}", self.default_schema);
+                if let Some(i) = self.by_id.get(&id).or_else(|| self.by_cte.get(one)) {
+                    return Ok(Target::Model(*i));
+                }
+                if exists(&self.default_schema, one) {
+                    return Ok(Target::External(self.default_schema.clone(), one.clone()));
+                }
+                match self.by_bare.get(one).map(Vec::as_slice) {
+                    Some([i]) => return Ok(Target::Model(*i)),
+                    Some(many) if many.len() > 1 => {
+                        return Err(format!(
+                            "table `{one}` is ambiguous: it names {}; qualify it",
+                            many.iter()
+                                .map(|i| format!("`{}`", self.ids[*i]))
+                                .collect::<Vec<_>>()
+                                .join(" and ")
+                        ))
+                    }
+                    _ => {}
+                }
+                if let Some((s, t)) = self.sources.get(one) {
+                    return Ok(Target::External(s.clone(), t.clone()));
+                }
+                Err(self.unknown(&rel.display()))
+            }
+            [schema, table] => {
+                if schema == "information_schema" {
+                    return Ok(Target::Ignore);
+                }
+                if let Some(i) = self.by_id.get(&format!("{schema}.{table}")) {
+                    return Ok(Target::Model(*i));
+                }
+                if exists(schema, table)
+                    || self
+                        .sources
+                        .values()
+                        .any(|(s, t)| s == schema && t == table)
+                    || self
+                        .yml_sources
+                        .values()
+                        .any(|(s, t)| s == schema && t == table)
+                {
+                    return Ok(Target::External(schema.clone(), table.clone()));
+                }
+                Err(self.unknown(&rel.display()))
+            }
+            _ => Err(format!(
+                "`{}` is not a table of the warehouse (use `schema.table`)",
+                rel.display()
+            )),
+        }
+    }
+
+    fn unknown(&self, name: &str) -> String {
+        let mut candidates: Vec<&str> = self.ids.iter().map(String::as_str).collect();
+        candidates.extend(self.by_bare.keys().map(String::as_str));
+        let source_targets: Vec<String> = self
+            .sources
+            .values()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect();
+        candidates.extend(source_targets.iter().map(String::as_str));
+        let hint = did_you_mean(name, candidates);
+        format!(
+            "references unknown table `{name}`{hint}: it is not a model, an existing table or a declared source{}",
+            if hint.is_empty() {
+                " (load it with `sluice load`, or add a model or seed)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn relation_text(&self, i: usize) -> String {
+        if self.ephemeral[i] {
+            ephemeral_cte(&self.ids[i])
+        } else {
+            self.ids[i].clone()
+        }
+    }
+}
+
+/// The CTE name an ephemeral model is inlined as.
+fn ephemeral_cte(id: &str) -> String {
+    format!("__sluice_ephemeral__{}", id.replace('.', "__"))
+}
+
+/// A file after pass 1: config known, SQL not yet final.
+struct Draft {
+    file: SqlFile,
+    config: ModelConfig,
+    schema: String,
+    table: String,
+    description: Option<String>,
+    columns: Vec<ColumnDoc>,
+}
+
+/// Compiles every model of `project`.
+pub async fn compile(
+    project: &Project,
+    warehouse: &Warehouse,
+    opts: &CompileOptions,
+) -> Result<Compiled> {
+    let settings = &project.settings;
+    let default_schema = project.config.warehouse.default_schema.clone();
+    let files = discover::sql_files(&project.root, &settings.model_paths)?;
+    let properties = schema_yml::read_all(&settings.model_paths)?;
+    let mut vars = settings.vars.clone();
+    vars.extend(opts.vars.clone());
+    let target = opts.target.clone().unwrap_or_else(|| "dev".into());
+    let default_mat = match settings.default_materialization.as_str() {
+        "view" => Materialization::View,
+        _ => Materialization::Table,
+    };
+
+    let props_by_name: HashMap<&str, &schema_yml::ModelProps> = properties
+        .iter()
+        .flat_map(|p| p.models.iter())
+        .map(|m| (m.name.as_str(), m))
+        .collect();
+
+    // Pass 1: config from folders, schema.yml and the file's config().
+    let mut errors = Vec::new();
+    let mut drafts = Vec::new();
+    let mut disabled = HashSet::new();
+    for file in files {
+        match draft(
+            file,
+            settings,
+            &props_by_name,
+            default_mat,
+            &default_schema,
+            &vars,
+            &target,
+        ) {
+            Ok(d) => drafts.push(d),
+            Err((name, e)) => {
+                // Disabled models are dropped; their names make better errors.
+                if let Some(n) = name {
+                    disabled.insert(n);
+                }
+                if let Some(e) = e {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(many(errors));
+    }
+
+    let mut names = Names {
+        default_schema: default_schema.clone(),
+        disabled,
+        ..Default::default()
+    };
+    for (i, d) in drafts.iter().enumerate() {
+        let id = format!("{}.{}", d.schema, d.table);
+        if let Some(prev) = names.by_id.insert(id.clone(), i) {
+            errors.push(Error::Model {
+                model: id.clone(),
+                file: d.file.display.clone(),
+                message: format!(
+                    "two models build `{id}`: {} and {}; rename one or set a different schema or alias",
+                    drafts[prev].file.display, d.file.display
+                ),
+            });
+        }
+        names
+            .by_bare
+            .entry(d.file.name.clone())
+            .or_default()
+            .push(i);
+        if d.table != d.file.name {
+            names.by_bare.entry(d.table.clone()).or_default().push(i);
+        }
+        let eph = d.config.materialized == Materialization::Ephemeral;
+        if eph {
+            names.by_cte.insert(ephemeral_cte(&id), i);
+        }
+        names.ids.push(id);
+        names.ephemeral.push(eph);
+    }
+    if !errors.is_empty() {
+        return Err(many(errors));
+    }
+    for s in &project.sources {
+        names.sources.insert(s.name.clone(), s.target());
+    }
+    for p in &properties {
+        for s in &p.sources {
+            let schema = s.schema.clone().unwrap_or_else(|| s.name.clone());
+            for t in &s.tables {
+                let ident = t.identifier.clone().unwrap_or_else(|| t.name.clone());
+                names
+                    .yml_sources
+                    .insert((s.name.clone(), t.name.clone()), (schema.clone(), ident));
+            }
+        }
+    }
+    let names = Arc::new(names);
+
+    // Which incremental models already have a table.
+    let mut exists_cache = ExistsCache::new(warehouse);
+    let mut incremental_now = vec![false; drafts.len()];
+    if !opts.full_refresh {
+        for (i, d) in drafts.iter().enumerate() {
+            if d.config.materialized == Materialization::Incremental {
+                incremental_now[i] = exists_cache.table_exists(&d.schema, &d.table).await?;
+            }
+        }
+    }
+
+    // Pass 2: render with real names, then find every relation.
+    let mut rendered = Vec::with_capacity(drafts.len());
+    for (i, d) in drafts.iter().enumerate() {
+        let ctx = render_context(
+            &names,
+            &vars,
+            &target,
+            &default_schema,
+            &names.ids[i],
+            &d.file.name,
+            incremental_now[i],
+        );
+        match jinja::render(&d.file.display, &d.file.text, &ctx) {
+            Ok(r) => rendered.push((clean_sql(&r.sql), r.refs)),
+            Err(e) => {
+                errors.push(jinja_error(&names.ids[i], e));
+                rendered.push((String::new(), Vec::new()));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(many(errors));
+    }
+    let mut occurrences = Vec::with_capacity(drafts.len());
+    for (i, (sql, _)) in rendered.iter().enumerate() {
+        match deps::relation_occurrences(sql) {
+            Ok(o) => occurrences.push(o),
+            Err(e) => {
+                errors.push(Error::Model {
+                    model: names.ids[i].clone(),
+                    file: drafts[i].file.display.clone(),
+                    message: format!(
+                        "SQL syntax error: {}{}",
+                        e.message,
+                        match (e.line, e.column) {
+                            (Some(l), Some(c)) => format!(
+                                " at line {l}, column {c} of the rendered SQL{}",
+                                if jinja::needs_rendering(&drafts[i].file.text) {
+                                    " (see `sluice compile`)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                            _ => String::new(),
+                        }
+                    ),
+                });
+                occurrences.push(Vec::new());
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(many(errors));
+    }
+    // Probe storage for names that are not models.
+    for occ in &occurrences {
+        for o in occ {
+            exists_cache.probe(&names, &o.relation).await?;
+        }
+    }
+    let exists = |s: &str, t: &str| exists_cache.known(s, t);
+
+    let mut resolved: Vec<Vec<(deps::Occurrence, Target)>> = Vec::with_capacity(drafts.len());
+    let mut nodes = Vec::with_capacity(drafts.len());
+    for (i, occ) in occurrences.into_iter().enumerate() {
+        let mut deps_i = Vec::new();
+        let mut res = Vec::new();
+        for o in occ {
+            match names.resolve(&o.relation, &exists) {
+                Ok(t) => {
+                    // A model may read its own table (`{{ this }}` in incremental
+                    // models): that is not a dependency.
+                    if let Target::Model(m) = t {
+                        if m != i && !deps_i.contains(&m) {
+                            deps_i.push(m);
+                        }
+                    }
+                    res.push((o, t));
+                }
+                Err(msg) => errors.push(Error::Model {
+                    model: names.ids[i].clone(),
+                    file: drafts[i].file.display.clone(),
+                    message: msg,
+                }),
+            }
+        }
+        // Explicit ref()s are dependencies even when the rendered SQL hides them.
+        for r in &rendered[i].1 {
+            if let Ok(m) = names.lookup_model(r) {
+                if m != i && !deps_i.contains(&m) {
+                    deps_i.push(m);
+                }
+            }
+        }
+        let d = &drafts[i];
+        nodes.push(NodeInfo {
+            id: names.ids[i].clone(),
+            name: d.file.name.clone(),
+            path: d.file.rel_path.clone(),
+            tags: d.config.tags.clone(),
+            deps: deps_i.iter().map(|m| names.ids[*m].clone()).collect(),
+        });
+        resolved.push(res);
+    }
+    if !errors.is_empty() {
+        return Err(many(errors));
+    }
+    let dag = Dag::new(nodes).map_err(|e| Error::Config {
+        file: settings
+            .model_paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| project.root.clone()),
+        message: e.to_string(),
+    })?;
+
+    // Final SQL, in dependency order (ephemerals before their readers).
+    let mut final_sql: Vec<Option<String>> = vec![None; drafts.len()];
+    let mut inputs: Vec<Vec<(String, String)>> = vec![Vec::new(); drafts.len()];
+    for i in dag.topo_order() {
+        let (sql, _) = &rendered[i];
+        let mut edits = Vec::new();
+        let mut ephemerals = Vec::new();
+        let mut ins: Vec<(String, String)> = Vec::new();
+        for (o, t) in &resolved[i] {
+            match t {
+                Target::Model(m) => {
+                    if names.ephemeral[*m] {
+                        edits.push((o.clone(), ephemeral_cte(&names.ids[*m])));
+                        if !ephemerals.contains(m) {
+                            ephemerals.push(*m);
+                        }
+                        ins.extend(inputs[*m].iter().cloned());
+                    } else {
+                        if o.relation.parts.len() == 1 && drafts[*m].schema != default_schema {
+                            edits.push((o.clone(), names.ids[*m].clone()));
+                        }
+                        ins.push((drafts[*m].schema.clone(), drafts[*m].table.clone()));
+                        if drafts[*m].config.materialized == Materialization::View && *m != i {
+                            // A view has no version: record what it reads.
+                            ins.extend(inputs[*m].iter().cloned());
+                        }
+                    }
+                }
+                Target::External(s, t) => {
+                    if o.relation.parts.len() == 1 && *s != default_schema {
+                        edits.push((o.clone(), format!("{s}.{t}")));
+                    }
+                    ins.push((s.clone(), t.clone()));
+                }
+                Target::Ignore => {}
+            }
+        }
+        ins.sort();
+        ins.dedup();
+        inputs[i] = ins;
+        let mut out = apply_edits(sql, &edits);
+        // ref() of an ephemeral renders its CTE name directly.
+        for m in rendered[i]
+            .1
+            .iter()
+            .filter_map(|r| names.lookup_model(r).ok())
+        {
+            if names.ephemeral[m] && !ephemerals.contains(&m) {
+                ephemerals.push(m);
+            }
+        }
+        if !ephemerals.is_empty() {
+            ephemerals.sort_by_key(|m| dag.topo_position(*m));
+            let ctes: Vec<String> = ephemerals
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} AS (\n{}\n)",
+                        ephemeral_cte(&names.ids[*m]),
+                        final_sql[*m].as_deref().unwrap_or_default()
+                    )
+                })
+                .collect();
+            out = format!(
+                "WITH {}\nSELECT * FROM (\n{out}\n) AS __sluice_model",
+                ctes.join(",\n")
+            );
+        }
+        final_sql[i] = Some(out);
+    }
+
+    let mut models = Vec::with_capacity(drafts.len());
+    for (i, d) in drafts.into_iter().enumerate() {
+        let sql = final_sql[i].take().unwrap_or_default();
+        let mut deps_i: Vec<usize> = dag.parents(i).to_vec();
+        deps_i.sort();
+        models.push(Model {
+            name: d.file.name.clone(),
+            sql_hash: sha256_hex(&sql),
+            sql,
+            rendered: std::mem::take(&mut rendered[i].0),
+            schema: d.schema,
+            table: d.table,
+            config: d.config,
+            file: d.file,
+            deps: deps_i,
+            inputs: std::mem::take(&mut inputs[i]),
+            is_incremental: incremental_now[i],
+            description: d.description,
+            columns: d.columns,
+        });
+    }
+    let mut aliases = Aliases::new();
+    for (bare, idx) in &names.by_bare {
+        if let [i] = idx.as_slice() {
+            let m = &models[*i];
+            if m.config.materialized != Materialization::Ephemeral {
+                aliases.insert(bare.clone(), (m.schema.clone(), m.table.clone()));
+            }
+        }
+    }
+    Ok(Compiled {
+        models,
+        dag,
+        aliases,
+        properties,
+        default_schema,
+        names,
+    })
+}
+
+impl Compiled {
+    /// Index of the model `name` (id or unique bare name).
+    pub fn find(&self, name: &str) -> Result<usize> {
+        self.names
+            .lookup_model(name)
+            .map_err(|m| Error::Sql(m.replace("no model named", "unknown model")))
+    }
+
+    /// Renders a test or analysis file against this project's names.
+    pub(crate) fn render_other(
+        &self,
+        file: &SqlFile,
+        vars: &BTreeMap<String, serde_json::Value>,
+    ) -> std::result::Result<(String, Vec<String>), String> {
+        let ctx = render_context(
+            &self.names,
+            vars,
+            "dev",
+            &self.default_schema,
+            &file.name,
+            &file.name,
+            false,
+        );
+        let r = jinja::render(&file.display, &file.text, &ctx).map_err(|e| e.to_string())?;
+        Ok((clean_sql(&r.sql), r.refs))
+    }
+
+    /// Resolves the relations of a test query: the models it reads, or an error.
+    pub(crate) async fn test_dependencies(
+        &self,
+        warehouse: &Warehouse,
+        sql: &str,
+        refs: &[String],
+    ) -> std::result::Result<Vec<usize>, String> {
+        let occ = deps::relation_occurrences(sql).map_err(|e| format!("SQL syntax error: {e}"))?;
+        let mut cache = ExistsCache::new(warehouse);
+        for o in &occ {
+            cache
+                .probe(&self.names, &o.relation)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let exists = |s: &str, t: &str| cache.known(s, t);
+        let mut out = Vec::new();
+        for o in &occ {
+            if let Target::Model(m) = self.names.resolve(&o.relation, &exists)? {
+                out.push(m);
+            }
+        }
+        for r in refs {
+            out.push(self.names.lookup_model(r)?);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draft(
+    file: SqlFile,
+    settings: &ModelSettings,
+    props: &HashMap<&str, &schema_yml::ModelProps>,
+    default_mat: Materialization,
+    default_schema: &str,
+    vars: &BTreeMap<String, serde_json::Value>,
+    target: &str,
+) -> std::result::Result<Draft, (Option<String>, Option<Error>)> {
+    let model_err = |message: String| Error::Model {
+        model: file.name.clone(),
+        file: file.display.clone(),
+        message,
+    };
+    let mut config = ModelConfig::defaults(default_mat);
+    let folder = ModelSettings::folder_config(
+        &settings.models,
+        &file.rel_dirs,
+        super::config::is_config_key,
+    );
+    config
+        .apply(&folder)
+        .map_err(|m| (None, Some(model_err(format!("folder config: {m}")))))?;
+    let mut description = None;
+    let mut columns = Vec::new();
+    if let Some(p) = props.get(file.name.as_str()) {
+        if let Some(c) = &p.config {
+            config
+                .apply(c)
+                .map_err(|m| (None, Some(model_err(format!("schema.yml config: {m}")))))?;
+        }
+        description = p.description.clone();
+        columns = p
+            .columns
+            .iter()
+            .map(|c| ColumnDoc {
+                name: c.name.clone(),
+                description: c.description.clone(),
+            })
+            .collect();
+    }
+    if jinja::needs_rendering(&file.text) {
+        // Pass 1 only collects config(): names are not known yet.
+        let echo: jinja::RefResolver = Arc::new(|n: &str| Ok(n.to_string()));
+        let ctx = RenderContext {
+            vars: vars.clone(),
+            resolve_ref: echo,
+            resolve_source: Arc::new(|s: &str, t: &str| Ok(format!("{s}.{t}"))),
+            this: file.name.clone(),
+            is_incremental: false,
+            target_name: target.to_string(),
+            target_schema: default_schema.to_string(),
+            model_name: file.name.clone(),
+        };
+        let r = jinja::render(&file.display, &file.text, &ctx)
+            .map_err(|e| (None, Some(jinja_error(&file.name, e))))?;
+        let map: serde_json::Map<String, serde_json::Value> = r.config.into_iter().collect();
+        config
+            .apply(&map)
+            .map_err(|m| (None, Some(model_err(format!("config(): {m}")))))?;
+    }
+    if !config.enabled {
+        return Err((Some(file.name.clone()), None));
+    }
+    config.validate().map_err(|m| (None, Some(model_err(m))))?;
+    let schema = match (&config.schema, settings.kind) {
+        (Some(s), _) => s.clone(),
+        (None, ProjectKind::Sluice) => match file.rel_dirs.first() {
+            Some(d) => d.clone(),
+            None => default_schema.to_string(),
+        },
+        (None, ProjectKind::Dbt) => default_schema.to_string(),
+    };
+    if !crate::warehouse::is_identifier(&schema) {
+        return Err((
+            None,
+            Some(model_err(format!(
+                "folder `{schema}` is not a valid schema name (lowercase letters, digits and _); rename the folder or set config(schema='...')"
+            ))),
+        ));
+    }
+    let table = config.alias.clone().unwrap_or_else(|| file.name.clone());
+    if !crate::warehouse::is_identifier(&table) {
+        return Err((
+            None,
+            Some(model_err(format!(
+                "`{table}` is not a valid table name (lowercase letters, digits and _); rename the file or set config(alias='...')"
+            ))),
+        ));
+    }
+    Ok(Draft {
+        file,
+        config,
+        schema,
+        table,
+        description,
+        columns,
+    })
+}
+
+fn render_context(
+    names: &Arc<Names>,
+    vars: &BTreeMap<String, serde_json::Value>,
+    target: &str,
+    default_schema: &str,
+    this: &str,
+    model_name: &str,
+    is_incremental: bool,
+) -> RenderContext {
+    let n = names.clone();
+    let resolve_ref: jinja::RefResolver =
+        Arc::new(move |name: &str| n.lookup_model(name).map(|i| n.relation_text(i)));
+    let n = names.clone();
+    let resolve_source: jinja::SourceResolver = Arc::new(move |s: &str, t: &str| {
+        if let Some((schema, table)) = n.yml_sources.get(&(s.to_string(), t.to_string())) {
+            return Ok(format!("{schema}.{table}"));
+        }
+        if let Some((schema, table)) = n.sources.get(t) {
+            return Ok(format!("{schema}.{table}"));
+        }
+        if crate::warehouse::is_identifier(s) && crate::warehouse::is_identifier(t) {
+            return Ok(format!("{s}.{t}"));
+        }
+        Err(format!(
+            "unknown source ('{s}', '{t}'): declare it under `sources:` in a schema.yml or in catalog/*.toml"
+        ))
+    });
+    RenderContext {
+        vars: vars.clone(),
+        resolve_ref,
+        resolve_source,
+        this: this.to_string(),
+        is_incremental,
+        target_name: target.to_string(),
+        target_schema: default_schema.to_string(),
+        model_name: model_name.to_string(),
+    }
+}
+
+fn jinja_error(model: &str, e: jinja::JinjaError) -> Error {
+    Error::Model {
+        model: model.to_string(),
+        file: match e.line {
+            Some(l) => format!("{}:{l}", e.file),
+            None => e.file.clone(),
+        },
+        message: e.message,
+    }
+}
+
+fn many(mut errors: Vec<Error>) -> Error {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        Error::Many(errors)
+    }
+}
+
+/// Trailing semicolons and whitespace removed (the SQL is wrapped and planned).
+fn clean_sql(sql: &str) -> String {
+    let mut s = sql.trim_end();
+    while let Some(rest) = s.strip_suffix(';') {
+        s = rest.trim_end();
+    }
+    s.to_string()
+}
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(s.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Replaces each occurrence's text with the given replacement.
+fn apply_edits(sql: &str, edits: &[(deps::Occurrence, String)]) -> String {
+    if edits.is_empty() {
+        return sql.to_string();
+    }
+    let index = LineIndex::new(sql);
+    let mut spans: Vec<(usize, usize, &str)> = edits
+        .iter()
+        .filter_map(|(o, r)| {
+            let a = index.offset(o.start.0, o.start.1)?;
+            let b = index.offset(o.end.0, o.end.1)?;
+            Some((a, b, r.as_str()))
+        })
+        .collect();
+    spans.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let mut out = sql.to_string();
+    let mut last_start = usize::MAX;
+    for (a, b, r) in spans {
+        if b > last_start || a > b || b > out.len() {
+            continue;
+        }
+        out.replace_range(a..b, r);
+        last_start = a;
+    }
+    out
+}
+
+/// 1-based (line, column in chars) → byte offsets.
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    fn offset(&self, line: u64, col: u64) -> Option<usize> {
+        let start = *self.starts.get((line as usize).checked_sub(1)?)?;
+        let rest = &self.text[start..];
+        let col = (col as usize).checked_sub(1)?;
+        match rest.char_indices().nth(col) {
+            Some((i, _)) => Some(start + i),
+            None if rest.chars().count() == col => Some(start + rest.len()),
+            None => None,
+        }
+    }
+}
+
+/// Remembers which stored tables and views exist.
+struct ExistsCache<'w> {
+    warehouse: &'w Warehouse,
+    known: HashMap<(String, String), bool>,
+}
+
+impl<'w> ExistsCache<'w> {
+    fn new(warehouse: &'w Warehouse) -> Self {
+        ExistsCache {
+            warehouse,
+            known: HashMap::new(),
+        }
+    }
+
+    async fn table_exists(&mut self, schema: &str, table: &str) -> Result<bool> {
+        let key = (schema.to_string(), table.to_string());
+        if let Some(k) = self.known.get(&key) {
+            return Ok(*k);
+        }
+        let e = self.warehouse.relation_exists(schema, table).await?;
+        self.known.insert(key, e);
+        Ok(e)
+    }
+
+    /// Probes the table a relation could be when it is not a model.
+    async fn probe(&mut self, names: &Names, rel: &Relation) -> Result<()> {
+        let parts: &[String] = match rel.parts.as_slice() {
+            [c, rest @ ..] if rest.len() == 2 && c == crate::sql::CATALOG => rest,
+            p => p,
+        };
+        match parts {
+            [one] if !one.contains('/') && !one.contains('.') => {
+                let id = format!("{}.{one}", names.default_schema);
+                if !names.by_id.contains_key(&id) {
+                    self.table_exists(&names.default_schema, one).await?;
+                }
+            }
+            [s, t]
+                if s != "information_schema" && !names.by_id.contains_key(&format!("{s}.{t}")) =>
+            {
+                self.table_exists(s, t).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn known(&self, schema: &str, table: &str) -> bool {
+        self.known
+            .get(&(schema.to_string(), table.to_string()))
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_index_and_edits() {
+        let sql = "select *\nfrom a join b on a.x = b.x";
+        let occ = deps::relation_occurrences(sql).unwrap();
+        let edits: Vec<_> = occ
+            .into_iter()
+            .map(|o| {
+                let r = format!("s.{}", o.relation.parts.join("."));
+                (o, r)
+            })
+            .collect();
+        assert_eq!(
+            apply_edits(sql, &edits),
+            "select *\nfrom s.a join s.b on a.x = b.x"
+        );
+    }
+
+    #[test]
+    fn clean_sql_strips_semicolons() {
+        assert_eq!(clean_sql("select 1 ;\n; \n"), "select 1");
+    }
+}

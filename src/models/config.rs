@@ -1,0 +1,503 @@
+//! Model configuration: from `config(...)` in the file, folder defaults in
+//! `sluice.toml` / `dbt_project.yml`, and `schema.yml`. Later sources win:
+//! folder defaults < schema.yml `config:` < the file's own `config()`.
+
+use crate::error::did_you_mean;
+use serde_json::Value;
+use std::fmt;
+
+/// How a model is materialized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Materialization {
+    /// SQL stored in the warehouse, run on every read.
+    View,
+    /// A Delta table replaced atomically on every run.
+    Table,
+    /// A Delta table that each run adds to (append, merge or delete+insert).
+    Incremental,
+    /// Not stored: inlined into the models that read it.
+    Ephemeral,
+}
+
+impl fmt::Display for Materialization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Materialization::View => "view",
+            Materialization::Table => "table",
+            Materialization::Incremental => "incremental",
+            Materialization::Ephemeral => "ephemeral",
+        })
+    }
+}
+
+/// How an incremental model adds its new rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum IncrementalStrategy {
+    /// Append the new rows.
+    Append,
+    /// Upsert on `unique_key`.
+    Merge,
+    /// Delete the rows whose `unique_key` values occur in the new rows (a day, a
+    /// partition, an id), then insert the new rows, in one commit.
+    DeleteInsert,
+}
+
+/// What an incremental run does when the query's columns differ from the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum OnSchemaChange {
+    /// Keep the table's columns; new columns are dropped (dbt's default).
+    Ignore,
+    /// Fail the model.
+    Fail,
+    /// Add new columns to the table.
+    AppendNewColumns,
+}
+
+/// A feature view: a model with an entity key and an event time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FeatureView {
+    pub entities: Vec<String>,
+    pub event_timestamp: String,
+    pub created_timestamp: Option<String>,
+    /// Maximum feature age in seconds.
+    pub ttl_seconds: Option<u64>,
+    /// Whether `sluice run` writes the online store after the model.
+    pub online: bool,
+}
+
+/// The effective configuration of one model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelConfig {
+    pub enabled: bool,
+    pub materialized: Materialization,
+    /// Schema override (default: first folder under models, else the default schema).
+    pub schema: Option<String>,
+    /// Table name override (default: the file name).
+    pub alias: Option<String>,
+    pub tags: Vec<String>,
+    pub unique_key: Vec<String>,
+    pub incremental_strategy: Option<IncrementalStrategy>,
+    pub on_schema_change: OnSchemaChange,
+    /// Delta partition columns of table / incremental models.
+    pub partition_by: Vec<String>,
+    /// SQL boolean expressions every row must satisfy (data tests).
+    pub checks: Vec<String>,
+    pub feature_view: Option<FeatureView>,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    /// `severity` of this model's tests: `error` (default) or `warn`.
+    pub warn_only: bool,
+}
+
+/// Keys sluice reads.
+pub const KEYS: &[&str] = &[
+    "enabled",
+    "materialized",
+    "schema",
+    "alias",
+    "tags",
+    "unique_key",
+    "incremental_strategy",
+    "on_schema_change",
+    "partition_by",
+    "checks",
+    "feature_view",
+    "description",
+    "owner",
+    "severity",
+    "meta",
+];
+
+/// dbt keys that have no meaning in sluice: accepted and ignored.
+const IGNORED: &[&str] = &[
+    "database",
+    "persist_docs",
+    "docs",
+    "grants",
+    "contract",
+    "pre_hook",
+    "post_hook",
+    "pre-hook",
+    "post-hook",
+    "full_refresh",
+    "file_format",
+    "packages",
+    "quoting",
+    "group",
+    "access",
+    "sql_header",
+    "column_types",
+    "quote_columns",
+    "delimiter",
+    "incremental_predicates",
+    "sort",
+    "dist",
+    "cluster_by",
+    "labels",
+    "indexes",
+    "store_failures",
+    "where",
+    "limit",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "event_time",
+    "batch_size",
+    "lookback",
+    "begin",
+    "concurrent_batches",
+    "unlogged",
+    "plugin",
+    "location",
+    "options",
+    "external_location",
+];
+
+/// Whether `k` is a model config key (as opposed to a subfolder in a folder tree).
+pub fn is_config_key(k: &str) -> bool {
+    KEYS.contains(&k) || IGNORED.contains(&k)
+}
+
+impl ModelConfig {
+    /// Defaults for a project whose models materialize as `default` when unset.
+    pub fn defaults(default: Materialization) -> Self {
+        ModelConfig {
+            enabled: true,
+            materialized: default,
+            schema: None,
+            alias: None,
+            tags: Vec::new(),
+            unique_key: Vec::new(),
+            incremental_strategy: None,
+            on_schema_change: OnSchemaChange::Ignore,
+            partition_by: Vec::new(),
+            checks: Vec::new(),
+            feature_view: None,
+            description: None,
+            owner: None,
+            warn_only: false,
+        }
+    }
+
+    /// Applies `map` over the current values. `tags` accumulate (as in dbt);
+    /// everything else replaces. Errors are messages for the user.
+    pub fn apply(&mut self, map: &serde_json::Map<String, Value>) -> Result<(), String> {
+        for (k, v) in map {
+            match k.as_str() {
+                "enabled" => self.enabled = as_bool(k, v)?,
+                "materialized" => {
+                    self.materialized = match as_str(k, v)?.as_str() {
+                        "view" => Materialization::View,
+                        "table" => Materialization::Table,
+                        "incremental" => Materialization::Incremental,
+                        "ephemeral" => Materialization::Ephemeral,
+                        other => {
+                            return Err(format!(
+                                "materialized='{other}' is not supported{}; use view, table, incremental or ephemeral",
+                                did_you_mean(other, ["view", "table", "incremental", "ephemeral"])
+                            ))
+                        }
+                    }
+                }
+                "schema" => self.schema = Some(identifier(k, &as_str(k, v)?)?),
+                "alias" => self.alias = Some(identifier(k, &as_str(k, v)?)?),
+                "tags" => {
+                    for t in as_list(k, v)? {
+                        if !self.tags.contains(&t) {
+                            self.tags.push(t);
+                        }
+                    }
+                }
+                "unique_key" => self.unique_key = as_key_list(k, v)?,
+                "partition_by" => self.partition_by = as_key_list(k, v)?,
+                "checks" => self.checks = as_list(k, v)?,
+                "incremental_strategy" => {
+                    self.incremental_strategy = Some(match as_str(k, v)?.as_str() {
+                        "append" => IncrementalStrategy::Append,
+                        "merge" => IncrementalStrategy::Merge,
+                        "delete+insert" | "delete_insert" | "replace_where" => {
+                            IncrementalStrategy::DeleteInsert
+                        }
+                        other => {
+                            return Err(format!(
+                                "incremental_strategy='{other}' is not supported; use append, merge or delete+insert"
+                            ))
+                        }
+                    })
+                }
+                "on_schema_change" => {
+                    self.on_schema_change = match as_str(k, v)?.as_str() {
+                        "ignore" => OnSchemaChange::Ignore,
+                        "fail" => OnSchemaChange::Fail,
+                        "append_new_columns" | "sync_all_columns" => {
+                            OnSchemaChange::AppendNewColumns
+                        }
+                        other => {
+                            return Err(format!(
+                                "on_schema_change='{other}' is not supported; use ignore, fail or append_new_columns"
+                            ))
+                        }
+                    }
+                }
+                "feature_view" => self.feature_view = Some(feature_view(v)?),
+                "description" => self.description = Some(as_str(k, v)?),
+                "owner" => self.owner = Some(as_str(k, v)?),
+                "severity" => {
+                    self.warn_only = match as_str(k, v)?.to_ascii_lowercase().as_str() {
+                        "warn" => true,
+                        "error" => false,
+                        other => {
+                            return Err(format!("severity='{other}': use 'error' or 'warn'"))
+                        }
+                    }
+                }
+                "meta" => {}
+                other if IGNORED.contains(&other) => {
+                    tracing::debug!("config `{other}` has no effect in sluice");
+                }
+                other => {
+                    let hint = did_you_mean(other, KEYS.iter().copied());
+                    if !hint.is_empty() {
+                        return Err(format!("unknown config `{other}`{hint}"));
+                    }
+                    tracing::warn!("config `{other}` is not a sluice setting and is ignored");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks combinations; called once all layers are applied.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.materialized == Materialization::Incremental {
+            let strategy = self.strategy();
+            if strategy != IncrementalStrategy::Append && self.unique_key.is_empty() {
+                return Err(format!(
+                    "incremental_strategy='{}' needs unique_key (the column(s) that identify a row{})",
+                    match strategy {
+                        IncrementalStrategy::Merge => "merge",
+                        _ => "delete+insert",
+                    },
+                    if strategy == IncrementalStrategy::DeleteInsert {
+                        ", or the day / partition column to replace"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if let Some(fv) = &self.feature_view {
+            if self.materialized == Materialization::Ephemeral {
+                return Err(
+                    "a feature view cannot be ephemeral: its table is its offline store".into(),
+                );
+            }
+            if fv.entities.is_empty() {
+                return Err("feature_view needs at least one entity column".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The incremental strategy: merge when a unique key is set, else append.
+    pub fn strategy(&self) -> IncrementalStrategy {
+        self.incremental_strategy
+            .unwrap_or(if self.unique_key.is_empty() {
+                IncrementalStrategy::Append
+            } else {
+                IncrementalStrategy::Merge
+            })
+    }
+}
+
+fn as_str(k: &str, v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("`{k}` must be a string, not {other}")),
+    }
+}
+
+fn as_bool(k: &str, v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(format!("`{k}` must be true or false, not {other}")),
+    }
+}
+
+fn as_list(k: &str, v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(a) => a.iter().map(|x| as_str(k, x)).collect(),
+        Value::Null => Ok(Vec::new()),
+        other => Err(format!(
+            "`{k}` must be a string or a list of strings, not {other}"
+        )),
+    }
+}
+
+/// Column lists: `'a'`, `'a, b'` or `['a', 'b']`.
+fn as_key_list(k: &str, v: &Value) -> Result<Vec<String>, String> {
+    Ok(as_list(k, v)?
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn identifier(k: &str, s: &str) -> Result<String, String> {
+    if crate::warehouse::is_identifier(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{k}='{s}' is not a valid name (lowercase letters, digits and _, not starting with a digit)"
+        ))
+    }
+}
+
+fn feature_view(v: &Value) -> Result<FeatureView, String> {
+    let Value::Object(m) = v else {
+        return Err(format!(
+            "feature_view must be a mapping such as {{'entities': ['user_id'], 'event_timestamp': 'ts', 'ttl': '30d'}}, not {v}"
+        ));
+    };
+    let known = [
+        "entities",
+        "entity",
+        "event_timestamp",
+        "timestamp",
+        "created_timestamp",
+        "ttl",
+        "online",
+    ];
+    for k in m.keys() {
+        if !known.contains(&k.as_str()) {
+            return Err(format!(
+                "feature_view: unknown key `{k}`{}; allowed: {}",
+                did_you_mean(k, known.iter().copied()),
+                known.join(", ")
+            ));
+        }
+    }
+    let entities = match m.get("entities").or_else(|| m.get("entity")) {
+        Some(v) => as_key_list("entities", v)?,
+        None => return Err("feature_view needs `entities` (the entity key columns)".into()),
+    };
+    let event_timestamp = match m.get("event_timestamp").or_else(|| m.get("timestamp")) {
+        Some(v) => as_str("event_timestamp", v)?,
+        None => return Err("feature_view needs `event_timestamp` (the event-time column)".into()),
+    };
+    let created_timestamp = m
+        .get("created_timestamp")
+        .map(|v| as_str("created_timestamp", v))
+        .transpose()?;
+    let ttl_seconds =
+        match m.get("ttl") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                format!("feature_view ttl {n} must be a positive number of seconds")
+            })?),
+            Some(Value::String(s)) => Some(parse_duration(s)?),
+            Some(other) => {
+                return Err(format!(
+                    "feature_view ttl must be a duration such as '30d', not {other}"
+                ))
+            }
+        };
+    let online = match m.get("online") {
+        Some(v) => as_bool("online", v)?,
+        None => false,
+    };
+    Ok(FeatureView {
+        entities,
+        event_timestamp,
+        created_timestamp,
+        ttl_seconds,
+        online,
+    })
+}
+
+/// `90s`, `15m`, `12h`, `30d`, `2w` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("duration '{s}': expected a number and a unit (s, m, h, d, w), e.g. '30d'")
+    })?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => {
+            return Err(format!(
+                "duration '{s}': unknown unit `{other}`; use s, m, h, d or w"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration '{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> serde_json::Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn layers_apply_and_tags_accumulate() {
+        let mut c = ModelConfig::defaults(Materialization::Table);
+        c.apply(&obj(json!({"materialized": "view", "tags": ["a"]})))
+            .unwrap();
+        c.apply(&obj(
+            json!({"materialized": "incremental", "unique_key": "id, day", "tags": "b"}),
+        ))
+        .unwrap();
+        assert_eq!(c.materialized, Materialization::Incremental);
+        assert_eq!(c.unique_key, vec!["id", "day"]);
+        assert_eq!(c.tags, vec!["a", "b"]);
+        assert_eq!(c.strategy(), IncrementalStrategy::Merge);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let mut c = ModelConfig::defaults(Materialization::Table);
+        let e = c.apply(&obj(json!({"materialised": "view"}))).unwrap_err();
+        assert!(e.contains("did you mean `materialized`?"), "{e}");
+        let e = c.apply(&obj(json!({"materialized": "tabel"}))).unwrap_err();
+        assert!(e.contains("did you mean `table`?"), "{e}");
+        // dbt-only keys are accepted.
+        c.apply(&obj(json!({"persist_docs": {"relation": true}})))
+            .unwrap();
+        let mut c = ModelConfig::defaults(Materialization::Table);
+        c.apply(&obj(
+            json!({"materialized": "incremental", "incremental_strategy": "delete+insert"}),
+        ))
+        .unwrap();
+        assert!(c.validate().unwrap_err().contains("needs unique_key"));
+    }
+
+    #[test]
+    fn feature_view_and_durations() {
+        let mut c = ModelConfig::defaults(Materialization::Table);
+        c.apply(&obj(json!({"feature_view": {"entities": ["user_id"], "event_timestamp": "ts", "ttl": "30d"}})))
+            .unwrap();
+        let fv = c.feature_view.unwrap();
+        assert_eq!(fv.ttl_seconds, Some(30 * 86_400));
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert!(parse_duration("3y").unwrap_err().contains("unknown unit"));
+    }
+}

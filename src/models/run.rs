@@ -1,0 +1,424 @@
+//! Running models and tests: a bounded-parallel scheduler over the DAG.
+//!
+//! Each selected model waits for its selected upstream models (and, in `build`
+//! mode, for their blocking tests). A failure skips exactly the descendants of
+//! the failed model; everything else runs to the end. Tests run as soon as every
+//! model they read is built.
+
+use super::compile::Compiled;
+use super::config::Materialization;
+use super::datatest::{self, DataTest};
+use super::materialize::{self, Materialized};
+use crate::sql::Engine;
+use crate::warehouse::Warehouse;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Models to run (indices into the compiled models, any order).
+    pub models: Vec<usize>,
+    /// Tests to run.
+    pub tests: Vec<DataTest>,
+    /// Whether a failing test skips the descendants of its model (`build`).
+    pub tests_block: bool,
+    /// Models run at once.
+    pub threads: usize,
+    /// The command, for run records (`run`, `build`, `test`).
+    pub command: String,
+}
+
+/// How a node ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A model was built.
+    Success,
+    /// A model or a test query failed to run.
+    Error,
+    /// Not run because something upstream failed.
+    Skipped,
+    /// A test found no failing rows.
+    Pass,
+    /// A test found failing rows.
+    Fail,
+    /// A `severity: warn` test found failing rows.
+    Warn,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Error => "error",
+            Status::Skipped => "skipped",
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Warn => "warn",
+        }
+    }
+
+    /// Whether this status makes the command fail.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Status::Error | Status::Fail | Status::Skipped)
+    }
+}
+
+/// The version of a table a model read.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputVersion {
+    pub table: String,
+    /// `None` for views (they have no version; what they read is listed too).
+    pub version: Option<u64>,
+}
+
+/// The result of one model or test.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    /// `schema.table` for models, the test name for tests.
+    pub id: String,
+    /// `model` or `test`.
+    pub kind: &'static str,
+    /// Materialization (models) or test kind.
+    pub materialization: String,
+    pub status: Status,
+    pub rows: Option<u64>,
+    /// Table version the model committed.
+    pub version: Option<u64>,
+    /// Failing rows (tests).
+    pub failures: Option<u64>,
+    pub started_at: String,
+    pub seconds: f64,
+    pub message: Option<String>,
+    pub inputs: Vec<InputVersion>,
+    pub sql_hash: Option<String>,
+    pub file: String,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub command: String,
+    pub started_at: String,
+    pub seconds: f64,
+    pub results: Vec<NodeResult>,
+}
+
+impl RunReport {
+    /// True when nothing failed.
+    pub fn success(&self) -> bool {
+        !self.results.iter().any(|r| r.status.is_failure())
+    }
+}
+
+/// Receives progress.
+pub trait RunObserver: Send + Sync {
+    fn started(&self, _id: &str, _kind: &str) {}
+    fn finished(&self, _result: &NodeResult, _done: usize, _total: usize) {}
+}
+
+/// Ignores progress.
+pub struct Quiet;
+impl RunObserver for Quiet {}
+
+enum Task {
+    Model(usize),
+    Test(usize),
+}
+
+/// Runs `opts.models` and `opts.tests` with at most `opts.threads` at once.
+pub async fn run(
+    engine: &Engine,
+    compiled: Arc<Compiled>,
+    opts: RunOptions,
+    run_id: &str,
+    observer: &dyn RunObserver,
+) -> RunReport {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    engine.set_aliases(compiled.aliases.clone());
+
+    // Tasks: models first (by topological position), then tests.
+    let selected: BTreeSet<usize> = opts.models.iter().copied().collect();
+    let mut order: Vec<usize> = selected.iter().copied().collect();
+    order.sort_by_key(|m| compiled.dag.topo_position(*m));
+    let mut tasks: Vec<Task> = order.iter().map(|m| Task::Model(*m)).collect();
+    let mut task_of_model = vec![usize::MAX; compiled.models.len()];
+    for (t, m) in order.iter().enumerate() {
+        task_of_model[*m] = t;
+    }
+    let tests = Arc::new(opts.tests.clone());
+    for i in 0..tests.len() {
+        tasks.push(Task::Test(i));
+    }
+    let n = tasks.len();
+    let mut waits_on: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (t, task) in tasks.iter().enumerate() {
+        match task {
+            Task::Model(m) => {
+                for p in compiled.dag.parents(*m) {
+                    if task_of_model[*p] != usize::MAX {
+                        waits_on[t].push(task_of_model[*p]);
+                    }
+                }
+            }
+            Task::Test(i) => {
+                for d in &tests[*i].deps {
+                    if task_of_model[*d] != usize::MAX {
+                        waits_on[t].push(task_of_model[*d]);
+                    }
+                }
+            }
+        }
+    }
+    if opts.tests_block {
+        // A model also waits for the blocking tests of its selected ancestors'
+        // direct parents: tests declared on a parent that read only the parent's
+        // own lineage (a test reading a descendant cannot block it).
+        for (ti, test) in tests.iter().enumerate() {
+            let Some(m) = test.model else { continue };
+            if test.warn_only {
+                continue;
+            }
+            let reads_only_lineage = test
+                .deps
+                .iter()
+                .all(|d| *d == m || compiled.dag.ancestors(m, None).contains(d));
+            if !reads_only_lineage {
+                continue;
+            }
+            let test_task = order.len() + ti;
+            for c in compiled.dag.children(m) {
+                if task_of_model[*c] != usize::MAX {
+                    waits_on[task_of_model[*c]].push(test_task);
+                }
+            }
+        }
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut remaining = vec![0usize; n];
+    for (t, w) in waits_on.iter_mut().enumerate() {
+        w.sort();
+        w.dedup();
+        remaining[t] = w.len();
+        for d in w.iter() {
+            dependents[*d].push(t);
+        }
+    }
+
+    let mut results: Vec<Option<NodeResult>> = vec![None; n];
+    let mut ready: Vec<usize> = (0..n).filter(|t| remaining[*t] == 0).collect();
+    ready.reverse();
+    let mut running = tokio::task::JoinSet::new();
+    let threads = opts.threads.max(1);
+    let mut done = 0usize;
+    loop {
+        while running.len() < threads {
+            let Some(t) = ready.pop() else { break };
+            let engine = engine.clone();
+            let compiled = compiled.clone();
+            let tests = tests.clone();
+            let run_id = run_id.to_string();
+            match &tasks[t] {
+                Task::Model(m) => {
+                    let m = *m;
+                    observer.started(&compiled.models[m].id(), "model");
+                    running
+                        .spawn(async move { (t, run_model(&engine, &compiled, m, &run_id).await) });
+                }
+                Task::Test(i) => {
+                    let i = *i;
+                    observer.started(&tests[i].name, "test");
+                    running.spawn(
+                        async move { (t, run_one_test(&engine, &compiled, &tests[i]).await) },
+                    );
+                }
+            }
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (t, result) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                // A panic inside a task: report it as an internal error on no node.
+                tracing::error!("a task stopped unexpectedly: {e}");
+                continue;
+            }
+        };
+        let failed = result.status.is_failure() && result.status != Status::Skipped;
+        let blocks = failed && matches!(tasks[t], Task::Model(_) | Task::Test(_));
+        done += 1;
+        observer.finished(&result, done, n);
+        let failed_id = result.id.clone();
+        results[t] = Some(result);
+        if blocks {
+            // Skip every task that (transitively) waits on this one.
+            let mut stack = dependents[t].clone();
+            while let Some(d) = stack.pop() {
+                if results[d].is_some() {
+                    continue;
+                }
+                let r = skipped(&tasks[d], &compiled, &tests, &failed_id);
+                done += 1;
+                observer.finished(&r, done, n);
+                results[d] = Some(r);
+                stack.extend(dependents[d].iter().copied());
+            }
+        } else {
+            for d in dependents[t].clone() {
+                remaining[d] = remaining[d].saturating_sub(1);
+                if remaining[d] == 0 && results[d].is_none() {
+                    ready.push(d);
+                }
+            }
+        }
+    }
+    RunReport {
+        run_id: run_id.to_string(),
+        command: opts.command.clone(),
+        started_at,
+        seconds: started.elapsed().as_secs_f64(),
+        results: results.into_iter().flatten().collect(),
+    }
+}
+
+fn skipped(task: &Task, compiled: &Compiled, tests: &[DataTest], because: &str) -> NodeResult {
+    let (id, kind, mat, file) = match task {
+        Task::Model(m) => {
+            let model = &compiled.models[*m];
+            (
+                model.id(),
+                "model",
+                model.config.materialized.to_string(),
+                model.file.display.clone(),
+            )
+        }
+        Task::Test(i) => (
+            tests[*i].name.clone(),
+            "test",
+            tests[*i].kind.clone(),
+            tests[*i].declared_in.clone(),
+        ),
+    };
+    NodeResult {
+        id,
+        kind,
+        materialization: mat,
+        status: Status::Skipped,
+        rows: None,
+        version: None,
+        failures: None,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        seconds: 0.0,
+        message: Some(format!("skipped because `{because}` failed")),
+        inputs: Vec::new(),
+        sql_hash: None,
+        file,
+    }
+}
+
+async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str) -> NodeResult {
+    let model = &compiled.models[m];
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let t0 = Instant::now();
+    let inputs = input_versions(engine.warehouse(), &model.inputs).await;
+    let outcome = materialize::materialize(engine, model, run_id).await;
+    let (status, mat, message) = match outcome {
+        Ok(m) => (Status::Success, m, None),
+        Err(e) => (Status::Error, Materialized::default(), Some(e.to_string())),
+    };
+    NodeResult {
+        id: model.id(),
+        kind: "model",
+        materialization: if model.config.materialized == Materialization::Incremental
+            && !model.is_incremental
+        {
+            "incremental (full)".to_string()
+        } else {
+            model.config.materialized.to_string()
+        },
+        status,
+        rows: mat.rows,
+        version: mat.version,
+        failures: None,
+        started_at,
+        seconds: t0.elapsed().as_secs_f64(),
+        message,
+        inputs,
+        sql_hash: Some(model.sql_hash.clone()),
+        file: model.file.display.clone(),
+    }
+}
+
+async fn run_one_test(engine: &Engine, compiled: &Compiled, test: &DataTest) -> NodeResult {
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let t0 = Instant::now();
+    let inputs: Vec<(String, String)> = test
+        .deps
+        .iter()
+        .map(|d| {
+            let m = &compiled.models[*d];
+            (m.schema.clone(), m.table.clone())
+        })
+        .collect();
+    let inputs = input_versions(engine.warehouse(), &inputs).await;
+    let (status, failures, message) = match datatest::run_test(engine, test).await {
+        Ok(o) if o.failures == 0 => (Status::Pass, Some(0), None),
+        Ok(o) => (
+            if test.warn_only {
+                Status::Warn
+            } else {
+                Status::Fail
+            },
+            Some(o.failures),
+            Some(format!(
+                "{} failing row{}{}\n{}",
+                o.failures,
+                if o.failures == 1 { "" } else { "s" },
+                match test.model {
+                    Some(m) => format!(" in {}", compiled.models[m].id()),
+                    None => String::new(),
+                },
+                o.sample
+            )),
+        ),
+        Err(e) => (
+            Status::Error,
+            None,
+            Some(format!("test `{}` ({}): {e}", test.name, test.declared_in)),
+        ),
+    };
+    NodeResult {
+        id: test.name.clone(),
+        kind: "test",
+        materialization: test.kind.clone(),
+        status,
+        rows: None,
+        version: None,
+        failures,
+        started_at,
+        seconds: t0.elapsed().as_secs_f64(),
+        message,
+        inputs,
+        sql_hash: Some(super::compile::sha256_hex(&test.sql)),
+        file: test.declared_in.clone(),
+    }
+}
+
+/// The current version of every input (views have none).
+async fn input_versions(wh: &Warehouse, inputs: &[(String, String)]) -> Vec<InputVersion> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (s, t) in inputs {
+        let version = wh.latest_version(s, t).await.ok().flatten();
+        out.push(InputVersion {
+            table: format!("{s}.{t}"),
+            version,
+        });
+    }
+    out
+}

@@ -1,0 +1,207 @@
+//! dbt `schema.yml` files under the models folders: model descriptions, config,
+//! column docs and generic tests, and `sources:` declarations.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// One parsed properties file.
+#[derive(Debug, Default, Deserialize)]
+pub struct PropertiesFile {
+    #[serde(default)]
+    pub models: Vec<ModelProps>,
+    #[serde(default)]
+    pub sources: Vec<SourceProps>,
+    #[serde(default)]
+    pub seeds: Vec<ModelProps>,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// `models:` / `seeds:` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct ModelProps {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub columns: Vec<ColumnProps>,
+    #[serde(default)]
+    pub tests: Vec<Value>,
+    #[serde(default)]
+    pub data_tests: Vec<Value>,
+}
+
+/// `columns:` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct ColumnProps {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tests: Vec<Value>,
+    #[serde(default)]
+    pub data_tests: Vec<Value>,
+}
+
+/// `sources:` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct SourceProps {
+    pub name: String,
+    #[serde(default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub tables: Vec<SourceTableProps>,
+}
+
+/// A table of a source.
+#[derive(Debug, Default, Deserialize)]
+pub struct SourceTableProps {
+    pub name: String,
+    #[serde(default)]
+    pub identifier: Option<String>,
+}
+
+/// Reads every `*.yml` / `*.yaml` under `dirs`.
+pub fn read_all(dirs: &[PathBuf]) -> Result<Vec<PropertiesFile>> {
+    let mut files = Vec::new();
+    for d in dirs {
+        collect(d, &mut files)?;
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let mut p: PropertiesFile = serde_yaml::from_str(&text).map_err(|e| {
+            Error::config(
+                &f,
+                match e.location() {
+                    Some(l) => format!("line {}: {e}", l.line()),
+                    None => e.to_string(),
+                },
+            )
+        })?;
+        p.file = f;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A generic test as written: its name and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestSpec {
+    pub name: String,
+    pub args: serde_json::Map<String, Value>,
+    pub warn_only: bool,
+}
+
+/// Parses `unique`, `{accepted_values: {values: [..]}}`, and dbt 1.10's
+/// `{accepted_values: {arguments: {values: [..]}, config: {severity: warn}}}`.
+pub fn parse_test(v: &Value) -> std::result::Result<TestSpec, String> {
+    match v {
+        Value::String(s) => Ok(TestSpec {
+            name: s.clone(),
+            args: Default::default(),
+            warn_only: false,
+        }),
+        Value::Object(m) if m.len() == 1 => {
+            let (name, body) = m.iter().next().ok_or("empty test")?;
+            let mut args = match body {
+                Value::Object(b) => b.clone(),
+                Value::Null => Default::default(),
+                other => return Err(format!("test `{name}`: expected a mapping of arguments, not {other}")),
+            };
+            let mut warn_only = false;
+            if let Some(Value::Object(c)) = args.remove("config") {
+                if let Some(Value::String(s)) = c.get("severity") {
+                    warn_only = s.eq_ignore_ascii_case("warn");
+                }
+            }
+            if let Some(Value::String(s)) = args.get("severity") {
+                warn_only = s.eq_ignore_ascii_case("warn");
+            }
+            if let Some(Value::Object(a)) = args.remove("arguments") {
+                args.extend(a);
+            }
+            Ok(TestSpec {
+                name: name.clone(),
+                args,
+                warn_only,
+            })
+        }
+        other => Err(format!(
+            "a test is a name (`unique`) or a mapping (`accepted_values: {{values: [...]}}`), not {other}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_models_columns_tests_and_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("staging")).unwrap();
+        std::fs::write(
+            dir.path().join("staging/schema.yml"),
+            r#"
+version: 2
+sources:
+  - name: shop
+    schema: raw
+    tables: [{name: orders}]
+models:
+  - name: stg_orders
+    description: "one row per order"
+    config: {materialized: table}
+    columns:
+      - name: id
+        tests: [unique, not_null]
+      - name: status
+        data_tests:
+          - accepted_values:
+              arguments: {values: ['a', 'b']}
+              config: {severity: warn}
+"#,
+        )
+        .unwrap();
+        let files = read_all(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(files.len(), 1);
+        let m = &files[0].models[0];
+        assert_eq!(m.columns[0].tests.len(), 2);
+        let t = parse_test(&m.columns[1].data_tests[0]).unwrap();
+        assert_eq!(t.name, "accepted_values");
+        assert!(t.warn_only);
+        assert_eq!(t.args["values"], serde_json::json!(["a", "b"]));
+        assert_eq!(files[0].sources[0].tables[0].name, "orders");
+    }
+}

@@ -1,0 +1,245 @@
+//! What the models layer needs from a project, from either `sluice.toml` or a dbt
+//! project's `dbt_project.yml` (so a dbt project runs unchanged).
+//!
+//! Folder configuration is kept as a JSON tree: keys that are model config
+//! (`materialized`, `schema`, ...) apply to the folder and below; other
+//! table-valued keys are subfolders. dbt's `+` prefix is accepted and stripped.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file that marks a dbt project.
+pub const DBT_PROJECT_FILE: &str = "dbt_project.yml";
+
+/// Which kind of project file the models come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectKind {
+    /// `sluice.toml`.
+    Sluice,
+    /// `dbt_project.yml` without `sluice.toml`.
+    Dbt,
+}
+
+/// Everything about models, seeds and tests of a project.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub kind: ProjectKind,
+    /// Project name (dbt: `name`), the root of `models:` in dbt_project.yml.
+    pub name: String,
+    /// Absolute folders holding `.sql` models (and `schema.yml` files).
+    pub model_paths: Vec<PathBuf>,
+    /// Absolute folders holding seed CSV files.
+    pub seed_paths: Vec<PathBuf>,
+    /// Absolute folders holding singular tests.
+    pub test_paths: Vec<PathBuf>,
+    /// `var()` values.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Folder config tree for models (JSON object).
+    pub models: serde_json::Value,
+    /// Folder config tree for seeds (JSON object).
+    pub seeds: serde_json::Value,
+    /// Materialization of models that set none.
+    pub default_materialization: String,
+}
+
+impl ModelSettings {
+    /// Settings of a `sluice.toml` project.
+    pub(crate) fn from_sluice(root: &Path, cfg: &super::ProjectConfig) -> Result<Self> {
+        let vars = cfg
+            .vars
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), toml_to_json(v))))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(ModelSettings {
+            kind: ProjectKind::Sluice,
+            name: cfg.project.name.clone(),
+            model_paths: vec![root.join(&cfg.project.models)],
+            seed_paths: vec![root.join(&cfg.project.seeds)],
+            test_paths: vec![root.join(&cfg.project.tests)],
+            vars,
+            models: normalise_tree(toml_to_json(&toml::Value::Table(cfg.models.clone()))),
+            seeds: serde_json::Value::Object(Default::default()),
+            default_materialization: "table".into(),
+        })
+    }
+
+    /// Settings of a dbt project (`dbt_project.yml`).
+    pub(crate) fn from_dbt(root: &Path) -> Result<Self> {
+        let file = root.join(DBT_PROJECT_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        let p: DbtProject = serde_yaml::from_str(&text).map_err(|e| {
+            Error::config(
+                &file,
+                match e.location() {
+                    Some(l) => format!("line {}: {e}", l.line()),
+                    None => e.to_string(),
+                },
+            )
+        })?;
+        let paths = |v: Option<Vec<String>>, d: &str| -> Vec<PathBuf> {
+            v.unwrap_or_else(|| vec![d.to_string()])
+                .into_iter()
+                .map(|p| root.join(p))
+                .collect()
+        };
+        let vars = match p.vars {
+            Some(serde_json::Value::Object(m)) => m.into_iter().collect(),
+            Some(serde_json::Value::Null) | None => BTreeMap::new(),
+            Some(other) => {
+                return Err(Error::config(
+                    &file,
+                    format!("`vars` must be a mapping of names to values, not {other}"),
+                ))
+            }
+        };
+        let name = p.name.unwrap_or_else(|| "dbt_project".to_string());
+        Ok(ModelSettings {
+            kind: ProjectKind::Dbt,
+            model_paths: paths(p.model_paths.or(p.source_paths), "models"),
+            seed_paths: paths(p.seed_paths.or(p.data_paths), "seeds"),
+            test_paths: paths(p.test_paths, "tests"),
+            vars,
+            models: project_tree(p.models, &name),
+            seeds: project_tree(p.seeds, &name),
+            name,
+            default_materialization: "view".into(),
+        })
+    }
+
+    /// The folder config that applies to `rel_dir` (folders below the models
+    /// root, outermost first): every level's config keys, inner levels winning.
+    pub fn folder_config(
+        tree: &serde_json::Value,
+        rel_dir: &[String],
+        is_config_key: impl Fn(&str) -> bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        let mut node = Some(tree);
+        let mut depth = 0;
+        while let Some(serde_json::Value::Object(map)) = node {
+            for (k, v) in map {
+                if is_config_key(k) {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            node = rel_dir.get(depth).and_then(|d| map.get(d));
+            depth += 1;
+            if depth > rel_dir.len() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// The subset of `dbt_project.yml` sluice reads (other keys are ignored, as
+/// profiles, hooks and packages have no meaning here).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct DbtProject {
+    name: Option<String>,
+    model_paths: Option<Vec<String>>,
+    /// dbt < 1.0 name of model-paths.
+    source_paths: Option<Vec<String>>,
+    seed_paths: Option<Vec<String>>,
+    /// dbt < 1.0 name of seed-paths.
+    data_paths: Option<Vec<String>>,
+    test_paths: Option<Vec<String>>,
+    vars: Option<serde_json::Value>,
+    models: Option<serde_json::Value>,
+    seeds: Option<serde_json::Value>,
+}
+
+/// `models: {my_project: {...}, +materialized: x}` → the tree of this project
+/// (config keys at the top level apply to every model).
+fn project_tree(v: Option<serde_json::Value>, name: &str) -> serde_json::Value {
+    let Some(serde_json::Value::Object(top)) = v.map(normalise_tree) else {
+        return serde_json::Value::Object(Default::default());
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in &top {
+        if k != name && !v.is_object() {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(serde_json::Value::Object(project)) = top.get(name) {
+        for (k, v) in project {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Strips dbt's `+` prefix from every key of the tree.
+fn normalise_tree(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let k = k.strip_prefix('+').map(str::to_string).unwrap_or(k);
+                    (k, normalise_tree(v))
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Value::from(*f),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbt_project_tree_and_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DBT_PROJECT_FILE),
+            "name: shop\nversion: '1.0'\nprofile: shop\nmodel-paths: ['m']\nvars:\n  start: '2024-01-01'\nmodels:\n  shop:\n    +materialized: table\n    staging:\n      +materialized: view\n      +schema: stg\n",
+        )
+        .unwrap();
+        let s = ModelSettings::from_dbt(dir.path()).unwrap();
+        assert_eq!(s.model_paths, vec![dir.path().join("m")]);
+        assert_eq!(s.seed_paths, vec![dir.path().join("seeds")]);
+        assert_eq!(s.vars["start"], "2024-01-01");
+        let is_key = |k: &str| k == "materialized" || k == "schema";
+        let root = ModelSettings::folder_config(&s.models, &[], is_key);
+        assert_eq!(root["materialized"], "table");
+        let stg = ModelSettings::folder_config(&s.models, &["staging".into()], is_key);
+        assert_eq!(stg["materialized"], "view");
+        assert_eq!(stg["schema"], "stg");
+        let deep = ModelSettings::folder_config(&s.models, &["staging".into(), "x".into()], is_key);
+        assert_eq!(deep["materialized"], "view");
+        let other = ModelSettings::folder_config(&s.models, &["marts".into()], is_key);
+        assert_eq!(other["materialized"], "table");
+    }
+
+    #[test]
+    fn bad_yaml_names_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DBT_PROJECT_FILE),
+            "name: shop\nmodels:\n  - [\n",
+        )
+        .unwrap();
+        let e = ModelSettings::from_dbt(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("dbt_project.yml") && e.contains("line"), "{e}");
+    }
+}

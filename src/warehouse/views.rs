@@ -1,0 +1,273 @@
+//! Views and model names stored in the warehouse, so every session (`sluice sql`,
+//! the Flight SQL server) sees what `sluice run` created.
+//!
+//! - A view is one JSON object `_sluice/views/<schema>/<name>.json` holding its
+//!   SQL. One object per view (not a shared Delta table) means models running in
+//!   parallel never conflict on a commit. A view is planned afresh on every read,
+//!   so it always sees the latest version of the tables it reads.
+//! - `_sluice/models.json` maps every model's bare name to its `schema.table`, so
+//!   a bare model name (`SELECT * FROM user_features`) resolves when unique.
+
+use super::Warehouse;
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A stored view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ViewDef {
+    pub schema: String,
+    pub name: String,
+    pub sql: String,
+    /// The model that created it, the run and the SQL hash.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub sql_hash: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// Bare model name → `(schema, table)`, for names that are unique.
+pub type Aliases = BTreeMap<String, (String, String)>;
+
+impl Warehouse {
+    fn meta_path(&self, rel: &str) -> ObjPath {
+        let mut p = self.root_path().join("_sluice");
+        for part in rel.split('/') {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// Stores (creates or replaces) a view.
+    pub async fn put_view(&self, view: &ViewDef) -> Result<()> {
+        let path = self.meta_path(&format!("views/{}/{}.json", view.schema, view.name));
+        let body = serde_json::to_vec_pretty(view).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        Ok(())
+    }
+
+    /// Removes a view; no error when there is none.
+    pub async fn delete_view(&self, schema: &str, name: &str) -> Result<()> {
+        let path = self.meta_path(&format!("views/{schema}/{name}.json"));
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
+    }
+
+    /// The view `schema.name`, if stored.
+    pub async fn get_view(&self, schema: &str, name: &str) -> Result<Option<ViewDef>> {
+        let path = self.meta_path(&format!("views/{schema}/{name}.json"));
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::storage(&path, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(&path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Warehouse {
+                uri: path.to_string(),
+                message: format!(
+                    "unreadable view definition: {e}; re-run the model that creates it"
+                ),
+            })
+    }
+
+    /// Names of the views stored in `schema`.
+    pub async fn list_views(&self, schema: &str) -> Result<Vec<String>> {
+        let prefix = self.meta_path(&format!("views/{schema}"));
+        let mut out = Vec::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(meta) => {
+                    if let Some(name) = meta
+                        .location
+                        .filename()
+                        .and_then(|f| f.strip_suffix(".json"))
+                    {
+                        out.push(name.to_string());
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(Error::storage(&prefix, e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Schemas that hold stored views.
+    pub async fn list_view_schemas(&self) -> Result<Vec<String>> {
+        let prefix = self.meta_path("views");
+        let listed = match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::storage(&prefix, e)),
+        };
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Deletes every object of the Delta table `schema.table` (used when a model
+    /// changes from a table to a view, as dbt drops a relation of another type).
+    pub async fn drop_table_files(&self, schema: &str, table: &str) -> Result<()> {
+        let prefix = self.root_path().join(schema).join(table);
+        let locations: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .filter_map(|m| async move { m.ok().map(|m| Ok(m.location)) })
+            .collect()
+            .await;
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(locations).boxed());
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::storage(&prefix, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the bare-name map of the project's models.
+    pub async fn put_aliases(&self, aliases: &Aliases) -> Result<()> {
+        let path = self.meta_path("models.json");
+        let body =
+            serde_json::to_vec_pretty(aliases).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        Ok(())
+    }
+
+    /// The stored bare-name map (empty when no run has stored one).
+    pub async fn get_aliases(&self) -> Result<Aliases> {
+        let path = self.meta_path("models.json");
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::storage(&path, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Aliases::new()),
+            Err(e) => return Err(Error::storage(&path, e)),
+        };
+        // A damaged map only loses the bare-name shortcut; qualified names still work.
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+}
+
+/// A view as a table provider: the SQL is planned on every scan in the reading
+/// session, so the view follows the tables it reads.
+#[derive(Debug)]
+pub struct SqlView {
+    sql: String,
+    schema: SchemaRef,
+}
+
+impl SqlView {
+    /// Plans `sql` once in `state` to learn its schema.
+    pub async fn try_new(sql: String, state: &SessionState) -> DfResult<Self> {
+        let plan = state.create_logical_plan(&sql).await?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        Ok(SqlView { sql, schema })
+    }
+
+    /// The view's SQL.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+#[async_trait]
+impl TableProvider for SqlView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.sql)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Exact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let state = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| {
+                DataFusionError::Internal("view scanned outside a SessionState".into())
+            })?;
+        let plan = state.create_logical_plan(&self.sql).await?;
+        let fresh = plan.schema().as_arrow();
+        if fresh.fields().len() != self.schema.fields().len()
+            || fresh
+                .fields()
+                .iter()
+                .zip(self.schema.fields())
+                .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
+        {
+            return Err(DataFusionError::Plan(
+                "the columns of this view changed since the query was planned (a table it reads was replaced); run the query again".into(),
+            ));
+        }
+        let columns: Vec<Expr> = match projection {
+            Some(p) => p
+                .iter()
+                .map(|i| {
+                    let (q, f) = plan.schema().qualified_field(*i);
+                    Expr::Column(datafusion::common::Column::new(q.cloned(), f.name()))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut builder = LogicalPlanBuilder::from(plan);
+        if let Some(f) = filters.iter().cloned().reduce(|a, b| a.and(b)) {
+            builder = builder.filter(f)?;
+        }
+        if projection.is_some() {
+            builder = builder.project(columns)?;
+        }
+        if let Some(n) = limit {
+            builder = builder.limit(0, Some(n))?;
+        }
+        let plan = state.optimize(&builder.build()?)?;
+        state.create_physical_plan(&plan).await
+    }
+}

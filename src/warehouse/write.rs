@@ -1,0 +1,33 @@
+//! Writing data files: the Parquet settings every table write uses.
+
+use arrow::datatypes::SchemaRef;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// Target size of one data file.
+pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// ZSTD everywhere; dictionary encoding only for text (where it pays), chunk-level
+/// statistics (Delta keeps its own per-file statistics for skipping).
+pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    use deltalake::parquet::file::properties::EnabledStatistics;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_dictionary_enabled(false);
+    for f in schema.fields() {
+        if matches!(
+            f.data_type(),
+            arrow::datatypes::DataType::Utf8
+                | arrow::datatypes::DataType::LargeUtf8
+                | arrow::datatypes::DataType::Utf8View
+        ) {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    b.build()
+}
