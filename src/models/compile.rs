@@ -106,6 +106,8 @@ pub(crate) struct Names {
     sources: HashMap<String, (String, String)>,
     /// dbt `sources:` (source, table) → relation.
     yml_sources: HashMap<(String, String), (String, String)>,
+    /// Seeds by name → their table (`ref('seed')` works, as in dbt).
+    seeds: HashMap<String, (String, String)>,
 }
 
 /// What a name in a model's SQL is.
@@ -190,7 +192,7 @@ impl Names {
                     }
                     _ => {}
                 }
-                if let Some((s, t)) = self.sources.get(one) {
+                if let Some((s, t)) = self.sources.get(one).or_else(|| self.seeds.get(one)) {
                     return Ok(Target::External(s.clone(), t.clone()));
                 }
                 Err(self.unknown(&rel.display()))
@@ -241,6 +243,17 @@ impl Names {
                 ""
             }
         )
+    }
+
+    /// `ref('x')` as SQL text: a model's relation, else a seed's table.
+    fn ref_text(&self, name: &str) -> std::result::Result<String, String> {
+        match self.lookup_model(name) {
+            Ok(i) => Ok(self.relation_text(i)),
+            Err(e) => match self.seeds.get(name) {
+                Some((s, t)) => Ok(format!("{s}.{t}")),
+                None => Err(e),
+            },
+        }
     }
 
     fn relation_text(&self, i: usize) -> String {
@@ -358,6 +371,11 @@ pub async fn compile(
     }
     for s in &project.sources {
         names.sources.insert(s.name.clone(), s.target());
+    }
+    for s in super::seeds::discover(project)? {
+        names
+            .seeds
+            .insert(s.name.clone(), (s.schema.clone(), s.name.clone()));
     }
     for p in &properties {
         for s in &p.sources {
@@ -660,7 +678,13 @@ impl Compiled {
             }
         }
         for r in refs {
-            out.push(self.names.lookup_model(r)?);
+            match self.names.lookup_model(r) {
+                Ok(m) => out.push(m),
+                // A seed is fine; anything else is the lookup's error.
+                Err(_) => {
+                    self.names.ref_text(r)?;
+                }
+            }
         }
         out.sort();
         out.dedup();
@@ -779,8 +803,7 @@ fn render_context(
     is_incremental: bool,
 ) -> RenderContext {
     let n = names.clone();
-    let resolve_ref: jinja::RefResolver =
-        Arc::new(move |name: &str| n.lookup_model(name).map(|i| n.relation_text(i)));
+    let resolve_ref: jinja::RefResolver = Arc::new(move |name: &str| n.ref_text(name));
     let n = names.clone();
     let resolve_source: jinja::SourceResolver = Arc::new(move |s: &str, t: &str| {
         if let Some((schema, table)) = n.yml_sources.get(&(s.to_string(), t.to_string())) {

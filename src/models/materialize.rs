@@ -174,13 +174,15 @@ impl Ctx<'_> {
 
     /// Replaces the whole table in one commit (creating it when missing).
     async fn table(&self) -> Result<Materialized> {
+        let t0 = std::time::Instant::now();
         let df = self.plan().await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         check_columns(&schema).map_err(|m| self.err(m))?;
         let m = self.model;
-        let mut write = self
-            .handle()
-            .await?
+        let t1 = t0.elapsed();
+        let h = self.handle().await?;
+        let t2 = t0.elapsed();
+        let mut write = h
             .write(vec![])
             .with_input_plan(df.logical_plan().clone())
             .with_session_state(self.state())
@@ -197,11 +199,18 @@ impl Ctx<'_> {
             write = write.with_partition_columns(m.config.partition_by.clone());
         }
         let table = write.await.map_err(self.storage_err())?;
+        let t3 = t0.elapsed();
         // A view of the same name (the model was a view before) is replaced.
         self.wh.delete_view(&m.schema, &m.table).await?;
+        let rows = added_rows(&table).await;
+        tracing::debug!(
+            model = %m.id(),
+            "table: planned {t1:?}, opened {t2:?}, written {t3:?}, total {:?}",
+            t0.elapsed()
+        );
         Ok(Materialized {
             version: table.version(),
-            rows: added_rows(&table).await,
+            rows,
             action: "replaced",
         })
     }

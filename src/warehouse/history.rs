@@ -25,6 +25,10 @@ pub struct CommitRecord {
     pub source: Option<String>,
     /// Source files of a load commit (`path`, `size`, `modified`/`etag`).
     pub source_files: Vec<serde_json::Value>,
+    /// sluice run id, when `sluice run` made the commit.
+    pub run_id: Option<String>,
+    /// SHA-256 of the model SQL that made the commit.
+    pub sql_hash: Option<String>,
 }
 
 /// All commits of `table` still present in its log, oldest first.
@@ -71,6 +75,8 @@ fn parse_commit(version: u64, bytes: &[u8]) -> CommitRecord {
         load_id: None,
         source: None,
         source_files: Vec::new(),
+        run_id: None,
+        sql_hash: None,
     };
     let mut stats_rows: Option<u64> = None;
     for line in bytes.split(|b| *b == b'\n') {
@@ -92,6 +98,9 @@ fn parse_commit(version: u64, bytes: &[u8]) -> CommitRecord {
                 .get("sluice.source")
                 .and_then(|o| o.as_str())
                 .map(str::to_string);
+            let text = |k: &str| ci.get(k).and_then(|o| o.as_str()).map(str::to_string);
+            rec.run_id = text("sluice.run_id");
+            rec.sql_hash = text("sluice.sql_hash");
             if let Some(files) = ci.get("sluice.files").and_then(|f| f.as_array()) {
                 rec.source_files = files.clone();
             }
@@ -136,6 +145,7 @@ pub fn history_batch(records: &[CommitRecord]) -> Result<arrow::record_batch::Re
         Field::new("files_removed", DataType::UInt64, false),
         Field::new("load_id", DataType::Utf8, true),
         Field::new("source_files", DataType::Utf8, true),
+        Field::new("run_id", DataType::Utf8, true),
     ]));
     let files: Vec<Option<String>> = records
         .iter()
@@ -178,6 +188,9 @@ pub fn history_batch(records: &[CommitRecord]) -> Result<arrow::record_batch::Re
                 .collect::<Vec<_>>(),
         )),
         Arc::new(StringArray::from(files)),
+        Arc::new(StringArray::from(
+            records.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>(),
+        )),
     ];
     Ok(arrow::record_batch::RecordBatch::try_new(schema, cols)?)
 }

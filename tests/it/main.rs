@@ -3,5 +3,6 @@
 mod cli;
 mod common;
 mod load;
+mod models;
 mod s3;
 mod sql;
