@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  {}", f.display());
         }
         println!(
-            "next: cd {} && sluice load && sluice sql \"SELECT * FROM raw.events\"",
+            "next: cd {} && sluice run && sluice sql \"SELECT * FROM marts.events_by_kind\"",
             dir.display()
         );
         return Ok(());

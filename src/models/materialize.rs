@@ -24,7 +24,7 @@ use std::sync::Arc;
 const MAX_REPLACE_KEYS: usize = 100_000;
 
 /// What materializing one model produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Materialized {
     /// Table version written (`None` for views, ephemerals and no-op runs).
     pub version: Option<u64>,
@@ -32,10 +32,20 @@ pub struct Materialized {
     pub rows: Option<u64>,
     /// What was done, for the summary (`replaced`, `appended`, `merged`, ...).
     pub action: &'static str,
+    /// The table state just committed (read by later models without reloading).
+    pub state: Option<DeltaTable>,
 }
 
 /// Materializes `model` (whose upstream models are already built).
 pub async fn materialize(engine: &Engine, model: &Model, run_id: &str) -> Result<Materialized> {
+    let out = materialize_inner(engine, model, run_id).await?;
+    if let Some(state) = &out.state {
+        engine.pin(&model.schema, &model.table, state.clone());
+    }
+    Ok(out)
+}
+
+async fn materialize_inner(engine: &Engine, model: &Model, run_id: &str) -> Result<Materialized> {
     let wh = engine.warehouse();
     let ctx = Ctx {
         engine,
@@ -151,7 +161,10 @@ impl Ctx<'_> {
         // Planning checks the SQL (and every table it names) now, not at first read.
         self.plan().await?;
         let m = self.model;
-        if self.wh.open_table(&m.schema, &m.table).await?.is_some() {
+        self.engine.unpin(&m.schema, &m.table);
+        if self.wh.relation_exists(&m.schema, &m.table).await?
+            && self.wh.latest_version(&m.schema, &m.table).await?.is_some()
+        {
             // The model was a table before: a view replaces it (as dbt does).
             self.wh.drop_table_files(&m.schema, &m.table).await?;
         }
@@ -210,6 +223,7 @@ impl Ctx<'_> {
         );
         Ok(Materialized {
             version: table.version(),
+            state: Some(table.clone()),
             rows,
             action: "replaced",
         })
@@ -237,6 +251,7 @@ impl Ctx<'_> {
                 let table = write.await.map_err(self.storage_err())?;
                 Ok(Materialized {
                     version: table.version(),
+                    state: Some(table.clone()),
                     rows: added_rows(&table).await,
                     action: "appended",
                 })
@@ -358,6 +373,7 @@ impl Ctx<'_> {
             })?;
         Ok(Materialized {
             version: table.version(),
+            state: Some(table.clone()),
             rows: Some((metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64),
             action: "merged",
         })
@@ -386,6 +402,7 @@ impl Ctx<'_> {
         if n == 0 {
             return Ok(Materialized {
                 version: table.version(),
+                state: Some(table.clone()),
                 rows: Some(0),
                 action: "unchanged",
             });
@@ -448,6 +465,7 @@ impl Ctx<'_> {
         let table = write.await.map_err(self.storage_err())?;
         Ok(Materialized {
             version: table.version(),
+            state: Some(table.clone()),
             rows: added_rows(&table).await,
             action: "replaced keys",
         })

@@ -154,9 +154,13 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
         ),
         (
             dir.join("sql/README.md"),
-            "SQL models live in this folder, one `.sql` file per model.\n".to_string(),
+            "SQL models live in this folder, one `.sql` file per model; the first folder is the schema.\n".to_string(),
         ),
-        (dir.join(".gitignore"), "/warehouse/\n".to_string()),
+        (
+            dir.join("sql/marts/events_by_kind.sql"),
+            "-- A model: `sluice run` builds it as the table marts.events_by_kind.\nSELECT kind, count(*) AS events, min(ts) AS first_seen\nFROM raw.events\nGROUP BY kind\n".to_string(),
+        ),
+        (dir.join(".gitignore"), "/warehouse/\n/target/\n".to_string()),
     ];
     let mut written = Vec::new();
     for (path, text) in files {

@@ -94,6 +94,17 @@ impl Engine {
         self.catalog.set_aliases(aliases);
     }
 
+    /// Reads `schema.table` from `state` (a version this process just committed)
+    /// until [`Engine::unpin`]; saves reloading the table's log.
+    pub fn pin(&self, schema: &str, table: &str, state: deltalake::DeltaTable) {
+        self.catalog.pin(schema, table, Some(state));
+    }
+
+    /// Forgets a pinned table (it is read from storage again).
+    pub fn unpin(&self, schema: &str, table: &str) {
+        self.catalog.pin(schema, table, None);
+    }
+
     /// Schema of unqualified names.
     pub fn default_schema(&self) -> &str {
         &self.default_schema

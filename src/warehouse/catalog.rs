@@ -21,6 +21,9 @@ struct Shared {
     /// The session that owns this catalog (views are planned in it).
     session: OnceLock<StateFn>,
     aliases: RwLock<Aliases>,
+    /// Tables this process just wrote, at the version it wrote: read without
+    /// listing and replaying their log again (a model run reads what it built).
+    pinned: RwLock<std::collections::HashMap<(String, String), deltalake::DeltaTable>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -47,6 +50,7 @@ impl WarehouseCatalog {
             default_schema: default_schema.to_string(),
             session: OnceLock::new(),
             aliases: RwLock::new(aliases),
+            pinned: RwLock::new(Default::default()),
         });
         let mut schemas = BTreeMap::new();
         let mut names = warehouse.list_schemas().await?;
@@ -74,6 +78,22 @@ impl WarehouseCatalog {
     /// Gives the catalog the session it belongs to (needed to plan views).
     pub fn bind_session(&self, state: impl Fn() -> Option<SessionState> + Send + Sync + 'static) {
         let _ = self.shared.session.set(Box::new(state));
+    }
+
+    /// Serves `schema.table` from `table` (a state this process just committed)
+    /// instead of reloading it from storage; `None` forgets it.
+    pub fn pin(&self, schema: &str, table: &str, state: Option<deltalake::DeltaTable>) {
+        if let Ok(mut p) = self.shared.pinned.write() {
+            let key = (schema.to_string(), table.to_string());
+            match state {
+                Some(t) => {
+                    p.insert(key, t);
+                }
+                None => {
+                    p.remove(&key);
+                }
+            }
+        }
     }
 
     /// Replaces the bare-name map (a run knows its models before they exist).
@@ -181,6 +201,19 @@ impl SchemaProvider for WarehouseSchema {
         }
         if !super::is_identifier(name) {
             return Ok(None);
+        }
+        let pinned = self
+            .shared
+            .pinned
+            .read()
+            .ok()
+            .and_then(|p| p.get(&(self.name.clone(), name.to_string())).cloned());
+        if let Some(table) = pinned {
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(Some(provider));
         }
         let warehouse = &self.shared.warehouse;
         if let Some(table) = warehouse.open_table(&self.name, name).await? {
