@@ -202,3 +202,167 @@ fn init_then_load_with_file_uri_warehouse() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("a project already exists here"));
 }
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The newcomer's path: `init`, then `run` (load, models, tests), then query a model.
+#[test]
+fn init_then_run_builds_the_skeleton_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = tmp.path().join("p");
+    let o = sluice(&["init", proj.to_str().unwrap()], tmp.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sluice(&["run"], &proj);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("SUCCESS marts.events_by_kind"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT kind, events FROM marts.events_by_kind ORDER BY kind",
+            "--format",
+            "csv",
+        ],
+        &proj,
+    );
+    assert_eq!(
+        stdout(&o),
+        "kind,events\npurchase,1\nsignup,2\n",
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// compile prints the order and the SQL and writes nothing; lineage in three formats.
+#[test]
+fn compile_and_lineage() {
+    let dir = example_project();
+    let p = dir.path();
+    copy_dir(&repo_root().join("sql"), &p.join("sql"));
+    let o = sluice(&["compile", "-s", "+user_features"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let pos = |s: &str| {
+        out.find(s)
+            .unwrap_or_else(|| panic!("{s} missing in {out}"))
+    };
+    assert!(pos("staging.stg_transactions (view)") < pos("features.user_features (table)"));
+    // The ephemeral model is inlined as a CTE, bare names are qualified.
+    assert!(
+        out.contains("WITH __sluice_ephemeral__staging__txn_enriched AS ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("LEFT JOIN staging.stg_merchants AS m"),
+        "{out}"
+    );
+    assert!(!out.contains("daily_user_spend"), "not selected: {out}");
+    assert!(
+        !p.join("warehouse/features").exists(),
+        "compile must not write"
+    );
+
+    let o = sluice(&["lineage", "txn_enriched", "--format", "json"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["model"], "staging.txn_enriched");
+    let up: Vec<&str> = j["upstream"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        up,
+        vec!["staging.stg_merchants", "staging.stg_transactions"]
+    );
+    let down = j["downstream"].as_array().unwrap();
+    assert!(down.iter().any(|v| v == "features.user_features"), "{j}");
+    let o = sluice(&["lineage", "txn_enriched", "--format", "dot"], p);
+    assert!(
+        stdout(&o).contains("\"staging.stg_merchants\" -> \"staging.txn_enriched\""),
+        "{}",
+        stdout(&o)
+    );
+    let o = sluice(&["lineage", "txn_enrich"], p);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("did you mean `txn_enriched`?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A run with a failing model: summary on stdout, one error line on stderr, exit 1.
+#[test]
+fn failing_run_reports_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sluice.toml"),
+        "[project]\nname='t'\nmodels='models'\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(p.join("models/ok.sql"), "select 1 as x").unwrap();
+    std::fs::write(p.join("models/bad.sql"), "select cast('x' as int) as y").unwrap();
+    std::fs::write(p.join("models/after_bad.sql"), "select y from bad").unwrap();
+    let o = sluice(&["run", "models", "--threads", "1"], p);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("SUCCESS raw.ok"), "{out}");
+    assert!(out.contains("ERROR   raw.bad"), "{out}");
+    assert!(out.contains("SKIPPED raw.after_bad"), "{out}");
+    assert!(out.contains("ERROR raw.bad (models/bad.sql):"), "{out}");
+    assert!(
+        stderr(&o).contains("2 of 3 nodes did not succeed"),
+        "{}",
+        stderr(&o)
+    );
+    // JSON summary for programs.
+    let o = sluice(&["run", "models", "--format", "json"], p);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["results"].as_array().unwrap().len(), 3);
+
+    // A cycle is a user error (exit 2) printed on one line.
+    std::fs::write(p.join("models/ok.sql"), "select y as x from after_bad").unwrap();
+    std::fs::write(p.join("models/bad.sql"), "select x as y from ok").unwrap();
+    let o = sluice(&["run", "models"], p);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("dependency cycle: raw.after_bad → raw.ok → raw.bad → raw.after_bad"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The dbt fixture runs with the CLI from outside its folder.
+#[test]
+fn dbt_project_via_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("tests/fixtures/dbt_shop"), dir.path());
+    let here = dir.path().parent().unwrap();
+    let proj = dir.path().to_str().unwrap();
+    let o = sluice(&["--project", proj, "seed"], here);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sluice(&["--project", proj, "build"], here);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("PASS    assert_no_negative_totals"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sluice(&["--project", proj, "test", "-s", "stg_orders"], here);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stdout(&o).contains("customers_customer_id"),
+        "only stg_orders' tests: {}",
+        stdout(&o)
+    );
+    assert!(dir.path().join("target/run_results.json").exists());
+}
