@@ -90,3 +90,55 @@ async fn example_loads_to_s3_like_local() {
     .unwrap();
     assert_eq!(r.sources[0].skipped_files, 1);
 }
+
+/// Models on an S3 warehouse: tables, the stored view, run records and bare
+/// names all live in the bucket, so a fresh session sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_run_on_s3() {
+    let Some(bucket) = s3() else { return };
+    let dir = example_project();
+    copy_dir(&repo_root().join("sql"), &dir.path().join("sql"));
+    let project = Project::load(dir.path()).unwrap();
+    let prefix = format!("s3://{bucket}/models-{}", uuid::Uuid::new_v4().simple());
+    let wh = open(&project, Some(&prefix));
+    load(&project, &wh, &[], &LoadOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let compiled = std::sync::Arc::new(
+        sluice::models::compile(&project, &wh, &Default::default())
+            .await
+            .unwrap(),
+    );
+    let e = engine(&project, &wh).await;
+    let report = sluice::models::execute(
+        &project,
+        &e,
+        compiled,
+        &Default::default(),
+        sluice::models::Steps::Build,
+        2,
+        &Default::default(),
+        "build",
+        &sluice::models::run::Quiet,
+    )
+    .await
+    .unwrap();
+    assert!(report.success(), "{:?}", report.results);
+    let fresh = engine(&project, &open(&project, Some(&prefix))).await;
+    assert_eq!(
+        scalar(&fresh, "SELECT count(*) FROM staging.stg_transactions").await,
+        "5000"
+    );
+    assert_eq!(
+        scalar(&fresh, "SELECT count(*) FROM user_features").await,
+        "993"
+    );
+    assert_eq!(
+        scalar(
+            &fresh,
+            "SELECT count(*) FROM _sluice.runs WHERE status = 'success'"
+        )
+        .await,
+        "8"
+    );
+}
