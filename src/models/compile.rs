@@ -108,6 +108,8 @@ pub(crate) struct Names {
     yml_sources: HashMap<(String, String), (String, String)>,
     /// Seeds by name → their table (`ref('seed')` works, as in dbt).
     seeds: HashMap<String, (String, String)>,
+    /// Project macros, global to every template.
+    macros: Option<Arc<jinja::Macros>>,
 }
 
 /// What a name in a model's SQL is.
@@ -289,6 +291,12 @@ pub async fn compile(
     let settings = &project.settings;
     let default_schema = project.config.warehouse.default_schema.clone();
     let files = discover::sql_files(&project.root, &settings.model_paths)?;
+    let macro_files: Vec<(String, String)> =
+        discover::sql_files(&project.root, &settings.macro_paths)?
+            .into_iter()
+            .map(|f| (f.display, f.text))
+            .collect();
+    let macros = (!macro_files.is_empty()).then(|| Arc::new(jinja::Macros::new(&macro_files)));
     let properties = schema_yml::read_all(&settings.model_paths)?;
     let mut vars = settings.vars.clone();
     vars.extend(opts.vars.clone());
@@ -317,6 +325,7 @@ pub async fn compile(
             &default_schema,
             &vars,
             &target,
+            macros.clone(),
         ) {
             Ok(d) => drafts.push(d),
             Err((name, e)) => {
@@ -336,6 +345,7 @@ pub async fn compile(
 
     let mut names = Names {
         default_schema: default_schema.clone(),
+        macros: macros.clone(),
         disabled,
         ..Default::default()
     };
@@ -701,6 +711,7 @@ fn draft(
     default_schema: &str,
     vars: &BTreeMap<String, serde_json::Value>,
     target: &str,
+    macros: Option<Arc<jinja::Macros>>,
 ) -> std::result::Result<Draft, (Option<String>, Option<Error>)> {
     let model_err = |message: String| Error::Model {
         model: file.name.clone(),
@@ -746,6 +757,7 @@ fn draft(
             target_name: target.to_string(),
             target_schema: default_schema.to_string(),
             model_name: file.name.clone(),
+            macros,
         };
         let r = jinja::render(&file.display, &file.text, &ctx)
             .map_err(|e| (None, Some(jinja_error(&file.name, e))))?;
@@ -828,6 +840,7 @@ fn render_context(
         target_name: target.to_string(),
         target_schema: default_schema.to_string(),
         model_name: model_name.to_string(),
+        macros: names.macros.clone(),
     }
 }
 

@@ -70,6 +70,47 @@ pub struct RenderContext {
     pub target_schema: String,
     /// `model.name`.
     pub model_name: String,
+    /// Project macros (`macros/*.sql`), available to every template.
+    pub macros: Option<Arc<Macros>>,
+}
+
+/// The project's macro files, concatenated in front of each template that needs
+/// rendering, so their `{% macro %}`s are global functions (as in dbt).
+#[derive(Debug, Default)]
+pub struct Macros {
+    text: String,
+    /// (display path, first line in `text`, number of lines).
+    files: Vec<(String, usize, usize)>,
+}
+
+impl Macros {
+    /// Builds the prefix from `(display path, text)` pairs.
+    pub fn new(files: &[(String, String)]) -> Self {
+        let mut m = Macros::default();
+        for (path, text) in files {
+            let start = m.text.matches('\n').count() + 1;
+            let mut t = text.clone();
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            let lines = t.matches('\n').count();
+            m.text.push_str(&t);
+            m.files.push((path.clone(), start, lines));
+        }
+        m
+    }
+
+    fn lines(&self) -> usize {
+        self.text.matches('\n').count()
+    }
+
+    /// Maps a line of the prefix to (file, line in that file).
+    fn locate(&self, line: usize) -> Option<(String, usize)> {
+        self.files
+            .iter()
+            .find(|(_, start, n)| line >= *start && line < start + n)
+            .map(|(f, start, _)| (f.clone(), line - start + 1))
+    }
 }
 
 /// The result of rendering one model file.
@@ -136,13 +177,35 @@ pub fn render(file: &str, text: &str, ctx: &RenderContext) -> Result<Rendered, J
     let collected = Arc::new(Mutex::new(Collected::default()));
     let env = build_environment(ctx, &collected);
 
+    let macros = ctx.macros.as_deref().filter(|m| !m.text.is_empty());
+    let full: std::borrow::Cow<'_, str> = match macros {
+        Some(m) => format!("{}{text}", m.text).into(),
+        None => text.into(),
+    };
     let result = env
-        .template_from_named_str(file, text)
+        .template_from_named_str(file, &full)
         .and_then(|template| template.render(()));
     // Release the environment (and the closures holding `collected`) first.
     drop(env);
 
-    let sql = result.map_err(|err| convert_error(file, text, &err))?;
+    let sql = result.map_err(|err| {
+        let mut e = convert_error(file, &full, &err);
+        if let (Some(m), Some(line)) = (macros, e.line) {
+            let prefix = m.lines();
+            if line > prefix {
+                e.line = Some(line - prefix);
+            } else if let Some((f, l)) = m.locate(line) {
+                e.file = f;
+                e.line = Some(l);
+            }
+        }
+        e
+    })?;
+    // The macro definitions render as blank lines: drop them.
+    let sql = match macros {
+        Some(_) => sql.trim_start_matches(['\n', '\r', ' ', '\t']).to_string(),
+        None => sql,
+    };
     let collected = std::mem::take(&mut *lock(&collected));
     Ok(Rendered {
         sql,
@@ -257,6 +320,21 @@ fn build_environment<'s>(
             ))),
         }
     });
+
+    // log(msg) renders nothing (dbt prints it; sluice logs it at debug level).
+    env.add_function("log", |msg: Value, _rest: Rest<Value>| {
+        tracing::debug!("jinja log: {msg}");
+        String::new()
+    });
+    env.add_global(
+        "exceptions",
+        Value::from_iter([(
+            "raise_compiler_error",
+            Value::from_function(|msg: String| -> Result<String, minijinja::Error> {
+                Err(user_error(msg))
+            }),
+        )]),
+    );
 
     // is_incremental()
     let is_incremental = ctx.is_incremental;
@@ -658,6 +736,7 @@ mod tests {
             target_name: "dev".to_string(),
             target_schema: "main".to_string(),
             model_name: "user_features".to_string(),
+            macros: None,
         }
     }
 
@@ -958,5 +1037,20 @@ mod tests {
         }
         let elapsed = start.elapsed();
         eprintln!("1000 renders: {elapsed:?} ({:?} each)", elapsed / 1000);
+    }
+
+    #[test]
+    fn project_macros_are_global_and_errors_point_into_them() {
+        let mut ctx = ctx();
+        ctx.macros = Some(Arc::new(Macros::new(&[(
+            "macros/m.sql".to_string(),
+            "{% macro double(x) %}{{ x }} * 2{% endmacro %}\n{% macro bad() %}\n{{ nope }}\n{% endmacro %}".to_string(),
+        )])));
+        let r = render("models/a.sql", "select {{ double('x') }} as y", &ctx).unwrap();
+        assert_eq!(r.sql.trim(), "select x * 2 as y");
+        let e = render("models/a.sql", "select 1\n{{ missing }}", &ctx).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("models/a.sql", Some(2)), "{e}");
+        let e = render("models/a.sql", "select {{ bad() }}", &ctx).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("macros/m.sql", Some(3)), "{e}");
     }
 }

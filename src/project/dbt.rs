@@ -34,6 +34,8 @@ pub struct ModelSettings {
     pub seed_paths: Vec<PathBuf>,
     /// Absolute folders holding singular tests.
     pub test_paths: Vec<PathBuf>,
+    /// Absolute folders holding Jinja macro files (`{% macro %}`), global to models.
+    pub macro_paths: Vec<PathBuf>,
     /// `var()` values.
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Folder config tree for models (JSON object).
@@ -58,6 +60,7 @@ impl ModelSettings {
             model_paths: vec![root.join(&cfg.project.models)],
             seed_paths: vec![root.join(&cfg.project.seeds)],
             test_paths: vec![root.join(&cfg.project.tests)],
+            macro_paths: vec![root.join("macros")],
             vars,
             models: normalise_tree(toml_to_json(&toml::Value::Table(cfg.models.clone()))),
             seeds: serde_json::Value::Object(Default::default()),
@@ -100,6 +103,7 @@ impl ModelSettings {
             model_paths: paths(p.model_paths.or(p.source_paths), "models"),
             seed_paths: paths(p.seed_paths.or(p.data_paths), "seeds"),
             test_paths: paths(p.test_paths, "tests"),
+            macro_paths: paths(p.macro_paths, "macros"),
             vars,
             models: project_tree(p.models, &name),
             seeds: project_tree(p.seeds, &name),
@@ -147,6 +151,7 @@ struct DbtProject {
     /// dbt < 1.0 name of seed-paths.
     data_paths: Option<Vec<String>>,
     test_paths: Option<Vec<String>>,
+    macro_paths: Option<Vec<String>>,
     vars: Option<serde_json::Value>,
     models: Option<serde_json::Value>,
     seeds: Option<serde_json::Value>,

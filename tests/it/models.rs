@@ -536,10 +536,10 @@ async fn a_dbt_project_runs_unchanged() {
     assert_eq!(
         rows(
             &e,
-            "SELECT customer_id, order_count, total_amount FROM customers ORDER BY customer_id"
+            "SELECT customer_id, order_count, total_amount, total_cents FROM customers ORDER BY customer_id"
         )
         .await,
-        vec!["1|2|30.0", "2|1|5.5", "3|0|0.0"]
+        vec!["1|2|30.0|3000", "2|1|5.5|550", "3|0|0.0|0"]
     );
     assert_eq!(
         scalar(&e, "SELECT count(*) FROM staging.stg_orders").await,
