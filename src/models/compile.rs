@@ -17,11 +17,12 @@
 
 use super::config::{Materialization, ModelConfig};
 use super::dag::{Dag, NodeInfo};
-use super::deps::{self, Relation};
+use super::deps;
 use super::discover::{self, SqlFile};
 use super::jinja::{self, RenderContext};
+use super::resolve::{ephemeral_cte, ExistsCache, Names, Target};
 use super::schema_yml::{self, PropertiesFile};
-use crate::error::{did_you_mean, Error, Result};
+use crate::error::{Error, Result};
 use crate::project::{ModelSettings, Project, ProjectKind};
 use crate::warehouse::{Aliases, Warehouse};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -89,187 +90,6 @@ pub struct Compiled {
     pub properties: Vec<PropertiesFile>,
     pub default_schema: String,
     pub(crate) names: Arc<Names>,
-}
-
-/// How names resolve (shared by models and tests).
-#[derive(Debug, Default)]
-pub(crate) struct Names {
-    default_schema: String,
-    by_id: HashMap<String, usize>,
-    by_bare: HashMap<String, Vec<usize>>,
-    ids: Vec<String>,
-    ephemeral: Vec<bool>,
-    /// CTE name of each ephemeral model (what `ref()` renders for it).
-    by_cte: HashMap<String, usize>,
-    disabled: HashSet<String>,
-    /// sluice catalog sources by name → target.
-    sources: HashMap<String, (String, String)>,
-    /// dbt `sources:` (source, table) → relation.
-    yml_sources: HashMap<(String, String), (String, String)>,
-    /// Seeds by name → their table (`ref('seed')` works, as in dbt).
-    seeds: HashMap<String, (String, String)>,
-    /// Project macros, global to every template.
-    macros: Option<Arc<jinja::Macros>>,
-}
-
-/// What a name in a model's SQL is.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Target {
-    Model(usize),
-    /// A table or view that exists (or a declared source), not built by a model.
-    External(String, String),
-    /// Not a table (a file path, `information_schema`).
-    Ignore,
-}
-
-impl Names {
-    /// `ref('x')`: a model id or a unique bare name.
-    fn lookup_model(&self, name: &str) -> std::result::Result<usize, String> {
-        if let Some(i) = self.by_id.get(name) {
-            return Ok(*i);
-        }
-        if let Some(i) = self.by_id.get(&format!("{}.{name}", self.default_schema)) {
-            return Ok(*i);
-        }
-        match self.by_bare.get(name).map(Vec::as_slice) {
-            Some([i]) => Ok(*i),
-            Some(many) if !many.is_empty() => Err(format!(
-                "`{name}` is ambiguous: it names {}; use ref('schema.name')",
-                many.iter()
-                    .map(|i| format!("`{}`", self.ids[*i]))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            )),
-            _ => {
-                if self.disabled.contains(name) {
-                    return Err(format!("model `{name}` is disabled (enabled=false)"));
-                }
-                Err(format!(
-                    "no model named `{name}`{}",
-                    did_you_mean(
-                        name,
-                        self.by_bare
-                            .keys()
-                            .map(String::as_str)
-                            .chain(self.ids.iter().map(String::as_str))
-                    )
-                ))
-            }
-        }
-    }
-
-    /// Resolves a relation of a model's SQL. `exists` tells whether a stored
-    /// table or view exists.
-    pub(crate) fn resolve(
-        &self,
-        rel: &Relation,
-        exists: &dyn Fn(&str, &str) -> bool,
-    ) -> std::result::Result<Target, String> {
-        let parts: &[String] = match rel.parts.as_slice() {
-            [c, rest @ ..] if rest.len() == 2 && c == crate::sql::CATALOG => rest,
-            p => p,
-        };
-        match parts {
-            [one] => {
-                if one.contains('/') || one.contains('.') {
-                    return Ok(Target::Ignore);
-                }
-                let id = format!("{}.{one}", self.default_schema);
-                if let Some(i) = self.by_id.get(&id).or_else(|| self.by_cte.get(one)) {
-                    return Ok(Target::Model(*i));
-                }
-                if exists(&self.default_schema, one) {
-                    return Ok(Target::External(self.default_schema.clone(), one.clone()));
-                }
-                match self.by_bare.get(one).map(Vec::as_slice) {
-                    Some([i]) => return Ok(Target::Model(*i)),
-                    Some(many) if many.len() > 1 => {
-                        return Err(format!(
-                            "table `{one}` is ambiguous: it names {}; qualify it",
-                            many.iter()
-                                .map(|i| format!("`{}`", self.ids[*i]))
-                                .collect::<Vec<_>>()
-                                .join(" and ")
-                        ))
-                    }
-                    _ => {}
-                }
-                if let Some((s, t)) = self.sources.get(one).or_else(|| self.seeds.get(one)) {
-                    return Ok(Target::External(s.clone(), t.clone()));
-                }
-                Err(self.unknown(&rel.display()))
-            }
-            [schema, table] => {
-                if schema == "information_schema" {
-                    return Ok(Target::Ignore);
-                }
-                if let Some(i) = self.by_id.get(&format!("{schema}.{table}")) {
-                    return Ok(Target::Model(*i));
-                }
-                if exists(schema, table)
-                    || self
-                        .sources
-                        .values()
-                        .any(|(s, t)| s == schema && t == table)
-                    || self
-                        .yml_sources
-                        .values()
-                        .any(|(s, t)| s == schema && t == table)
-                {
-                    return Ok(Target::External(schema.clone(), table.clone()));
-                }
-                Err(self.unknown(&rel.display()))
-            }
-            _ => Err(format!(
-                "`{}` is not a table of the warehouse (use `schema.table`)",
-                rel.display()
-            )),
-        }
-    }
-
-    fn unknown(&self, name: &str) -> String {
-        let mut candidates: Vec<&str> = self.ids.iter().map(String::as_str).collect();
-        candidates.extend(self.by_bare.keys().map(String::as_str));
-        let source_targets: Vec<String> = self
-            .sources
-            .values()
-            .map(|(s, t)| format!("{s}.{t}"))
-            .collect();
-        candidates.extend(source_targets.iter().map(String::as_str));
-        let hint = did_you_mean(name, candidates);
-        format!(
-            "references unknown table `{name}`{hint}: it is not a model, an existing table or a declared source{}",
-            if hint.is_empty() {
-                " (load it with `sluice load`, or add a model or seed)"
-            } else {
-                ""
-            }
-        )
-    }
-
-    /// `ref('x')` as SQL text: a model's relation, else a seed's table.
-    fn ref_text(&self, name: &str) -> std::result::Result<String, String> {
-        match self.lookup_model(name) {
-            Ok(i) => Ok(self.relation_text(i)),
-            Err(e) => match self.seeds.get(name) {
-                Some((s, t)) => Ok(format!("{s}.{t}")),
-                None => Err(e),
-            },
-        }
-    }
-
-    fn relation_text(&self, i: usize) -> String {
-        if self.ephemeral[i] {
-            ephemeral_cte(&self.ids[i])
-        } else {
-            self.ids[i].clone()
-        }
-    }
-}
-
-/// The CTE name an ephemeral model is inlined as.
-fn ephemeral_cte(id: &str) -> String {
-    format!("__sluice_ephemeral__{}", id.replace('.', "__"))
 }
 
 /// A file after pass 1: config known, SQL not yet final.
@@ -927,61 +747,6 @@ impl<'a> LineIndex<'a> {
             None if rest.chars().count() == col => Some(start + rest.len()),
             None => None,
         }
-    }
-}
-
-/// Remembers which stored tables and views exist.
-struct ExistsCache<'w> {
-    warehouse: &'w Warehouse,
-    known: HashMap<(String, String), bool>,
-}
-
-impl<'w> ExistsCache<'w> {
-    fn new(warehouse: &'w Warehouse) -> Self {
-        ExistsCache {
-            warehouse,
-            known: HashMap::new(),
-        }
-    }
-
-    async fn table_exists(&mut self, schema: &str, table: &str) -> Result<bool> {
-        let key = (schema.to_string(), table.to_string());
-        if let Some(k) = self.known.get(&key) {
-            return Ok(*k);
-        }
-        let e = self.warehouse.relation_exists(schema, table).await?;
-        self.known.insert(key, e);
-        Ok(e)
-    }
-
-    /// Probes the table a relation could be when it is not a model.
-    async fn probe(&mut self, names: &Names, rel: &Relation) -> Result<()> {
-        let parts: &[String] = match rel.parts.as_slice() {
-            [c, rest @ ..] if rest.len() == 2 && c == crate::sql::CATALOG => rest,
-            p => p,
-        };
-        match parts {
-            [one] if !one.contains('/') && !one.contains('.') => {
-                let id = format!("{}.{one}", names.default_schema);
-                if !names.by_id.contains_key(&id) {
-                    self.table_exists(&names.default_schema, one).await?;
-                }
-            }
-            [s, t]
-                if s != "information_schema" && !names.by_id.contains_key(&format!("{s}.{t}")) =>
-            {
-                self.table_exists(s, t).await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn known(&self, schema: &str, table: &str) -> bool {
-        self.known
-            .get(&(schema.to_string(), table.to_string()))
-            .copied()
-            .unwrap_or(false)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod discover;
 pub mod jinja;
 pub mod materialize;
 pub mod records;
+mod resolve;
 pub mod run;
 pub mod schema_yml;
 pub mod seeds;
