@@ -42,7 +42,10 @@ pub struct WarehouseCatalog {
 }
 
 impl WarehouseCatalog {
-    /// Lists the warehouse once; tables created later are still found by name.
+    /// Lists the warehouse's schemas (two listings). Tables are found by name
+    /// when a query names them, and listed only when a query asks for the
+    /// names (`information_schema`), so start-up costs the same for 10 tables
+    /// as for 10,000, also on object storage.
     pub async fn try_new(warehouse: Warehouse, default_schema: &str) -> crate::Result<Self> {
         let aliases = warehouse.get_aliases().await?;
         let shared = Arc::new(Shared {
@@ -60,13 +63,9 @@ impl WarehouseCatalog {
             if schemas.contains_key(&name) {
                 continue;
             }
-            let mut tables = warehouse.list_tables(&name).await?;
-            tables.extend(warehouse.list_views(&name).await?);
-            tables.sort();
-            tables.dedup();
             schemas.insert(
                 name.clone(),
-                Arc::new(WarehouseSchema::new(shared.clone(), name, tables)),
+                Arc::new(WarehouseSchema::new(shared.clone(), name, Vec::new())),
             );
         }
         Ok(WarehouseCatalog {
@@ -159,6 +158,8 @@ pub struct WarehouseSchema {
     shared: Arc<Shared>,
     name: String,
     listed: RwLock<Vec<String>>,
+    /// Whether `listed` holds every stored table and view (listed on first use).
+    complete: std::sync::atomic::AtomicBool,
     /// Tables registered in this session only (not persisted).
     local: MemorySchemaProvider,
 }
@@ -172,11 +173,45 @@ impl WarehouseSchema {
         }
     }
 
+    /// Lists the schema's stored tables and views once (the trait's
+    /// `table_names` is synchronous: this blocks in place, which needs the
+    /// multi-threaded runtime every sluice entry point uses).
+    fn list_storage(&self) {
+        use std::sync::atomic::Ordering;
+        if self.complete.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let wh = &self.shared.warehouse;
+        let found = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let mut t = wh.list_tables(&self.name).await?;
+                t.extend(wh.list_views(&self.name).await?);
+                Ok::<_, crate::Error>(t)
+            })
+        });
+        match found {
+            Ok(tables) => {
+                for t in tables {
+                    self.remember(&t);
+                }
+                self.complete.store(true, Ordering::Release);
+            }
+            Err(e) => tracing::warn!("cannot list schema {}: {e}", self.name),
+        }
+    }
+
     fn new(shared: Arc<Shared>, name: String, listed: Vec<String>) -> Self {
         WarehouseSchema {
             shared,
             name,
             listed: RwLock::new(listed),
+            complete: Default::default(),
             local: MemorySchemaProvider::new(),
         }
     }
@@ -185,6 +220,7 @@ impl WarehouseSchema {
 #[async_trait]
 impl SchemaProvider for WarehouseSchema {
     fn table_names(&self) -> Vec<String> {
+        self.list_storage();
         let mut names = self.listed.read().map(|l| l.clone()).unwrap_or_default();
         for n in self.local.table_names() {
             if !names.contains(&n) {
