@@ -256,27 +256,33 @@ pub async fn compile(
     }
     let mut occurrences = Vec::with_capacity(drafts.len());
     for (i, (sql, _)) in rendered.iter().enumerate() {
-        match deps::relation_occurrences(sql) {
+        match deps::model_relations(sql) {
             Ok(o) => occurrences.push(o),
             Err(e) => {
+                let d = &drafts[i];
+                let templated = jinja::needs_rendering(&d.file.text);
+                let (file, message) = match (e.line, e.column) {
+                    (Some(l), Some(c)) if !templated => (
+                        format!("{}:{l}", d.file.display),
+                        format!("SQL syntax error: {} (column {c})", e.message),
+                    ),
+                    (Some(l), Some(c)) => (
+                        d.file.display.clone(),
+                        format!(
+                            "SQL syntax error: {} at line {l}, column {c} of the rendered SQL: `{}`",
+                            e.message,
+                            sql.lines().nth(l.saturating_sub(1) as usize).unwrap_or("").trim()
+                        ),
+                    ),
+                    _ if e.message.starts_with("a model") || e.message.starts_with("the model") => {
+                        (d.file.display.clone(), e.message.clone())
+                    }
+                    _ => (d.file.display.clone(), format!("SQL syntax error: {}", e.message)),
+                };
                 errors.push(Error::Model {
                     model: names.ids[i].clone(),
-                    file: drafts[i].file.display.clone(),
-                    message: format!(
-                        "SQL syntax error: {}{}",
-                        e.message,
-                        match (e.line, e.column) {
-                            (Some(l), Some(c)) => format!(
-                                " at line {l}, column {c} of the rendered SQL{}",
-                                if jinja::needs_rendering(&drafts[i].file.text) {
-                                    " (see `sluice compile`)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                            _ => String::new(),
-                        }
-                    ),
+                    file,
+                    message,
                 });
                 occurrences.push(Vec::new());
             }

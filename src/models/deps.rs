@@ -126,7 +126,48 @@ pub fn referenced_relations(sql: &str) -> Result<Vec<Relation>, DepsError> {
 
 /// Like [`referenced_relations`], but every occurrence with its position, in source order.
 pub fn relation_occurrences(sql: &str) -> Result<Vec<Occurrence>, DepsError> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
+    let statements = parse(sql)?;
+    Ok(occurrences_in(&statements))
+}
+
+/// The relations of a model: its SQL must be exactly one query (`SELECT`,
+/// `WITH ... SELECT`, `VALUES`, set operations); DDL or DML is refused.
+pub fn model_relations(sql: &str) -> Result<Vec<Occurrence>, DepsError> {
+    let statements = parse(sql)?;
+    match statements.as_slice() {
+        [Statement::Query(_)] => Ok(occurrences_in(&statements)),
+        [] => Err(DepsError {
+            message: "the model is empty: write one SELECT query".into(),
+            line: None,
+            column: None,
+        }),
+        [_] => Err(DepsError {
+            message: "a model is one SELECT query (sluice creates the table or view); DDL and DML are not allowed here".into(),
+            line: None,
+            column: None,
+        }),
+        _ => Err(DepsError {
+            message: format!(
+                "a model is one SELECT query, but this file has {} statements",
+                statements.len()
+            ),
+            line: None,
+            column: None,
+        }),
+    }
+}
+
+fn occurrences_in(statements: &[Statement]) -> Vec<Occurrence> {
+    let mut walker = Walker::default();
+    for statement in statements {
+        walker.statement(statement);
+    }
+    walker.found.sort_by_key(|o| o.start);
+    walker.found
+}
+
+fn parse(sql: &str) -> Result<Vec<Statement>, DepsError> {
+    Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
         let mut err = DepsError::from(e);
         // sqlparser reports no position for an unexpected end of input: use the end.
         if err.line.is_none() && err.message.ends_with("found: EOF") {
@@ -135,13 +176,7 @@ pub fn relation_occurrences(sql: &str) -> Result<Vec<Occurrence>, DepsError> {
             err.column = Some(last_line.chars().count() as u64 + 1);
         }
         err
-    })?;
-    let mut walker = Walker::default();
-    for statement in &statements {
-        walker.statement(statement);
-    }
-    walker.found.sort_by_key(|o| o.start);
-    Ok(walker.found)
+    })
 }
 
 fn normalize(ident: &Ident) -> String {
