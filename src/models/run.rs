@@ -125,6 +125,7 @@ pub trait RunObserver: Send + Sync {
 pub struct Quiet;
 impl RunObserver for Quiet {}
 
+#[derive(Clone, Copy)]
 enum Task {
     Model(usize),
     Test(usize),
@@ -223,21 +224,34 @@ pub async fn run(
             let compiled = compiled.clone();
             let tests = tests.clone();
             let run_id = run_id.to_string();
-            match &tasks[t] {
-                Task::Model(m) => {
-                    let m = *m;
-                    observer.started(&compiled.models[m].id(), "model");
-                    running
-                        .spawn(async move { (t, run_model(&engine, &compiled, m, &run_id).await) });
-                }
-                Task::Test(i) => {
-                    let i = *i;
-                    observer.started(&tests[i].name, "test");
-                    running.spawn(
-                        async move { (t, run_one_test(&engine, &compiled, &tests[i]).await) },
-                    );
-                }
-            }
+            let (id, kind) = match &tasks[t] {
+                Task::Model(m) => (compiled.models[*m].id(), "model"),
+                Task::Test(i) => (tests[*i].name.clone(), "test"),
+            };
+            observer.started(&id, kind);
+            let task = tasks[t];
+            running.spawn(async move {
+                use futures::FutureExt;
+                let work = async {
+                    match task {
+                        Task::Model(m) => run_model(&engine, &compiled, m, &run_id).await,
+                        Task::Test(i) => run_one_test(&engine, &compiled, &tests[i]).await,
+                    }
+                };
+                // A bug must not lose the node: a panic becomes its error.
+                let result = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let mut r = skipped(&task, &compiled, &tests, "");
+                        r.status = Status::Error;
+                        r.message = Some(format!(
+                            "internal error (a bug in sluice, please report it) while running {kind} `{id}`"
+                        ));
+                        r
+                    }
+                };
+                (t, result)
+            });
         }
         let Some(joined) = running.join_next().await else {
             break;
@@ -245,7 +259,7 @@ pub async fn run(
         let (t, result) = match joined {
             Ok(r) => r,
             Err(e) => {
-                // A panic inside a task: report it as an internal error on no node.
+                // Only cancellation reaches here (panics are caught in the task).
                 tracing::error!("a task stopped unexpectedly: {e}");
                 continue;
             }
@@ -283,7 +297,17 @@ pub async fn run(
         command: opts.command.clone(),
         started_at,
         seconds: started.elapsed().as_secs_f64(),
-        results: results.into_iter().flatten().collect(),
+        results: results
+            .into_iter()
+            .enumerate()
+            .map(|(t, r)| {
+                r.unwrap_or_else(|| {
+                    let mut r = skipped(&tasks[t], &compiled, &tests, "");
+                    r.message = Some("not run: the run stopped before it".into());
+                    r
+                })
+            })
+            .collect(),
     }
 }
 
