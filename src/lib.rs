@@ -18,11 +18,13 @@
 //! | `project`   | `sluice.toml` / `dbt_project.yml`, source declarations (`catalog/*.toml`) |
 //! | `load`      | readers, typing, quarantine, idempotent single-commit loads       |
 //! | `sql`       | the DataFusion session over the warehouse, file table functions   |
+//! | `asof`      | the AS OF join: syntax, logical node, planners, the operator        |
 //! | `warehouse` | URIs, object stores, Delta tables, history, the catalog provider  |
 //!
 //! The binary (`main.rs`) is a thin clap front end; this library never depends
 //! on clap, indicatif or anyhow.
 
+pub mod asof;
 pub mod error;
 pub mod load;
 pub mod models;

@@ -5,7 +5,10 @@
 //! (`SELECT * FROM 'x.parquet'`) or with `read_csv` / `read_json` / `read_parquet`.
 
 mod file_functions;
+mod front_end;
 mod output;
+
+pub use front_end::TimeTravel;
 
 pub use output::{write_batches, OutputFormat};
 
@@ -38,15 +41,92 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Session settings beyond the warehouse.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Memory a query may use before operators spill to disk (bytes). `None`:
+    /// `SLUICE_MEMORY_LIMIT` (e.g. `4GiB`) if set, else 75% of physical memory.
+    pub memory_limit: Option<usize>,
+}
+
+/// `512MiB`, `4GiB`, `2GB`, `1000000` (bytes).
+pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as 512MiB or 4GiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024.0f64.powi(4),
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}` (use MiB, GiB, MB, GB)"
+            ))
+        }
+    };
+    Ok((n * mult) as usize)
+}
+
+/// 75% of physical memory (Linux), or 4 GiB when it cannot be read.
+fn default_memory_limit() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<usize>().ok())
+    });
+    match total_kib {
+        Some(k) => k / 4 * 3 * 1024,
+        None => 4 << 30,
+    }
+}
+
 impl Engine {
     /// Builds a session whose catalog is `warehouse`.
     pub async fn new(warehouse: Warehouse, default_schema: &str) -> Result<Self> {
+        Self::with_options(warehouse, default_schema, &EngineOptions::default()).await
+    }
+
+    /// [`Engine::new`] with explicit settings.
+    pub async fn with_options(
+        warehouse: Warehouse,
+        default_schema: &str,
+        options: &EngineOptions,
+    ) -> Result<Self> {
+        let catalog = Arc::new(WarehouseCatalog::try_new(warehouse.clone(), default_schema).await?);
+        let tt = TimeTravel {
+            warehouse: warehouse.clone(),
+            catalog: catalog.clone(),
+            default_schema: default_schema.to_string(),
+        };
+        let front: crate::warehouse::SqlFrontEndFn = Arc::new(move |state, sql| {
+            let tt = tt.clone();
+            Box::pin(async move { front_end::plan_sql(&state, &sql, &tt).await })
+        });
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, default_schema)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true);
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .with_extension(Arc::new(crate::warehouse::SqlFrontEnd(front)));
+        let limit = match (options.memory_limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
+            (Some(l), _) => l,
+            (None, Ok(v)) => parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m))?,
+            (None, Err(_)) => default_memory_limit(),
+        };
         let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limit, 1.0)
             .build_arc()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let root = warehouse.root().clone();
@@ -63,10 +143,10 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .with_query_planner(Arc::new(crate::asof::SluiceQueryPlanner))
+            .with_relation_planners(vec![Arc::new(crate::asof::AsOfRelationPlanner)])
             .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
-        let catalog = Arc::new(WarehouseCatalog::try_new(warehouse.clone(), default_schema).await?);
         let weak = ctx.state_weak_ref();
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
         ctx.register_catalog(CATALOG, catalog.clone());
@@ -110,10 +190,20 @@ impl Engine {
         &self.default_schema
     }
 
-    /// Plans `sql` (DDL and DML run when the plan is executed).
+    /// Plans `sql` with sluice's front end (AS OF joins, time travel); DDL and
+    /// `SET` run now, queries when the returned frame is executed.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let state = self.ctx.state();
+        let tt = TimeTravel {
+            warehouse: self.warehouse.clone(),
+            catalog: self.catalog.clone(),
+            default_schema: self.default_schema.clone(),
+        };
+        let plan = front_end::plan_sql(&state, sql, &tt)
+            .await
+            .map_err(|e| explain_plan_error(e.into(), sql))?;
         self.ctx
-            .sql(sql)
+            .execute_logical_plan(plan)
             .await
             .map_err(|e| explain_plan_error(e.into(), sql))
     }

@@ -95,6 +95,15 @@ impl WarehouseCatalog {
         }
     }
 
+    /// The `(schema, table)` a bare model name stands for, if any.
+    pub fn alias(&self, name: &str) -> Option<(String, String)> {
+        self.shared
+            .aliases
+            .read()
+            .ok()
+            .and_then(|a| a.get(name).cloned())
+    }
+
     /// Replaces the bare-name map (a run knows its models before they exist).
     pub fn set_aliases(&self, aliases: Aliases) {
         if let Ok(mut a) = self.shared.aliases.write() {

@@ -16,7 +16,9 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
@@ -24,6 +26,25 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Plans a SQL text in a session: the session's own front end (installed by
+/// the engine as a config extension), so views get the same SQL as queries.
+pub type SqlFrontEndFn = Arc<
+    dyn Fn(SessionState, String) -> futures::future::BoxFuture<'static, DfResult<LogicalPlan>>
+        + Send
+        + Sync,
+>;
+
+/// Config extension holding the session's SQL front end.
+pub struct SqlFrontEnd(pub SqlFrontEndFn);
+
+/// Plans `sql` with the session's front end, or DataFusion's when none is set.
+pub async fn plan_in_session(state: &SessionState, sql: &str) -> DfResult<LogicalPlan> {
+    match state.config().get_extension::<SqlFrontEnd>() {
+        Some(f) => (f.0)(state.clone(), sql.to_string()).await,
+        None => state.create_logical_plan(sql).await,
+    }
+}
 
 /// A stored view.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -189,7 +210,7 @@ pub struct SqlView {
 impl SqlView {
     /// Plans `sql` once in `state` to learn its schema.
     pub async fn try_new(sql: String, state: &SessionState) -> DfResult<Self> {
-        let plan = state.create_logical_plan(&sql).await?;
+        let plan = plan_in_session(state, &sql).await?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Ok(SqlView { sql, schema })
     }
@@ -234,7 +255,7 @@ impl TableProvider for SqlView {
             .ok_or_else(|| {
                 DataFusionError::Internal("view scanned outside a SessionState".into())
             })?;
-        let plan = state.create_logical_plan(&self.sql).await?;
+        let plan = plan_in_session(state, &self.sql).await?;
         let fresh = plan.schema().as_arrow();
         if fresh.fields().len() != self.schema.fields().len()
             || fresh
