@@ -653,11 +653,13 @@ impl Merge {
     /// Moves the right cursor for left row `i` (key `lkeys.row(i)`, time `lt`) and
     /// returns the matching right row.
     async fn advance(&mut self, lkeys: &Rows, i: usize, lt: i64) -> Result<Option<Candidate>> {
-        let lkey = lkeys.row(i);
-        if let Some((_, b)) = &self.candidate {
-            let c = self.candidate.as_ref().map(|(c, _)| c.row).unwrap_or(0);
-            if b.keys.row(c) != lkey {
-                self.candidate = None;
+        // Without keys every row is in the one group (the row format has no rows then).
+        let keyed = !self.left_keys.is_empty();
+        if keyed {
+            if let Some((c, b)) = &self.candidate {
+                if b.keys.row(c.row) != lkeys.row(i) {
+                    self.candidate = None;
+                }
             }
         }
         loop {
@@ -676,8 +678,12 @@ impl Merge {
                     p += 1;
                     continue;
                 }
-                let rkey = rb.keys.row(p);
-                match rkey.cmp(&lkey) {
+                let order = if keyed {
+                    rb.keys.row(p).cmp(&lkeys.row(i))
+                } else {
+                    std::cmp::Ordering::Equal
+                };
+                match order {
                     std::cmp::Ordering::Less => p += 1,
                     std::cmp::Ordering::Greater => {
                         stop = true;

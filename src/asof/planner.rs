@@ -272,7 +272,7 @@ fn plan_asof(
     };
     let mut on = Vec::with_capacity(keys.len());
     for (l, r) in keys {
-        let (l, r, t) = coerce(l, r, "key")?;
+        let (l, r, t) = coerce(l, r, "keys")?;
         if !can_hash(&t) || matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64) {
             return plan_err!("ASOF JOIN: key `{l}` has type {t}, which cannot be an equality key (use an integer, string, date or timestamp)");
         }

@@ -269,15 +269,25 @@ fn timestamp(state: &SessionState, expr: &SqlExpr) -> Result<chrono::DateTime<ch
     let ctx = datafusion::logical_expr::simplify::SimplifyContext::builder()
         .with_query_execution_start_time(Some(chrono::Utc::now()))
         .build();
+    let bad = |e: DataFusionError| {
+        DataFusionError::Plan(format!(
+            "TIMESTAMP AS OF needs a time such as '2026-01-01T00:00:00Z', not `{expr}` ({})",
+            crate::error::Error::from(e)
+        ))
+    };
     let e = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(ctx)
-        .simplify(cast(e, ts))?;
+        .simplify(cast(e, ts))
+        .map_err(bad)?;
     let physical = state.create_physical_expr(e, &empty)?;
     let batch = RecordBatch::try_new_with_options(
         Arc::new(Schema::empty()),
         vec![],
         &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
     )?;
-    let value = physical.evaluate(&batch)?.into_array(1)?;
+    let value = physical
+        .evaluate(&batch)
+        .and_then(|v| v.into_array(1))
+        .map_err(bad)?;
     match ScalarValue::try_from_array(&value, 0)? {
         ScalarValue::TimestampMicrosecond(Some(us), _) => {
             chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).ok_or_else(|| {

@@ -5,4 +5,5 @@ mod common;
 mod load;
 mod models;
 mod s3;
+mod slt;
 mod sql;
