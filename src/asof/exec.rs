@@ -520,7 +520,11 @@ impl Merge {
                     .sum::<usize>();
             }
         }
-        self.reservation.try_resize(total)
+        // Bounded by design (the cursor, the candidate and at most MAX_HELD
+        // batches): accounted, but never a reason to fail the query while the
+        // sorts below are spilling to make room.
+        self.reservation.resize(total);
+        Ok(())
     }
 
     fn eligible(&self, right: i64, left: i64) -> bool {

@@ -114,19 +114,28 @@ impl Engine {
             let tt = tt.clone();
             Box::pin(async move { front_end::plan_sql(&state, &sql, &tt).await })
         });
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_create_default_catalog_and_schema(false)
-            .with_default_catalog_and_schema(CATALOG, default_schema)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-            .with_extension(Arc::new(crate::warehouse::SqlFrontEnd(front)));
         let limit = match (options.memory_limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
             (Some(l), _) => l,
             (None, Ok(v)) => parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m))?,
             (None, Err(_)) => default_memory_limit(),
         };
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, default_schema)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_usize(
+                "datafusion.execution.sort_spill_reservation_bytes",
+                (limit / 16).clamp(1 << 20, 16 << 20),
+            )
+            .with_extension(Arc::new(crate::warehouse::SqlFrontEnd(front)));
+        // Operators that can spill (sorts, the AS OF join's inputs) spill when
+        // the pool is full; each sort keeps a merge reservation, sized so that a
+        // dozen concurrent sorts fit in small limits too.
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limit, 1.0)
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(limit),
+            ))
             .build_arc()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let root = warehouse.root().clone();

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one module per area).
 
+mod asof;
 mod cli;
 mod common;
 mod load;

@@ -1,0 +1,185 @@
+//! The AS OF join operator: random data against a brute-force reference,
+//! spilling under a memory limit, parallel partitions.
+
+use crate::common::*;
+use sluice::sql::{Engine, EngineOptions};
+
+/// A tiny deterministic generator (no extra dependency).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn engine_with(limit: Option<usize>) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = sluice::warehouse::Warehouse::open(
+        dir.path().join("wh").to_str().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let e = Engine::with_options(
+        wh,
+        "main",
+        &EngineOptions {
+            memory_limit: limit,
+        },
+    )
+    .await
+    .unwrap();
+    (dir, e)
+}
+
+type Row = (Option<i64>, Option<i64>, i64); // key, time, id
+
+fn values(rows: &[Row]) -> String {
+    let cell = |v: Option<i64>| v.map_or("NULL".to_string(), |x| x.to_string());
+    rows.iter()
+        .map(|(k, t, id)| format!("({}, {}, {id})", cell(*k), cell(*t)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The right row a left row matches, by definition (ties: highest id).
+fn reference(l: &Row, right: &[Row], op: &str, tol: Option<i64>) -> Option<i64> {
+    let (Some(k), Some(t)) = (l.0, l.1) else {
+        return None;
+    };
+    let eligible = |rt: i64| match op {
+        ">=" => rt <= t,
+        ">" => rt < t,
+        "<=" => rt >= t,
+        _ => rt > t,
+    };
+    let best = right
+        .iter()
+        .filter(|r| r.0 == Some(k) && r.1.is_some_and(eligible))
+        .max_by_key(|r| {
+            let rt = r.1.unwrap_or_default();
+            // Nearest first, then highest id.
+            let nearness = if op.starts_with('>') { rt } else { -rt };
+            (nearness, r.2)
+        })?;
+    let rt = best.1?;
+    if tol.is_some_and(|tol| (t - rt).abs() > tol) {
+        return None;
+    }
+    Some(best.2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_joins_match_a_brute_force_reference() {
+    let (_d, e) = engine_with(None).await;
+    let mut g = Lcg(7);
+    let pick = |g: &mut Lcg, n: u64| -> Option<i64> {
+        if g.below(12) == 0 {
+            None
+        } else {
+            Some(g.below(n) as i64)
+        }
+    };
+    let left: Vec<Row> = (0..400)
+        .map(|i| (pick(&mut g, 15), pick(&mut g, 60), i))
+        .collect();
+    let right: Vec<Row> = (0..900)
+        .map(|i| (pick(&mut g, 15), pick(&mut g, 60), 1000 + i))
+        .collect();
+    for op in [">=", ">", "<=", "<"] {
+        for tol in [None, Some(3)] {
+            for kind in ["ASOF JOIN", "ASOF LEFT JOIN"] {
+                let tol_sql = tol.map(|t| format!(" TOLERANCE {t}")).unwrap_or_default();
+                let sql = format!(
+                    "SELECT l.id, r.id FROM (VALUES {}) l(k, t, id) {kind} (VALUES {}) r(k, t, id) \
+                     ON l.k = r.k AND l.t {op} r.t{tol_sql} TIEBREAK BY r.id",
+                    values(&left),
+                    values(&right)
+                );
+                let mut got: Vec<String> = rows(&e, &sql).await;
+                got.sort();
+                let mut want: Vec<String> = left
+                    .iter()
+                    .filter_map(|l| {
+                        let m = reference(l, &right, op, tol);
+                        match (m, kind) {
+                            (Some(r), _) => Some(format!("{}|{r}", l.2)),
+                            (None, "ASOF LEFT JOIN") => Some(format!("{}|", l.2)),
+                            (None, _) => None,
+                        }
+                    })
+                    .collect();
+                want.sort();
+                assert_eq!(got, want, "{kind} {op} tolerance {tol:?}");
+            }
+        }
+    }
+}
+
+/// A right side far larger than the memory limit: the sorts spill and the
+/// result is still right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_side_larger_than_memory_spills() {
+    let (_d, e) = engine_with(Some(64 << 20)).await;
+    // 3M right rows (~100 MB in memory as sorted batches), 20k left rows.
+    let sql = "SELECT count(*) AS n, count(r.v) AS matched, sum(r.v) AS total \
+         FROM (SELECT value % 1000 AS k, value * 7 % 3000000 AS t FROM range(20000)) l \
+         ASOF LEFT JOIN (SELECT value % 1000 AS k, value AS t, value * 3 AS v, \
+                                repeat('x', 20) AS pad FROM range(3000000)) r \
+         ON l.k = r.k AND l.t >= r.t";
+    let got = rows(&e, sql).await;
+    // Reference: for key k, right times are k, k+1000, ...; the latest at or
+    // before t is the largest value <= t congruent to k (mod 1000).
+    let (mut matched, mut total) = (0i64, 0i64);
+    for i in 0..20000i64 {
+        let (k, t) = (i % 1000, i * 7 % 3_000_000);
+        if t >= k {
+            let best = t - ((t - k) % 1000);
+            matched += 1;
+            total += best * 3;
+        }
+    }
+    assert_eq!(got, vec![format!("20000|{matched}|{total}")]);
+    let plan = rows(&e, &format!("EXPLAIN ANALYZE {sql}")).await.join("\n");
+    let spilled = plan
+        .split("spill_count=")
+        .skip(1)
+        .filter_map(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum::<u64>();
+    assert!(spilled > 0, "expected the sorts to spill:\n{plan}");
+    assert!(plan.contains("AsOfJoinExec"), "{plan}");
+}
+
+/// Many partitions (hash-partitioned inputs) give the same rows as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_equals_single_partition() {
+    let (_d, e) = engine_with(None).await;
+    let q = "SELECT l.id, r.id FROM (SELECT value AS id, value % 97 AS k, value % 501 AS t FROM range(5000)) l \
+             ASOF LEFT JOIN (SELECT value AS id, value % 97 AS k, value % 499 AS t FROM range(20000)) r \
+             ON l.k = r.k AND l.t >= r.t TIEBREAK BY r.id ORDER BY l.id";
+    e.sql("SET datafusion.execution.target_partitions = 1")
+        .await
+        .unwrap();
+    let one = rows(&e, q).await;
+    e.sql("SET datafusion.execution.target_partitions = 8")
+        .await
+        .unwrap();
+    let eight = rows(&e, q).await;
+    assert_eq!(one.len(), 5000);
+    assert_eq!(one, eight);
+    let plan = rows(&e, &format!("EXPLAIN {q}")).await.join("\n");
+    assert!(
+        plan.contains("RepartitionExec: partitioning=Hash"),
+        "{plan}"
+    );
+}
