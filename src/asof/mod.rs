@@ -14,8 +14,10 @@
 pub mod exec;
 pub mod node;
 pub mod planner;
+pub mod pushdown;
 pub mod syntax;
 
 pub use exec::AsOfJoinExec;
 pub use node::{AsOfJoinNode, AsOfKind, AsOfOp};
 pub use planner::{AsOfExtensionPlanner, AsOfRelationPlanner, SluiceQueryPlanner};
+pub use pushdown::PushLeftFiltersThroughAsOf;

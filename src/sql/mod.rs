@@ -78,6 +78,14 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
     Ok((n * mult) as usize)
 }
 
+/// DataFusion's optimizer rules, with the AS OF filter push-down first (before
+/// projection push-down puts projections between filters and joins).
+fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
+    let mut rules = datafusion::optimizer::Optimizer::new().rules;
+    rules.insert(0, Arc::new(crate::asof::PushLeftFiltersThroughAsOf));
+    rules
+}
+
 /// 75% of physical memory (Linux), or 4 GiB when it cannot be read.
 fn default_memory_limit() -> usize {
     let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
@@ -154,6 +162,7 @@ impl Engine {
             .with_default_features()
             .with_query_planner(Arc::new(crate::asof::SluiceQueryPlanner))
             .with_relation_planners(vec![Arc::new(crate::asof::AsOfRelationPlanner)])
+            .with_optimizer_rules(optimizer_rules())
             .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
         let weak = ctx.state_weak_ref();
