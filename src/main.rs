@@ -322,7 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql { query, format } => {
             let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
             let mut out = std::io::stdout().lock();
-            let statements = split_statements(&query);
+            let statements = sluice::sql::split_statements(&query);
             let n = statements.len();
             for (i, stmt) in statements.into_iter().enumerate() {
                 let batches = engine.query(&stmt).await?;
@@ -670,14 +670,6 @@ impl sluice::models::RunObserver for RunBars {
                 r.seconds
             ));
         }
-    }
-}
-
-/// Splits on `;` outside quotes (enough for a command-line query list).
-fn split_statements(sql: &str) -> Vec<String> {
-    match sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, sql) {
-        Ok(stmts) if stmts.len() > 1 => stmts.iter().map(|s| s.to_string()).collect(),
-        _ => vec![sql.to_string()],
     }
 }
 

@@ -10,12 +10,28 @@
 
 use super::node::AsOfJoinNode;
 use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-use datafusion::logical_expr::{Extension, Filter, LogicalPlan};
+use datafusion::logical_expr::{Expr, Extension, Filter, LogicalPlan};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use std::sync::Arc;
+
+/// Subqueries may read right columns as outer references, which `column_refs`
+/// does not see: such predicates stay above the join.
+fn has_subquery(e: &Expr) -> bool {
+    e.exists(|x| {
+        Ok(matches!(
+            x,
+            Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::ScalarSubquery(_)
+                | Expr::OuterReferenceColumn(_, _)
+        ))
+    })
+    .unwrap_or(true)
+}
 
 /// The optimizer rule (added to every sluice session).
 #[derive(Debug, Default)]
@@ -49,6 +65,7 @@ impl OptimizerRule for PushLeftFiltersThroughAsOf {
             .into_iter()
             .partition(|p| {
                 !p.is_volatile()
+                    && !has_subquery(p)
                     && !p.column_refs().is_empty()
                     && p.column_refs().iter().all(|c| left_schema.has_column(c))
             });

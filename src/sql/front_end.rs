@@ -73,6 +73,42 @@ pub async fn plan_sql(state: &SessionState, sql: &str, tt: &TimeTravel) -> Resul
     state.statement_to_plan(statement).await
 }
 
+/// Splits a `;`-separated list of statements (as the CLI receives them) into
+/// their texts, with sluice's dialect: semicolons inside strings, quoted names
+/// and comments do not split.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&SluiceDialect, sql).tokenize_with_location() else {
+        return vec![sql.to_string()];
+    };
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset = |line: u64, col: u64| -> Option<usize> {
+        let start = *starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        let col = usize::try_from(col).ok()?.checked_sub(1)?;
+        sql[start..].char_indices().nth(col).map(|(i, _)| start + i)
+    };
+    let mut out = Vec::new();
+    let mut from = 0;
+    for t in &tokens {
+        if t.token == Token::SemiColon {
+            let Some(at) = offset(t.span.start.line, t.span.start.column) else {
+                return vec![sql.to_string()];
+            };
+            out.push(sql[from..at].to_string());
+            from = at + 1;
+        }
+    }
+    out.push(sql[from..].to_string());
+    let out: Vec<String> = out.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    if out.is_empty() {
+        vec![sql.to_string()]
+    } else {
+        out
+    }
+}
+
 /// Wraps AS OF joins and collects time-travel table factors, in every
 /// statement kind DataFusion's parser produces.
 fn prepare(statement: &mut DFStatement, versions: &mut Vec<(ObjectName, TableVersion)>) {
@@ -295,5 +331,21 @@ fn timestamp(state: &SessionState, expr: &SqlExpr) -> Result<chrono::DateTime<ch
             })
         }
         _ => plan_err!("TIMESTAMP AS OF needs a time such as '2026-01-01T00:00:00Z', not `{expr}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_statement_lists_with_sluice_syntax() {
+        let sql = "SELECT ';' AS a; SELECT * FROM l ASOF JOIN r ON l.k = r.k AND l.t >= r.t TOLERANCE 3 ;\n-- x; y\nSELECT \"a;b\" FROM t VERSION AS OF 2;";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert_eq!(parts[0], "SELECT ';' AS a");
+        assert!(parts[1].trim().ends_with("TOLERANCE 3"), "{parts:?}");
+        assert!(parts[2].contains("VERSION AS OF 2"), "{parts:?}");
+        assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
     }
 }

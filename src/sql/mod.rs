@@ -8,7 +8,7 @@ mod file_functions;
 mod front_end;
 mod output;
 
-pub use front_end::TimeTravel;
+pub use front_end::{split_statements, TimeTravel};
 
 pub use output::{write_batches, OutputFormat};
 
