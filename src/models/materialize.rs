@@ -153,6 +153,40 @@ impl Ctx<'_> {
         }
     }
 
+    /// A streaming write of `df` into `table` with sluice's file settings and
+    /// this run's commit metadata.
+    fn writer(
+        &self,
+        table: DeltaTable,
+        df: &DataFrame,
+        schema: &SchemaRef,
+        mode: SaveMode,
+    ) -> deltalake::operations::write::WriteBuilder {
+        table
+            .write(vec![])
+            .with_input_plan(df.logical_plan().clone())
+            .with_session_state(self.state())
+            .with_save_mode(mode)
+            .with_writer_properties(writer_properties(schema))
+            .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
+            .with_commit_properties(self.props())
+    }
+
+    /// Runs a write and reports what it committed.
+    async fn finish(
+        &self,
+        write: deltalake::operations::write::WriteBuilder,
+        action: &'static str,
+    ) -> Result<Materialized> {
+        let table = write.await.map_err(self.storage_err())?;
+        Ok(Materialized {
+            version: table.version(),
+            rows: added_rows(&table).await,
+            state: Some(table),
+            action,
+        })
+    }
+
     fn state(&self) -> Arc<dyn datafusion::catalog::Session> {
         Arc::new(self.engine.context().state())
     }
@@ -187,46 +221,24 @@ impl Ctx<'_> {
 
     /// Replaces the whole table in one commit (creating it when missing).
     async fn table(&self) -> Result<Materialized> {
-        let t0 = std::time::Instant::now();
         let df = self.plan().await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         check_columns(&schema).map_err(|m| self.err(m))?;
         let m = self.model;
-        let t1 = t0.elapsed();
-        let h = self.handle().await?;
-        let t2 = t0.elapsed();
-        let mut write = h
-            .write(vec![])
-            .with_input_plan(df.logical_plan().clone())
-            .with_session_state(self.state())
-            .with_save_mode(SaveMode::Overwrite)
+        let mut write = self
+            .writer(self.handle().await?, &df, &schema, SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
-            .with_writer_properties(writer_properties(&schema))
-            .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
-            .with_table_name(m.id())
-            .with_commit_properties(self.props());
+            .with_table_name(m.id());
         if let Some(d) = &m.description {
             write = write.with_description(d.clone());
         }
         if !m.config.partition_by.is_empty() {
             write = write.with_partition_columns(m.config.partition_by.clone());
         }
-        let table = write.await.map_err(self.storage_err())?;
-        let t3 = t0.elapsed();
+        let out = self.finish(write, "replaced").await?;
         // A view of the same name (the model was a view before) is replaced.
         self.wh.delete_view(&m.schema, &m.table).await?;
-        let rows = added_rows(&table).await;
-        tracing::debug!(
-            model = %m.id(),
-            "table: planned {t1:?}, opened {t2:?}, written {t3:?}, total {:?}",
-            t0.elapsed()
-        );
-        Ok(Materialized {
-            version: table.version(),
-            state: Some(table.clone()),
-            rows,
-            action: "replaced",
-        })
+        Ok(out)
     }
 
     async fn incremental(&self, table: DeltaTable) -> Result<Materialized> {
@@ -237,24 +249,11 @@ impl Ctx<'_> {
         let m = self.model;
         match m.config.strategy() {
             IncrementalStrategy::Append => {
-                let mut write = table
-                    .write(vec![])
-                    .with_input_plan(df.logical_plan().clone())
-                    .with_session_state(self.state())
-                    .with_save_mode(SaveMode::Append)
-                    .with_writer_properties(writer_properties(&table_schema))
-                    .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
-                    .with_commit_properties(self.props());
+                let mut write = self.writer(table, &df, &table_schema, SaveMode::Append);
                 if add_columns {
                     write = write.with_schema_mode(SchemaMode::Merge);
                 }
-                let table = write.await.map_err(self.storage_err())?;
-                Ok(Materialized {
-                    version: table.version(),
-                    state: Some(table.clone()),
-                    rows: added_rows(&table).await,
-                    action: "appended",
-                })
+                self.finish(write, "appended").await
             }
             IncrementalStrategy::Merge => self.merge(table, df, &table_schema, add_columns).await,
             IncrementalStrategy::DeleteInsert => {
@@ -450,25 +449,13 @@ impl Ctx<'_> {
                 .reduce(|a, b| a.or(b))
                 .ok_or_else(|| self.err("no key values"))?
         };
-        let mut write = table
-            .write(vec![])
-            .with_input_plan(df.logical_plan().clone())
-            .with_session_state(self.state())
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate)
-            .with_writer_properties(writer_properties(table_schema))
-            .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
-            .with_commit_properties(self.props());
+        let mut write = self
+            .writer(table, &df, table_schema, SaveMode::Overwrite)
+            .with_replace_where(predicate);
         if add_columns {
             write = write.with_schema_mode(SchemaMode::Merge);
         }
-        let table = write.await.map_err(self.storage_err())?;
-        Ok(Materialized {
-            version: table.version(),
-            state: Some(table.clone()),
-            rows: added_rows(&table).await,
-            action: "replaced keys",
-        })
+        self.finish(write, "replaced keys").await
     }
 }
 

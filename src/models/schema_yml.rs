@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One parsed properties file.
 #[derive(Debug, Default, Deserialize)]
@@ -69,9 +69,8 @@ pub struct SourceTableProps {
 pub fn read_all(dirs: &[PathBuf]) -> Result<Vec<PropertiesFile>> {
     let mut files = Vec::new();
     for d in dirs {
-        collect(d, &mut files)?;
+        files.extend(super::discover::files_with_extension(d, &["yml", "yaml"])?);
     }
-    files.sort();
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
@@ -91,28 +90,6 @@ pub fn read_all(dirs: &[PathBuf]) -> Result<Vec<PropertiesFile>> {
         out.push(p);
     }
     Ok(out)
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            collect(&path, out)?;
-        } else if path.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// A generic test as written: its name and its arguments.

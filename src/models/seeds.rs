@@ -11,7 +11,7 @@ use crate::project::{
 };
 use crate::warehouse::Warehouse;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One seed file and where it goes.
 #[derive(Debug, Clone)]
@@ -26,10 +26,7 @@ pub struct Seed {
 pub fn discover(project: &Project) -> Result<Vec<Seed>> {
     let mut out: Vec<Seed> = Vec::new();
     for dir in &project.settings.seed_paths {
-        let mut files = Vec::new();
-        walk(dir, &mut files)?;
-        files.sort();
-        for file in files {
+        for file in super::discover::files_with_extension(dir, &["csv"])? {
             let name = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_ascii_lowercase())
@@ -103,30 +100,6 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path
-            .extension()
-            .is_some_and(|x| x.eq_ignore_ascii_case("csv"))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Loads the seeds named in `names` (all when empty), replacing their tables.
