@@ -57,6 +57,10 @@ pub struct AsOfJoinExec {
     tolerance: Option<i64>,
     /// Right-side tie-break expressions (highest wins).
     tiebreak: Vec<PhysicalExprRef>,
+    /// `tiebreak` is the implicit one (the other right columns): compared in
+    /// the merge when times are equal instead of sorted (ties are rare, and a
+    /// wide sort key slows the sort of every row).
+    implicit_tiebreak: bool,
     schema: SchemaRef,
     cache: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -75,6 +79,7 @@ impl AsOfJoinExec {
         kind: AsOfKind,
         tolerance: Option<i64>,
         tiebreak: Vec<PhysicalExprRef>,
+        implicit_tiebreak: bool,
         schema: SchemaRef,
     ) -> Result<Self> {
         let (ls, rs) = (left.schema(), right.schema());
@@ -129,6 +134,7 @@ impl AsOfJoinExec {
             kind,
             tolerance,
             tiebreak,
+            implicit_tiebreak,
             schema,
             cache,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -163,7 +169,7 @@ impl AsOfJoinExec {
                 nulls_first: true,
             },
         });
-        if side == JoinSide::Right {
+        if side == JoinSide::Right && !self.implicit_tiebreak {
             exprs.extend(self.tiebreak.iter().map(|t| PhysicalSortExpr {
                 expr: Arc::clone(t),
                 options: asc_nulls_first,
@@ -228,7 +234,12 @@ impl DisplayAs for AsOfJoinExec {
         }
         if !self.tiebreak.is_empty() {
             let t: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
-            write!(f, ", tiebreak=[{}]", t.join(", "))?;
+            let name = if self.implicit_tiebreak {
+                "ties"
+            } else {
+                "tiebreak"
+            };
+            write!(f, ", {name}=[{}]", t.join(", "))?;
         }
         Ok(())
     }
@@ -312,6 +323,7 @@ impl ExecutionPlan for AsOfJoinExec {
             self.kind,
             self.tolerance,
             self.tiebreak.clone(),
+            self.implicit_tiebreak,
             Arc::clone(&self.schema),
         )?))
     }
@@ -363,6 +375,11 @@ impl ExecutionPlan for AsOfJoinExec {
             right_keys: self.on.iter().map(|(_, r)| Arc::clone(r)).collect(),
             match_left: Arc::clone(&self.match_left),
             match_right: Arc::clone(&self.match_right),
+            ties: if self.implicit_tiebreak {
+                self.tiebreak.clone()
+            } else {
+                Vec::new()
+            },
             op: self.op,
             kind: self.kind,
             tolerance: self.tolerance,
@@ -375,6 +392,7 @@ impl ExecutionPlan for AsOfJoinExec {
             held: Vec::new(),
             next_seq: 0,
             reservation,
+            waited: std::time::Duration::ZERO,
             baseline: BaselineMetrics::new(&self.metrics, partition),
             matched: MetricBuilder::new(&self.metrics).counter("matched_rows", partition),
             unmatched: MetricBuilder::new(&self.metrics).counter("unmatched_rows", partition),
@@ -390,8 +408,10 @@ impl ExecutionPlan for AsOfJoinExec {
                     continue;
                 }
                 let start = std::time::Instant::now();
+                m.waited = std::time::Duration::ZERO;
                 let out = m.join_left_batch(&batch).await?;
-                m.baseline.elapsed_compute().add_elapsed(start);
+                let own = start.elapsed().saturating_sub(m.waited);
+                m.baseline.elapsed_compute().add_duration(own);
                 if out.num_rows() == 0 {
                     continue;
                 }
@@ -409,6 +429,8 @@ struct RightBatch {
     batch: RecordBatch,
     keys: Rows,
     times: ArrayRef,
+    /// Values of the implicit tie-break columns.
+    ties: Vec<ArrayRef>,
 }
 
 /// Most right batches referenced by one output batch before they are compacted.
@@ -437,6 +459,8 @@ struct Merge {
     right_keys: Vec<PhysicalExprRef>,
     match_left: PhysicalExprRef,
     match_right: PhysicalExprRef,
+    /// Columns that order rows with equal times (highest wins), compared here.
+    ties: Vec<PhysicalExprRef>,
     op: AsOfOp,
     kind: AsOfKind,
     tolerance: Option<i64>,
@@ -452,6 +476,8 @@ struct Merge {
     held: Vec<Held>,
     next_seq: u64,
     reservation: MemoryReservation,
+    /// Time spent waiting for right batches (not the join's own work).
+    waited: std::time::Duration,
     baseline: BaselineMetrics,
     matched: Count,
     unmatched: Count,
@@ -468,7 +494,10 @@ impl Merge {
     /// Loads the next non-empty right batch into the cursor; false at the end.
     async fn next_right(&mut self) -> Result<bool> {
         while !self.right_done {
-            match self.right.next().await.transpose()? {
+            let waiting = std::time::Instant::now();
+            let next = self.right.next().await.transpose()?;
+            self.waited += waiting.elapsed();
+            match next {
                 None => {
                     self.right_done = true;
                 }
@@ -479,11 +508,13 @@ impl Merge {
                         .convert_columns(&Self::eval(&self.right_keys, &b)?)?;
                     let times =
                         times_as_i64(&self.match_right.evaluate(&b)?.into_array(b.num_rows())?)?;
+                    let ties = Self::eval(&self.ties, &b)?;
                     let rb = Arc::new(RightBatch {
                         seq: self.next_seq,
                         batch: b,
                         keys,
                         times,
+                        ties,
                     });
                     self.next_seq += 1;
                     self.cursor = Some((rb, 0));
@@ -525,6 +556,33 @@ impl Merge {
         // sorts below are spilling to make room.
         self.reservation.resize(total);
         Ok(())
+    }
+
+    /// Whether right row `p` of `rb` (time `rt`) has the same time as the
+    /// candidate but lower implicit tie-break values, so the candidate stays.
+    fn loses_tie(&self, rb: &RightBatch, p: usize, rt: i64) -> Result<bool> {
+        if self.ties.is_empty() {
+            return Ok(false);
+        }
+        let Some((c, cb)) = &self.candidate else {
+            return Ok(false);
+        };
+        if c.time != rt {
+            return Ok(false);
+        }
+        let opts = datafusion::arrow::compute::SortOptions {
+            descending: false,
+            nulls_first: true,
+        };
+        for (cand, new) in cb.ties.iter().zip(&rb.ties) {
+            let cmp = datafusion::arrow::array::make_comparator(cand.as_ref(), new.as_ref(), opts)?;
+            match cmp(c.row, p) {
+                std::cmp::Ordering::Equal => continue,
+                std::cmp::Ordering::Greater => return Ok(true),
+                std::cmp::Ordering::Less => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     fn eligible(&self, right: i64, left: i64) -> bool {
@@ -696,6 +754,10 @@ impl Merge {
                     std::cmp::Ordering::Equal => {
                         let rt = times.value(p);
                         if self.eligible(rt, lt) {
+                            if self.loses_tie(&rb, p, rt)? {
+                                p += 1;
+                                continue;
+                            }
                             self.candidate = Some((
                                 Candidate {
                                     seq: rb.seq,

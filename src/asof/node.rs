@@ -67,6 +67,9 @@ pub struct AsOfJoinNode {
     pub tolerance: Option<Expr>,
     /// Right-side expressions ordering rows with equal times (highest wins).
     pub tiebreak: Vec<Expr>,
+    /// The tie-break was not written by the user: the other right columns,
+    /// compared only when times are equal (not part of the sort).
+    pub implicit_tiebreak: bool,
     pub schema: DFSchemaRef,
 }
 
@@ -93,6 +96,7 @@ impl PartialOrd for AsOfJoinNode {
             &self.kind,
             &self.tolerance,
             &self.tiebreak,
+            &self.implicit_tiebreak,
         )
             .partial_cmp(&(
                 &other.left,
@@ -104,6 +108,7 @@ impl PartialOrd for AsOfJoinNode {
                 &other.kind,
                 &other.tolerance,
                 &other.tiebreak,
+                &other.implicit_tiebreak,
             ))
     }
 }
@@ -152,7 +157,12 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
         }
         if !self.tiebreak.is_empty() {
             let t: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
-            write!(f, ", tiebreak=[{}]", t.join(", "))?;
+            let name = if self.implicit_tiebreak {
+                "ties"
+            } else {
+                "tiebreak"
+            };
+            write!(f, ", {name}=[{}]", t.join(", "))?;
         }
         Ok(())
     }
@@ -198,6 +208,7 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
             kind: self.kind,
             tolerance,
             tiebreak,
+            implicit_tiebreak: self.implicit_tiebreak,
             schema,
         })
     }

@@ -302,7 +302,8 @@ fn plan_asof(
         }
         tiebreak.push(e);
     }
-    if tiebreak.is_empty() {
+    let implicit_tiebreak = tiebreak.is_empty();
+    if implicit_tiebreak {
         // Deterministic choice among equal times: order by the other right columns.
         let used: HashSet<Column> = on
             .iter()
@@ -327,6 +328,7 @@ fn plan_asof(
         kind: spec.kind,
         tolerance,
         tiebreak,
+        implicit_tiebreak,
         schema,
     };
     let plan = LogicalPlan::Extension(Extension {
@@ -474,6 +476,7 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             n.kind,
             tolerance,
             tiebreak,
+            n.implicit_tiebreak,
             Arc::new(n.schema.as_arrow().clone()),
         )?;
         Ok(Some(Arc::new(exec)))
