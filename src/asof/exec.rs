@@ -220,28 +220,18 @@ impl DisplayAs for AsOfJoinExec {
             .iter()
             .map(|(l, r)| format!("({l} = {r})"))
             .collect();
-        write!(
+        let matching = format!("{} {} {}", self.match_left, self.op, self.match_right);
+        let ties: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
+        super::node::explain(
             f,
-            "AsOfJoinExec: kind={}, on=[{}], match=[{} {} {}]",
+            "AsOfJoinExec",
             self.kind,
-            on.join(", "),
-            self.match_left,
-            self.op,
-            self.match_right
-        )?;
-        if let Some(t) = self.tolerance {
-            write!(f, ", tolerance={t}")?;
-        }
-        if !self.tiebreak.is_empty() {
-            let t: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
-            let name = if self.implicit_tiebreak {
-                "ties"
-            } else {
-                "tiebreak"
-            };
-            write!(f, ", {name}=[{}]", t.join(", "))?;
-        }
-        Ok(())
+            &on,
+            &matching,
+            self.tolerance.map(|t| t.to_string()),
+            &ties,
+            self.implicit_tiebreak,
+        )
     }
 }
 

@@ -143,28 +143,19 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let on: Vec<String> = self.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
-        write!(
+        let matching = format!("{} {} {}", self.match_left, self.op, self.match_right);
+        let ties: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
+        let tolerance = self.tolerance.as_ref().map(|t| t.to_string());
+        explain(
             f,
-            "AsOfJoin: kind={}, on=[{}], match=[{} {} {}]",
+            "AsOfJoin",
             self.kind,
-            on.join(", "),
-            self.match_left,
-            self.op,
-            self.match_right
-        )?;
-        if let Some(t) = &self.tolerance {
-            write!(f, ", tolerance={t}")?;
-        }
-        if !self.tiebreak.is_empty() {
-            let t: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
-            let name = if self.implicit_tiebreak {
-                "ties"
-            } else {
-                "tiebreak"
-            };
-            write!(f, ", {name}=[{}]", t.join(", "))?;
-        }
-        Ok(())
+            &on,
+            &matching,
+            tolerance,
+            &ties,
+            self.implicit_tiebreak,
+        )
     }
 
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
@@ -226,4 +217,31 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
         }
         Some(vec![l, r])
     }
+}
+
+/// The EXPLAIN line of the node and of the operator (same shape for both).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn explain(
+    f: &mut fmt::Formatter,
+    name: &str,
+    kind: AsOfKind,
+    on: &[String],
+    matching: &str,
+    tolerance: Option<String>,
+    ties: &[String],
+    implicit_ties: bool,
+) -> fmt::Result {
+    write!(
+        f,
+        "{name}: kind={kind}, on=[{}], match=[{matching}]",
+        on.join(", ")
+    )?;
+    if let Some(t) = tolerance {
+        write!(f, ", tolerance={t}")?;
+    }
+    if !ties.is_empty() {
+        let label = if implicit_ties { "ties" } else { "tiebreak" };
+        write!(f, ", {label}=[{}]", ties.join(", "))?;
+    }
+    Ok(())
 }
