@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// sluice: a SQL-first ELT warehouse engine on Delta tables.
 ///
 /// Load raw CSV / NDJSON / Parquet files into Delta tables on a local folder or
-/// object storage, and query everything with SQL.
+/// object storage, build SQL models from them, and query everything with SQL.
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about, long_about = None)]
 struct Cli {
@@ -96,7 +96,9 @@ enum Command {
     ///
     /// Tables are `schema.table`; unqualified names resolve in the default schema.
     /// Files: SELECT * FROM 'data/x.parquet', read_csv('x.csv'), read_json('x.ndjson'),
-    /// read_parquet('dir/*.parquet').
+    /// read_parquet('dir/*.parquet'). Point in time: `l ASOF [LEFT] JOIN r ON l.k = r.k
+    /// AND l.ts >= r.ts [TOLERANCE ...] [TIEBREAK BY ...]`, `t VERSION AS OF 3`,
+    /// `t TIMESTAMP AS OF '2026-01-01T00:00:00Z'`.
     Sql {
         /// The query (several statements may be separated by `;`).
         query: String,
