@@ -56,4 +56,9 @@ python -m pytest -q tests/python || rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "run.sh: pytest collected no tests" >&2
 fi
+# The AS OF differential again with the sort-merge operator forced (on these small
+# files the planner picks the in-memory probe).
+if [ "$rc" -eq 0 ]; then
+    SLUICE_ASOF_MODE=merge python -m pytest -q tests/python/test_asof.py || rc=$?
+fi
 exit "$rc"

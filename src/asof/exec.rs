@@ -61,6 +61,8 @@ pub struct AsOfJoinExec {
     /// the merge when times are equal instead of sorted (ties are rare, and a
     /// wide sort key slows the sort of every row).
     implicit_tiebreak: bool,
+    /// Index the right side in memory instead of sorting both inputs.
+    probe: bool,
     schema: SchemaRef,
     cache: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -80,6 +82,7 @@ impl AsOfJoinExec {
         tolerance: Option<i64>,
         tiebreak: Vec<PhysicalExprRef>,
         implicit_tiebreak: bool,
+        probe: bool,
         schema: SchemaRef,
     ) -> Result<Self> {
         let (ls, rs) = (left.schema(), right.schema());
@@ -135,6 +138,7 @@ impl AsOfJoinExec {
             tolerance,
             tiebreak,
             implicit_tiebreak,
+            probe,
             schema,
             cache,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -198,7 +202,7 @@ pub fn is_time_type(t: &DataType) -> bool {
 }
 
 /// Time values as order-preserving i64 (NULLs stay NULL).
-fn times_as_i64(a: &ArrayRef) -> Result<ArrayRef> {
+pub(super) fn times_as_i64(a: &ArrayRef) -> Result<ArrayRef> {
     Ok(match a.data_type() {
         DataType::Int64 => Arc::clone(a),
         DataType::UInt64 => {
@@ -224,7 +228,11 @@ impl DisplayAs for AsOfJoinExec {
         let ties: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
         super::node::explain(
             f,
-            "AsOfJoinExec",
+            if self.probe {
+                "AsOfJoinExec(probe)"
+            } else {
+                "AsOfJoinExec"
+            },
             self.kind,
             &on,
             &matching,
@@ -268,6 +276,9 @@ impl ExecutionPlan for AsOfJoinExec {
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        if self.probe {
+            return vec![None, None];
+        }
         vec![
             self.sort_exprs(JoinSide::Left)
                 .map(OrderingRequirements::from),
@@ -314,6 +325,7 @@ impl ExecutionPlan for AsOfJoinExec {
             self.tolerance,
             self.tiebreak.clone(),
             self.implicit_tiebreak,
+            self.probe,
             Arc::clone(&self.schema),
         )?))
     }
@@ -352,6 +364,27 @@ impl ExecutionPlan for AsOfJoinExec {
         let converter = Arc::new(RowConverter::new(key_fields)?);
         let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
             .register(context.memory_pool());
+        if self.probe {
+            let spec = super::probe::ProbeSpec {
+                left_keys: self.on.iter().map(|(l, _)| Arc::clone(l)).collect(),
+                right_keys: self.on.iter().map(|(_, r)| Arc::clone(r)).collect(),
+                match_left: Arc::clone(&self.match_left),
+                match_right: Arc::clone(&self.match_right),
+                tiebreak: self.tiebreak.clone(),
+                op: self.op,
+                kind: self.kind,
+                tolerance: self.tolerance,
+                converter,
+                schema: Arc::clone(&self.schema),
+                right_schema: self.right.schema(),
+            };
+            let baseline = BaselineMetrics::new(&self.metrics, partition);
+            let stream = super::probe::stream(spec, left, right, reservation, baseline);
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                stream,
+            )));
+        }
         let right_schema = self.right.schema();
         let null_right: Vec<ArrayRef> = right_schema
             .fields()

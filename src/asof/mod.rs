@@ -14,10 +14,11 @@
 pub mod exec;
 pub mod node;
 pub mod planner;
+mod probe;
 pub mod pushdown;
 pub mod syntax;
 
 pub use exec::AsOfJoinExec;
 pub use node::{AsOfJoinNode, AsOfKind, AsOfOp};
-pub use planner::{AsOfExtensionPlanner, AsOfRelationPlanner, SluiceQueryPlanner};
+pub use planner::{AsOfExtensionPlanner, AsOfMode, AsOfRelationPlanner, SluiceQueryPlanner};
 pub use pushdown::PushLeftFiltersThroughAsOf;

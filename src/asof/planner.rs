@@ -428,6 +428,59 @@ pub fn tolerance_value(e: &Expr, time_type: &DataType) -> Result<i64> {
         .map_err(|_| DataFusionError::Plan("ASOF JOIN: TOLERANCE is too large".into()))
 }
 
+/// How the operator finds matches (a session config extension; default `Auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsOfMode {
+    /// Probe when the right side's estimated size is under a quarter of the
+    /// memory limit per partition, else sort-merge.
+    #[default]
+    Auto,
+    /// Always sort both inputs and merge (spills through the sorts).
+    Merge,
+    /// Always index the right side in memory.
+    Probe,
+}
+
+impl AsOfMode {
+    /// `auto`, `merge` or `probe` (`SLUICE_ASOF_MODE`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(AsOfMode::Auto),
+            "merge" => Some(AsOfMode::Merge),
+            "probe" => Some(AsOfMode::Probe),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the right input is small enough to index in memory.
+#[allow(deprecated)]
+fn choose_probe(mode: AsOfMode, right: &Arc<dyn ExecutionPlan>, session: &dyn Session) -> bool {
+    use datafusion::common::stats::Precision;
+    use datafusion::execution::memory_pool::MemoryLimit;
+    match mode {
+        AsOfMode::Merge => return false,
+        AsOfMode::Probe => return true,
+        AsOfMode::Auto => {}
+    }
+    let limit = match session.runtime_env().memory_pool.memory_limit() {
+        MemoryLimit::Finite(n) => n,
+        _ => return false,
+    };
+    let Ok(stats) = right.partition_statistics(None) else {
+        return false;
+    };
+    let bytes = match (stats.total_byte_size, stats.num_rows) {
+        (Precision::Exact(b) | Precision::Inexact(b), _) if b > 0 => b,
+        (_, Precision::Exact(n) | Precision::Inexact(n)) => {
+            n.saturating_mul(right.schema().fields().len().max(1) * 16)
+        }
+        _ => return false,
+    };
+    // Decoded Arrow data is larger than Parquet bytes: be generous.
+    bytes.saturating_mul(3) < limit / 4
+}
+
 /// Turns [`AsOfJoinNode`] into [`AsOfJoinExec`].
 #[derive(Debug, Default)]
 pub struct AsOfExtensionPlanner;
@@ -466,6 +519,12 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             .as_ref()
             .map(|t| tolerance_value(t, &tt))
             .transpose()?;
+        let mode = session
+            .config()
+            .get_extension::<AsOfMode>()
+            .map(|m| *m)
+            .unwrap_or_default();
+        let probe = choose_probe(mode, &physical_inputs[1], session);
         let exec = AsOfJoinExec::try_new(
             Arc::clone(&physical_inputs[0]),
             Arc::clone(&physical_inputs[1]),
@@ -477,6 +536,7 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             tolerance,
             tiebreak,
             n.implicit_tiebreak,
+            probe,
             Arc::new(n.schema.as_arrow().clone()),
         )?;
         Ok(Some(Arc::new(exec)))

@@ -47,6 +47,9 @@ pub struct EngineOptions {
     /// Memory a query may use before operators spill to disk (bytes). `None`:
     /// `SLUICE_MEMORY_LIMIT` (e.g. `4GiB`) if set, else 75% of physical memory.
     pub memory_limit: Option<usize>,
+    /// How AS OF joins run. `None`: `SLUICE_ASOF_MODE` (auto, merge, probe) if
+    /// set, else auto.
+    pub asof_mode: Option<crate::asof::AsOfMode>,
 }
 
 /// `512MiB`, `4GiB`, `2GB`, `1000000` (bytes).
@@ -127,6 +130,16 @@ impl Engine {
             (None, Ok(v)) => parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m))?,
             (None, Err(_)) => default_memory_limit(),
         };
+        let asof_mode = match (options.asof_mode, std::env::var("SLUICE_ASOF_MODE")) {
+            (Some(m), _) => m,
+            (None, Ok(v)) => crate::asof::AsOfMode::parse(&v).ok_or_else(|| {
+                Error::config(
+                    "SLUICE_ASOF_MODE",
+                    format!("`{v}`: use auto, merge or probe"),
+                )
+            })?,
+            (None, Err(_)) => crate::asof::AsOfMode::Auto,
+        };
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -136,7 +149,8 @@ impl Engine {
                 "datafusion.execution.sort_spill_reservation_bytes",
                 (limit / 16).clamp(1 << 20, 16 << 20),
             )
-            .with_extension(Arc::new(crate::warehouse::SqlFrontEnd(front)));
+            .with_extension(Arc::new(crate::warehouse::SqlFrontEnd(front)))
+            .with_extension(Arc::new(asof_mode));
         // Operators that can spill (sorts, the AS OF join's inputs) spill when
         // the pool is full; each sort keeps a merge reservation, sized so that a
         // dozen concurrent sorts fit in small limits too.

@@ -20,6 +20,13 @@ impl Lcg {
 }
 
 async fn engine_with(limit: Option<usize>) -> (tempfile::TempDir, Engine) {
+    engine_mode(limit, None).await
+}
+
+async fn engine_mode(
+    limit: Option<usize>,
+    mode: Option<sluice::asof::AsOfMode>,
+) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let wh = sluice::warehouse::Warehouse::open(
         dir.path().join("wh").to_str().unwrap(),
@@ -31,6 +38,7 @@ async fn engine_with(limit: Option<usize>) -> (tempfile::TempDir, Engine) {
         "main",
         &EngineOptions {
             memory_limit: limit,
+            asof_mode: mode,
         },
     )
     .await
@@ -77,7 +85,14 @@ fn reference(l: &Row, right: &[Row], op: &str, tol: Option<i64>) -> Option<i64> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_joins_match_a_brute_force_reference() {
-    let (_d, e) = engine_with(None).await;
+    use sluice::asof::AsOfMode;
+    for mode in [AsOfMode::Merge, AsOfMode::Probe] {
+        random_joins_in(mode).await;
+    }
+}
+
+async fn random_joins_in(mode: sluice::asof::AsOfMode) {
+    let (_d, e) = engine_mode(None, Some(mode)).await;
     let mut g = Lcg(7);
     let pick = |g: &mut Lcg, n: u64| -> Option<i64> {
         if g.below(12) == 0 {
@@ -116,7 +131,7 @@ async fn random_joins_match_a_brute_force_reference() {
                     })
                     .collect();
                 want.sort();
-                assert_eq!(got, want, "{kind} {op} tolerance {tol:?}");
+                assert_eq!(got, want, "{mode:?}: {kind} {op} tolerance {tol:?}");
             }
         }
     }
@@ -126,6 +141,7 @@ async fn random_joins_match_a_brute_force_reference() {
 /// result is still right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_side_larger_than_memory_spills() {
+    // Auto mode must choose the merge (the right side is far over the limit).
     let (_d, e) = engine_with(Some(64 << 20)).await;
     // 3M right rows (~100 MB in memory as sorted batches), 20k left rows.
     let sql = "SELECT count(*) AS n, count(r.v) AS matched, sum(r.v) AS total \
@@ -157,13 +173,20 @@ async fn right_side_larger_than_memory_spills() {
         })
         .sum::<u64>();
     assert!(spilled > 0, "expected the sorts to spill:\n{plan}");
-    assert!(plan.contains("AsOfJoinExec"), "{plan}");
+    assert!(plan.contains("AsOfJoinExec:"), "{plan}");
+    assert!(!plan.contains("AsOfJoinExec(probe)"), "{plan}");
 }
 
 /// Many partitions (hash-partitioned inputs) give the same rows as one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_equals_single_partition() {
-    let (_d, e) = engine_with(None).await;
+    for mode in [sluice::asof::AsOfMode::Merge, sluice::asof::AsOfMode::Probe] {
+        partitioned_in(mode).await;
+    }
+}
+
+async fn partitioned_in(mode: sluice::asof::AsOfMode) {
+    let (_d, e) = engine_mode(None, Some(mode)).await;
     let q = "SELECT l.id, r.id FROM (SELECT value AS id, value % 97 AS k, value % 501 AS t FROM range(5000)) l \
              ASOF LEFT JOIN (SELECT value AS id, value % 97 AS k, value % 499 AS t FROM range(20000)) r \
              ON l.k = r.k AND l.t >= r.t TIEBREAK BY r.id ORDER BY l.id";
