@@ -445,7 +445,7 @@ impl AsOfMode {
     /// `auto`, `merge` or `probe` (`SLUICE_ASOF_MODE`).
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Some(AsOfMode::Auto),
+            "auto" | "" => Some(AsOfMode::Auto),
             "merge" => Some(AsOfMode::Merge),
             "probe" => Some(AsOfMode::Probe),
             _ => None,
@@ -454,7 +454,6 @@ impl AsOfMode {
 }
 
 /// Whether the right input is small enough to index in memory.
-#[allow(deprecated)]
 fn choose_probe(mode: AsOfMode, right: &Arc<dyn ExecutionPlan>, session: &dyn Session) -> bool {
     use datafusion::common::stats::Precision;
     use datafusion::execution::memory_pool::MemoryLimit;
@@ -467,9 +466,16 @@ fn choose_probe(mode: AsOfMode, right: &Arc<dyn ExecutionPlan>, session: &dyn Se
         MemoryLimit::Finite(n) => n,
         _ => return false,
     };
-    let Ok(stats) = right.partition_statistics(None) else {
+    let ctx = datafusion::physical_plan::StatisticsContext::new();
+    let args = datafusion::physical_plan::StatisticsArgs::new();
+    let Ok(stats) = ctx.compute(right.as_ref(), &args) else {
         return false;
     };
+    tracing::debug!(
+        "AS OF right side: {:?} rows, {:?} bytes, memory limit {limit}",
+        stats.num_rows,
+        stats.total_byte_size
+    );
     let bytes = match (stats.total_byte_size, stats.num_rows) {
         (Precision::Exact(b) | Precision::Inexact(b), _) if b > 0 => b,
         (_, Precision::Exact(n) | Precision::Inexact(n)) => {

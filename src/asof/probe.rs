@@ -40,7 +40,7 @@ pub(super) struct ProbeSpec {
 /// A right row: (time, batch, row).
 type Entry = (i64, u32, u32);
 /// Per key (row-format bytes): its entries.
-type Groups = HashMap<Box<[u8]>, Vec<Entry>>;
+type Groups = HashMap<Box<[u8]>, Vec<Entry>, ahash::RandomState>;
 
 /// The indexed right side of one partition.
 struct Index {
@@ -63,7 +63,7 @@ async fn build(
 ) -> Result<Index> {
     let mut batches = Vec::new();
     let mut ties: Vec<Vec<ArrayRef>> = Vec::new();
-    let mut entries: Groups = HashMap::new();
+    let mut entries: Groups = HashMap::with_hasher(ahash::RandomState::new());
     while let Some(b) = right.next().await.transpose()? {
         if b.num_rows() == 0 {
             continue;
