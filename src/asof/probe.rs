@@ -79,11 +79,16 @@ async fn build(
             if times.is_null(r) || keys.iter().any(|k| k.is_null(r)) {
                 continue;
             }
-            let key = rows.row(r);
-            match entries.get_mut(key.as_ref()) {
+            // Without keys every row is in one group (the row format has no rows then).
+            let key: &[u8] = if keys.is_empty() {
+                &[]
+            } else {
+                rows.row(r).data()
+            };
+            match entries.get_mut(key) {
                 Some(v) => v.push((times.value(r), bi, r as u32)),
                 None => {
-                    entries.insert(key.as_ref().into(), vec![(times.value(r), bi, r as u32)]);
+                    entries.insert(key.into(), vec![(times.value(r), bi, r as u32)]);
                 }
             }
         }
@@ -190,7 +195,12 @@ fn probe(spec: &ProbeSpec, idx: &Index, batch: &RecordBatch) -> Result<RecordBat
     for i in 0..n {
         let mut found = None;
         if times.is_valid(i) && keys.iter().all(|k| k.is_valid(i)) {
-            if let Some(group) = idx.groups.get(rows.row(i).as_ref()) {
+            let key: &[u8] = if keys.is_empty() {
+                &[]
+            } else {
+                rows.row(i).data()
+            };
+            if let Some(group) = idx.groups.get(key) {
                 let lt = times.value(i);
                 let at = match spec.op {
                     AsOfOp::GtEq => group.partition_point(|e| e.0 <= lt).checked_sub(1),
