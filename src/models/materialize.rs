@@ -8,7 +8,7 @@ use super::compile::Model;
 use super::config::{IncrementalStrategy, Materialization, OnSchemaChange};
 use crate::error::{Error, Result};
 use crate::sql::Engine;
-use crate::warehouse::{writer_properties, ViewDef, Warehouse, TARGET_FILE_SIZE};
+use crate::warehouse::{check_columns, writer_properties, ViewDef, Warehouse, TARGET_FILE_SIZE};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{cast, col, lit, Expr};
@@ -181,7 +181,7 @@ impl Ctx<'_> {
         let table = write.await.map_err(self.storage_err())?;
         Ok(Materialized {
             version: table.version(),
-            rows: added_rows(&table).await,
+            rows: crate::warehouse::added_rows(&table).await,
             state: Some(table),
             action,
         })
@@ -471,41 +471,4 @@ fn storage_type(t: &DataType) -> DataType {
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         other => other.clone(),
     }
-}
-
-/// A table needs unique, non-empty column names.
-fn check_columns(schema: &SchemaRef) -> std::result::Result<(), String> {
-    let mut seen = std::collections::HashSet::new();
-    for f in schema.fields() {
-        if f.name().is_empty() {
-            return Err(
-                "a result column has no name; give every expression an alias (AS name)".into(),
-            );
-        }
-        if f.name().chars().any(|c| " ,;{}()\n\t=".contains(c)) {
-            return Err(format!(
-                "result column `{}` is not a valid Delta column name; give the expression an alias (AS name)",
-                f.name()
-            ));
-        }
-        if !seen.insert(f.name().to_ascii_lowercase()) {
-            return Err(format!(
-                "the result has two columns named `{}`; alias one of them",
-                f.name()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Rows added by the table's latest commit (from its operation metrics).
-async fn added_rows(table: &DeltaTable) -> Option<u64> {
-    use futures::StreamExt;
-    let mut history = table.history(Some(1));
-    let commit = history.next().await?.ok()?;
-    commit
-        .info
-        .get("operationMetrics")
-        .and_then(|m| m.get("num_added_rows"))
-        .and_then(|v| v.as_u64())
 }

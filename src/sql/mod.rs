@@ -7,10 +7,12 @@
 mod file_functions;
 mod front_end;
 mod output;
+mod statements;
 
 pub use front_end::{split_statements, TimeTravel};
 
 pub use output::{write_batches, OutputFormat};
+pub use statements::{is_read_only, is_statement, Executed, IngestMode};
 
 use crate::error::{Error, Result};
 use crate::warehouse::{Warehouse, WarehouseCatalog};
@@ -222,28 +224,84 @@ impl Engine {
         &self.default_schema
     }
 
-    /// Plans `sql` with sluice's front end (AS OF joins, time travel); DDL and
-    /// `SET` run now, queries when the returned frame is executed.
-    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+    /// Plans one statement with sluice's front end (AS OF joins, time travel)
+    /// without running anything.
+    pub async fn plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         let state = self.ctx.state();
         let tt = TimeTravel {
             warehouse: self.warehouse.clone(),
             catalog: self.catalog.clone(),
             default_schema: self.default_schema.clone(),
         };
-        let plan = front_end::plan_sql(&state, sql, &tt)
-            .await
-            .map_err(|e| explain_plan_error(e.into(), sql))?;
-        self.ctx
-            .execute_logical_plan(plan)
+        front_end::plan_sql(&state, sql, &tt)
             .await
             .map_err(|e| explain_plan_error(e.into(), sql))
+    }
+
+    /// Plans and runs one statement: DDL and DML change the warehouse now;
+    /// a query's rows come from the returned frame.
+    pub async fn execute(&self, sql: &str) -> Result<Executed> {
+        let plan = self.plan(sql).await?;
+        self.run_plan(plan)
+            .await
+            .map_err(|e| explain_plan_error(e, sql))
+    }
+
+    /// [`Engine::execute`] as a frame: a statement that changed rows yields one
+    /// row with their `count`, other statements an empty frame.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        match self.execute(sql).await? {
+            Executed::Rows(df) => Ok(df),
+            Executed::Changed { rows: Some(n) } => {
+                Ok(self.ctx.read_batch(statements::count_batch(n)?)?)
+            }
+            Executed::Changed { rows: None } => Ok(self.ctx.read_empty()?),
+        }
     }
 
     /// Runs `sql` and collects the result.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let df = self.sql(sql).await?;
         df.collect().await.map_err(Error::from)
+    }
+
+    /// This engine with other session settings: the schema of unqualified
+    /// names and the memory one query may use (a pool of its own). Shares the
+    /// catalog, object stores and disk manager.
+    pub fn with_session(
+        &self,
+        default_schema: Option<&str>,
+        memory_limit: Option<usize>,
+    ) -> Engine {
+        let mut state = self.ctx.state();
+        let schema = default_schema.unwrap_or(&self.default_schema).to_string();
+        state.config_mut().options_mut().catalog.default_schema = schema.clone();
+        if let Some(limit) = memory_limit {
+            let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+                .with_memory_pool(Arc::new(
+                    datafusion::execution::memory_pool::FairSpillPool::new(limit),
+                ))
+                .build_arc();
+            match runtime {
+                Ok(rt) => {
+                    state = SessionStateBuilder::new_from_existing(state)
+                        .with_runtime_env(rt)
+                        .build()
+                }
+                Err(e) => tracing::warn!("per-query memory limit not applied: {e}"),
+            }
+        }
+        Engine {
+            ctx: SessionContext::new_with_state(state),
+            catalog: self.catalog.clone(),
+            warehouse: self.warehouse.clone(),
+            default_schema: schema,
+        }
+    }
+
+    /// The warehouse catalog (listing refreshes after other writers).
+    pub fn catalog(&self) -> &WarehouseCatalog {
+        &self.catalog
     }
 }
 

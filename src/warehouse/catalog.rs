@@ -104,6 +104,21 @@ impl WarehouseCatalog {
             .and_then(|a| a.get(name).cloned())
     }
 
+    /// Forgets the table listings (they are listed again when next asked for):
+    /// after this process created or dropped tables, or to see other writers'.
+    pub fn invalidate_listings(&self) {
+        if let Ok(s) = self.schemas.read() {
+            for schema in s.values() {
+                if let Ok(mut l) = schema.listed.write() {
+                    l.clear();
+                }
+                schema
+                    .complete
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
     /// Replaces the bare-name map (a run knows its models before they exist).
     pub fn set_aliases(&self, aliases: Aliases) {
         if let Ok(mut a) = self.shared.aliases.write() {

@@ -11,7 +11,7 @@ mod write;
 pub use catalog::WarehouseCatalog;
 pub use history::{history, history_batch, CommitRecord};
 pub use views::{plan_in_session, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef};
-pub use write::{writer_properties, ROW_GROUP_ROWS, TARGET_FILE_SIZE};
+pub use write::{added_rows, check_columns, writer_properties, ROW_GROUP_ROWS, TARGET_FILE_SIZE};
 
 use crate::error::{Error, Result};
 use deltalake::DeltaTable;

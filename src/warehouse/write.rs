@@ -31,3 +31,40 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     }
     b.build()
 }
+
+/// Rows the table's latest commit added (from its operation metrics).
+pub async fn added_rows(table: &deltalake::DeltaTable) -> Option<u64> {
+    use futures::StreamExt;
+    let mut history = table.history(Some(1));
+    let commit = history.next().await?.ok()?;
+    commit
+        .info
+        .get("operationMetrics")
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(|v| v.as_u64())
+}
+
+/// Checks that a result's column names can be Delta columns (named, valid, unique).
+pub fn check_columns(schema: &SchemaRef) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for f in schema.fields() {
+        if f.name().is_empty() {
+            return Err(
+                "a result column has no name; give every expression an alias (AS name)".into(),
+            );
+        }
+        if f.name().chars().any(|c| " ,;{}()\n\t=".contains(c)) {
+            return Err(format!(
+                "result column `{}` is not a valid Delta column name; give the expression an alias (AS name)",
+                f.name()
+            ));
+        }
+        if !seen.insert(f.name().to_ascii_lowercase()) {
+            return Err(format!(
+                "the result has two columns named `{}`; alias one of them",
+                f.name()
+            ));
+        }
+    }
+    Ok(())
+}

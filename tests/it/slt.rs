@@ -117,6 +117,36 @@ fn parse(text: &str) -> Vec<(usize, Record)> {
     out
 }
 
+/// Data file names in plans change with every run: `file_groups={...}`.
+fn mask_files(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("file_groups={") {
+        out.push_str(&rest[..i + "file_groups={".len()]);
+        rest = &rest[i + "file_groups={".len()..];
+        // The group list nests braces once per group: skip to the matching `}`.
+        let mut depth = 1;
+        let mut end = rest.len();
+        for (j, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = j;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push_str("...");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 async fn result_rows(engine: &Engine, sql: &str) -> Result<Vec<String>, String> {
     let batches = engine.query(sql).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -132,6 +162,7 @@ async fn result_rows(engine: &Engine, sql: &str) -> Result<Vec<String>, String> 
                             .unwrap_or_else(|e| format!("<{e}>"))
                             .trim_end()
                             .to_string();
+                        let v = mask_files(&v);
                         if v.is_empty() {
                             "(empty)".into()
                         } else {
