@@ -152,6 +152,12 @@ impl From<datafusion::error::DataFusionError> for Error {
     }
 }
 
+impl From<arrow_flight::error::FlightError> for Error {
+    fn from(e: arrow_flight::error::FlightError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
         Error::Sql(e.to_string())

@@ -29,6 +29,7 @@ pub mod error;
 pub mod load;
 pub mod models;
 pub mod project;
+pub mod server;
 pub mod sql;
 pub mod warehouse;
 

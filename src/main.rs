@@ -148,6 +148,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
         format: LineageFormat,
     },
+    /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC, SQLAlchemy, pyarrow).
+    ///
+    /// Users come from [[server.users]] in sluice.toml (password hashes from
+    /// `sluice hash-password`) and SLUICE_USER/SLUICE_PASSWORD. Without users the
+    /// server is open and binds only to loopback. Clients log in with Basic
+    /// credentials (Handshake) and get a bearer token. Same SQL as `sluice sql`;
+    /// CREATE TABLE / INSERT / DELETE / DROP write Delta tables.
+    Serve {
+        /// Address to bind (default: [server] host, else 127.0.0.1).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port (default: [server] port, else 50051; 0 picks a free port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Print a password hash for [[server.users]] password_hash in sluice.toml.
+    ///
+    /// Reads the password from standard input when not given (keeps it out of
+    /// the shell history).
+    HashPassword {
+        /// The password.
+        password: Option<String>,
+    },
     /// List the versions of a table: version, time, operation, rows, load id, files.
     History {
         /// `schema.table`, or a table of the default schema.
@@ -234,9 +257,32 @@ fn report_error(e: &anyhow::Error) -> i32 {
     }
 }
 
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn,deltalake_core=error",
+        0 => "warn,deltalake_core=error,sluice::server=info",
         1 => "info,sluice=info",
         _ => "debug",
     };
@@ -249,6 +295,23 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::HashPassword { password } = &cli.command {
+        let password = match password {
+            Some(p) => p.clone(),
+            None => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            }
+        };
+        if password.is_empty() {
+            anyhow::bail!("the password is empty");
+        }
+        println!("{}", sluice::server::hash_password(&password));
+        return Ok(());
+    }
     if let Command::Init { dir } = &cli.command {
         let written = sluice::project::init(dir)?;
         println!("created a sluice project in {}:", dir.display());
@@ -296,7 +359,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Progress::Auto => std::io::stderr().is_terminal(),
     };
     match cli.command {
-        Command::Init { .. } => Ok(()),
+        Command::Init { .. } | Command::HashPassword { .. } => Ok(()),
+        Command::Serve { host, port } => {
+            let options = sluice::server::ServeOptions::from_config(
+                &project.config.server,
+                &root,
+                host.as_deref(),
+                port,
+            )?;
+            let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+            let users = options.users.len();
+            sluice::server::serve(
+                engine,
+                options,
+                |addr, tls| {
+                    let scheme = if tls { "grpc+tls" } else { "grpc" };
+                    println!("sluice serve: listening on {scheme}://{addr}");
+                    eprintln!(
+                        "sluice serve: {} user(s); warehouse {}; stop with Ctrl-C",
+                        users, warehouse_uri
+                    );
+                    let _ = std::io::stdout().flush();
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            Ok(())
+        }
         Command::Load {
             sources,
             force,

@@ -20,6 +20,44 @@ pub struct ProjectConfig {
     /// (`[models.staging]` applies to `<models>/staging/`).
     #[serde(default)]
     pub models: toml::Table,
+    /// `[server]`: the Flight SQL server (`sluice serve`).
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to bind (default 127.0.0.1).
+    pub host: Option<String>,
+    /// Port (default 50051).
+    pub port: Option<u16>,
+    /// Lifetime of a bearer token, e.g. "1h" (default 1h).
+    pub token_ttl: Option<String>,
+    /// A query running longer is cancelled, e.g. "5m" (default: none).
+    pub query_timeout: Option<String>,
+    /// Memory one query may use before it spills or fails, e.g. "2GiB"
+    /// (default: the engine's limit).
+    pub query_memory_limit: Option<String>,
+    /// TLS certificate chain and private key (PEM files, relative to the project).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// `[[server.users]]`
+    #[serde(default)]
+    pub users: Vec<ServerUser>,
+}
+
+/// One `[[server.users]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerUser {
+    pub name: String,
+    /// From `sluice hash-password` (never the password itself).
+    pub password_hash: String,
+    /// `read_write` (default) or `read_only`.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 /// `[project]`

@@ -9,7 +9,7 @@ mod source;
 
 pub use dbt::{ModelSettings, ProjectKind, DBT_PROJECT_FILE};
 
-pub use config::{ProjectConfig, ProjectSection, WarehouseSection};
+pub use config::{ProjectConfig, ProjectSection, ServerSection, ServerUser, WarehouseSection};
 pub use source::{
     parse_type, ColumnDecl, CsvOptions, LoadMode, SchemaEvolution, SourceDecl, SourceFormat,
 };

@@ -6,5 +6,6 @@ mod common;
 mod load;
 mod models;
 mod s3;
+mod server;
 mod slt;
 mod sql;

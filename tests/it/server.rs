@@ -1,0 +1,545 @@
+//! The Flight SQL server with arrow-flight's Flight SQL client: every RPC the
+//! server implements, authentication, roles, errors and limits.
+
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandStatementIngest, SqlInfo, TableDefinitionOptions, TableExistsOption,
+    TableNotExistOption,
+};
+use arrow_flight::{FlightInfo, Ticket};
+use futures::TryStreamExt;
+use sluice::server::{hash_password, serve, PasswordHash, QueryLimits, Role, ServeOptions, User};
+use sluice::sql::Engine;
+use sluice::warehouse::Warehouse;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+fn user(name: &str, password: &str, role: Role) -> User {
+    User {
+        name: name.into(),
+        hash: PasswordHash::parse(&hash_password(password)).unwrap(),
+        role,
+    }
+}
+
+/// Starts a server on a free port over a fresh warehouse in `dir`.
+async fn start(dir: &std::path::Path, users: Vec<User>, limits: QueryLimits) -> SocketAddr {
+    let wh = Warehouse::open(dir.join("warehouse").to_str().unwrap(), &HashMap::new()).unwrap();
+    let engine = Engine::new(wh, "main").await.unwrap();
+    let options = ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        users,
+        token_ttl: Duration::from_secs(3600),
+        limits,
+        tls: None,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let r = serve(
+            engine,
+            options,
+            move |addr, _| {
+                let _ = tx.send(addr);
+            },
+            std::future::pending(),
+        )
+        .await;
+        if let Err(e) = r {
+            eprintln!("server stopped: {e}");
+        }
+    });
+    rx.await.unwrap()
+}
+
+async fn client(addr: SocketAddr) -> FlightSqlServiceClient<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    FlightSqlServiceClient::new(channel)
+}
+
+async fn login(addr: SocketAddr, name: &str, password: &str) -> FlightSqlServiceClient<Channel> {
+    let mut c = client(addr).await;
+    c.handshake(name, password).await.unwrap();
+    c
+}
+
+/// DoGet of every endpoint; checks the stream's schema equals FlightInfo's.
+async fn fetch(c: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+    let announced = info.clone().try_decode_schema().unwrap();
+    let mut out = Vec::new();
+    for ep in info.endpoint {
+        let ticket: Ticket = ep.ticket.unwrap();
+        let stream = c.do_get(ticket).await.unwrap();
+        let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+        for b in &batches {
+            assert_eq!(
+                b.schema().as_ref(),
+                &announced,
+                "stream schema != FlightInfo schema"
+            );
+        }
+        out.extend(batches);
+    }
+    out
+}
+
+async fn query(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = c.execute(sql.to_string(), None).await.unwrap();
+    fetch(c, info).await
+}
+
+fn strings(batches: &[RecordBatch], col: usize) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(col)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = arrow::compute::cast(b.column(col), &DataType::Int64).unwrap();
+            let a = a.as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            a.values().to_vec()
+        })
+        .collect()
+}
+
+fn code(err: impl std::fmt::Debug) -> (tonic::Code, String) {
+    // The client wraps statuses in its error type; recover the code from it.
+    let text = format!("{err:?}");
+    let code = [
+        ("Unauthenticated", tonic::Code::Unauthenticated),
+        ("PermissionDenied", tonic::Code::PermissionDenied),
+        ("NotFound", tonic::Code::NotFound),
+        ("InvalidArgument", tonic::Code::InvalidArgument),
+        ("AlreadyExists", tonic::Code::AlreadyExists),
+        ("DeadlineExceeded", tonic::Code::DeadlineExceeded),
+    ]
+    .into_iter()
+    .find(|(n, _)| text.contains(n))
+    .map(|(_, c)| c)
+    .unwrap_or(tonic::Code::Unknown);
+    (code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_prepared_ingest_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(
+        dir.path(),
+        vec![
+            user("admin", "pw", Role::ReadWrite),
+            user("reader", "rpw", Role::ReadOnly),
+        ],
+        QueryLimits::default(),
+    )
+    .await;
+    let mut c = login(addr, "admin", "pw").await;
+
+    // DDL and DML through CommandStatementUpdate.
+    let n = c
+        .execute_update(
+            "CREATE TABLE main.people AS SELECT * FROM (VALUES (1, 'ann'), (2, 'bob')) v(id, name)"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let n = c
+        .execute_update("INSERT INTO people VALUES (3, 'cy')".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // A statement sent as a query runs in GetFlightInfo, without DoGet.
+    c.execute("CREATE TABLE main.eager AS SELECT 42 AS x".into(), None)
+        .await
+        .unwrap();
+    let got = query(&mut c, "SELECT x FROM main.eager").await;
+    assert_eq!(ints(&got, 0), vec![42]);
+
+    // Queries: plain string types, schema equal to the stream's.
+    let got = query(&mut c, "SELECT id, name FROM people ORDER BY id").await;
+    assert_eq!(ints(&got, 0), vec![1, 2, 3]);
+    assert_eq!(
+        strings(&got, 1),
+        vec![Some("ann".into()), Some("bob".into()), Some("cy".into())]
+    );
+    let got = query(
+        &mut c,
+        "SELECT arrow_cast('v', 'Utf8View') AS s, arrow_cast('d', 'Dictionary(Int32, Utf8)') AS d",
+    )
+    .await;
+    assert_eq!(got[0].schema().field(0).data_type(), &DataType::Utf8);
+    assert_eq!(got[0].schema().field(1).data_type(), &DataType::Utf8);
+
+    // Prepared query with a `?` parameter (ADBC binds column "0").
+    let mut stmt = c
+        .prepare("SELECT name FROM people WHERE id = ?".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(stmt.dataset_schema().unwrap().field(0).name(), "name");
+    assert_eq!(stmt.parameter_schema().unwrap().fields().len(), 1);
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("0", DataType::Int64, true)])),
+        vec![Arc::new(Int64Array::from(vec![2]))],
+    )
+    .unwrap();
+    stmt.set_parameters(params).unwrap();
+    let info = stmt.execute().await.unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(strings(&got, 0), vec![Some("bob".into())]);
+    stmt.close().await.unwrap();
+
+    // Prepared update with two parameter rows: executed once per row.
+    let mut ins = c
+        .prepare("INSERT INTO people VALUES (?, ?)".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(ins.dataset_schema().unwrap().fields().len(), 0);
+    let rows = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("0", DataType::Int64, true),
+            Field::new("1", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![4, 5])),
+            Arc::new(StringArray::from(vec![Some("di"), None])),
+        ],
+    )
+    .unwrap();
+    ins.set_parameters(rows).unwrap();
+    assert_eq!(ins.execute_update().await.unwrap(), 2);
+    let got = query(
+        &mut c,
+        "SELECT count(*) AS n, count(name) AS named FROM people",
+    )
+    .await;
+    assert_eq!(ints(&got, 0), vec![5]);
+    assert_eq!(ints(&got, 1), vec![4]);
+
+    // Bulk ingest: create, then append, then replace.
+    let batch = |ids: Vec<i64>| {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(ids))],
+        )
+        .unwrap()
+    };
+    let ingest = |table: &str,
+                  schema: Option<&str>,
+                  not_exist: TableNotExistOption,
+                  exists: TableExistsOption| {
+        CommandStatementIngest {
+            table_definition_options: Some(TableDefinitionOptions {
+                if_not_exist: not_exist.into(),
+                if_exists: exists.into(),
+            }),
+            table: table.into(),
+            schema: schema.map(str::to_string),
+            catalog: None,
+            temporary: false,
+            transaction_id: None,
+            options: HashMap::new(),
+        }
+    };
+    let n = c
+        .execute_ingest(
+            ingest(
+                "loaded",
+                Some("staging"),
+                TableNotExistOption::Create,
+                TableExistsOption::Fail,
+            ),
+            futures::stream::iter(vec![Ok(batch(vec![1, 2])), Ok(batch(vec![3]))]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let err = c
+        .execute_ingest(
+            ingest(
+                "loaded",
+                Some("staging"),
+                TableNotExistOption::Create,
+                TableExistsOption::Fail,
+            ),
+            futures::stream::iter(vec![Ok(batch(vec![9]))]),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    c.execute_ingest(
+        ingest(
+            "loaded",
+            Some("staging"),
+            TableNotExistOption::Fail,
+            TableExistsOption::Append,
+        ),
+        futures::stream::iter(vec![Ok(batch(vec![4]))]),
+    )
+    .await
+    .unwrap();
+    let got = query(&mut c, "SELECT sum(k) FROM staging.loaded").await;
+    assert_eq!(ints(&got, 0), vec![10]);
+    c.execute_ingest(
+        ingest(
+            "loaded",
+            Some("staging"),
+            TableNotExistOption::Create,
+            TableExistsOption::Replace,
+        ),
+        futures::stream::iter(vec![Ok(batch(vec![7]))]),
+    )
+    .await
+    .unwrap();
+    let got = query(&mut c, "SELECT sum(k) FROM staging.loaded").await;
+    assert_eq!(ints(&got, 0), vec![7]);
+    // Without a schema: the default schema, found by an unqualified query.
+    c.execute_ingest(
+        ingest(
+            "plain",
+            None,
+            TableNotExistOption::Create,
+            TableExistsOption::Fail,
+        ),
+        futures::stream::iter(vec![Ok(batch(vec![5]))]),
+    )
+    .await
+    .unwrap();
+    let got = query(&mut c, "SELECT k FROM plain").await;
+    assert_eq!(ints(&got, 0), vec![5]);
+
+    // Metadata.
+    let info = c.get_catalogs().await.unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(strings(&got, 0), vec![Some("sluice".into())]);
+    let info = c
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .unwrap();
+    let got = fetch(&mut c, info).await;
+    let schemas = strings(&got, 1);
+    assert!(
+        schemas.contains(&Some("main".into())) && schemas.contains(&Some("staging".into())),
+        "{schemas:?}"
+    );
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: Some("ma%".into()),
+            table_name_filter_pattern: Some("peo_le".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(strings(&got, 2), vec![Some("people".into())]);
+    assert_eq!(strings(&got, 3), vec![Some("TABLE".into())]);
+    let bytes = got[0]
+        .column(4)
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let table_schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
+    assert_eq!(table_schema.field(1).name(), "name");
+    assert_eq!(table_schema.field(1).data_type(), &DataType::Utf8);
+    let info = c.get_table_types().await.unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(
+        strings(&got, 0),
+        vec![Some("TABLE".into()), Some("VIEW".into())]
+    );
+    let info = c
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::FlightSqlServerReadOnly,
+            SqlInfo::SqlIdentifierQuoteChar,
+        ])
+        .await
+        .unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let info = c
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None })
+        .await
+        .unwrap();
+    let got = fetch(&mut c, info).await;
+    assert!(got.iter().map(|b| b.num_rows()).sum::<usize>() >= 10);
+    let info = c
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: Some("main".into()),
+            table: "people".into(),
+        })
+        .await
+        .unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+
+    // A failing query names the table; the same client then works.
+    let err = c
+        .execute("SELECT * FROM main.nope".into(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    let got = query(&mut c, "SELECT 1 AS one").await;
+    assert_eq!(ints(&got, 0), vec![1]);
+
+    // DROP.
+    c.execute_update("DROP TABLE main.eager".into(), None)
+        .await
+        .unwrap();
+    assert!(c
+        .execute("SELECT * FROM main.eager".into(), None)
+        .await
+        .is_err());
+
+    // Authentication and roles.
+    let mut anon = client(addr).await;
+    let (code_, _) = code(anon.execute("SELECT 1".into(), None).await.unwrap_err());
+    assert_eq!(code_, tonic::Code::Unauthenticated);
+    let mut bad = client(addr).await;
+    let err = bad.handshake("admin", "wrong").await.unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    let mut reader = login(addr, "reader", "rpw").await;
+    let got = query(&mut reader, "SELECT count(*) FROM people").await;
+    assert_eq!(ints(&got, 0), vec![5]);
+    let (code_, text) = code(
+        reader
+            .execute_update("INSERT INTO people VALUES (9, 'x')".into(), None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code_, tonic::Code::PermissionDenied, "{text}");
+    let (code_, _) = code(
+        reader
+            .execute("CREATE TABLE main.r AS SELECT 1".into(), None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code_, tonic::Code::PermissionDenied);
+    let err = reader
+        .execute_ingest(
+            ingest(
+                "r",
+                None,
+                TableNotExistOption::Create,
+                TableExistsOption::Fail,
+            ),
+            futures::stream::iter(vec![Ok(batch(vec![1]))]),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let csv = dir.path().join("secret.csv");
+    std::fs::write(&csv, "a\n1\n").unwrap();
+    for sql in [
+        format!("SELECT * FROM read_csv('{}')", csv.display()),
+        format!("SELECT * FROM '{}'", csv.display()),
+    ] {
+        let (code_, text) = code(reader.execute(sql.clone(), None).await.unwrap_err());
+        assert_eq!(code_, tonic::Code::PermissionDenied, "{sql}: {text}");
+    }
+    let got = query(&mut c, &format!("SELECT a FROM '{}'", csv.display())).await;
+    assert_eq!(ints(&got, 0), vec![1], "a read_write user may read files");
+    let got = query(&mut c, "SELECT count(*) FROM people").await;
+    assert_eq!(ints(&got, 0), vec![5], "the reader changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_server_session_options_and_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(
+        dir.path(),
+        vec![],
+        QueryLimits {
+            timeout: Some(Duration::from_millis(300)),
+            memory: Some(64 << 20),
+        },
+    )
+    .await;
+    // No users: calls need no token.
+    let mut c = client(addr).await;
+    c.execute_update("CREATE TABLE other.t AS SELECT 7 AS v".into(), None)
+        .await
+        .unwrap();
+    // Session options need a session: log in with any credentials.
+    c.handshake("me", "").await.unwrap();
+    use arrow_flight::Action;
+    use prost::Message;
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Value {
+        #[prost(string, optional, tag = "1")]
+        string_value: Option<String>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct SetRequest {
+        #[prost(map = "string, message", tag = "1")]
+        session_options: HashMap<String, Value>,
+    }
+    let mut req = SetRequest::default();
+    req.session_options.insert(
+        "schema".into(),
+        Value {
+            string_value: Some("other".into()),
+        },
+    );
+    let mut out = c
+        .do_action(Action {
+            r#type: "SetSessionOptions".into(),
+            body: req.encode_to_vec().into(),
+        })
+        .await
+        .unwrap();
+    // No errors in the result (an empty `errors` map encodes to nothing).
+    let result = out.message().await.unwrap().unwrap();
+    assert!(result.body.is_empty(), "{:?}", result.body);
+    let got = query(&mut c, "SELECT v FROM t").await;
+    assert_eq!(ints(&got, 0), vec![7]);
+
+    // A query running past query_timeout is cancelled.
+    let info = c
+        .execute(
+            "SELECT count(*) FROM generate_series(1, 3000000000) a".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let started = std::time::Instant::now();
+    let result: Result<Vec<RecordBatch>, _> = c.do_get(ticket).await.unwrap().try_collect().await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("query_timeout"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The server still answers.
+    let got = query(&mut c, "SELECT 2 AS two").await;
+    assert_eq!(ints(&got, 0), vec![2]);
+}
