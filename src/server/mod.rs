@@ -221,6 +221,8 @@ pub async fn serve(
     let mut builder = tonic::transport::Server::builder();
     let tls = options.tls.is_some();
     if let Some((cert, key)) = &options.tls {
+        // Several crypto providers are compiled in; rustls needs one chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let identity = tonic::transport::Identity::from_pem(cert, key);
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
@@ -236,7 +238,10 @@ pub async fn serve(
     builder
         .add_service(svc)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            // No Nagle: small RPCs (prepared queries) would wait for delayed ACKs.
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(std::time::Duration::from_secs(60))),
             shutdown,
         )
         .await

@@ -69,6 +69,9 @@ struct Prepared {
     params: Vec<Vec<ScalarValue>>,
     is_query: bool,
     last_used: Instant,
+    /// The plan GetFlightInfo made (parameters bound), for the DoGet that
+    /// follows: a prepared query is planned once per execution.
+    planned: Option<LogicalPlan>,
 }
 
 /// A finished statement's result, waiting for DoGet.
@@ -656,6 +659,7 @@ impl FlightSqlService for FlightSqlServer {
                     params: Vec::new(),
                     is_query,
                     last_used: now,
+                    planned: None,
                 },
             );
         }
@@ -689,7 +693,10 @@ impl FlightSqlService for FlightSqlServer {
         let batches = read_batches(request.into_inner()).await?;
         let rows = parameter_rows(&batches)
             .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))?;
-        self.prepared_mut(&query.prepared_statement_handle, &p, |s| s.params = rows)?;
+        self.prepared_mut(&query.prepared_statement_handle, &p, |s| {
+            s.params = rows;
+            s.planned = None;
+        })?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(query.prepared_statement_handle),
         })
@@ -721,6 +728,9 @@ impl FlightSqlService for FlightSqlServer {
         let first = params.into_iter().next().unwrap_or_default();
         let plan = self.plan_prepared(&engine, &p, &sql, &first).await?;
         let schema = client_schema(plan.schema().as_arrow());
+        self.prepared_mut(&cmd.prepared_statement_handle, &p, |s| {
+            s.planned = Some(plan)
+        })?;
         let ticket = cmd.as_any().encode_to_vec();
         Ok(Response::new(flight_info(
             &schema,
@@ -735,11 +745,19 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let p = self.principal(&request)?;
-        let (sql, params) = self.prepared_mut(&query.prepared_statement_handle, &p, |s| {
-            (s.sql.clone(), s.params.first().cloned().unwrap_or_default())
-        })?;
+        let (sql, params, planned) =
+            self.prepared_mut(&query.prepared_statement_handle, &p, |s| {
+                (
+                    s.sql.clone(),
+                    s.params.first().cloned().unwrap_or_default(),
+                    s.planned.take(),
+                )
+            })?;
         let engine = self.engine_for(&p);
-        let plan = self.plan_prepared(&engine, &p, &sql, &params).await?;
+        let plan = match planned {
+            Some(plan) => plan,
+            None => self.plan_prepared(&engine, &p, &sql, &params).await?,
+        };
         match engine.run_plan(plan).await.map_err(status)? {
             Executed::Rows(df) => self.stream(df, &p, &sql).await,
             Executed::Changed { rows } => {

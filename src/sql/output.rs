@@ -36,6 +36,10 @@ pub fn write_batches(
     let io = |e: std::io::Error| Error::io("<stdout>", e);
     match format {
         OutputFormat::Table => {
+            // A statement without a result (DROP, CREATE VIEW) prints nothing.
+            if batches.iter().all(|b| b.num_columns() == 0) {
+                return Ok(());
+            }
             let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
             writeln!(out, "{text}").map_err(io)?;
         }

@@ -24,6 +24,10 @@ struct Shared {
     /// Tables this process just wrote, at the version it wrote: read without
     /// listing and replaying their log again (a model run reads what it built).
     pinned: RwLock<std::collections::HashMap<(String, String), deltalake::DeltaTable>>,
+    /// Snapshots read before, reused while the table has no newer commit (a
+    /// query pays one existence check instead of a log replay: what a server
+    /// answering many small queries needs).
+    snapshots: RwLock<std::collections::HashMap<(String, String), deltalake::DeltaTable>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -54,6 +58,7 @@ impl WarehouseCatalog {
             session: OnceLock::new(),
             aliases: RwLock::new(aliases),
             pinned: RwLock::new(Default::default()),
+            snapshots: RwLock::new(Default::default()),
         });
         let mut schemas = BTreeMap::new();
         let mut names = warehouse.list_schemas().await?;
@@ -92,6 +97,9 @@ impl WarehouseCatalog {
                     p.remove(&key);
                 }
             }
+        }
+        if let Ok(mut s) = self.shared.snapshots.write() {
+            s.remove(&(schema.to_string(), table.to_string()));
         }
     }
 
@@ -276,8 +284,30 @@ impl SchemaProvider for WarehouseSchema {
             return Ok(Some(provider));
         }
         let warehouse = &self.shared.warehouse;
+        let key = (self.name.clone(), name.to_string());
+        let cached = self
+            .shared
+            .snapshots
+            .read()
+            .ok()
+            .and_then(|s| s.get(&key).cloned());
+        if let Some(table) = cached {
+            if warehouse
+                .is_latest(&self.name, name, table.version())
+                .await?
+            {
+                let provider = table
+                    .table_provider()
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                return Ok(Some(provider));
+            }
+        }
         if let Some(table) = warehouse.open_table(&self.name, name).await? {
             self.remember(name);
+            if let Ok(mut s) = self.shared.snapshots.write() {
+                s.insert(key, table.clone());
+            }
             let provider = table
                 .table_provider()
                 .await

@@ -139,6 +139,29 @@ impl Warehouse {
         Ok(self.get_view(schema, table).await?.is_some())
     }
 
+    /// Whether `version` is still the latest commit of `schema.table`: its
+    /// commit file exists and the next one does not (two HEAD requests). A
+    /// dropped table, or a log cleaned up past `version`, answers false.
+    pub async fn is_latest(&self, schema: &str, table: &str, version: Option<u64>) -> Result<bool> {
+        use object_store::ObjectStoreExt;
+        let Some(v) = version else {
+            return Ok(false);
+        };
+        let log = self.root_path().join(schema).join(table).join("_delta_log");
+        let log = &log;
+        let exists = |v: u64| {
+            let path = log.clone().join(format!("{v:020}.json"));
+            async move {
+                match self.store.head(&path).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(Error::storage(&path, e)),
+                }
+            }
+        };
+        Ok(!exists(v + 1).await? && exists(v).await?)
+    }
+
     /// The latest committed version of `schema.table` from one listing of its
     /// log (`None` when it is not a Delta table).
     pub async fn latest_version(&self, schema: &str, table: &str) -> Result<Option<u64>> {

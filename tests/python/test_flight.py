@@ -944,3 +944,59 @@ def test_query_timeout(sluice_bin, tmp_path):
             conn.close()
     finally:
         stop_server(srv)
+
+
+def test_tls(sluice_bin, tmp_path):
+    """[server] tls_cert/tls_key: the server speaks grpc+tls; a client trusting
+    the certificate queries it, and a plaintext client is refused."""
+    import shutil as _shutil
+    if _shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    import adbc_driver_flightsql
+    import adbc_driver_flightsql.dbapi as adbc_flight
+
+    project = write_project(
+        tmp_path / "tls",
+        '\n[server]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n',
+    )
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(project / "key.pem"), "-out", str(project / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )
+    srv = start_server(sluice_bin, project, {"SLUICE_USER": "tls", "SLUICE_PASSWORD": "tls-pw"})
+    try:
+        assert any("grpc+tls://" in l for l in srv.stdout_lines), srv.stdout_lines
+        cert = (project / "cert.pem").read_text()
+        client = flight.FlightClient(f"grpc+tls://127.0.0.1:{srv.port}", tls_root_certs=cert)
+        try:
+            token = client.authenticate_basic_token("tls", "tls-pw")
+            opts = flight.FlightCallOptions(headers=[token])
+            info = client.get_flight_info(
+                flight.FlightDescriptor.for_command(command_statement_query("SELECT 7 AS seven")), opts)
+            table = client.do_get(info.endpoints[0].ticket, opts).read_all()
+            assert table.column("seven").to_pylist() == [7]
+        finally:
+            client.close()
+        conn = adbc_flight.connect(
+            f"grpc+tls://127.0.0.1:{srv.port}",
+            db_kwargs={
+                "username": "tls",
+                "password": "tls-pw",
+                adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value: cert,
+            },
+            autocommit=True,
+        )
+        try:
+            assert rows(conn, "SELECT 8 AS eight") == [(8,)]
+        finally:
+            conn.close()
+        plain = flight.FlightClient(f"grpc://127.0.0.1:{srv.port}")
+        try:
+            with pytest.raises(pa.ArrowException):
+                plain.authenticate_basic_token("tls", "tls-pw")
+        finally:
+            plain.close()
+    finally:
+        stop_server(srv)
