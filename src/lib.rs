@@ -26,6 +26,7 @@
 
 pub mod asof;
 pub mod error;
+pub mod features;
 pub mod load;
 pub mod models;
 pub mod project;

@@ -163,6 +163,11 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Feature views (models with feature_view config) and training sets.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
     /// Print a password hash for [[server.users]] password_hash in sluice.toml.
     ///
     /// Reads the password from standard input when not given (keeps it out of
@@ -176,6 +181,48 @@ enum Command {
         /// `schema.table`, or a table of the default schema.
         table: String,
         /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FeaturesCommand {
+    /// List the registered feature views.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show one feature view: entities, timestamps, TTL, features, versions.
+    Show {
+        /// `user_features` or `features.user_features`.
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Build a point-in-time training set: for each entity row, each view's
+    /// newest row at or before the entity's timestamp, within the view's TTL.
+    Historical {
+        /// Entity rows: a table (`raw.labels`) or a query (`SELECT ...`).
+        #[arg(long)]
+        entities: String,
+        /// Views (`user_features`) or features (`merchant_features:risk_score`).
+        #[arg(long, num_args = 1.., required = true)]
+        features: Vec<String>,
+        /// The entities' timestamp column (default: event_timestamp, else the
+        /// view's event-time name, else the only time column).
+        #[arg(long)]
+        timestamp: Option<String>,
+        /// Prefix feature columns with their view (`user_features__txn_count`).
+        #[arg(long)]
+        full_names: bool,
+        /// Write the result to a file (.parquet, .csv, .json) or a table
+        /// (`schema.table`, replaced) instead of printing it.
+        #[arg(long)]
+        out: Option<String>,
+        /// Print the SQL (with pinned table versions) instead of running it.
+        #[arg(long)]
+        sql: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -257,6 +304,162 @@ fn report_error(e: &anyhow::Error) -> i32 {
     }
 }
 
+async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::Result<()> {
+    use sluice::features;
+    let wh = engine.warehouse();
+    let mut out = std::io::stdout().lock();
+    match command {
+        FeaturesCommand::List { format } => {
+            let views = features::list_views(wh).await?;
+            if format == Format::Json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?;
+            } else if views.is_empty() {
+                writeln!(
+                    out,
+                    "no feature views yet: give a model feature_view config and run it"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<28} {:<24} {:<10} {:>8} {:>9}",
+                    "view", "entities", "ttl", "features", "versions"
+                )?;
+                for v in views {
+                    let ttl = v
+                        .ttl_seconds
+                        .map(|s| format!("{s}s"))
+                        .unwrap_or_else(|| "-".into());
+                    writeln!(
+                        out,
+                        "{:<28} {:<24} {:<10} {:>8} {:>9}",
+                        v.id(),
+                        v.entities.join(","),
+                        ttl,
+                        v.features.len(),
+                        v.versions.len()
+                    )?;
+                }
+            }
+        }
+        FeaturesCommand::Show { name, format } => {
+            let v = features::get_view(wh, &name).await?;
+            if format == Format::Json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(out, "feature view {} ({})", v.name, v.id())?;
+                if let Some(d) = &v.description {
+                    writeln!(out, "  {d}")?;
+                }
+                writeln!(out, "  entities:        {}", v.entities.join(", "))?;
+                writeln!(out, "  event timestamp: {}", v.event_timestamp)?;
+                if let Some(c) = &v.created_timestamp {
+                    writeln!(
+                        out,
+                        "  created:         {c} (newest wins among equal event times)"
+                    )?;
+                }
+                match v.ttl_seconds {
+                    Some(t) => writeln!(
+                        out,
+                        "  ttl:             {t} s (a value exactly ttl old is used)"
+                    )?,
+                    None => writeln!(out, "  ttl:             none")?,
+                }
+                if let Some(o) = &v.owner {
+                    writeln!(out, "  owner:           {o}")?;
+                }
+                if !v.tags.is_empty() {
+                    writeln!(out, "  tags:            {}", v.tags.join(", "))?;
+                }
+                writeln!(out, "  features:")?;
+                for f in &v.features {
+                    writeln!(
+                        out,
+                        "    {:<24} {:<28} {}",
+                        f.name,
+                        f.data_type,
+                        f.description.as_deref().unwrap_or("")
+                    )?;
+                }
+                writeln!(out, "  versions (oldest first):")?;
+                for ver in &v.versions {
+                    writeln!(
+                        out,
+                        "    {}  table v{}  sql {}  run {}",
+                        ver.at,
+                        ver.table_version
+                            .map(|x| x.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        &ver.sql_hash[..ver.sql_hash.len().min(12)],
+                        ver.run_id
+                    )?;
+                }
+            }
+        }
+        FeaturesCommand::Historical {
+            entities,
+            features: refs,
+            timestamp,
+            full_names,
+            out: target,
+            sql,
+            format,
+        } => {
+            let options = features::Options {
+                timestamp,
+                full_names,
+            };
+            let state = engine.context().state();
+            let set = features::training_sql(wh, &state, &entities, &refs, &options).await?;
+            let pinned = set
+                .inputs
+                .iter()
+                .map(|(t, v)| format!("{t}@v{v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if sql {
+                writeln!(out, "{};", set.sql)?;
+                return Ok(());
+            }
+            match target {
+                None => {
+                    let batches = engine.query(&set.sql).await?;
+                    sluice::sql::write_batches(&mut out, &batches, format.into())?;
+                    eprintln!("training set read {pinned} (rebuild it with --sql)");
+                }
+                Some(t) => {
+                    let lower = t.to_ascii_lowercase();
+                    let is_file = t.contains('/')
+                        || [".parquet", ".csv", ".json", ".ndjson"]
+                            .iter()
+                            .any(|e| lower.ends_with(e));
+                    let statement = if is_file {
+                        format!("COPY ({}) TO '{}'", set.sql, t.replace('\'', "''"))
+                    } else {
+                        format!("CREATE OR REPLACE TABLE {t} AS {}", set.sql)
+                    };
+                    let batches = engine.query(&statement).await?;
+                    let rows = batches
+                        .first()
+                        .and_then(|b| b.columns().first())
+                        .and_then(|c| {
+                            arrow::compute::cast(c, &arrow::datatypes::DataType::UInt64).ok()
+                        })
+                        .and_then(|a| {
+                            a.as_any()
+                                .downcast_ref::<arrow::array::UInt64Array>()
+                                .map(|a| a.value(0))
+                        })
+                        .unwrap_or(0);
+                    eprintln!("wrote {rows} rows to {t}; read {pinned}");
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -290,6 +493,7 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -360,6 +564,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init { .. } | Command::HashPassword { .. } => Ok(()),
+        Command::Features { command } => {
+            let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+            features_command(&engine, command).await
+        }
         Command::Serve { host, port } => {
             let options = sluice::server::ServeOptions::from_config(
                 &project.config.server,

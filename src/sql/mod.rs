@@ -185,6 +185,7 @@ impl Engine {
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
         ctx.register_catalog(CATALOG, catalog.clone());
         file_functions::register(&ctx);
+        crate::features::function::register(&ctx, warehouse.clone());
         Ok(Engine {
             ctx,
             catalog,

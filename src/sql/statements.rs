@@ -88,8 +88,19 @@ impl Engine {
                 let changes = is_statement(&other);
                 let df = self.ctx.execute_logical_plan(other).await?;
                 if changes {
-                    df.collect().await?;
-                    Ok(Executed::Changed { rows: None })
+                    // COPY and DataFusion's DML report a `count`.
+                    let batches = df.collect().await?;
+                    let rows = batches
+                        .first()
+                        .filter(|b| b.num_rows() == 1 && b.schema().fields().len() == 1)
+                        .filter(|b| b.schema().field(0).name() == "count")
+                        .and_then(|b| {
+                            b.column(0)
+                                .as_any()
+                                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                                .map(|a| a.value(0))
+                        });
+                    Ok(Executed::Changed { rows })
                 } else {
                     Ok(Executed::Rows(df))
                 }

@@ -75,6 +75,60 @@ impl Warehouse {
         p
     }
 
+    /// Stores a JSON document at `_sluice/<rel>` (replacing it).
+    pub async fn put_meta_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        let path = self.meta_path(rel);
+        let body = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        Ok(())
+    }
+
+    /// The JSON document at `_sluice/<rel>`, if any.
+    pub async fn get_meta_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<Option<T>> {
+        let path = self.meta_path(rel);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::storage(&path, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(&path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Warehouse {
+                uri: path.to_string(),
+                message: format!("unreadable: {e}"),
+            })
+    }
+
+    /// File names (without `.json`) of the documents under `_sluice/<rel>/`.
+    pub async fn list_meta_json(&self, rel: &str) -> Result<Vec<String>> {
+        let prefix = self.meta_path(rel);
+        let mut out = Vec::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(meta) => {
+                    if let Some(name) = meta
+                        .location
+                        .filename()
+                        .and_then(|f| f.strip_suffix(".json"))
+                    {
+                        out.push(name.to_string());
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(Error::storage(&prefix, e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Stores (creates or replaces) a view.
     pub async fn put_view(&self, view: &ViewDef) -> Result<()> {
         let path = self.meta_path(&format!("views/{}/{}.json", view.schema, view.name));

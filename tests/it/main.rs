@@ -3,6 +3,7 @@
 mod asof;
 mod cli;
 mod common;
+mod features;
 mod load;
 mod models;
 mod s3;

@@ -21,7 +21,7 @@ fn example_with_models() -> tempfile::TempDir {
 }
 
 /// A sluice project made of `files` (path → text), warehouse in the folder.
-fn project_of(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn project_of(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("sluice.toml"),
@@ -46,7 +46,12 @@ async fn compile_at(p: &Path, full_refresh: bool) -> sluice::Result<models::Comp
     models::compile(&project, &wh, &opts).await
 }
 
-async fn execute(p: &Path, steps: Steps, select: &[&str], full_refresh: bool) -> RunReport {
+pub(crate) async fn execute(
+    p: &Path,
+    steps: Steps,
+    select: &[&str],
+    full_refresh: bool,
+) -> RunReport {
     let project = Project::load(p).unwrap();
     let wh = open(&project, None);
     let opts = CompileOptions {

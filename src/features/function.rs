@@ -1,0 +1,73 @@
+//! `historical_features(entities, 'view' | 'view:feature', ... [, 'timestamp=col'] [, 'full_names=true'])`:
+//! a training set as a table function, usable in any query, model or Flight
+//! SQL client.
+
+use super::historical::{training_sql, Options};
+use crate::warehouse::{SqlView, Warehouse};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct HistoricalFeatures {
+    warehouse: Warehouse,
+}
+
+/// Registers `historical_features` in a session over `warehouse`.
+pub fn register(ctx: &SessionContext, warehouse: Warehouse) {
+    ctx.register_udtf(
+        "historical_features",
+        Arc::new(HistoricalFeatures { warehouse }),
+    );
+}
+
+const USAGE: &str = "usage: historical_features('schema.entity_table' or 'SELECT ...', 'view', 'view:feature', ... [, 'timestamp=column'] [, 'full_names=true'])";
+
+fn literal(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _)
+        | Expr::Literal(ScalarValue::Utf8View(Some(s)), _)
+        | Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl TableFunctionImpl for HistoricalFeatures {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let values: Vec<String> = args
+            .exprs()
+            .iter()
+            .map(literal)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| DataFusionError::Plan(format!("{USAGE} (string literals only)")))?;
+        let Some((entity, rest)) = values.split_first() else {
+            return Err(DataFusionError::Plan(USAGE.into()));
+        };
+        let (options, refs): (Vec<String>, Vec<String>) =
+            rest.iter().cloned().partition(|v| v.contains('='));
+        let options = Options::parse(&options).map_err(DataFusionError::from)?;
+        let state = args
+            .session()
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("unexpected session type".into()))?
+            .clone();
+        let wh = self.warehouse.clone();
+        let entity = entity.clone();
+        let fut = async move {
+            let set = training_sql(&wh, &state, &entity, &refs, &options)
+                .await
+                .map_err(DataFusionError::from)?;
+            let view = SqlView::try_new(set.sql, &state).await?;
+            Ok::<_, DataFusionError>(Arc::new(view) as Arc<dyn TableProvider>)
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            DataFusionError::Internal("table functions need a tokio runtime".into())
+        })?;
+        tokio::task::block_in_place(|| handle.block_on(fut))
+    }
+}

@@ -1,0 +1,287 @@
+//! Point-in-time training sets: for each entity row and feature view, the
+//! view's row with the newest event time at or before the entity's timestamp,
+//! no older than the view's TTL (inclusive: a row exactly TTL old is used),
+//! ties broken by the created timestamp (newest wins), NULL when none.
+//!
+//! The result is one SQL query of chained `ASOF LEFT JOIN`s (the AS OF
+//! operator: fast, memory-bounded with many views) over pinned table versions
+//! (`VERSION AS OF n`), so the same SQL rebuilds the same rows later.
+
+use super::registry::{get_view, FeatureViewDef};
+use crate::error::{Error, Result};
+use crate::warehouse::{plan_in_session, Warehouse};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::session_state::SessionState;
+
+/// A training set's query and what it reads.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainingSet {
+    pub sql: String,
+    /// `(schema.table, version)` of every table read (entity table first when
+    /// the entities come from a table).
+    pub inputs: Vec<(String, u64)>,
+    /// The entity timestamp column used.
+    pub timestamp: String,
+}
+
+/// Options of a training set.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Entity timestamp column (default: `event_timestamp`, else the view's
+    /// event-time column name, else the entity source's only time column).
+    pub timestamp: Option<String>,
+    /// Prefix feature columns with their view (`user_features__txn_count`).
+    pub full_names: bool,
+}
+
+impl Options {
+    /// `timestamp=col`, `full_names=true`.
+    pub fn parse(items: &[String]) -> Result<Self> {
+        let mut o = Options::default();
+        for item in items {
+            let (k, v) = item.split_once('=').unwrap_or((item, ""));
+            match k.trim() {
+                "timestamp" => o.timestamp = Some(v.trim().to_string()),
+                "full_names" | "full_feature_names" => {
+                    o.full_names = matches!(v.trim(), "" | "true" | "1" | "yes")
+                }
+                other => {
+                    return Err(Error::Sql(format!(
+                        "unknown training-set option `{other}`; use timestamp=<column> or full_names=true"
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn is_query(source: &str) -> bool {
+    let head = source.trim_start().to_ascii_lowercase();
+    head.starts_with("select")
+        || head.starts_with("with")
+        || head.starts_with("values")
+        || head.starts_with('(')
+}
+
+async fn schema_of(state: &SessionState, relation: &str) -> Result<SchemaRef> {
+    let plan = plan_in_session(state, &format!("SELECT * FROM {relation} LIMIT 0")).await?;
+    Ok(std::sync::Arc::new(plan.schema().as_arrow().clone()))
+}
+
+fn is_time(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+    )
+}
+
+/// The SQL of a training set: `entity` is a table (`raw.labels`) or a query;
+/// `refs` are views (`user_features`: every feature) or features
+/// (`merchant_features:risk_score`).
+pub async fn training_sql(
+    wh: &Warehouse,
+    state: &SessionState,
+    entity: &str,
+    refs: &[String],
+    options: &Options,
+) -> Result<TrainingSet> {
+    if refs.is_empty() {
+        return Err(Error::Sql(
+            "name at least one feature view or view:feature".into(),
+        ));
+    }
+    // The views, in first-mention order, with the features asked for.
+    let mut views: Vec<(FeatureViewDef, Vec<String>)> = Vec::new();
+    for r in refs {
+        let (view_name, feature) = match r.split_once(':') {
+            Some((v, f)) => (v.trim(), Some(f.trim())),
+            None => (r.trim(), None),
+        };
+        let view = get_view(wh, view_name).await?;
+        let wanted: Vec<String> = match feature {
+            None | Some("*") => view.features.iter().map(|f| f.name.clone()).collect(),
+            Some(f) => {
+                if !view.features.iter().any(|c| c.name == f) {
+                    return Err(Error::Sql(format!(
+                        "feature view `{}` has no feature `{f}`{}; features: {}",
+                        view.name,
+                        crate::error::did_you_mean(
+                            f,
+                            view.features.iter().map(|c| c.name.as_str())
+                        ),
+                        view.features
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                vec![f.to_string()]
+            }
+        };
+        match views.iter_mut().find(|(v, _)| v.id() == view.id()) {
+            Some((_, list)) => {
+                for w in wanted {
+                    if !list.contains(&w) {
+                        list.push(w);
+                    }
+                }
+            }
+            None => views.push((view, wanted)),
+        }
+    }
+
+    // The entity source, pinned to its version when it is a warehouse table.
+    let mut inputs = Vec::new();
+    let entity_from = if is_query(entity) {
+        format!("({entity})")
+    } else {
+        let parts: Vec<&str> = entity.split('.').collect();
+        match parts.as_slice() {
+            [s, t] => match wh.latest_version(s, t).await? {
+                Some(v) => {
+                    inputs.push((format!("{s}.{t}"), v));
+                    format!("{s}.{t} VERSION AS OF {v}")
+                }
+                None => entity.to_string(),
+            },
+            _ => entity.to_string(),
+        }
+    };
+    let entity_schema = schema_of(state, &entity_from)
+        .await
+        .map_err(|e| Error::Sql(format!("entity source `{entity}`: {e}")))?;
+    let has = |c: &str| entity_schema.field_with_name(c).is_ok();
+    let timestamp = match &options.timestamp {
+        Some(t) if has(t) => t.clone(),
+        Some(t) => {
+            return Err(Error::Sql(format!(
+                "entity source `{entity}` has no column `{t}` (columns: {})",
+                names(&entity_schema)
+            )))
+        }
+        None if has("event_timestamp") => "event_timestamp".into(),
+        None if has(&views[0].0.event_timestamp) => views[0].0.event_timestamp.clone(),
+        None => {
+            let times: Vec<&str> = entity_schema
+                .fields()
+                .iter()
+                .filter(|f| is_time(f.data_type()))
+                .map(|f| f.name().as_str())
+                .collect();
+            match times.as_slice() {
+                [one] => one.to_string(),
+                _ => {
+                    return Err(Error::Sql(format!(
+                        "entity source `{entity}`: which column is the entity's timestamp? name it with timestamp=<column> (time columns: {})",
+                        if times.is_empty() { "none".to_string() } else { times.join(", ") }
+                    )))
+                }
+            }
+        }
+    };
+
+    let mut select = vec!["e.*".to_string()];
+    let mut seen: Vec<String> = entity_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut joins = Vec::new();
+    for (i, (view, features)) in views.iter().enumerate() {
+        let alias = format!("v{i}");
+        for k in &view.entities {
+            if !has(k) {
+                return Err(Error::Sql(format!(
+                    "entity source `{entity}` lacks `{k}`, an entity key of feature view `{}` (columns: {})",
+                    view.name,
+                    names(&entity_schema)
+                )));
+            }
+        }
+        let version = wh.latest_version(&view.schema, &view.table).await?.ok_or_else(|| {
+            Error::Sql(format!(
+                "feature view `{}`: table {} does not exist; run its model (sluice run models -s {})",
+                view.name,
+                view.id(),
+                view.name
+            ))
+        })?;
+        inputs.push((view.id(), version));
+        let view_schema =
+            schema_of(state, &format!("{} VERSION AS OF {version}", view.id())).await?;
+        let ts_type = view_schema
+            .field_with_name(&view.event_timestamp)
+            .map(|f| f.data_type().clone())
+            .map_err(|_| {
+                Error::Sql(format!(
+                    "feature view `{}` has no column `{}` any more; re-run its model",
+                    view.name, view.event_timestamp
+                ))
+            })?;
+        for f in features {
+            let out = if options.full_names {
+                format!("{}__{f}", view.name)
+            } else {
+                f.clone()
+            };
+            if seen.contains(&out) {
+                return Err(Error::Sql(format!(
+                    "column `{out}` would appear twice in the training set; pass full_names=true to prefix features with their view"
+                )));
+            }
+            seen.push(out.clone());
+            select.push(format!("{alias}.{} AS {}", quote(f), quote(&out)));
+        }
+        let mut on: Vec<String> = view
+            .entities
+            .iter()
+            .map(|k| format!("e.{q} = {alias}.{q}", q = quote(k)))
+            .collect();
+        on.push(format!(
+            "e.{} >= {alias}.{}",
+            quote(&timestamp),
+            quote(&view.event_timestamp)
+        ));
+        let mut join = format!(
+            "ASOF LEFT JOIN {} VERSION AS OF {version} AS {alias} ON {}",
+            view.id(),
+            on.join(" AND ")
+        );
+        if let Some(ttl) = view.ttl_seconds {
+            if is_time(&ts_type) {
+                join.push_str(&format!(" TOLERANCE INTERVAL '{ttl} seconds'"));
+            } else {
+                join.push_str(&format!(" TOLERANCE {ttl}"));
+            }
+        }
+        if let Some(c) = &view.created_timestamp {
+            join.push_str(&format!(" TIEBREAK BY {alias}.{}", quote(c)));
+        }
+        joins.push(join);
+    }
+    let sql = format!(
+        "SELECT {}\nFROM {entity_from} AS e\n{}",
+        select.join(", "),
+        joins.join("\n")
+    );
+    Ok(TrainingSet {
+        sql,
+        inputs,
+        timestamp,
+    })
+}
+
+fn names(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

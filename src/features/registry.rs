@@ -1,0 +1,160 @@
+//! The feature registry: what each feature view is and how it changed.
+
+use crate::error::{Error, Result};
+use crate::sql::Engine;
+use serde::{Deserialize, Serialize};
+
+/// One feature column.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureColumn {
+    pub name: String,
+    /// Arrow type, as DataFusion prints it (`Int64`, `Float64`, `Utf8`...).
+    pub data_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// One materialization of a view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ViewVersion {
+    pub sql_hash: String,
+    /// The Delta version the run wrote (`None` for a stored view).
+    pub table_version: Option<u64>,
+    pub run_id: String,
+    pub at: String,
+}
+
+/// A registered feature view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureViewDef {
+    /// The model's name (`user_features`).
+    pub name: String,
+    pub schema: String,
+    pub table: String,
+    pub entities: Vec<String>,
+    pub event_timestamp: String,
+    #[serde(default)]
+    pub created_timestamp: Option<String>,
+    /// Maximum feature age, in seconds.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    pub features: Vec<FeatureColumn>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Oldest first.
+    #[serde(default)]
+    pub versions: Vec<ViewVersion>,
+}
+
+impl FeatureViewDef {
+    /// `schema.table`.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+fn doc_name(schema: &str, table: &str) -> String {
+    format!("features/{schema}.{table}.json")
+}
+
+/// Records a view after its model ran: its definition now (columns and types
+/// read from the table) and one more version when the SQL or the table changed.
+pub async fn record_view(
+    engine: &Engine,
+    mut view: FeatureViewDef,
+    version: ViewVersion,
+    column_docs: &[(String, Option<String>)],
+) -> Result<()> {
+    let reference =
+        datafusion::common::TableReference::partial(view.schema.as_str(), view.table.as_str());
+    let provider = engine.context().table_provider(reference).await?;
+    let schema = provider.schema();
+    for required in view
+        .entities
+        .iter()
+        .chain(std::iter::once(&view.event_timestamp))
+        .chain(view.created_timestamp.iter())
+    {
+        if schema.field_with_name(required).is_err() {
+            return Err(Error::Model {
+                model: view.id(),
+                file: String::new(),
+                message: format!(
+                    "feature_view names column `{required}`, which the model does not produce (columns: {})",
+                    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+    }
+    view.features = schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            !view.entities.contains(f.name())
+                && f.name() != &view.event_timestamp
+                && view.created_timestamp.as_ref() != Some(f.name())
+        })
+        .map(|f| FeatureColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            description: column_docs
+                .iter()
+                .find(|(n, _)| n == f.name())
+                .and_then(|(_, d)| d.clone()),
+        })
+        .collect();
+    let wh = engine.warehouse();
+    let doc = doc_name(&view.schema, &view.table);
+    let previous: Option<FeatureViewDef> = wh.get_meta_json(&doc).await?;
+    view.versions = previous.map(|p| p.versions).unwrap_or_default();
+    let same = view.versions.last().is_some_and(|v| {
+        v.sql_hash == version.sql_hash && v.table_version == version.table_version
+    });
+    if !same {
+        view.versions.push(version);
+    }
+    wh.put_meta_json(&doc, &view).await
+}
+
+/// Every registered view, by `schema.table`.
+pub async fn list_views(wh: &crate::warehouse::Warehouse) -> Result<Vec<FeatureViewDef>> {
+    let mut out = Vec::new();
+    for name in wh.list_meta_json("features").await? {
+        if let Some(v) = wh
+            .get_meta_json::<FeatureViewDef>(&format!("features/{name}.json"))
+            .await?
+        {
+            out.push(v);
+        }
+    }
+    out.sort_by_key(|v| v.id());
+    Ok(out)
+}
+
+/// The view named `name` (`user_features` or `features.user_features`).
+pub async fn get_view(wh: &crate::warehouse::Warehouse, name: &str) -> Result<FeatureViewDef> {
+    let views = list_views(wh).await?;
+    let found: Vec<&FeatureViewDef> = views
+        .iter()
+        .filter(|v| v.id() == name || v.name == name || v.table == name)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+            Err(Error::Sql(format!(
+                "unknown feature view `{name}`{}; registered: {} (a model with feature_view config registers when it runs)",
+                crate::error::did_you_mean(name, names.iter().map(String::as_str)),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            )))
+        }
+        many => Err(Error::Sql(format!(
+            "feature view `{name}` is ambiguous: {}; use schema.table",
+            many.iter().map(|v| v.id()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
