@@ -188,7 +188,7 @@ impl FlightSqlServer {
         if !is_read_only(&plan) {
             p.require_write(&statement_name(&plan))?;
         }
-        if p.role == Role::ReadOnly && reads_files(&plan) {
+        if p.role == Role::ReadOnly && crate::warehouse::plan_reads_files(&plan) {
             return Err(Status::permission_denied(format!(
                 "user `{}` is read-only and may query warehouse tables only, not files on the server",
                 p.user
@@ -395,23 +395,6 @@ fn statement_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Statement(s) => s.name().to_string(),
         _ => "statements that write".into(),
     }
-}
-
-/// Whether a plan reads files of the server's file system (URL tables,
-/// `read_csv`...), rather than only warehouse tables.
-fn reads_files(plan: &LogicalPlan) -> bool {
-    use datafusion::common::tree_node::TreeNode;
-    plan.exists(|p| {
-        Ok(match p {
-            LogicalPlan::TableScan(scan) => {
-                datafusion::datasource::source_as_provider(&scan.source)
-                    .map(|t| t.is::<datafusion::datasource::listing::ListingTable>())
-                    .unwrap_or(false)
-            }
-            _ => false,
-        })
-    })
-    .unwrap_or(true)
 }
 
 /// Binds positional parameters, cast to the types the plan expects.

@@ -10,7 +10,9 @@ mod write;
 
 pub use catalog::WarehouseCatalog;
 pub use history::{history, history_batch, CommitRecord};
-pub use views::{plan_in_session, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef};
+pub use views::{
+    plan_in_session, plan_reads_files, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef,
+};
 pub use write::{added_rows, check_columns, writer_properties, ROW_GROUP_ROWS, TARGET_FILE_SIZE};
 
 use crate::error::{Error, Result};

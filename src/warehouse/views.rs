@@ -46,6 +46,26 @@ pub async fn plan_in_session(state: &SessionState, sql: &str) -> DfResult<Logica
     }
 }
 
+/// Whether a plan reads files of the machine it runs on (URL tables,
+/// `read_csv`...), directly or through views, rather than only warehouse tables.
+pub fn plan_reads_files(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    plan.exists(|p| {
+        Ok(match p {
+            LogicalPlan::TableScan(scan) => {
+                datafusion::datasource::source_as_provider(&scan.source)
+                    .map(|t| {
+                        t.is::<datafusion::datasource::listing::ListingTable>()
+                            || t.downcast_ref::<SqlView>().is_some_and(|v| v.reads_files)
+                    })
+                    .unwrap_or(false)
+            }
+            _ => false,
+        })
+    })
+    .unwrap_or(true)
+}
+
 /// A stored view.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ViewDef {
@@ -259,6 +279,9 @@ impl Warehouse {
 pub struct SqlView {
     sql: String,
     schema: SchemaRef,
+    /// Whether the query reads files (URL tables, `read_csv`, ...) rather than
+    /// only warehouse tables, directly or through other views.
+    reads_files: bool,
 }
 
 impl SqlView {
@@ -266,7 +289,17 @@ impl SqlView {
     pub async fn try_new(sql: String, state: &SessionState) -> DfResult<Self> {
         let plan = plan_in_session(state, &sql).await?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        Ok(SqlView { sql, schema })
+        let reads_files = plan_reads_files(&plan);
+        Ok(SqlView {
+            sql,
+            schema,
+            reads_files,
+        })
+    }
+
+    /// Whether the view reads files of the machine it runs on.
+    pub fn reads_files(&self) -> bool {
+        self.reads_files
     }
 
     /// The view's SQL.

@@ -470,6 +470,23 @@ async fn statements_prepared_ingest_and_metadata() {
     }
     let got = query(&mut c, &format!("SELECT a FROM '{}'", csv.display())).await;
     assert_eq!(ints(&got, 0), vec![1], "a read_write user may read files");
+    // Nor through a view over a file.
+    c.execute_update(
+        format!(
+            "CREATE VIEW main.file_v AS SELECT a FROM '{}'",
+            csv.display()
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let (code_, text) = code(
+        reader
+            .execute("SELECT * FROM main.file_v".into(), None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code_, tonic::Code::PermissionDenied, "{text}");
     let got = query(&mut c, "SELECT count(*) FROM people").await;
     assert_eq!(ints(&got, 0), vec![5], "the reader changed nothing");
 }
