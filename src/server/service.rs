@@ -452,6 +452,20 @@ fn flight_info(
         .with_total_bytes(-1))
 }
 
+/// FlightInfo of a metadata command: its ticket is the command itself.
+fn command_info(
+    command: &impl ProstMessageExt,
+    schema: &Schema,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = command.as_any().encode_to_vec();
+    Ok(Response::new(flight_info(
+        schema,
+        ticket.into(),
+        request.into_inner(),
+    )?))
+}
+
 pub(super) fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
     let message: Result<IpcMessage, _> =
         SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into();
@@ -853,12 +867,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_catalogs(
@@ -880,12 +889,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_schemas(
@@ -907,12 +911,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_tables(
@@ -933,12 +932,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_table_types(
@@ -962,12 +956,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_sql_info(
@@ -990,12 +979,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.into_builder(&self.xdbc).schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_xdbc_type_info(
@@ -1017,12 +1001,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::primary_keys_schema(),
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &metadata::primary_keys_schema(), request)
     }
 
     async fn do_get_primary_keys(
@@ -1042,12 +1021,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::foreign_keys_schema(),
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn do_get_exported_keys(
@@ -1067,12 +1041,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::foreign_keys_schema(),
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn do_get_imported_keys(
@@ -1092,12 +1061,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(flight_info(
-            &metadata::foreign_keys_schema(),
-            ticket.into(),
-            request.into_inner(),
-        )?))
+        command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
     async fn do_get_cross_reference(

@@ -151,13 +151,8 @@ impl Warehouse {
 
     /// Stores (creates or replaces) a view.
     pub async fn put_view(&self, view: &ViewDef) -> Result<()> {
-        let path = self.meta_path(&format!("views/{}/{}.json", view.schema, view.name));
-        let body = serde_json::to_vec_pretty(view).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store
-            .put(&path, PutPayload::from(body))
+        self.put_meta_json(&format!("views/{}/{}.json", view.schema, view.name), view)
             .await
-            .map_err(|e| Error::storage(&path, e))?;
-        Ok(())
     }
 
     /// Removes a view; no error when there is none.
@@ -189,26 +184,7 @@ impl Warehouse {
 
     /// Names of the views stored in `schema`.
     pub async fn list_views(&self, schema: &str) -> Result<Vec<String>> {
-        let prefix = self.meta_path(&format!("views/{schema}"));
-        let mut out = Vec::new();
-        let mut listing = self.store.list(Some(&prefix));
-        while let Some(item) = listing.next().await {
-            match item {
-                Ok(meta) => {
-                    if let Some(name) = meta
-                        .location
-                        .filename()
-                        .and_then(|f| f.strip_suffix(".json"))
-                    {
-                        out.push(name.to_string());
-                    }
-                }
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(Error::storage(&prefix, e)),
-            }
-        }
-        out.sort();
-        Ok(out)
+        self.list_meta_json(&format!("views/{schema}")).await
     }
 
     /// Schemas that hold stored views.
