@@ -5,10 +5,8 @@
 use super::historical::{training_sql, Options};
 use crate::warehouse::{SqlView, Warehouse};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
@@ -27,21 +25,12 @@ pub fn register(ctx: &SessionContext, warehouse: Warehouse) {
 
 const USAGE: &str = "usage: historical_features('schema.entity_table' or 'SELECT ...', 'view', 'view:feature', ... [, 'timestamp=column'] [, 'full_names=true'])";
 
-fn literal(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)), _)
-        | Expr::Literal(ScalarValue::Utf8View(Some(s)), _)
-        | Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 impl TableFunctionImpl for HistoricalFeatures {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let values: Vec<String> = args
             .exprs()
             .iter()
-            .map(literal)
+            .map(crate::sql::file_functions::literal_string)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| DataFusionError::Plan(format!("{USAGE} (string literals only)")))?;
         let Some((entity, rest)) = values.split_first() else {

@@ -38,7 +38,8 @@ impl ReadFile {
     }
 }
 
-fn literal_string(e: &Expr) -> Option<String> {
+/// The text of a string literal argument of a table function.
+pub(crate) fn literal_string(e: &Expr) -> Option<String> {
     match e {
         Expr::Literal(ScalarValue::Utf8(Some(s)), _)
         | Expr::Literal(ScalarValue::Utf8View(Some(s)), _)

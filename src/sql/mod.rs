@@ -4,7 +4,7 @@
 //! resolve in the default schema; files can be queried by path
 //! (`SELECT * FROM 'x.parquet'`) or with `read_csv` / `read_json` / `read_parquet`.
 
-mod file_functions;
+pub(crate) mod file_functions;
 mod front_end;
 mod output;
 mod statements;
