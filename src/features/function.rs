@@ -6,7 +6,6 @@ use super::historical::{training_sql, Options};
 use crate::warehouse::{SqlView, Warehouse};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
@@ -39,12 +38,7 @@ impl TableFunctionImpl for HistoricalFeatures {
         let (options, refs): (Vec<String>, Vec<String>) =
             rest.iter().cloned().partition(|v| v.contains('='));
         let options = Options::parse(&options).map_err(DataFusionError::from)?;
-        let state = args
-            .session()
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("unexpected session type".into()))?
-            .clone();
+        let state = crate::sql::file_functions::session_state(&args)?;
         let wh = self.warehouse.clone();
         let entity = entity.clone();
         let fut = async move {
@@ -54,9 +48,6 @@ impl TableFunctionImpl for HistoricalFeatures {
             let view = SqlView::try_new(set.sql, &state).await?;
             Ok::<_, DataFusionError>(Arc::new(view) as Arc<dyn TableProvider>)
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            DataFusionError::Internal("table functions need a tokio runtime".into())
-        })?;
-        tokio::task::block_in_place(|| handle.block_on(fut))
+        crate::sql::file_functions::block_on(fut)
     }
 }

@@ -68,13 +68,7 @@ impl TableFunctionImpl for ReadFile {
             })
         };
         let path = exprs.first().and_then(literal_string).ok_or_else(usage)?;
-        let state = args
-            .session()
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("unexpected session type".into()))?
-            .clone();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = SessionContext::new_with_state(session_state(&args)?);
         let kind = self.0;
         let (header, delim) = match kind {
             Kind::Csv => {
@@ -129,9 +123,23 @@ impl TableFunctionImpl for ReadFile {
             }?;
             Ok::<_, DataFusionError>(df.into_view())
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            DataFusionError::Internal("table functions need a tokio runtime".into())
-        })?;
-        tokio::task::block_in_place(|| handle.block_on(fut))
+        block_on(fut)
     }
+}
+
+/// The session a table function is called in.
+pub(crate) fn session_state(args: &TableFunctionArgs) -> Result<SessionState> {
+    args.session()
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("unexpected session type".into()))
+}
+
+/// Runs async planning work from a (synchronous) table function on this worker
+/// thread, without blocking the runtime's other workers.
+pub(crate) fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| DataFusionError::Internal("table functions need a tokio runtime".into()))?;
+    tokio::task::block_in_place(|| handle.block_on(fut))
 }

@@ -166,19 +166,16 @@ impl Warehouse {
 
     /// The view `schema.name`, if stored.
     pub async fn get_view(&self, schema: &str, name: &str) -> Result<Option<ViewDef>> {
-        let path = self.meta_path(&format!("views/{schema}/{name}.json"));
-        let bytes = match self.store.get(&path).await {
-            Ok(r) => r.bytes().await.map_err(|e| Error::storage(&path, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::storage(&path, e)),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Warehouse {
-                uri: path.to_string(),
-                message: format!(
-                    "unreadable view definition: {e}; re-run the model that creates it"
-                ),
+        self.get_meta_json(&format!("views/{schema}/{name}.json"))
+            .await
+            .map_err(|e| match e {
+                Error::Warehouse { uri, message } => Error::Warehouse {
+                    uri,
+                    message: format!(
+                        "{message} (a view definition); re-run the model or CREATE OR REPLACE VIEW that creates it"
+                    ),
+                },
+                other => other,
             })
     }
 
