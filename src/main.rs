@@ -163,6 +163,27 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Write the latest feature values per entity into the online store.
+    ///
+    /// Without --start/--end, continues from the table version the last run
+    /// covered: appended rows are merged (newest event time wins, so late rows
+    /// never replace newer values); a rewritten table is re-read in full.
+    /// With --start/--end, merges the rows whose event time is in [start, end).
+    Materialize {
+        /// Views to materialize (default: every registered feature view).
+        views: Vec<String>,
+        /// Event-time lower bound, inclusive (`2026-01-01`, RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        /// Event-time upper bound, exclusive.
+        #[arg(long)]
+        end: Option<String>,
+        /// Rebuild from the whole table.
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        full: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Feature views (models with feature_view config) and training sets.
     Features {
         #[command(subcommand)]
@@ -207,8 +228,11 @@ enum FeaturesCommand {
         #[arg(long)]
         entities: String,
         /// Views (`user_features`) or features (`merchant_features:risk_score`).
-        #[arg(long, num_args = 1.., required = true)]
+        #[arg(long, num_args = 1.., required_unless_present = "service")]
         features: Vec<String>,
+        /// A feature service from [feature_services.NAME] in sluice.toml.
+        #[arg(long)]
+        service: Option<String>,
         /// The entities' timestamp column (default: event_timestamp, else the
         /// view's event-time name, else the only time column).
         #[arg(long)]
@@ -399,15 +423,19 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
         FeaturesCommand::Historical {
             entities,
             features: refs,
+            service,
             timestamp,
             full_names,
             out: target,
             sql,
             format,
         } => {
+            let settings = engine.feature_settings();
+            let (refs, service_full) = settings.expand(&refs, service.as_deref())?;
             let options = features::Options {
                 timestamp,
-                full_names,
+                full_names: full_names || service_full,
+                service: None,
             };
             let state = engine.context().state();
             let set = features::training_sql(wh, &state, &entities, &refs, &options).await?;
@@ -458,6 +486,120 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
     }
     out.flush()?;
     Ok(())
+}
+
+/// `2026-01-01`, `2026-01-01 12:00:00` (UTC) or RFC 3339, as microseconds.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc().timestamp_micros());
+        }
+    }
+    anyhow::bail!(
+        "{flag} `{s}` is not a time: use 2026-01-31, '2026-01-31 12:00:00' (UTC) or RFC 3339"
+    )
+}
+
+async fn materialize_command(
+    engine: &Engine,
+    names: Vec<String>,
+    start: Option<String>,
+    end: Option<String>,
+    full: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    use sluice::features;
+    let wh = engine.warehouse();
+    let range = match (&start, &end) {
+        (None, None) => None,
+        _ => Some(features::online::Range {
+            start: start
+                .as_deref()
+                .map(|s| parse_time("--start", s))
+                .transpose()?,
+            end: end.as_deref().map(|s| parse_time("--end", s)).transpose()?,
+        }),
+    };
+    let views = if names.is_empty() {
+        let all = features::list_views(wh).await?;
+        if all.is_empty() {
+            anyhow::bail!(
+                "no feature views yet: give a model feature_view config and run it (`sluice run`)"
+            );
+        }
+        all
+    } else {
+        let mut v = Vec::new();
+        for n in &names {
+            v.push(features::get_view(wh, n).await?);
+        }
+        v
+    };
+    let store = engine.feature_settings().online.clone();
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for view in &views {
+        match features::online::materialize(engine, &store, view, range, full).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                failed += 1;
+                eprintln!("materialize {}: {e}", view.name);
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?;
+    } else {
+        writeln!(
+            out,
+            "{:<28} {:<12} {:>9} {:>10} {:>9} {:>10} {:>8}",
+            "view", "mode", "version", "rows read", "written", "entities", "seconds"
+        )?;
+        for r in &reports {
+            writeln!(
+                out,
+                "{:<28} {:<12} {:>9} {:>10} {:>9} {:>10} {:>8.2}",
+                r.view,
+                r.mode,
+                match r.from_version {
+                    Some(f) if r.mode == "incremental" => format!("{f}->{}", r.to_version),
+                    _ => r.to_version.to_string(),
+                },
+                r.rows_read,
+                r.entities_written,
+                r.entity_count,
+                r.seconds
+            )?;
+            if let Some(reason) = &r.reason {
+                writeln!(out, "  {}: full because {reason}", r.view)?;
+            }
+        }
+    }
+    out.flush()?;
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} view(s) failed to materialize", views.len());
+    }
+    Ok(())
+}
+
+/// An engine over the project's warehouse, with its online store and
+/// feature services.
+async fn project_engine(project: &Project, warehouse: Warehouse) -> anyhow::Result<Engine> {
+    Ok(Engine::for_project(project, warehouse).await?)
 }
 
 /// Ctrl-C or SIGTERM.
@@ -565,8 +707,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { .. } | Command::HashPassword { .. } => Ok(()),
         Command::Features { command } => {
-            let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+            let engine = project_engine(&project, warehouse).await?;
             features_command(&engine, command).await
+        }
+        Command::Materialize {
+            views,
+            start,
+            end,
+            full,
+            format,
+        } => {
+            let engine = project_engine(&project, warehouse).await?;
+            materialize_command(&engine, views, start, end, full, format).await
         }
         Command::Serve { host, port } => {
             let options = sluice::server::ServeOptions::from_config(
@@ -575,7 +727,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 host.as_deref(),
                 port,
             )?;
-            let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+            let engine = project_engine(&project, warehouse).await?;
             let users = options.users.len();
             sluice::server::serve(
                 engine,
@@ -619,7 +771,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sql { query, format } => {
-            let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+            let engine = project_engine(&project, warehouse).await?;
             let mut out = std::io::stdout().lock();
             let statements = sluice::sql::split_statements(&query);
             let n = statements.len();
@@ -776,7 +928,7 @@ async fn run_models(
         target: None,
     };
     let compiled = std::sync::Arc::new(sluice::models::compile(project, &warehouse, &opts).await?);
-    let engine = Engine::new(warehouse, &project.config.warehouse.default_schema).await?;
+    let engine = project_engine(project, warehouse).await?;
     let selection = sluice::models::Selection {
         select: args.select.clone(),
         exclude: args.exclude.clone(),

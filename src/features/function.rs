@@ -12,17 +12,23 @@ use std::sync::Arc;
 #[derive(Debug)]
 struct HistoricalFeatures {
     warehouse: Warehouse,
+    settings: Settings,
 }
 
+type Settings = Arc<std::sync::RwLock<Arc<super::FeatureSettings>>>;
+
 /// Registers `historical_features` in a session over `warehouse`.
-pub fn register(ctx: &SessionContext, warehouse: Warehouse) {
+pub fn register(ctx: &SessionContext, warehouse: Warehouse, settings: Settings) {
     ctx.register_udtf(
         "historical_features",
-        Arc::new(HistoricalFeatures { warehouse }),
+        Arc::new(HistoricalFeatures {
+            warehouse,
+            settings,
+        }),
     );
 }
 
-const USAGE: &str = "usage: historical_features('schema.entity_table' or 'SELECT ...', 'view', 'view:feature', ... [, 'timestamp=column'] [, 'full_names=true'])";
+const USAGE: &str = "usage: historical_features('schema.entity_table' or 'SELECT ...', 'view', 'view:feature', ... [, 'service=name'] [, 'timestamp=column'] [, 'full_names=true'])";
 
 impl TableFunctionImpl for HistoricalFeatures {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
@@ -37,7 +43,16 @@ impl TableFunctionImpl for HistoricalFeatures {
         };
         let (options, refs): (Vec<String>, Vec<String>) =
             rest.iter().cloned().partition(|v| v.contains('='));
-        let options = Options::parse(&options).map_err(DataFusionError::from)?;
+        let mut options = Options::parse(&options).map_err(DataFusionError::from)?;
+        let settings = self
+            .settings
+            .read()
+            .map(|s| s.clone())
+            .map_err(|_| DataFusionError::Internal("feature settings lock poisoned".into()))?;
+        let (refs, full) = settings
+            .expand(&refs, options.service.as_deref())
+            .map_err(DataFusionError::from)?;
+        options.full_names |= full;
         let state = crate::sql::file_functions::session_state(&args)?;
         let wh = self.warehouse.clone();
         let entity = entity.clone();

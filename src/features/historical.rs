@@ -32,6 +32,8 @@ pub struct Options {
     pub timestamp: Option<String>,
     /// Prefix feature columns with their view (`user_features__txn_count`).
     pub full_names: bool,
+    /// A feature service whose features are added (`service=name`).
+    pub service: Option<String>,
 }
 
 impl Options {
@@ -45,9 +47,10 @@ impl Options {
                 "full_names" | "full_feature_names" => {
                     o.full_names = matches!(v.trim(), "" | "true" | "1" | "yes")
                 }
+                "service" | "feature_service" => o.service = Some(v.trim().to_string()),
                 other => {
                     return Err(Error::Sql(format!(
-                        "unknown training-set option `{other}`; use timestamp=<column> or full_names=true"
+                        "unknown training-set option `{other}`; use timestamp=<column>, service=<name> or full_names=true"
                     )))
                 }
             }

@@ -45,6 +45,9 @@ pub struct FeatureViewDef {
     pub owner: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Whether `sluice run` materializes the view into the online store.
+    #[serde(default)]
+    pub online: bool,
     /// Oldest first.
     #[serde(default)]
     pub versions: Vec<ViewVersion>,

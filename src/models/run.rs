@@ -353,8 +353,30 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
     let inputs = input_versions(engine.warehouse(), &model.inputs).await;
     let mut outcome = materialize::materialize(engine, model, run_id).await;
     if let (Ok(mat), Some(fv)) = (&outcome, &model.config.feature_view) {
-        if let Err(e) = register_feature_view(engine, model, fv, mat, run_id).await {
-            outcome = Err(e);
+        match register_feature_view(engine, model, fv, mat, run_id).await {
+            Err(e) => outcome = Err(e),
+            Ok(view) if fv.online => {
+                let store = engine.feature_settings().online.clone();
+                match crate::features::online::materialize(engine, &store, &view, None, false).await
+                {
+                    Ok(r) => tracing::info!(
+                        "online store: {} {} ({} entities written)",
+                        r.view,
+                        r.mode,
+                        r.entities_written
+                    ),
+                    Err(e) => {
+                        outcome = Err(crate::Error::Model {
+                            model: model.id(),
+                            file: model.file.display.clone(),
+                            message: format!(
+                                "the table was built, but writing the online store failed: {e}"
+                            ),
+                        })
+                    }
+                }
+            }
+            Ok(_) => {}
         }
     }
     let (status, mat, message) = match outcome {
@@ -391,7 +413,7 @@ async fn register_feature_view(
     fv: &crate::models::config::FeatureView,
     mat: &Materialized,
     run_id: &str,
-) -> crate::Result<()> {
+) -> crate::Result<crate::features::FeatureViewDef> {
     let view = crate::features::FeatureViewDef {
         name: model.name.clone(),
         schema: model.schema.clone(),
@@ -404,6 +426,7 @@ async fn register_feature_view(
         description: model.description.clone(),
         owner: model.config.owner.clone(),
         tags: model.config.tags.clone(),
+        online: fv.online,
         versions: Vec::new(),
     };
     let version = crate::features::ViewVersion {
@@ -417,13 +440,14 @@ async fn register_feature_view(
         .iter()
         .map(|c| (c.name.clone(), c.description.clone()))
         .collect();
-    crate::features::record_view(engine, view, version, &docs)
+    crate::features::record_view(engine, view.clone(), version, &docs)
         .await
         .map_err(|e| crate::Error::Model {
             model: model.id(),
             file: model.file.display.clone(),
             message: format!("feature registry: {e}"),
-        })
+        })?;
+    Ok(view)
 }
 
 async fn run_one_test(engine: &Engine, compiled: &Compiled, test: &DataTest) -> NodeResult {

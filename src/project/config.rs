@@ -23,6 +23,12 @@ pub struct ProjectConfig {
     /// `[server]`: the Flight SQL server (`sluice serve`).
     #[serde(default)]
     pub server: ServerSection,
+    /// `[online]`: the online feature store (`sluice materialize`).
+    #[serde(default)]
+    pub online: crate::features::online::OnlineSection,
+    /// `[feature_services.<name>]`: named sets of features.
+    #[serde(default)]
+    pub feature_services: std::collections::BTreeMap<String, crate::features::ServiceSection>,
 }
 
 /// `[server]`

@@ -32,6 +32,8 @@ pub struct Engine {
     catalog: Arc<WarehouseCatalog>,
     warehouse: Warehouse,
     default_schema: String,
+    /// The online store and feature services (shared by sessions).
+    features: Arc<std::sync::RwLock<Arc<crate::features::FeatureSettings>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -185,13 +187,63 @@ impl Engine {
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
         ctx.register_catalog(CATALOG, catalog.clone());
         file_functions::register(&ctx);
-        crate::features::function::register(&ctx, warehouse.clone());
+        let features = Arc::new(std::sync::RwLock::new(Arc::new(
+            crate::features::FeatureSettings {
+                online: crate::features::online::OnlineStore::new(
+                    warehouse.clone(),
+                    crate::features::online::Backend::Embedded,
+                ),
+                services: Default::default(),
+            },
+        )));
+        catalog.set_extra_schema(
+            crate::features::online::table::SCHEMA,
+            Arc::new(crate::features::online::table::OnlineSchema::new(
+                features.clone(),
+            )),
+        );
+        crate::features::function::register(&ctx, warehouse.clone(), features.clone());
         Ok(Engine {
             ctx,
             catalog,
             warehouse,
             default_schema: default_schema.to_string(),
+            features,
         })
+    }
+
+    /// An engine over a project's warehouse, with the project's online store
+    /// (`[online]`) and feature services (`[feature_services.*]`).
+    pub async fn for_project(
+        project: &crate::project::Project,
+        warehouse: Warehouse,
+    ) -> Result<Self> {
+        let engine = Self::new(warehouse.clone(), &project.config.warehouse.default_schema).await?;
+        let file = project.root.join(crate::project::PROJECT_FILE);
+        let backend = crate::features::online::Backend::from_config(&project.config.online)
+            .map_err(|e| match e {
+                Error::Config { message, .. } => Error::config(&file, message),
+                other => other,
+            })?;
+        for (name, service) in &project.config.feature_services {
+            if !crate::warehouse::is_identifier(name) {
+                return Err(Error::config(
+                    &file,
+                    format!("[feature_services.{name}]: the name must be a SQL identifier (letters, digits, _)"),
+                ));
+            }
+            if service.features.is_empty() {
+                return Err(Error::config(
+                    &file,
+                    format!("[feature_services.{name}] needs features = [\"view\", \"view:feature\", ...]"),
+                ));
+            }
+        }
+        engine.set_feature_settings(crate::features::FeatureSettings {
+            online: crate::features::online::OnlineStore::new(warehouse, backend),
+            services: project.config.feature_services.clone(),
+        });
+        Ok(engine)
     }
 
     /// The underlying DataFusion session.
@@ -297,6 +349,23 @@ impl Engine {
             catalog: self.catalog.clone(),
             warehouse: self.warehouse.clone(),
             default_schema: schema,
+            features: self.features.clone(),
+        }
+    }
+
+    /// The online store and feature services.
+    pub fn feature_settings(&self) -> Arc<crate::features::FeatureSettings> {
+        match self.features.read() {
+            Ok(f) => f.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the online store and services (from `sluice.toml`).
+    pub fn set_feature_settings(&self, settings: crate::features::FeatureSettings) {
+        match self.features.write() {
+            Ok(mut f) => *f = Arc::new(settings),
+            Err(p) => *p.into_inner() = Arc::new(settings),
         }
     }
 

@@ -43,6 +43,8 @@ impl std::fmt::Debug for Shared {
 pub struct WarehouseCatalog {
     shared: Arc<Shared>,
     schemas: RwLock<BTreeMap<String, Arc<WarehouseSchema>>>,
+    /// Schemas that are not warehouse folders (`online`).
+    extra: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl WarehouseCatalog {
@@ -76,6 +78,7 @@ impl WarehouseCatalog {
         Ok(WarehouseCatalog {
             shared,
             schemas: RwLock::new(schemas),
+            extra: RwLock::new(BTreeMap::new()),
         })
     }
 
@@ -112,6 +115,13 @@ impl WarehouseCatalog {
             .and_then(|a| a.get(name).cloned())
     }
 
+    /// Serves schema `name` from `provider` instead of the warehouse.
+    pub fn set_extra_schema(&self, name: &str, provider: Arc<dyn SchemaProvider>) {
+        if let Ok(mut e) = self.extra.write() {
+            e.insert(name.to_string(), provider);
+        }
+    }
+
     /// Forgets the table listings (they are listed again when next asked for):
     /// after this process created or dropped tables, or to see other writers'.
     pub fn invalidate_listings(&self) {
@@ -137,13 +147,25 @@ impl WarehouseCatalog {
 
 impl CatalogProvider for WarehouseCatalog {
     fn schema_names(&self) -> Vec<String> {
-        match self.schemas.read() {
+        let mut names: Vec<String> = match self.schemas.read() {
             Ok(s) => s.keys().cloned().collect(),
             Err(_) => Vec::new(),
+        };
+        if let Ok(e) = self.extra.read() {
+            names.extend(
+                e.keys()
+                    .filter(|k| !names.contains(k))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
         }
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(extra) = self.extra.read().ok().and_then(|e| e.get(name).cloned()) {
+            return Some(extra);
+        }
         if let Ok(s) = self.schemas.read() {
             if let Some(schema) = s.get(name) {
                 return Some(schema.clone() as Arc<dyn SchemaProvider>);

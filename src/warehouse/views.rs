@@ -95,6 +95,35 @@ impl Warehouse {
         p
     }
 
+    /// Stores bytes at `_sluice/<rel>` (replacing them).
+    pub async fn put_meta_bytes(&self, rel: &str, body: Vec<u8>) -> Result<()> {
+        let path = self.meta_path(rel);
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        Ok(())
+    }
+
+    /// The bytes at `_sluice/<rel>`, if any.
+    pub async fn get_meta_bytes(&self, rel: &str) -> Result<Option<bytes::Bytes>> {
+        let path = self.meta_path(rel);
+        match self.store.get(&path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| Error::storage(&path, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
+    }
+
+    /// Deletes `_sluice/<rel>` (absent is fine).
+    pub async fn delete_meta(&self, rel: &str) -> Result<()> {
+        let path = self.meta_path(rel);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
+    }
+
     /// Stores a JSON document at `_sluice/<rel>` (replacing it).
     pub async fn put_meta_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
         let path = self.meta_path(rel);

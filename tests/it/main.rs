@@ -6,6 +6,7 @@ mod common;
 mod features;
 mod load;
 mod models;
+mod online;
 mod s3;
 mod server;
 mod slt;

@@ -1,0 +1,171 @@
+//! The embedded online store: per view, one snapshot file in the warehouse
+//! (`_sluice/online/<view>/<generation>-<n>.arrow`, an Arrow IPC file of
+//! key and value bytes), loaded into a hash map by the first lookup and
+//! reloaded when a materialization points the state at a newer file.
+
+use super::OnlineState;
+use crate::error::{Error, Result};
+use crate::warehouse::Warehouse;
+use datafusion::arrow::array::{Array, AsArray, BinaryBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::Rows;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Key bytes → value bytes (ordering prefix + features).
+pub type Map = HashMap<Box<[u8]>, Box<[u8]>, ahash::RandomState>;
+
+/// One view's values in memory.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: String,
+    pub map: Map,
+}
+
+/// The views loaded by this process.
+#[derive(Debug, Default)]
+pub struct Embedded {
+    views: Mutex<HashMap<String, Arc<Loaded>>>,
+}
+
+impl Embedded {
+    /// The view's values as of `state` (loaded on first use and after a
+    /// materialization replaced the snapshot).
+    pub async fn load(&self, wh: &Warehouse, state: &OnlineState) -> Result<Arc<Loaded>> {
+        let Some(snapshot) = &state.snapshot else {
+            return Ok(Arc::new(Loaded {
+                snapshot: String::new(),
+                map: Map::default(),
+            }));
+        };
+        if let Some(l) = self.cached(&state.view) {
+            if &l.snapshot == snapshot {
+                return Ok(l);
+            }
+        }
+        let bytes = wh.get_meta_bytes(snapshot).await?.ok_or_else(|| {
+            Error::Sql(format!(
+                "online view `{}`: its snapshot `_sluice/{snapshot}` is missing; run `sluice materialize --full {}`",
+                state.view, state.view
+            ))
+        })?;
+        let map = decode(&bytes).map_err(|e| {
+            Error::Sql(format!(
+                "online view `{}`: snapshot `_sluice/{snapshot}` is unreadable ({e}); run `sluice materialize --full {}`",
+                state.view, state.view
+            ))
+        })?;
+        let loaded = Arc::new(Loaded {
+            snapshot: snapshot.clone(),
+            map,
+        });
+        self.install(&state.view, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn cached(&self, view: &str) -> Option<Arc<Loaded>> {
+        self.views.lock().ok().and_then(|v| v.get(view).cloned())
+    }
+
+    /// Makes `loaded` the view's current values in this process.
+    pub fn install(&self, view: &str, loaded: Arc<Loaded>) {
+        if let Ok(mut v) = self.views.lock() {
+            v.insert(view.to_string(), loaded);
+        }
+    }
+
+    pub async fn lookup(
+        &self,
+        wh: &Warehouse,
+        state: &OnlineState,
+        keys: &Rows,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let loaded = self.load(wh, state).await?;
+        Ok(keys
+            .iter()
+            .map(|k| loaded.map.get(k.as_ref()).map(|v| v.to_vec()))
+            .collect())
+    }
+}
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Binary, false),
+        Field::new("value", DataType::Binary, false),
+    ]))
+}
+
+/// The map as an Arrow IPC file.
+pub fn encode(map: &Map) -> Result<Vec<u8>> {
+    let schema = schema();
+    let mut out = Vec::new();
+    let err =
+        |e: datafusion::arrow::error::ArrowError| Error::Internal(format!("online snapshot: {e}"));
+    {
+        let mut w = FileWriter::try_new(&mut out, &schema).map_err(err)?;
+        let mut entries = map.iter().peekable();
+        while entries.peek().is_some() {
+            let mut k = BinaryBuilder::new();
+            let mut v = BinaryBuilder::new();
+            for (key, value) in entries.by_ref().take(65_536) {
+                k.append_value(key);
+                v.append_value(value);
+            }
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(k.finish()), Arc::new(v.finish())],
+            )
+            .map_err(err)?;
+            w.write(&batch).map_err(err)?;
+        }
+        w.finish().map_err(err)?;
+    }
+    Ok(out)
+}
+
+fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, String> {
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None)
+        .map_err(|e| e.to_string())?;
+    let mut map = Map::default();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        if batch.num_columns() != 2 {
+            return Err("expected key and value columns".into());
+        }
+        let k = batch
+            .column(0)
+            .as_binary_opt::<i32>()
+            .ok_or("key is not binary")?;
+        let v = batch
+            .column(1)
+            .as_binary_opt::<i32>()
+            .ok_or("value is not binary")?;
+        map.reserve(k.len());
+        for i in 0..k.len() {
+            map.insert(k.value(i).into(), v.value(i).into());
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_round_trip() {
+        let mut m = Map::default();
+        for i in 0..70_000u32 {
+            m.insert(
+                i.to_be_bytes().to_vec().into(),
+                vec![1u8; (i % 7) as usize].into(),
+            );
+        }
+        let bytes = bytes::Bytes::from(encode(&m).unwrap());
+        assert_eq!(decode(&bytes).unwrap(), m);
+        assert!(decode(&bytes::Bytes::from_static(b"nope")).is_err());
+    }
+}
