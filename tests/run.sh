@@ -44,13 +44,46 @@ export AWS_ALLOW_HTTP=true
 export SLUICE_TEST_S3_BUCKET=sluice-it
 python -c "import boto3; boto3.client('s3', endpoint_url='$SLUICE_TEST_S3_ENDPOINT').create_bucket(Bucket='$SLUICE_TEST_S3_BUCKET')"
 
-# 3. Rust build and tests (the venv's python3 is first on PATH)
+# 3. redis-server for the Redis online store tests, on a free port, stopped on
+#    exit. Installed with apt-get when missing and running as root; without it
+#    the Redis tests are skipped, unless SLUICE_REQUIRE_REDIS=1 (CI sets it).
+REDIS_BIN="${SLUICE_REDIS_SERVER:-$(command -v redis-server || true)}"
+if [ -z "$REDIS_BIN" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq redis-server >/dev/null 2>&1 \
+        || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq redis-server >/dev/null 2>&1)) || true
+    REDIS_BIN="$(command -v redis-server || true)"
+fi
+REDIS_PID=""
+if [ -n "$REDIS_BIN" ]; then
+    REDIS_PORT="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 1 50); do
+        if python -c "import socket; socket.create_connection(('127.0.0.1', $REDIS_PORT), 0.2)" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    export SLUICE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+elif [ "${SLUICE_REQUIRE_REDIS:-0}" = 1 ]; then
+    echo "run.sh: redis-server is not installed (apt-get install redis-server)" >&2; exit 1
+else
+    echo "run.sh: redis-server not found: the Redis online store tests are skipped" >&2
+fi
+cleanup() {
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
+    rm -f "$MOTO_LOG"
+}
+
+# 4. Rust build and tests (the venv's python3 is first on PATH)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
 cargo build
 cargo test
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
 
-# 4. Python interop tests; exit code 5 (no tests collected) is a failure
+# 5. Python interop tests; exit code 5 (no tests collected) is a failure
 rc=0
 python -m pytest -q tests/python || rc=$?
 if [ "$rc" -eq 5 ]; then
