@@ -345,23 +345,42 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
             } else {
                 writeln!(
                     out,
-                    "{:<28} {:<24} {:<10} {:>8} {:>9}",
+                    "{:<28} {:<24} {:<10} {:>8} {:>9}  online",
                     "view", "entities", "ttl", "features", "versions"
                 )?;
+                let store = engine.feature_settings().online.clone();
                 for v in views {
                     let ttl = v
                         .ttl_seconds
                         .map(|s| format!("{s}s"))
                         .unwrap_or_else(|| "-".into());
+                    let online = match store.state(&v.name).await? {
+                        Some(st) => format!(
+                            "{} entities, table v{}, {}",
+                            st.entity_count,
+                            st.table_version
+                                .map(|x| x.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            st.materialized_at
+                        ),
+                        None => "not materialized".into(),
+                    };
                     writeln!(
                         out,
-                        "{:<28} {:<24} {:<10} {:>8} {:>9}",
+                        "{:<28} {:<24} {:<10} {:>8} {:>9}  {online}",
                         v.id(),
                         v.entities.join(","),
                         ttl,
                         v.features.len(),
                         v.versions.len()
                     )?;
+                }
+                let services = &engine.feature_settings().services;
+                if !services.is_empty() {
+                    writeln!(out, "\nfeature services (sluice.toml):")?;
+                    for (name, s) in services.iter() {
+                        writeln!(out, "  {name:<26} {}", s.features.join(", "))?;
+                    }
                 }
             }
         }

@@ -1,6 +1,10 @@
 -- Per-merchant aggregates, merged on merchant_id: an incremental run recomputes
--- only the merchants with new transactions.
-{{ config(materialized='incremental', unique_key='merchant_id') }}
+-- only the merchants with new transactions. A feature view (entity merchant_id,
+-- event time last_txn_ts) served online.
+{{ config(
+    materialized='incremental', unique_key='merchant_id',
+    feature_view={'entities': ['merchant_id'], 'event_timestamp': 'last_txn_ts', 'online': true}
+) }}
 SELECT
     merchant_id,
     max(category) AS category,

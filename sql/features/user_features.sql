@@ -1,8 +1,9 @@
 -- Per-user transaction features as of `as_of` (a var; default: the end of the
--- example data). A feature view: entity user_id, event time as_of_ts.
+-- example data). A feature view: entity user_id, event time as_of_ts, no TTL,
+-- written to the online store by every run ('online': true).
 {{ config(
     materialized='table',
-    feature_view={'entities': ['user_id'], 'event_timestamp': 'as_of_ts', 'ttl': '30d'},
+    feature_view={'entities': ['user_id'], 'event_timestamp': 'as_of_ts', 'online': true},
     checks=['txn_count > 0', 'total_amount >= 0', 'days_since_last_txn >= 0']
 ) }}
 {% set as_of = var('as_of', '2026-01-06T00:00:00Z') %}

@@ -335,7 +335,19 @@ impl OnlineTable {
         for (p, key_idx) in self.parts.iter().zip(&self.part_keys) {
             let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| entity_cols[i].clone()).collect();
             let rows = p.layout.keys(&cols)?;
-            let values = self.store.lookup(&p.state, &rows).await?;
+            // A prepared statement keeps this table: read the view's current
+            // state (a newer materialization may have replaced the values).
+            let state = match self.store.state(&p.state.view).await? {
+                Some(s) if p.layout.matches(&s) => s,
+                Some(_) => {
+                    return Err(Error::Sql(format!(
+                        "online view `{}` changed its columns since this statement was planned; prepare it again",
+                        p.state.view
+                    )))
+                }
+                None => p.state.clone(),
+            };
+            let values = self.store.lookup(&state, &rows).await?;
             let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
             let (features, events) = p.layout.decode(&refs)?;
             let ttl = p
