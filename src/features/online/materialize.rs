@@ -242,6 +242,8 @@ pub async fn materialize(
     }
     let old_snapshot = previous.as_ref().and_then(|p| p.snapshot.clone());
     match &store.redis {
+        // Nothing new: keep the snapshot, record the version.
+        None if !rebuild && previous.is_some() && delta.is_empty() => {}
         None => {
             let map = if rebuild || previous.is_none() {
                 report.entities_written = delta.len() as u64;
