@@ -59,6 +59,128 @@ impl Options {
     }
 }
 
+/// `sql` with every warehouse table it reads pinned to its current version
+/// (`VERSION AS OF n`, recorded in `inputs`), so the training set can be
+/// rebuilt later. CTE names, views, files and tables already pinned are left
+/// as they are; SQL sqlparser cannot parse is returned unchanged.
+async fn pin_query(
+    wh: &Warehouse,
+    default_schema: &str,
+    sql: &str,
+    inputs: &mut Vec<(String, u64)>,
+) -> Result<String> {
+    use sqlparser::ast::{ObjectName, Query, TableFactor, Visit, VisitMut, Visitor, VisitorMut};
+    use std::ops::ControlFlow;
+    let dialect = crate::asof::syntax::SluiceDialect;
+    let Ok(mut statements) = sqlparser::parser::Parser::parse_sql(&dialect, sql) else {
+        return Ok(sql.to_string());
+    };
+    if statements.len() != 1 {
+        return Ok(sql.to_string());
+    }
+    struct Collect {
+        ctes: Vec<String>,
+        tables: Vec<ObjectName>,
+    }
+    impl Visitor for Collect {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let Some(with) = &q.with {
+                for c in &with.cte_tables {
+                    self.ctes.push(c.alias.name.value.to_ascii_lowercase());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                version: None,
+                args: None,
+                ..
+            } = t
+            {
+                self.tables.push(name.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Collect {
+        ctes: Vec::new(),
+        tables: Vec::new(),
+    };
+    let _ = statements[0].visit(&mut c);
+    let mut versions: Vec<(String, u64)> = Vec::new();
+    for name in &c.tables {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+            .collect();
+        let (schema, table) = match parts.as_slice() {
+            [t] if c.ctes.contains(&t.to_ascii_lowercase()) => continue,
+            [t] => (default_schema.to_string(), t.clone()),
+            [s, t] => (s.clone(), t.clone()),
+            [cat, s, t] if cat == crate::sql::CATALOG => (s.clone(), t.clone()),
+            _ => continue,
+        };
+        let key = name.to_string();
+        if versions.iter().any(|(k, _)| k == &key) {
+            continue;
+        }
+        if let Some(v) = wh.latest_version(&schema, &table).await? {
+            let id = format!("{schema}.{table}");
+            if !inputs.iter().any(|(t, _)| t == &id) {
+                inputs.push((id, v));
+            }
+            versions.push((key, v));
+        }
+    }
+    // `name VERSION AS OF n` prints the version after any alias, which does
+    // not parse back: pinned tables become `(SELECT * FROM name VERSION AS OF n) AS alias`.
+    struct Pin<'a>(&'a [(String, u64)]);
+    impl VisitorMut for Pin<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                alias,
+                version: None,
+                args: None,
+                ..
+            } = t
+            {
+                let key = name.to_string();
+                if let Some((_, n)) = self.0.iter().find(|(k, _)| k == &key) {
+                    let alias = match alias {
+                        Some(a) => a.to_string(),
+                        None => name
+                            .0
+                            .last()
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| key.clone()),
+                    };
+                    let sql =
+                        format!("SELECT * FROM (SELECT * FROM {key} VERSION AS OF {n}) AS {alias}");
+                    let dialect = crate::asof::syntax::SluiceDialect;
+                    if let Ok(mut parsed) = sqlparser::parser::Parser::parse_sql(&dialect, &sql) {
+                        if let Some(sqlparser::ast::Statement::Query(q)) = parsed.pop() {
+                            if let sqlparser::ast::SetExpr::Select(sel) = *q.body {
+                                if let Some(from) = sel.from.into_iter().next() {
+                                    *t = from.relation;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = VisitMut::visit(&mut statements[0], &mut Pin(&versions));
+    Ok(statements[0].to_string())
+}
+
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -142,7 +264,11 @@ pub async fn training_sql(
     // The entity source, pinned to its version when it is a warehouse table.
     let mut inputs = Vec::new();
     let entity_from = if is_query(entity) {
-        format!("({entity})")
+        let default_schema = state.config().options().catalog.default_schema.clone();
+        format!(
+            "({})",
+            pin_query(wh, &default_schema, entity, &mut inputs).await?
+        )
     } else {
         let parts: Vec<&str> = entity.split('.').collect();
         match parts.as_slice() {

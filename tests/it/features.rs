@@ -196,4 +196,43 @@ async fn registry_and_point_in_time_training_sets() {
     )
     .await;
     assert_eq!(again, vec!["a|10", "b|35", "c|20", "d|", "e|", "f|"]);
+
+    // Entities given as a query: the tables it reads are pinned too (CTE
+    // names are not tables), so new label rows do not change the set.
+    let query = "WITH l AS (SELECT * FROM raw.labels WHERE label < 'e') SELECT l.* FROM l JOIN raw.labels r USING (label)";
+    let set = features::training_sql(
+        &wh,
+        &state,
+        query,
+        &["user_feats:amount".to_string()],
+        &Options::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        set.inputs.iter().any(|(t, _)| t == "raw.labels")
+            && set.sql.contains("raw.labels VERSION AS OF"),
+        "{:?} {}",
+        set.inputs,
+        set.sql
+    );
+    assert!(!set.sql.contains("l VERSION AS OF"), "{}", set.sql);
+    let before = rows(
+        &e,
+        &format!("SELECT label FROM ({}) ORDER BY label", set.sql),
+    )
+    .await;
+    e.query(&format!(
+        "INSERT INTO raw.labels VALUES (1, {}, 'a2')",
+        ts("2026-01-02T00:00:00Z")
+    ))
+    .await
+    .unwrap();
+    let after = rows(
+        &e,
+        &format!("SELECT label FROM ({}) ORDER BY label", set.sql),
+    )
+    .await;
+    assert_eq!(before, vec!["a", "b", "c", "d"]);
+    assert_eq!(after, before);
 }

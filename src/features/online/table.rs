@@ -60,13 +60,26 @@ impl SchemaProvider for OnlineSchema {
         let Some(settings) = self.settings() else {
             return Vec::new();
         };
-        let mut names: Vec<String> = settings.services.keys().cloned().collect();
         let views = crate::sql::file_functions::block_on(async {
             settings.online.states().await.map_err(df_err)
         });
-        if let Ok(states) = views {
-            names.extend(states.into_iter().map(|s| s.view));
-        }
+        let views: Vec<String> = views
+            .map(|s| s.into_iter().map(|s| s.view).collect())
+            .unwrap_or_default();
+        // Services whose views are all materialized (the others do not plan:
+        // listing them would fail information_schema queries).
+        let mut names: Vec<String> = settings
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.features.iter().all(|r| {
+                    let view = r.split_once(':').map(|(v, _)| v).unwrap_or(r).trim();
+                    views.iter().any(|v| v == view)
+                })
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.extend(views);
         names.sort();
         names.dedup();
         names
