@@ -27,9 +27,9 @@ fn ago(secs: i64) -> String {
     )
 }
 
-fn toml(online: &str, services: &str) -> String {
+fn toml(uri: &str, online: &str, services: &str) -> String {
     format!(
-        "[project]\nname = \"t\"\nmodels = \"models\"\n\n[warehouse]\nuri = \"warehouse\"\ndefault_schema = \"main\"\n\n{online}\n{services}\n"
+        "[project]\nname = \"t\"\nmodels = \"models\"\n\n[warehouse]\nuri = \"{uri}\"\ndefault_schema = \"main\"\n\n{online}\n{services}\n"
     )
 }
 
@@ -48,13 +48,17 @@ async fn run_models(dir: &std::path::Path) {
     );
 }
 
-async fn scenario(online_toml: &str) {
+async fn scenario(uri: &str, online_toml: &str) {
     let dir = project_of(&[
         ("models/features/user_feats.sql", USER_VIEW),
         ("models/features/merchant_risk.sql", MERCHANT_VIEW),
     ]);
     let services = "[feature_services.fraud]\nfeatures = [\"user_feats:amount\"]\n";
-    std::fs::write(dir.path().join("sluice.toml"), toml(online_toml, services)).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        toml(uri, online_toml, services),
+    )
+    .unwrap();
     let e = reopen(dir.path()).await;
 
     // Batch 1. User 1: two rows at the same event time, the later created
@@ -229,7 +233,11 @@ async fn scenario(online_toml: &str) {
     );
     let services =
         "[feature_services.fraud]\nfeatures = [\"user_feats:amount\", \"merchant_risk\"]\n";
-    std::fs::write(dir.path().join("sluice.toml"), toml(online_toml, services)).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        toml(uri, online_toml, services),
+    )
+    .unwrap();
     // A new process: the embedded store loads its snapshot, nothing recomputed.
     let e2 = reopen(dir.path()).await;
     let schema = e2
@@ -318,7 +326,20 @@ async fn scenario(online_toml: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_online_store() {
-    scenario("").await;
+    scenario("warehouse", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_online_store_on_s3() {
+    let (Ok(_), Ok(bucket)) = (
+        std::env::var("SLUICE_TEST_S3_ENDPOINT"),
+        std::env::var("SLUICE_TEST_S3_BUCKET"),
+    ) else {
+        eprintln!("skipping: SLUICE_TEST_S3_ENDPOINT / SLUICE_TEST_S3_BUCKET not set (tests/run.sh starts moto)");
+        return;
+    };
+    let uri = format!("s3://{bucket}/online-{}", uuid::Uuid::new_v4().simple());
+    scenario(&uri, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,9 +349,10 @@ async fn redis_online_store() {
         return;
     };
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    scenario(&format!(
-        "[online]\nstore = \"redis\"\nredis_url = \"{url}\"\nkey_prefix = \"{prefix}\"\n"
-    ))
+    scenario(
+        "warehouse",
+        &format!("[online]\nstore = \"redis\"\nredis_url = \"{url}\"\nkey_prefix = \"{prefix}\"\n"),
+    )
     .await;
 }
 
@@ -339,7 +361,7 @@ async fn bad_online_config_is_named() {
     let dir = project_of(&[]);
     std::fs::write(
         dir.path().join("sluice.toml"),
-        toml("[online]\nstore = \"memcached\"\n", ""),
+        toml("warehouse", "[online]\nstore = \"memcached\"\n", ""),
     )
     .unwrap();
     let project = Project::load(dir.path()).unwrap();
