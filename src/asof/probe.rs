@@ -37,16 +37,28 @@ pub(super) struct ProbeSpec {
     pub right_schema: SchemaRef,
 }
 
-/// A right row: (time, batch, row).
-type Entry = (i64, u32, u32);
-/// Per key (row-format bytes): its entries.
-type Groups = HashMap<Box<[u8]>, Vec<Entry>, ahash::RandomState>;
-
-/// The indexed right side of one partition.
+/// The indexed right side of one partition, in compressed sparse rows: each
+/// key's entries are one contiguous run of `times` (ascending, one entry per
+/// distinct time) and `rows` (the winning row's global number). 12 bytes per
+/// right row, allocated once at their final size.
 struct Index {
     batches: Vec<RecordBatch>,
-    /// Per key: times ascending, one entry per distinct time, with the winning row.
-    groups: Groups,
+    /// First global row number of each batch (for mapping rows back).
+    starts: Vec<u32>,
+    /// Key (row-format bytes) -> key number.
+    keys: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    /// Per key number: (first entry, entries).
+    runs: Vec<(u32, u32)>,
+    times: Vec<i64>,
+    rows: Vec<u32>,
+}
+
+impl Index {
+    /// (batch, row) of a global row number.
+    fn locate(&self, global: u32) -> (usize, usize) {
+        let b = self.starts.partition_point(|&s| s <= global) - 1;
+        (b, (global - self.starts[b]) as usize)
+    }
 }
 
 fn eval(exprs: &[PhysicalExprRef], b: &RecordBatch) -> Result<Vec<ArrayRef>> {
@@ -56,78 +68,158 @@ fn eval(exprs: &[PhysicalExprRef], b: &RecordBatch) -> Result<Vec<ArrayRef>> {
         .collect()
 }
 
+/// No key: every row is in key 0.
+const NO_KEY: u32 = u32::MAX;
+
 async fn build(
     spec: &ProbeSpec,
     mut right: SendableRecordBatchStream,
     reservation: &MemoryReservation,
 ) -> Result<Index> {
     let mut batches = Vec::new();
+    let mut starts: Vec<u32> = Vec::new();
     let mut ties: Vec<Vec<ArrayRef>> = Vec::new();
-    let mut entries: Groups = HashMap::with_hasher(ahash::RandomState::new());
+    let mut batch_times: Vec<ArrayRef> = Vec::new();
+    let mut keys: HashMap<Box<[u8]>, u32, ahash::RandomState> =
+        HashMap::with_hasher(ahash::RandomState::new());
+    let mut counts: Vec<u32> = Vec::new();
+    // Pass 1: each row's key number (NO_KEY for rows a NULL excludes).
+    let mut row_keys: Vec<u32> = Vec::new();
+    let mut total: u64 = 0;
     while let Some(b) = right.next().await.transpose()? {
         if b.num_rows() == 0 {
             continue;
         }
         reservation.try_grow(b.get_array_memory_size())?;
-        let keys = eval(&spec.right_keys, &b)?;
-        let rows = spec.converter.convert_columns(&keys)?;
+        if total + b.num_rows() as u64 >= u64::from(u32::MAX) {
+            return Err(datafusion::common::DataFusionError::ResourcesExhausted(
+                "AS OF probe: more than 4 billion right rows; use SLUICE_ASOF_MODE=merge".into(),
+            ));
+        }
+        let kcols = eval(&spec.right_keys, &b)?;
+        let rows = spec.converter.convert_columns(&kcols)?;
         let times =
             super::exec::times_as_i64(&spec.match_right.evaluate(&b)?.into_array(b.num_rows())?)?;
-        let times = times.as_primitive::<Int64Type>();
-        let bi = batches.len() as u32;
+        let t = times.as_primitive::<Int64Type>();
+        row_keys.reserve(b.num_rows());
         for r in 0..b.num_rows() {
-            if times.is_null(r) || keys.iter().any(|k| k.is_null(r)) {
+            if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
+                row_keys.push(NO_KEY);
                 continue;
             }
             // Without keys every row is in one group (the row format has no rows then).
-            let key: &[u8] = if keys.is_empty() {
+            let key: &[u8] = if kcols.is_empty() {
                 &[]
             } else {
                 rows.row(r).data()
             };
-            match entries.get_mut(key) {
-                Some(v) => v.push((times.value(r), bi, r as u32)),
+            let k = match keys.get(key) {
+                Some(&k) => k,
                 None => {
-                    entries.insert(key.into(), vec![(times.value(r), bi, r as u32)]);
+                    let k = counts.len() as u32;
+                    keys.insert(key.into(), k);
+                    counts.push(0);
+                    k
                 }
-            }
+            };
+            counts[k as usize] += 1;
+            row_keys.push(k);
         }
+        starts.push(total as u32);
+        total += b.num_rows() as u64;
         ties.push(eval(&spec.tiebreak, &b)?);
+        batch_times.push(times);
         batches.push(b);
     }
+    // Pass 2: scatter (time, row) into each key's run.
+    let mut runs: Vec<(u32, u32)> = Vec::with_capacity(counts.len());
+    let mut next: Vec<u32> = Vec::with_capacity(counts.len());
+    let mut at = 0u32;
+    for &c in &counts {
+        runs.push((at, c));
+        next.push(at);
+        at += c;
+    }
+    drop(counts);
+    let entries = at as usize;
+    reservation.try_grow(entries * 12)?;
+    let mut times = vec![0i64; entries];
+    let mut rows = vec![0u32; entries];
+    let mut g = 0usize;
+    for bt in &batch_times {
+        let t = bt.as_primitive::<Int64Type>();
+        for r in 0..t.len() {
+            let k = row_keys[g];
+            if k != NO_KEY {
+                let pos = next[k as usize] as usize;
+                next[k as usize] += 1;
+                times[pos] = t.value(r);
+                rows[pos] = g as u32;
+            }
+            g += 1;
+        }
+    }
+    drop(row_keys);
+    drop(next);
+    drop(batch_times);
     let opts = SortOptions {
         descending: false,
         nulls_first: true,
     };
-    // Sort each key's times and keep, per distinct time, the row with the
+    let index_of = |global: u32| -> (usize, usize) {
+        let b = starts.partition_point(|&s| s <= global) - 1;
+        (b, (global - starts[b]) as usize)
+    };
+    // Sort each run by time and keep, per distinct time, the row with the
     // highest tie-break values.
-    for v in entries.values_mut() {
-        v.sort_unstable_by_key(|e| e.0);
-        let mut out: Vec<Entry> = Vec::with_capacity(v.len());
-        for &e in v.iter() {
-            match out.last_mut() {
-                Some(last) if last.0 == e.0 => {
-                    if !ties.is_empty() && beats(&ties, e, *last, opts)? {
-                        *last = e;
-                    }
+    let mut pairs: Vec<(i64, u32)> = Vec::new();
+    for run in runs.iter_mut() {
+        let (s, n) = (run.0 as usize, run.1 as usize);
+        pairs.clear();
+        pairs.extend(
+            times[s..s + n]
+                .iter()
+                .copied()
+                .zip(rows[s..s + n].iter().copied()),
+        );
+        pairs.sort_unstable_by_key(|e| e.0);
+        let mut kept = 0usize;
+        for &(t, r) in pairs.iter() {
+            if kept > 0 && times[s + kept - 1] == t {
+                if !ties.is_empty()
+                    && beats(&ties, index_of(r), index_of(rows[s + kept - 1]), opts)?
+                {
+                    rows[s + kept - 1] = r;
                 }
-                _ => out.push(e),
+                continue;
             }
+            times[s + kept] = t;
+            rows[s + kept] = r;
+            kept += 1;
         }
-        *v = out;
+        run.1 = kept as u32;
     }
     Ok(Index {
         batches,
-        groups: entries,
+        starts,
+        keys,
+        runs,
+        times,
+        rows,
     })
 }
 
 /// Whether row `a` has higher tie-break values than row `b`.
-fn beats(ties: &[Vec<ArrayRef>], a: Entry, b: Entry, opts: SortOptions) -> Result<bool> {
-    let (ta, tb) = (&ties[a.1 as usize], &ties[b.1 as usize]);
+fn beats(
+    ties: &[Vec<ArrayRef>],
+    a: (usize, usize),
+    b: (usize, usize),
+    opts: SortOptions,
+) -> Result<bool> {
+    let (ta, tb) = (&ties[a.0], &ties[b.0]);
     for (ca, cb) in ta.iter().zip(tb) {
         let cmp = make_comparator(ca.as_ref(), cb.as_ref(), opts)?;
-        match cmp(a.2 as usize, b.2 as usize) {
+        match cmp(a.1, b.1) {
             std::cmp::Ordering::Equal => continue,
             o => return Ok(o == std::cmp::Ordering::Greater),
         }
@@ -200,24 +292,30 @@ fn probe(spec: &ProbeSpec, idx: &Index, batch: &RecordBatch) -> Result<RecordBat
             } else {
                 rows.row(i).data()
             };
-            if let Some(group) = idx.groups.get(key) {
+            if let Some(&k) = idx.keys.get(key) {
+                let (start, len) = idx.runs[k as usize];
+                let group = &idx.times[start as usize..(start + len) as usize];
                 let lt = times.value(i);
                 let at = match spec.op {
-                    AsOfOp::GtEq => group.partition_point(|e| e.0 <= lt).checked_sub(1),
-                    AsOfOp::Gt => group.partition_point(|e| e.0 < lt).checked_sub(1),
-                    AsOfOp::LtEq => Some(group.partition_point(|e| e.0 < lt)),
-                    AsOfOp::Lt => Some(group.partition_point(|e| e.0 <= lt)),
+                    AsOfOp::GtEq => group.partition_point(|&t| t <= lt).checked_sub(1),
+                    AsOfOp::Gt => group.partition_point(|&t| t < lt).checked_sub(1),
+                    AsOfOp::LtEq => Some(group.partition_point(|&t| t < lt)),
+                    AsOfOp::Lt => Some(group.partition_point(|&t| t <= lt)),
                 };
-                found = at.and_then(|a| group.get(a)).filter(|e| {
-                    spec.tolerance
-                        .is_none_or(|t| (i128::from(lt) - i128::from(e.0)).abs() <= i128::from(t))
-                });
+                found = at
+                    .filter(|&a| a < group.len())
+                    .filter(|&a| {
+                        spec.tolerance.is_none_or(|t| {
+                            (i128::from(lt) - i128::from(group[a])).abs() <= i128::from(t)
+                        })
+                    })
+                    .map(|a| idx.locate(idx.rows[start as usize + a]));
             }
         }
         match found {
             Some(e) => {
                 out_left.push(i as u32);
-                out_right.push((e.1 as usize, e.2 as usize));
+                out_right.push(e);
             }
             None if spec.kind == AsOfKind::Left => {
                 out_left.push(i as u32);
