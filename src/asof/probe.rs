@@ -42,7 +42,10 @@ pub(super) struct ProbeSpec {
 /// distinct time) and `rows` (the winning row's global number). 12 bytes per
 /// right row, allocated once at their final size.
 struct Index {
-    batches: Vec<RecordBatch>,
+    /// Right columns kept, per batch (`None` where the column is rebuilt).
+    held: Vec<Vec<Option<ArrayRef>>>,
+    /// How each right column of the output is made.
+    rebuild: Vec<Rebuild>,
     /// First global row number of each batch (for mapping rows back).
     starts: Vec<u32>,
     /// Key (row-format bytes) -> key number.
@@ -68,6 +71,53 @@ fn eval(exprs: &[PhysicalExprRef], b: &RecordBatch) -> Result<Vec<ArrayRef>> {
         .collect()
 }
 
+/// How a right output column is produced.
+#[derive(Clone, Debug, PartialEq)]
+enum Rebuild {
+    /// From the right rows kept in memory.
+    Held,
+    /// Equal to left key `i` on every matched row (an equi-join key of the
+    /// same type): not kept.
+    LeftKey(usize),
+    /// The matched time itself (a plain Int64 or timestamp column): not kept.
+    Time,
+}
+
+/// Which right columns can be rebuilt instead of kept: plain columns that are
+/// join keys of the same type as their left key, or the match time when it
+/// is an Int64 or timestamp column (whose i64 form is its value).
+fn plan_rebuild(spec: &ProbeSpec) -> Vec<Rebuild> {
+    use datafusion::arrow::datatypes::{DataType, Schema};
+    use datafusion::physical_expr::expressions::Column;
+    let n_right = spec.right_schema.fields().len();
+    let n_left = spec.schema.fields().len().saturating_sub(n_right);
+    let left_schema = Schema::new(spec.schema.fields()[..n_left].to_vec());
+    let column_of = |e: &PhysicalExprRef| e.downcast_ref::<Column>().map(|c| c.index());
+    let mut out = vec![Rebuild::Held; n_right];
+    for (i, (l, r)) in spec.left_keys.iter().zip(&spec.right_keys).enumerate() {
+        if let Some(c) = column_of(r) {
+            let same = l
+                .data_type(&left_schema)
+                .is_ok_and(|t| c < n_right && &t == spec.right_schema.field(c).data_type());
+            if same && out[c] == Rebuild::Held {
+                out[c] = Rebuild::LeftKey(i);
+            }
+        }
+    }
+    if let Some(c) = column_of(&spec.match_right) {
+        if c < n_right
+            && out[c] == Rebuild::Held
+            && matches!(
+                spec.right_schema.field(c).data_type(),
+                DataType::Int64 | DataType::Timestamp(..)
+            )
+        {
+            out[c] = Rebuild::Time;
+        }
+    }
+    out
+}
+
 /// No key: every row is in key 0.
 const NO_KEY: u32 = u32::MAX;
 
@@ -76,7 +126,8 @@ async fn build(
     mut right: SendableRecordBatchStream,
     reservation: &MemoryReservation,
 ) -> Result<Index> {
-    let mut batches = Vec::new();
+    let rebuild = plan_rebuild(spec);
+    let mut held: Vec<Vec<Option<ArrayRef>>> = Vec::new();
     let mut starts: Vec<u32> = Vec::new();
     let mut ties: Vec<Vec<ArrayRef>> = Vec::new();
     let mut batch_times: Vec<ArrayRef> = Vec::new();
@@ -129,7 +180,13 @@ async fn build(
         total += b.num_rows() as u64;
         ties.push(eval(&spec.tiebreak, &b)?);
         batch_times.push(times);
-        batches.push(b);
+        held.push(
+            b.columns()
+                .iter()
+                .zip(&rebuild)
+                .map(|(c, how)| (how == &Rebuild::Held).then(|| Arc::clone(c)))
+                .collect(),
+        );
     }
     // Pass 2: scatter (time, row) into each key's run.
     let mut runs: Vec<(u32, u32)> = Vec::with_capacity(counts.len());
@@ -200,7 +257,8 @@ async fn build(
         run.1 = kept as u32;
     }
     Ok(Index {
-        batches,
+        held,
+        rebuild,
         starts,
         keys,
         runs,
@@ -281,9 +339,12 @@ fn probe(spec: &ProbeSpec, idx: &Index, batch: &RecordBatch) -> Result<RecordBat
     let rows = spec.converter.convert_columns(&keys)?;
     let times = super::exec::times_as_i64(&spec.match_left.evaluate(batch)?.into_array(n)?)?;
     let times = times.as_primitive::<Int64Type>();
-    let nulls = idx.batches.len();
+    let nulls = idx.held.len();
     let mut out_left: Vec<u32> = Vec::with_capacity(n);
     let mut out_right: Vec<(usize, usize)> = Vec::with_capacity(n);
+    // Per output row: the matched time and the left row (for rebuilt columns).
+    let mut out_time: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut out_key: Vec<Option<u32>> = Vec::with_capacity(n);
     for i in 0..n {
         let mut found = None;
         if times.is_valid(i) && keys.iter().all(|k| k.is_valid(i)) {
@@ -309,17 +370,21 @@ fn probe(spec: &ProbeSpec, idx: &Index, batch: &RecordBatch) -> Result<RecordBat
                             (i128::from(lt) - i128::from(group[a])).abs() <= i128::from(t)
                         })
                     })
-                    .map(|a| idx.locate(idx.rows[start as usize + a]));
+                    .map(|a| (idx.locate(idx.rows[start as usize + a]), group[a]));
             }
         }
         match found {
-            Some(e) => {
+            Some((e, t)) => {
                 out_left.push(i as u32);
                 out_right.push(e);
+                out_time.push(Some(t));
+                out_key.push(Some(i as u32));
             }
             None if spec.kind == AsOfKind::Left => {
                 out_left.push(i as u32);
                 out_right.push((nulls, 0));
+                out_time.push(None);
+                out_key.push(None);
             }
             None => {}
         }
@@ -335,11 +400,26 @@ fn probe(spec: &ProbeSpec, idx: &Index, batch: &RecordBatch) -> Result<RecordBat
             .collect::<std::result::Result<_, _>>()?
     };
     for (c, f) in spec.right_schema.fields().iter().enumerate() {
-        let null = new_null_array(f.data_type(), 1);
-        let mut sources: Vec<&dyn Array> =
-            idx.batches.iter().map(|b| b.column(c).as_ref()).collect();
-        sources.push(null.as_ref());
-        columns.push(interleave(&sources, &out_right)?);
+        match &idx.rebuild[c] {
+            Rebuild::Held => {
+                let null = new_null_array(f.data_type(), 1);
+                let mut sources: Vec<&dyn Array> = idx
+                    .held
+                    .iter()
+                    .filter_map(|cols| cols[c].as_deref())
+                    .collect();
+                sources.push(null.as_ref());
+                columns.push(interleave(&sources, &out_right)?);
+            }
+            Rebuild::LeftKey(k) => {
+                let at = UInt32Array::from(out_key.clone());
+                columns.push(take(keys[*k].as_ref(), &at, None)?);
+            }
+            Rebuild::Time => {
+                let t = datafusion::arrow::array::Int64Array::from(out_time.clone());
+                columns.push(datafusion::arrow::compute::cast(&t, f.data_type())?);
+            }
+        }
     }
     Ok(RecordBatch::try_new(Arc::clone(&spec.schema), columns)?)
 }
