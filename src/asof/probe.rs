@@ -134,8 +134,9 @@ async fn build(
     let mut keys: HashMap<Box<[u8]>, u32, ahash::RandomState> =
         HashMap::with_hasher(ahash::RandomState::new());
     let mut counts: Vec<u32> = Vec::new();
-    // Pass 1: each row's key number (NO_KEY for rows a NULL excludes).
-    let mut row_keys: Vec<u32> = Vec::new();
+    // Pass 1: each row's key number (NO_KEY for rows a NULL excludes), one
+    // exactly-sized vector per batch (freed batch by batch in pass 2).
+    let mut row_keys: Vec<Vec<u32>> = Vec::new();
     let mut total: u64 = 0;
     while let Some(b) = right.next().await.transpose()? {
         if b.num_rows() == 0 {
@@ -152,10 +153,10 @@ async fn build(
         let times =
             super::exec::times_as_i64(&spec.match_right.evaluate(&b)?.into_array(b.num_rows())?)?;
         let t = times.as_primitive::<Int64Type>();
-        row_keys.reserve(b.num_rows());
+        let mut batch_keys: Vec<u32> = Vec::with_capacity(b.num_rows());
         for r in 0..b.num_rows() {
             if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
-                row_keys.push(NO_KEY);
+                batch_keys.push(NO_KEY);
                 continue;
             }
             // Without keys every row is in one group (the row format has no rows then).
@@ -174,8 +175,9 @@ async fn build(
                 }
             };
             counts[k as usize] += 1;
-            row_keys.push(k);
+            batch_keys.push(k);
         }
+        row_keys.push(batch_keys);
         starts.push(total as u32);
         total += b.num_rows() as u64;
         ties.push(eval(&spec.tiebreak, &b)?);
@@ -202,23 +204,20 @@ async fn build(
     reservation.try_grow(entries * 12)?;
     let mut times = vec![0i64; entries];
     let mut rows = vec![0u32; entries];
-    let mut g = 0usize;
-    for bt in &batch_times {
+    let mut g = 0u32;
+    for (bt, bk) in batch_times.into_iter().zip(row_keys) {
         let t = bt.as_primitive::<Int64Type>();
-        for r in 0..t.len() {
-            let k = row_keys[g];
+        for (r, &k) in bk.iter().enumerate() {
             if k != NO_KEY {
                 let pos = next[k as usize] as usize;
                 next[k as usize] += 1;
                 times[pos] = t.value(r);
-                rows[pos] = g as u32;
+                rows[pos] = g + r as u32;
             }
-            g += 1;
         }
+        g += bk.len() as u32;
     }
-    drop(row_keys);
     drop(next);
-    drop(batch_times);
     let opts = SortOptions {
         descending: false,
         nulls_first: true,
