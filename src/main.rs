@@ -385,7 +385,30 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
             }
         }
         FeaturesCommand::Show { name, format } => {
+            let settings = engine.feature_settings();
+            if let Some(service) = settings.services.get(&name) {
+                if format == Format::Json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(service)?)?;
+                } else {
+                    writeln!(out, "feature service {name} (sluice.toml)")?;
+                    if let Some(d) = &service.description {
+                        writeln!(out, "  {d}")?;
+                    }
+                    writeln!(out, "  full names: {}", service.full_names)?;
+                    writeln!(out, "  features:")?;
+                    for f in &service.features {
+                        writeln!(out, "    {f}")?;
+                    }
+                    writeln!(
+                        out,
+                        "  online: SELECT * FROM online.{name} WHERE <entity keys> ...; training: historical_features(..., 'service={name}')"
+                    )?;
+                }
+                out.flush()?;
+                return Ok(());
+            }
             let v = features::get_view(wh, &name).await?;
+            let online = settings.online.state(&v.name).await?;
             if format == Format::Json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
@@ -423,6 +446,24 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
                         f.data_type,
                         f.description.as_deref().unwrap_or("")
                     )?;
+                }
+                match &online {
+                    Some(st) => writeln!(
+                        out,
+                        "  online:          {} entities from table v{}, {} ({}; query online.{})",
+                        st.entity_count,
+                        st.table_version
+                            .map(|x| x.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        st.materialized_at,
+                        st.last.mode,
+                        v.name
+                    )?,
+                    None => writeln!(
+                        out,
+                        "  online:          not materialized (sluice materialize {})",
+                        v.name
+                    )?,
                 }
                 writeln!(out, "  versions (oldest first):")?;
                 for ver in &v.versions {

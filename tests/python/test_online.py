@@ -125,3 +125,13 @@ def test_new_values_without_restart_and_late_rows(online_server, sluice_bin):
         # A rebuild replaces the snapshot the prepared statement first read.
         sluice(sluice_bin, project, "materialize", "--full")
         assert lookup(2) == [(8.0, 2)]
+
+
+def test_cli_shows_online_state_and_services(online_server, sluice_bin):
+    _, project = online_server
+    out = sluice(sluice_bin, project, "features", "show", "scoring")
+    assert "feature service scoring" in out and "user_stats:spend" in out
+    out = sluice(sluice_bin, project, "features", "show", "user_stats")
+    assert "online:" in out and "entities from table v" in out
+    out = sluice(sluice_bin, project, "features", "list")
+    assert "feature services" in out and "scoring" in out
