@@ -180,12 +180,11 @@ pub struct OnlineTable {
     entities: Vec<Field>,
     /// Per part, the index of each of its entities in `entities`.
     part_keys: Vec<Vec<usize>>,
-    /// `Some(full_names)` for a service.
-    service: Option<bool>,
     schema: SchemaRef,
 }
 
 impl OnlineTable {
+    /// `service`: `Some(full_names)` for a feature service.
     fn try_new(
         store: Arc<OnlineStore>,
         name: &str,
@@ -250,7 +249,6 @@ impl OnlineTable {
             parts,
             entities,
             part_keys,
-            service,
             schema: Arc::new(Schema::new(fields)),
         })
     }
@@ -503,7 +501,6 @@ impl TableProvider for OnlineTable {
             )));
         }
         let batch = self.rows(keys).await.map_err(df_err)?;
-        let _ = self.service;
         MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())
             .map(|e| e as Arc<dyn ExecutionPlan>)
     }
