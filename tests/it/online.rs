@@ -39,6 +39,19 @@ async fn reopen(dir: &std::path::Path) -> sluice::sql::Engine {
     engine(&project, &wh).await
 }
 
+/// Materializes one view into the engine's online store.
+async fn materialize(
+    e: &sluice::sql::Engine,
+    view: &str,
+    range: Option<online::Range>,
+) -> online::MaterializeReport {
+    let store = e.feature_settings().online.clone();
+    let view = features::get_view(e.warehouse(), view).await.unwrap();
+    online::materialize(e, &store, &view, range, false)
+        .await
+        .unwrap()
+}
+
 async fn run_models(dir: &std::path::Path) {
     let report = execute(dir, Steps::Models, &[], false).await;
     assert!(
@@ -145,17 +158,7 @@ async fn scenario(uri: &str, online_toml: &str) {
     assert_eq!(online_rows, offline_rows);
 
     // Keys of two columns: OR of ANDs, IN, a missing key.
-    features::online::materialize(
-        &e,
-        &store,
-        &features::get_view(e.warehouse(), "merchant_risk")
-            .await
-            .unwrap(),
-        None,
-        false,
-    )
-    .await
-    .unwrap();
+    materialize(&e, "merchant_risk", None).await;
     assert_eq!(
         rows(
             &e,
@@ -199,17 +202,7 @@ async fn scenario(uri: &str, online_toml: &str) {
     .await
     .unwrap();
     run_models(dir.path()).await;
-    let r = features::online::materialize(
-        &e,
-        &store,
-        &features::get_view(e.warehouse(), "merchant_risk")
-            .await
-            .unwrap(),
-        None,
-        false,
-    )
-    .await
-    .unwrap();
+    let r = materialize(&e, "merchant_risk", None).await;
     assert_eq!(r.mode, "full", "{r:?}");
     assert!(
         r.reason.as_deref().unwrap_or("").contains("rewrote"),
@@ -271,18 +264,7 @@ async fn scenario(uri: &str, online_toml: &str) {
         .await,
         vec!["1|11.0|present|0.9|present"]
     );
-    let store2 = e2.feature_settings().online.clone();
-    let r = features::online::materialize(
-        &e2,
-        &store2,
-        &features::get_view(e2.warehouse(), "user_feats")
-            .await
-            .unwrap(),
-        None,
-        false,
-    )
-    .await
-    .unwrap();
+    let r = materialize(&e2, "user_feats", None).await;
     assert_eq!(r.mode, "up to date");
     // The service in a training set.
     assert_eq!(
@@ -298,20 +280,15 @@ async fn scenario(uri: &str, online_toml: &str) {
     // A range merges only rows in [start, end), and never an older value
     // over a newer one.
     let now = chrono::Utc::now().timestamp_micros();
-    let r = features::online::materialize(
+    let r = materialize(
         &e2,
-        &store2,
-        &features::get_view(e2.warehouse(), "user_feats")
-            .await
-            .unwrap(),
+        "user_feats",
         Some(online::Range {
             start: Some(now - 6 * 3600 * 1_000_000),
             end: Some(now),
         }),
-        false,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.mode, "range");
     assert_eq!(r.entities_written, 0, "{r:?}");
     assert_eq!(
