@@ -46,6 +46,10 @@ pub struct ServerSection {
     /// Memory one query may use before it spills or fails, e.g. "2GiB"
     /// (default: the engine's limit).
     pub query_memory_limit: Option<String>,
+    /// Memory for small tables kept decoded between queries, e.g. "256MiB"
+    /// (default 256MiB; "0" turns it off). Tables whose files total up to an
+    /// eighth of it are kept, per Delta version.
+    pub table_cache: Option<String>,
     /// TLS certificate chain and private key (PEM files, relative to the project).
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,

@@ -60,7 +60,12 @@ pub struct ServeOptions {
     pub limits: QueryLimits,
     /// PEM certificate chain and key.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Bytes of small tables kept decoded in memory (0: none).
+    pub table_cache: usize,
 }
+
+/// The default of `[server] table_cache`.
+pub const DEFAULT_TABLE_CACHE: usize = 256 << 20;
 
 impl ServeOptions {
     /// Options from `[server]` of `sluice.toml` (paths relative to `root`), plus
@@ -144,6 +149,11 @@ impl ServeOptions {
                     .map_err(|m| Error::config(&file, format!("[server] query_memory_limit: {m}")))
             })
             .transpose()?;
+        let table_cache = match section.table_cache.as_deref() {
+            None => DEFAULT_TABLE_CACHE,
+            Some(s) => crate::sql::parse_size(s)
+                .map_err(|m| Error::config(&file, format!("[server] table_cache: {m}")))?,
+        };
         let tls = match (&section.tls_cert, &section.tls_key) {
             (Some(c), Some(k)) => {
                 let read = |p: &String| {
@@ -166,6 +176,7 @@ impl ServeOptions {
             token_ttl,
             limits: QueryLimits { timeout, memory },
             tls,
+            table_cache,
         })
     }
 }
@@ -205,6 +216,7 @@ pub async fn serve(
             ),
         ));
     }
+    engine.catalog().set_table_cache(options.table_cache);
     let auth = Arc::new(Auth::new(options.users.clone(), options.token_ttl));
     let service = FlightSqlServer::new(engine, auth.clone(), options.limits.clone())?;
     let listener = tokio::net::TcpListener::bind(options.addr)

@@ -28,6 +28,8 @@ struct Shared {
     /// query pays one existence check instead of a log replay: what a server
     /// answering many small queries needs).
     snapshots: RwLock<std::collections::HashMap<(String, String), deltalake::DeltaTable>>,
+    /// Small tables kept decoded in memory (off unless set: the server).
+    memory: std::sync::Mutex<super::table_cache::TableCache>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -61,6 +63,7 @@ impl WarehouseCatalog {
             aliases: RwLock::new(aliases),
             pinned: RwLock::new(Default::default()),
             snapshots: RwLock::new(Default::default()),
+            memory: Default::default(),
         });
         let mut schemas = BTreeMap::new();
         let mut names = warehouse.list_schemas().await?;
@@ -104,6 +107,16 @@ impl WarehouseCatalog {
         if let Ok(mut s) = self.shared.snapshots.write() {
             s.remove(&(schema.to_string(), table.to_string()));
         }
+    }
+
+    /// Keeps tables whose Parquet files total at most `budget / 8` decoded in
+    /// memory, per Delta version, within `budget` bytes in all (least recently
+    /// used first out); 0 turns it off. A query then pays neither a log replay
+    /// nor Parquet decoding: what a server answering many small queries needs.
+    /// A new commit is seen as before (two HEAD requests per query).
+    pub fn set_table_cache(&self, budget: usize) {
+        let mut m = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner());
+        m.set_budget(budget);
     }
 
     /// The `(schema, table)` a bare model name stands for, if any.
@@ -219,6 +232,77 @@ pub struct WarehouseSchema {
 }
 
 impl WarehouseSchema {
+    /// The provider of the latest snapshot `table` of `name`: from the memory
+    /// cache when it is on and the table small enough, else Delta's scan.
+    async fn provider(
+        &self,
+        name: &str,
+        table: &deltalake::DeltaTable,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        let delta = || async {
+            table
+                .table_provider()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))
+        };
+        let Some(version) = table.version() else {
+            return delta().await;
+        };
+        let key = (self.name.clone(), name.to_string());
+        let cached = {
+            let mut m = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner());
+            m.enabled().then(|| m.get(&key, version))
+        };
+        match cached {
+            None => return delta().await,
+            Some(Some(hit)) => return Ok(hit),
+            Some(None) => {}
+        }
+        let bytes: i64 = match table.snapshot() {
+            Ok(s) => s.log_data().iter().map(|f| f.size()).sum(),
+            Err(_) => i64::MAX,
+        };
+        let wanted = self
+            .shared
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .should_load(&key, version, bytes.max(0) as u64);
+        let provider = match delta().await {
+            Ok(p) => p,
+            Err(e) => {
+                if wanted {
+                    let mut m = self.shared.memory.lock();
+                    m.as_mut().unwrap_or_else(|e| e.get_mut()).abandon(&key);
+                }
+                return Err(e);
+            }
+        };
+        if !wanted {
+            return Ok(provider);
+        }
+        let state = self.shared.session.get().and_then(|f| f());
+        let loaded = match state {
+            Some(state) => super::table_cache::load(provider.clone(), &state).await,
+            None => Err(DataFusionError::Internal(
+                "catalog used without a session".into(),
+            )),
+        };
+        let mut m = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner());
+        match loaded {
+            Ok((cached, bytes)) => {
+                let cached: Arc<dyn TableProvider> = Arc::new(cached);
+                m.insert(key, version, cached.clone(), bytes);
+                Ok(cached)
+            }
+            Err(e) => {
+                tracing::debug!("{}.{name} not kept in memory: {e}", self.name);
+                m.failed(&key, version);
+                Ok(provider)
+            }
+        }
+    }
+
     fn remember(&self, name: &str) {
         if let Ok(mut l) = self.listed.write() {
             if !l.iter().any(|n| n == name) {
@@ -318,11 +402,7 @@ impl SchemaProvider for WarehouseSchema {
                 .is_latest(&self.name, name, table.version())
                 .await?
             {
-                let provider = table
-                    .table_provider()
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                return Ok(Some(provider));
+                return self.provider(name, &table).await.map(Some);
             }
         }
         if let Some(table) = warehouse.open_table(&self.name, name).await? {
@@ -330,11 +410,7 @@ impl SchemaProvider for WarehouseSchema {
             if let Ok(mut s) = self.shared.snapshots.write() {
                 s.insert(key, table.clone());
             }
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            return Ok(Some(provider));
+            return self.provider(name, &table).await.map(Some);
         }
         if let Some(view) = warehouse.get_view(&self.name, name).await? {
             let Some(state) = self.shared.session.get().and_then(|f| f()) else {

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod history;
+mod table_cache;
 mod views;
 mod write;
 

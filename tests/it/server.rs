@@ -38,6 +38,7 @@ async fn start(dir: &std::path::Path, users: Vec<User>, limits: QueryLimits) -> 
         token_ttl: Duration::from_secs(3600),
         limits,
         tls: None,
+        table_cache: sluice::server::DEFAULT_TABLE_CACHE,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -558,5 +559,96 @@ async fn open_server_session_options_and_timeout() {
     assert!(started.elapsed() < Duration::from_secs(20));
     // The server still answers.
     let got = query(&mut c, "SELECT 2 AS two").await;
+    assert_eq!(ints(&got, 0), vec![2]);
+}
+
+/// The physical plan of `sql`, as EXPLAIN shows it over Flight SQL.
+async fn physical_plan(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> String {
+    let got = query(c, &format!("EXPLAIN {sql}")).await;
+    strings(&got, 1)
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Small tables are served from memory (`[server] table_cache`), and every
+/// commit, by this server or by another process, is seen by the next query;
+/// writes go to the Delta table, never into the cached copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_cache_sees_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(dir.path(), vec![], QueryLimits::default()).await;
+    let mut c = client(addr).await;
+    c.execute_update(
+        "CREATE TABLE main.dim AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) v(id, name)".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let base = c.clone();
+    let lookup = |id: i64| {
+        let mut c = base.clone();
+        async move {
+            let mut stmt = c
+                .prepare("SELECT name FROM dim WHERE id = ?".into(), None)
+                .await
+                .unwrap();
+            let params = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("0", DataType::Int64, true)])),
+                vec![Arc::new(Int64Array::from(vec![id]))],
+            )
+            .unwrap();
+            stmt.set_parameters(params).unwrap();
+            let info = stmt.execute().await.unwrap();
+            let got = fetch(&mut c, info).await;
+            strings(&got, 0)
+        }
+    };
+    assert_eq!(lookup(2).await, vec![Some("b".to_string())]);
+    // The second query reads the table from memory, not Parquet files.
+    let plan = physical_plan(&mut c, "SELECT name FROM dim WHERE id = 2").await;
+    assert!(plan.contains("partition_sizes"), "not cached:\n{plan}");
+    assert!(!plan.contains("parquet"), "not cached:\n{plan}");
+
+    // Writes through the server: each next query sees them.
+    c.execute_update("INSERT INTO dim VALUES (3, 'c')".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(lookup(3).await, vec![Some("c".to_string())]);
+    c.execute_update("UPDATE dim SET name = 'B' WHERE id = 2".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(lookup(2).await, vec![Some("B".to_string())]);
+    c.execute_update("DELETE FROM dim WHERE id = 1".into(), None)
+        .await
+        .unwrap();
+    let got = query(&mut c, "SELECT id FROM dim ORDER BY id").await;
+    assert_eq!(ints(&got, 0), vec![2, 3]);
+
+    // Another process commits: the server sees it at its next query.
+    let wh = Warehouse::open(
+        dir.path().join("warehouse").to_str().unwrap(),
+        &HashMap::new(),
+    )
+    .unwrap();
+    let other = Engine::new(wh, "main").await.unwrap();
+    other
+        .query("INSERT INTO dim VALUES (4, 'd')")
+        .await
+        .unwrap();
+    assert_eq!(lookup(4).await, vec![Some("d".to_string())]);
+    // What the server wrote is in the Delta table itself.
+    let got = other
+        .query("SELECT id, arrow_cast(name, 'Utf8') FROM dim ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(ints(&got, 0), vec![2, 3, 4]);
+    assert_eq!(
+        strings(&got, 1),
+        vec![Some("B".into()), Some("c".into()), Some("d".into())]
+    );
+    // Time travel still reads the old version from storage.
+    let got = query(&mut c, "SELECT count(*) FROM dim VERSION AS OF 0").await;
     assert_eq!(ints(&got, 0), vec![2]);
 }
