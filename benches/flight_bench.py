@@ -304,6 +304,29 @@ def concurrency(uri: str, small_rows: int, expected: list, clients: int, seconds
     return summary
 
 
+def rust_load(uri: str, load_bin: str, clients: int, seconds: float, rate) -> dict:
+    """(b) again with benches/flight_load.rs: CLIENTS connections in one Rust
+    process (arrow-flight's Flight SQL client), back to back (rate None) or each
+    paced at RATE q/s; every answer checked against bench.small."""
+    cmd = [load_bin, "--uri", uri, "--user", USER, "--password", PASSWORD,
+           "--clients", str(clients), "--seconds", str(seconds),
+           "--query", SMALL_QUERY, "--ids-sql", "SELECT id FROM bench.small",
+           "--expected", "SELECT id, value FROM bench.small"]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    try:
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"fatal": (out.stderr or out.stdout)[-2000:]}
+    if out.returncode != 0:
+        res["fatal"] = out.stderr[-2000:]
+    log(f"rust clients={clients} rate={rate}: {res.get('queries')} queries, {res.get('qps')} q/s, "
+        f"p50 {res.get('p50_ms')} ms, p99 {res.get('p99_ms')} ms (service p99 {res.get('service_p99_ms')} ms), "
+        f"{res.get('errors')} errors, {res.get('wrong')} wrong")
+    return res
+
+
 # ----------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,6 +339,9 @@ def main() -> int:
     ap.add_argument("--bench-dir", default=os.path.join(os.environ.get("BENCH_DIR", "/var/tmp/sluice-bench"), "flight"))
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-concurrency", action="store_true")
+    ap.add_argument("--load-bin", default=os.environ.get("FLIGHT_LOAD"),
+                    help="benches/flight_load.rs binary: also run (b) with Rust clients")
+    ap.add_argument("--rates", default="5,20", help="per-client q/s of the paced Rust runs")
     args = ap.parse_args()
 
     bin_ = os.path.realpath(args.sluice)
@@ -347,6 +373,10 @@ def main() -> int:
         if not args.skip_concurrency:
             expected = small_values(parquet, small_rows)
             summary["concurrency"] = concurrency(server.uri, small_rows, expected, args.clients, args.seconds)
+            if args.load_bin:
+                runs = [None] + [float(r) for r in args.rates.split(",") if r.strip()]
+                summary["concurrency_rust"] = [
+                    rust_load(server.uri, args.load_bin, args.clients, args.seconds, r) for r in runs]
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         summary["error"] = traceback.format_exc(limit=3)
@@ -354,7 +384,8 @@ def main() -> int:
         server.stop()
     print(json.dumps(summary, indent=2))
     conc = summary.get("concurrency", {})
-    return 1 if ("error" in summary or "fatal" in conc or conc.get("errors")) else 0
+    rust_failed = any("fatal" in r for r in summary.get("concurrency_rust", []))
+    return 1 if ("error" in summary or "fatal" in conc or conc.get("errors") or rust_failed) else 0
 
 
 if __name__ == "__main__":
