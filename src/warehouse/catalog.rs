@@ -27,7 +27,9 @@ struct Shared {
     /// Snapshots read before, reused while the table has no newer commit (a
     /// query pays one existence check instead of a log replay: what a server
     /// answering many small queries needs).
-    snapshots: RwLock<std::collections::HashMap<(String, String), deltalake::DeltaTable>>,
+    /// With the stamp of the snapshot's commit file (a table dropped and
+    /// re-created up to the same version by another process is not reused).
+    snapshots: RwLock<std::collections::HashMap<(String, String), (deltalake::DeltaTable, String)>>,
     /// Small tables kept decoded in memory (off unless set: the server).
     memory: std::sync::Mutex<super::table_cache::TableCache>,
 }
@@ -107,6 +109,11 @@ impl WarehouseCatalog {
         if let Ok(mut s) = self.shared.snapshots.write() {
             s.remove(&(schema.to_string(), table.to_string()));
         }
+        self.shared
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(&(schema.to_string(), table.to_string()));
     }
 
     /// Keeps tables whose Parquet files total at most `budget / 8` decoded in
@@ -245,29 +252,27 @@ impl WarehouseSchema {
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))
         };
-        let Some(version) = table.version() else {
+        let (Some(version), Ok(snapshot)) = (table.version(), table.snapshot()) else {
             return delta().await;
         };
+        let stamp = (snapshot.metadata().id().to_string(), version);
         let key = (self.name.clone(), name.to_string());
         let cached = {
             let mut m = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner());
-            m.enabled().then(|| m.get(&key, version))
+            m.enabled().then(|| m.get(&key, &stamp))
         };
         match cached {
             None => return delta().await,
             Some(Some(hit)) => return Ok(hit),
             Some(None) => {}
         }
-        let bytes: i64 = match table.snapshot() {
-            Ok(s) => s.log_data().iter().map(|f| f.size()).sum(),
-            Err(_) => i64::MAX,
-        };
+        let bytes: i64 = snapshot.log_data().iter().map(|f| f.size()).sum();
         let wanted = self
             .shared
             .memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .should_load(&key, version, bytes.max(0) as u64);
+            .should_load(&key, &stamp, bytes.max(0) as u64);
         let provider = match delta().await {
             Ok(p) => p,
             Err(e) => {
@@ -292,12 +297,12 @@ impl WarehouseSchema {
         match loaded {
             Ok((cached, bytes)) => {
                 let cached: Arc<dyn TableProvider> = Arc::new(cached);
-                m.insert(key, version, cached.clone(), bytes);
+                m.insert(key, stamp, cached.clone(), bytes);
                 Ok(cached)
             }
             Err(e) => {
                 tracing::debug!("{}.{name} not kept in memory: {e}", self.name);
-                m.failed(&key, version);
+                m.failed(&key, &stamp);
                 Ok(provider)
             }
         }
@@ -397,18 +402,22 @@ impl SchemaProvider for WarehouseSchema {
             .read()
             .ok()
             .and_then(|s| s.get(&key).cloned());
-        if let Some(table) = cached {
-            if warehouse
-                .is_latest(&self.name, name, table.version())
-                .await?
-            {
+        if let Some((table, stamp)) = cached {
+            let latest = warehouse
+                .latest_stamp(&self.name, name, table.version())
+                .await?;
+            if latest.as_ref() == Some(&stamp) {
                 return self.provider(name, &table).await.map(Some);
             }
         }
         if let Some(table) = warehouse.open_table(&self.name, name).await? {
             self.remember(name);
-            if let Ok(mut s) = self.shared.snapshots.write() {
-                s.insert(key, table.clone());
+            let stamp = match table.version() {
+                Some(v) => warehouse.commit_stamp(&self.name, name, v).await?,
+                None => None,
+            };
+            if let (Some(stamp), Ok(mut s)) = (stamp, self.shared.snapshots.write()) {
+                s.insert(key, (table.clone(), stamp));
             }
             return self.provider(name, &table).await.map(Some);
         }

@@ -142,27 +142,51 @@ impl Warehouse {
         Ok(self.get_view(schema, table).await?.is_some())
     }
 
-    /// Whether `version` is still the latest commit of `schema.table`: its
-    /// commit file exists and the next one does not (two HEAD requests). A
-    /// dropped table, or a log cleaned up past `version`, answers false.
-    pub async fn is_latest(&self, schema: &str, table: &str, version: Option<u64>) -> Result<bool> {
-        use object_store::ObjectStoreExt;
+    /// When `version` is still the latest commit of `schema.table` (its commit
+    /// file exists and the next one does not: two HEAD requests), the commit
+    /// file's stamp (see [`Warehouse::commit_stamp`]). A dropped table, or a
+    /// log cleaned up past `version`, answers `None`.
+    pub async fn latest_stamp(
+        &self,
+        schema: &str,
+        table: &str,
+        version: Option<u64>,
+    ) -> Result<Option<String>> {
         let Some(v) = version else {
-            return Ok(false);
+            return Ok(None);
         };
-        let log = self.root_path().join(schema).join(table).join("_delta_log");
-        let log = &log;
-        let exists = |v: u64| {
-            let path = log.clone().join(format!("{v:020}.json"));
-            async move {
-                match self.store.head(&path).await {
-                    Ok(_) => Ok(true),
-                    Err(object_store::Error::NotFound { .. }) => Ok(false),
-                    Err(e) => Err(Error::storage(&path, e)),
-                }
-            }
-        };
-        Ok(!exists(v + 1).await? && exists(v).await?)
+        if self.commit_stamp(schema, table, v + 1).await?.is_some() {
+            return Ok(None);
+        }
+        self.commit_stamp(schema, table, v).await
+    }
+
+    /// Size, modification time and ETag of commit `version` of `schema.table`
+    /// (`None` when there is no such commit file): tells a table dropped and
+    /// re-created up to the same version from the one read before.
+    pub async fn commit_stamp(
+        &self,
+        schema: &str,
+        table: &str,
+        version: u64,
+    ) -> Result<Option<String>> {
+        use object_store::ObjectStoreExt;
+        let path = self
+            .root_path()
+            .join(schema)
+            .join(table)
+            .join("_delta_log")
+            .join(format!("{version:020}.json"));
+        match self.store.head(&path).await {
+            Ok(m) => Ok(Some(format!(
+                "{}|{}|{}",
+                m.size,
+                m.last_modified.to_rfc3339(),
+                m.e_tag.unwrap_or_default()
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
     }
 
     /// The latest committed version of `schema.table` from one listing of its

@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 type Key = (String, String);
 
+/// A table's identity at one version: its Delta table id (a dropped and
+/// re-created table starts again at version 0 with a new id) and version.
+pub(super) type Stamp = (String, u64);
+
 /// Tables whose data files total more than `budget / LOAD_FRACTION` bytes are
 /// not loaded (decoded Arrow is usually a few times the ZSTD Parquet size).
 const LOAD_FRACTION: u64 = 8;
@@ -34,14 +38,14 @@ pub(super) struct TableCache {
     tick: u64,
     entries: HashMap<Key, Entry>,
     /// Versions not to try again (too large once decoded, or failed to load).
-    skip: HashSet<(Key, u64)>,
+    skip: HashSet<(Key, Stamp)>,
     /// Tables being loaded right now (other queries read Delta meanwhile),
     /// since when: a load whose query was cancelled is retried after a while.
     loading: HashMap<Key, Instant>,
 }
 
 struct Entry {
-    version: u64,
+    stamp: Stamp,
     provider: Arc<dyn TableProvider>,
     bytes: usize,
     used_at: u64,
@@ -58,11 +62,11 @@ impl TableCache {
     }
 
     /// The cached provider of `key` at `version`.
-    pub(super) fn get(&mut self, key: &Key, version: u64) -> Option<Arc<dyn TableProvider>> {
+    pub(super) fn get(&mut self, key: &Key, stamp: &Stamp) -> Option<Arc<dyn TableProvider>> {
         self.tick += 1;
         let tick = self.tick;
         let e = self.entries.get_mut(key)?;
-        if e.version != version {
+        if &e.stamp != stamp {
             return None;
         }
         e.used_at = tick;
@@ -72,14 +76,14 @@ impl TableCache {
     /// Whether to load `key` at `version` (data files of `file_bytes` in all);
     /// when true the caller must end with [`TableCache::insert`] or
     /// [`TableCache::failed`].
-    pub(super) fn should_load(&mut self, key: &Key, version: u64, file_bytes: u64) -> bool {
+    pub(super) fn should_load(&mut self, key: &Key, stamp: &Stamp, file_bytes: u64) -> bool {
         if self.budget == 0
             || file_bytes > self.budget as u64 / LOAD_FRACTION
             || self
                 .loading
                 .get(key)
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-            || self.skip.contains(&(key.clone(), version))
+            || self.skip.contains(&(key.clone(), stamp.clone()))
         {
             return false;
         }
@@ -90,7 +94,7 @@ impl TableCache {
     pub(super) fn insert(
         &mut self,
         key: Key,
-        version: u64,
+        stamp: Stamp,
         provider: Arc<dyn TableProvider>,
         bytes: usize,
     ) {
@@ -99,7 +103,7 @@ impl TableCache {
             self.used -= old.bytes;
         }
         if bytes > self.budget / 2 {
-            self.skip_version(key, version);
+            self.skip_version(key, stamp);
             return;
         }
         self.evict(bytes);
@@ -108,7 +112,7 @@ impl TableCache {
         self.entries.insert(
             key,
             Entry {
-                version,
+                stamp,
                 provider,
                 bytes,
                 used_at: self.tick,
@@ -121,16 +125,23 @@ impl TableCache {
         self.loading.remove(key);
     }
 
-    pub(super) fn failed(&mut self, key: &Key, version: u64) {
+    pub(super) fn failed(&mut self, key: &Key, stamp: &Stamp) {
         self.loading.remove(key);
-        self.skip_version(key.clone(), version);
+        self.skip_version(key.clone(), stamp.clone());
     }
 
-    fn skip_version(&mut self, key: Key, version: u64) {
+    /// Drops `key`'s entry (this process replaced or dropped the table).
+    pub(super) fn forget(&mut self, key: &Key) {
+        if let Some(e) = self.entries.remove(key) {
+            self.used -= e.bytes;
+        }
+    }
+
+    fn skip_version(&mut self, key: Key, stamp: Stamp) {
         if self.skip.len() > 4096 {
             self.skip.clear();
         }
-        self.skip.insert((key, version));
+        self.skip.insert((key, stamp));
     }
 
     /// Drops least recently used entries until `incoming` more bytes fit.
@@ -235,50 +246,59 @@ mod tests {
         ("s".to_string(), t.to_string())
     }
 
+    fn st(version: u64) -> Stamp {
+        ("table-id".to_string(), version)
+    }
+
     #[test]
     fn off_by_default_and_bounded() {
         let mut c = TableCache::default();
-        assert!(!c.should_load(&key("a"), 1, 10));
+        assert!(!c.should_load(&key("a"), &st(1), 10));
         c.set_budget(1000);
         // Files over budget / 8 are not loaded.
-        assert!(!c.should_load(&key("a"), 1, 200));
-        assert!(c.should_load(&key("a"), 1, 100));
+        assert!(!c.should_load(&key("a"), &st(1), 200));
+        assert!(c.should_load(&key("a"), &st(1), 100));
         // Loading already: a second query reads Delta meanwhile.
-        assert!(!c.should_load(&key("a"), 1, 100));
-        c.insert(key("a"), 1, provider(), 400);
-        assert!(c.get(&key("a"), 1).is_some());
+        assert!(!c.should_load(&key("a"), &st(1), 100));
+        c.insert(key("a"), st(1), provider(), 400);
+        assert!(c.get(&key("a"), &st(1)).is_some());
         // Another version is a miss.
-        assert!(c.get(&key("a"), 2).is_none());
-        assert!(c.should_load(&key("b"), 1, 100));
-        c.insert(key("b"), 1, provider(), 400);
+        assert!(c.get(&key("a"), &st(2)).is_none());
+        assert!(c.should_load(&key("b"), &st(1), 100));
+        c.insert(key("b"), st(1), provider(), 400);
         assert_eq!(c.used(), 800);
         // `a` was used after `b`'s load began but `b` is newer: touch `a`,
         // then a third entry evicts `b`, the least recently used.
-        assert!(c.get(&key("a"), 1).is_some());
-        assert!(c.should_load(&key("c"), 1, 100));
-        c.insert(key("c"), 1, provider(), 400);
-        assert!(c.get(&key("b"), 1).is_none());
-        assert!(c.get(&key("a"), 1).is_some());
+        assert!(c.get(&key("a"), &st(1)).is_some());
+        assert!(c.should_load(&key("c"), &st(1), 100));
+        c.insert(key("c"), st(1), provider(), 400);
+        assert!(c.get(&key("b"), &st(1)).is_none());
+        assert!(c.get(&key("a"), &st(1)).is_some());
         assert_eq!(c.used(), 800);
         // A new version replaces the old entry.
-        assert!(c.should_load(&key("a"), 2, 100));
-        c.insert(key("a"), 2, provider(), 300);
-        assert!(c.get(&key("a"), 1).is_none());
-        assert!(c.get(&key("a"), 2).is_some());
+        assert!(c.should_load(&key("a"), &st(2), 100));
+        c.insert(key("a"), st(2), provider(), 300);
+        assert!(c.get(&key("a"), &st(1)).is_none());
+        assert!(c.get(&key("a"), &st(2)).is_some());
         assert_eq!(c.used(), 700);
         // Larger than half the budget once decoded: not kept, not retried.
-        assert!(c.should_load(&key("d"), 1, 100));
-        c.insert(key("d"), 1, provider(), 600);
-        assert!(c.get(&key("d"), 1).is_none());
-        assert!(!c.should_load(&key("d"), 1, 100));
+        assert!(c.should_load(&key("d"), &st(1), 100));
+        c.insert(key("d"), st(1), provider(), 600);
+        assert!(c.get(&key("d"), &st(1)).is_none());
+        assert!(!c.should_load(&key("d"), &st(1), 100));
         // Failed loads are not retried either; a new version is.
-        assert!(c.should_load(&key("e"), 1, 100));
-        c.failed(&key("e"), 1);
-        assert!(!c.should_load(&key("e"), 1, 100));
-        assert!(c.should_load(&key("e"), 2, 100));
+        assert!(c.should_load(&key("e"), &st(1), 100));
+        c.failed(&key("e"), &st(1));
+        assert!(!c.should_load(&key("e"), &st(1), 100));
+        assert!(c.should_load(&key("e"), &st(2), 100));
+        // A re-created table (new id) at the same version is a miss.
+        assert!(c.get(&key("a"), &("other-id".to_string(), 2)).is_none());
+        c.forget(&key("a"));
+        assert!(c.get(&key("a"), &st(2)).is_none());
+        assert_eq!(c.used(), 400);
         // Turning it off empties it.
         c.set_budget(0);
         assert_eq!(c.used(), 0);
-        assert!(c.get(&key("a"), 2).is_none());
+        assert!(c.get(&key("c"), &st(1)).is_none());
     }
 }

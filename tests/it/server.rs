@@ -651,4 +651,21 @@ async fn table_cache_sees_every_commit() {
     // Time travel still reads the old version from storage.
     let got = query(&mut c, "SELECT count(*) FROM dim VERSION AS OF 0").await;
     assert_eq!(ints(&got, 0), vec![2]);
+
+    // Another process drops the table and creates it again: the new table is
+    // at the same version (0) as the one the server read, and is still seen.
+    c.execute_update("CREATE TABLE main.again AS SELECT 1 AS v".into(), None)
+        .await
+        .unwrap();
+    let got = query(&mut c, "SELECT v FROM again").await;
+    assert_eq!(ints(&got, 0), vec![1]);
+    let got = query(&mut c, "SELECT v FROM again").await;
+    assert_eq!(ints(&got, 0), vec![1]);
+    other.query("DROP TABLE main.again").await.unwrap();
+    other
+        .query("CREATE TABLE main.again AS SELECT 2 AS v")
+        .await
+        .unwrap();
+    let got = query(&mut c, "SELECT v FROM again").await;
+    assert_eq!(ints(&got, 0), vec![2]);
 }
