@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod flight;
+mod lookup;
 mod metadata;
 mod service;
 mod session;

@@ -11,6 +11,7 @@
 //! - Every schema announced equals the stream's schema (see [`super::types`]).
 
 use super::auth::{parse_basic, Auth, Principal, Role};
+use super::lookup::OnlineLookup;
 use super::metadata;
 use super::session;
 use super::status;
@@ -72,6 +73,8 @@ struct Prepared {
     /// The plan GetFlightInfo made (parameters bound), for the DoGet that
     /// follows: a prepared query is planned once per execution.
     planned: Option<LogicalPlan>,
+    /// An online lookup, answered without planning (see [`OnlineLookup`]).
+    lookup: Option<Arc<OnlineLookup>>,
 }
 
 /// A finished statement's result, waiting for DoGet.
@@ -255,6 +258,19 @@ impl FlightSqlServer {
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let schema = client_schema(df.schema().as_arrow());
         let batches = df.execute_stream().await.map_err(|e| status(e.into()))?;
+        self.stream_batches(schema, batches, p, sql, "planned")
+    }
+
+    /// [`FlightSqlServer::stream`] of a running plan whose rows clients see
+    /// with `schema`.
+    fn stream_batches(
+        &self,
+        schema: SchemaRef,
+        batches: datafusion::execution::SendableRecordBatchStream,
+        p: &Principal,
+        sql: &str,
+        path: &'static str,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let deadline = self.limits.timeout.map(|t| tokio::time::Instant::now() + t);
         let state = StreamState {
             inner: batches,
@@ -262,6 +278,7 @@ impl FlightSqlServer {
             deadline,
             log: QueryLog {
                 user: p.user.clone(),
+                path,
                 sql: short(sql),
                 started: Instant::now(),
                 rows: 0,
@@ -359,6 +376,8 @@ struct StreamState {
 /// One info line per query, written when its stream ends or is dropped.
 struct QueryLog {
     user: String,
+    /// `planned`, or `lookup` for an online lookup answered without planning.
+    path: &'static str,
     sql: String,
     started: Instant,
     rows: usize,
@@ -370,6 +389,7 @@ impl Drop for QueryLog {
         tracing::info!(
             user = %self.user,
             rows = self.rows,
+            path = self.path,
             ms = self.started.elapsed().as_millis() as u64,
             outcome = self.outcome.unwrap_or("cancelled by the client"),
             sql = %self.sql,
@@ -642,6 +662,10 @@ impl FlightSqlService for FlightSqlServer {
             })
             .collect();
         let parameter_schema = Schema::new(fields);
+        let lookup = is_query
+            .then(|| OnlineLookup::detect(&plan, &dataset_schema))
+            .flatten()
+            .map(Arc::new);
         let handle = uuid::Uuid::new_v4().to_string();
         {
             let mut map = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
@@ -657,6 +681,7 @@ impl FlightSqlService for FlightSqlServer {
                     is_query,
                     last_used: now,
                     planned: None,
+                    lookup,
                 },
             );
         }
@@ -705,9 +730,14 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let p = self.principal(&request)?;
-        let (sql, params, is_query) =
+        let (sql, params, is_query, lookup) =
             self.prepared_mut(&cmd.prepared_statement_handle, &p, |s| {
-                (s.sql.clone(), s.params.clone(), s.is_query)
+                (
+                    s.sql.clone(),
+                    s.params.clone(),
+                    s.is_query,
+                    s.lookup.clone(),
+                )
             })?;
         let engine = self.engine_for(&p);
         let descriptor = request.into_inner();
@@ -723,8 +753,19 @@ impl FlightSqlService for FlightSqlServer {
             ));
         }
         let first = params.into_iter().next().unwrap_or_default();
-        let plan = self.plan_prepared(&engine, &p, &sql, &first).await?;
-        let schema = client_schema(plan.schema().as_arrow());
+        // An online lookup binds its parameters into the prepared plan; other
+        // queries (and a lookup whose parameters do not bind) are planned.
+        let bound = lookup
+            .as_ref()
+            .and_then(|l| bind(l.plan().clone(), &first).ok().map(|b| (b, l.schema())));
+        let (plan, schema) = match bound {
+            Some(b) => b,
+            None => {
+                let plan = self.plan_prepared(&engine, &p, &sql, &first).await?;
+                let schema = client_schema(plan.schema().as_arrow());
+                (plan, schema)
+            }
+        };
         self.prepared_mut(&cmd.prepared_statement_handle, &p, |s| {
             s.planned = Some(plan)
         })?;
@@ -742,15 +783,25 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let p = self.principal(&request)?;
-        let (sql, params, planned) =
+        let (sql, params, mut planned, lookup) =
             self.prepared_mut(&query.prepared_statement_handle, &p, |s| {
                 (
                     s.sql.clone(),
                     s.params.first().cloned().unwrap_or_default(),
                     s.planned.take(),
+                    s.lookup.clone(),
                 )
             })?;
         let engine = self.engine_for(&p);
+        if let Some(l) = &lookup {
+            if let Some(bound) = &planned {
+                if let Some(rows) = l.execute(bound, &engine).await {
+                    return self.stream_batches(l.schema(), rows, &p, &sql, "lookup");
+                }
+            }
+            // Not answerable by lookup (or a changed view): plan it again.
+            planned = None;
+        }
         let plan = match planned {
             Some(plan) => plan,
             None => self.plan_prepared(&engine, &p, &sql, &params).await?,

@@ -73,6 +73,15 @@ def test_prepared_lookup_by_key(online_server):
         assert got[0][2] is not None and got[2][2] is None
         now = datetime.datetime.now(datetime.timezone.utc)
         assert datetime.timedelta(hours=1.9) < now - got[0][2] < datetime.timedelta(hours=2.1)
+        # Lookups are answered without planning (the server's query log says
+        # `path="lookup"`); they equal the same query planned (an ORDER BY
+        # takes it off the lookup path).
+        for key in (1, 2, 3, 404):
+            planned = sql.replace("?", str(key)) + " ORDER BY user_id"
+            assert rows(conn, sql, (key,)) == rows(conn, planned)
+    log = server.stderr_path.read_text()
+    assert 'path="lookup"' in log, log[-3000:]
+    assert 'path="planned"' in log and "ORDER BY user_id" in log
 
 
 def test_service_and_errors(online_server):
