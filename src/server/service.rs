@@ -83,6 +83,19 @@ struct Finished {
     at: Instant,
 }
 
+/// A query GetFlightInfo planned, for the DoGet that follows.
+struct PlannedQuery {
+    plan: LogicalPlan,
+    user: String,
+    token: Option<String>,
+    at: Instant,
+}
+
+/// How long, and how many, planned queries are kept for their DoGet (a
+/// ticket whose plan is gone is planned again from its SQL).
+const PLANNED_KEEP: Duration = Duration::from_secs(60);
+const PLANNED_MAX: usize = 1024;
+
 /// What a statement ticket names.
 #[derive(Serialize, Deserialize)]
 struct TicketBody {
@@ -92,6 +105,9 @@ struct TicketBody {
     /// The result of a statement that already ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<String>,
+    /// The plan GetFlightInfo kept on this server for the query (`sql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
 }
 
 /// The Flight SQL service.
@@ -101,6 +117,7 @@ pub struct FlightSqlServer {
     limits: QueryLimits,
     prepared: Mutex<HashMap<String, Prepared>>,
     finished: Mutex<HashMap<String, Finished>>,
+    planned: Mutex<HashMap<String, PlannedQuery>>,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -118,6 +135,7 @@ impl FlightSqlServer {
             limits,
             prepared: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
+            planned: Mutex::new(HashMap::new()),
             sql_info: metadata::sql_info()?,
             xdbc: metadata::xdbc_info()?,
         })
@@ -238,7 +256,40 @@ impl FlightSqlServer {
         statement_ticket(&TicketBody {
             sql: None,
             result: Some(id),
+            plan: None,
         })
+    }
+
+    /// Keeps a query's plan for its DoGet; returns its id.
+    fn keep_plan(&self, p: &Principal, plan: LogicalPlan) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut m = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        m.retain(|_, q| now.duration_since(q.at) < PLANNED_KEEP);
+        if m.len() >= PLANNED_MAX {
+            let oldest = m.iter().min_by_key(|(_, q)| q.at).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                m.remove(&k);
+            }
+        }
+        m.insert(
+            id.clone(),
+            PlannedQuery {
+                plan,
+                user: p.user.clone(),
+                token: p.token.clone(),
+                at: now,
+            },
+        );
+        id
+    }
+
+    /// The plan kept for ticket `id`, once, and only for the caller that
+    /// planned it (same user and session).
+    fn take_plan(&self, id: &str, p: &Principal) -> Option<LogicalPlan> {
+        let mut m = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        let q = m.remove(id)?;
+        (q.user == p.user && q.token == p.token && q.at.elapsed() < PLANNED_KEEP).then_some(q.plan)
     }
 
     fn take_result(&self, id: &str) -> Result<RecordBatch, Status> {
@@ -587,9 +638,11 @@ impl FlightSqlService for FlightSqlServer {
             return Ok(Response::new(info));
         }
         let schema = client_schema(plan.schema().as_arrow());
+        let id = self.keep_plan(&p, plan);
         let ticket = statement_ticket(&TicketBody {
             sql: Some(query.query),
             result: None,
+            plan: Some(id),
         });
         Ok(Response::new(flight_info(&schema, ticket, descriptor)?))
     }
@@ -609,7 +662,10 @@ impl FlightSqlService for FlightSqlServer {
             .sql
             .ok_or_else(|| Status::invalid_argument("empty ticket"))?;
         let engine = self.engine_for(&p);
-        let plan = self.plan(&engine, &p, &sql).await?;
+        let plan = match body.plan.and_then(|id| self.take_plan(&id, &p)) {
+            Some(plan) => plan,
+            None => self.plan(&engine, &p, &sql).await?,
+        };
         if !is_read_only(&plan) {
             return Err(Status::invalid_argument(
                 "the ticket names a statement that writes",

@@ -669,3 +669,60 @@ async fn table_cache_sees_every_commit() {
     let got = query(&mut c, "SELECT v FROM again").await;
     assert_eq!(ints(&got, 0), vec![2]);
 }
+
+/// A query's DoGet runs the plan its GetFlightInfo made; a second DoGet of
+/// the same ticket plans it again, and another user's DoGet is planned under
+/// that user's own rights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_tickets_plan_once_then_replan() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(
+        dir.path(),
+        vec![
+            user("admin", "pw", Role::ReadWrite),
+            user("reader", "rpw", Role::ReadOnly),
+        ],
+        QueryLimits::default(),
+    )
+    .await;
+    let mut a = login(addr, "admin", "pw").await;
+    a.execute_update(
+        "CREATE TABLE main.t AS SELECT * FROM (VALUES (1), (2)) v(x)".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let info = a
+        .execute("SELECT sum(x) AS s FROM main.t".into(), None)
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    for _ in 0..2 {
+        let got: Vec<RecordBatch> = a
+            .do_get(ticket.clone())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(ints(&got, 0), vec![3]);
+    }
+    // The admin may read server files; the reader may not, even with the
+    // admin's ticket.
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "a\n1\n2\n").unwrap();
+    let info = a
+        .execute(format!("SELECT count(*) FROM '{}'", csv.display()), None)
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut r = login(addr, "reader", "rpw").await;
+    let err = match r.do_get(ticket.clone()).await {
+        Err(e) => e,
+        Ok(s) => s.try_collect::<Vec<RecordBatch>>().await.unwrap_err(),
+    };
+    let (code_, text) = code(err);
+    assert_eq!(code_, tonic::Code::PermissionDenied, "{text}");
+    let got: Vec<RecordBatch> = a.do_get(ticket).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(ints(&got, 0), vec![2]);
+}
