@@ -28,6 +28,14 @@ fn user(name: &str, password: &str, role: Role) -> User {
     }
 }
 
+/// A read-write `admin` (password `pw`) and a read-only `reader` (`rpw`).
+fn admin_and_reader() -> Vec<User> {
+    vec![
+        user("admin", "pw", Role::ReadWrite),
+        user("reader", "rpw", Role::ReadOnly),
+    ]
+}
+
 /// Starts a server on a free port over a fresh warehouse in `dir`.
 async fn start(dir: &std::path::Path, users: Vec<User>, limits: QueryLimits) -> SocketAddr {
     let wh = Warehouse::open(dir.join("warehouse").to_str().unwrap(), &HashMap::new()).unwrap();
@@ -146,15 +154,7 @@ fn code(err: impl std::fmt::Debug) -> (tonic::Code, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_prepared_ingest_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = start(
-        dir.path(),
-        vec![
-            user("admin", "pw", Role::ReadWrite),
-            user("reader", "rpw", Role::ReadOnly),
-        ],
-        QueryLimits::default(),
-    )
-    .await;
+    let addr = start(dir.path(), admin_and_reader(), QueryLimits::default()).await;
     let mut c = login(addr, "admin", "pw").await;
 
     // DDL and DML through CommandStatementUpdate.
@@ -676,15 +676,7 @@ async fn table_cache_sees_every_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_tickets_plan_once_then_replan() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = start(
-        dir.path(),
-        vec![
-            user("admin", "pw", Role::ReadWrite),
-            user("reader", "rpw", Role::ReadOnly),
-        ],
-        QueryLimits::default(),
-    )
-    .await;
+    let addr = start(dir.path(), admin_and_reader(), QueryLimits::default()).await;
     let mut a = login(addr, "admin", "pw").await;
     a.execute_update(
         "CREATE TABLE main.t AS SELECT * FROM (VALUES (1), (2)) v(x)".into(),
