@@ -89,12 +89,14 @@ python -m pytest -q tests/python || rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "run.sh: pytest collected no tests" >&2
 fi
-# The AS OF differential with each operator mode forced (auto picks the in-memory
-# probe for these small files; the sort-merge runs when the right side is large).
+# The AS OF differential with each operator mode forced (auto indexes the smaller
+# side in memory for these small files; the sort-merge runs when both are large).
 if [ "$rc" -eq 0 ]; then
     SLUICE_ASOF_MODE=merge python -m pytest -q tests/python/test_asof.py || rc=$?
 fi
-if [ "$rc" -eq 0 ]; then
-    SLUICE_ASOF_MODE=probe python -m pytest -q tests/python/test_asof.py || rc=$?
-fi
+for mode in probe stream; do
+    if [ "$rc" -eq 0 ]; then
+        SLUICE_ASOF_MODE=$mode python -m pytest -q tests/python/test_asof.py || rc=$?
+    fi
+done
 exit "$rc"

@@ -41,6 +41,19 @@ use futures::StreamExt;
 use std::fmt;
 use std::sync::Arc;
 
+/// How the operator finds matches in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Both inputs sorted by key and time (DataFusion's sorts, which spill),
+    /// then merged.
+    Merge,
+    /// The right side indexed in memory, each left row looked up ([`super::probe`]).
+    Probe,
+    /// The left side indexed in memory, the right side streamed past it
+    /// ([`super::stream`]).
+    Stream,
+}
+
 /// The physical AS OF join.
 #[derive(Debug, Clone)]
 pub struct AsOfJoinExec {
@@ -61,8 +74,8 @@ pub struct AsOfJoinExec {
     /// the merge when times are equal instead of sorted (ties are rare, and a
     /// wide sort key slows the sort of every row).
     implicit_tiebreak: bool,
-    /// Index the right side in memory instead of sorting both inputs.
-    probe: bool,
+    /// How matches are found.
+    strategy: Strategy,
     schema: SchemaRef,
     cache: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -82,7 +95,7 @@ impl AsOfJoinExec {
         tolerance: Option<i64>,
         tiebreak: Vec<PhysicalExprRef>,
         implicit_tiebreak: bool,
-        probe: bool,
+        strategy: Strategy,
         schema: SchemaRef,
     ) -> Result<Self> {
         let (ls, rs) = (left.schema(), right.schema());
@@ -138,7 +151,7 @@ impl AsOfJoinExec {
             tolerance,
             tiebreak,
             implicit_tiebreak,
-            probe,
+            strategy,
             schema,
             cache,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -228,10 +241,10 @@ impl DisplayAs for AsOfJoinExec {
         let ties: Vec<String> = self.tiebreak.iter().map(|e| e.to_string()).collect();
         super::node::explain(
             f,
-            if self.probe {
-                "AsOfJoinExec(probe)"
-            } else {
-                "AsOfJoinExec"
+            match self.strategy {
+                Strategy::Merge => "AsOfJoinExec",
+                Strategy::Probe => "AsOfJoinExec(probe)",
+                Strategy::Stream => "AsOfJoinExec(stream)",
             },
             self.kind,
             &on,
@@ -276,7 +289,7 @@ impl ExecutionPlan for AsOfJoinExec {
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        if self.probe {
+        if self.strategy != Strategy::Merge {
             return vec![None, None];
         }
         vec![
@@ -325,7 +338,7 @@ impl ExecutionPlan for AsOfJoinExec {
             self.tolerance,
             self.tiebreak.clone(),
             self.implicit_tiebreak,
-            self.probe,
+            self.strategy,
             Arc::clone(&self.schema),
         )?))
     }
@@ -364,7 +377,7 @@ impl ExecutionPlan for AsOfJoinExec {
         let converter = Arc::new(RowConverter::new(key_fields)?);
         let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
             .register(context.memory_pool());
-        if self.probe {
+        if self.strategy != Strategy::Merge {
             let spec = super::probe::ProbeSpec {
                 left_keys: self.on.iter().map(|(l, _)| Arc::clone(l)).collect(),
                 right_keys: self.on.iter().map(|(_, r)| Arc::clone(r)).collect(),
@@ -379,11 +392,14 @@ impl ExecutionPlan for AsOfJoinExec {
                 right_schema: self.right.schema(),
             };
             let baseline = BaselineMetrics::new(&self.metrics, partition);
-            let stream = super::probe::stream(spec, left, right, reservation, baseline);
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(
-                Arc::clone(&self.schema),
-                stream,
-            )));
+            let schema = Arc::clone(&self.schema);
+            return Ok(if self.strategy == Strategy::Probe {
+                let stream = super::probe::stream(spec, left, right, reservation, baseline);
+                Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+            } else {
+                let stream = super::stream::stream(spec, left, right, reservation, baseline);
+                Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+            });
         }
         let right_schema = self.right.schema();
         let null_right: Vec<ArrayRef> = right_schema

@@ -16,9 +16,10 @@ pub mod node;
 pub mod planner;
 mod probe;
 pub mod pushdown;
+mod stream;
 pub mod syntax;
 
-pub use exec::AsOfJoinExec;
+pub use exec::{AsOfJoinExec, Strategy};
 pub use node::{AsOfJoinNode, AsOfKind, AsOfOp};
 pub use planner::{AsOfExtensionPlanner, AsOfMode, AsOfRelationPlanner, SluiceQueryPlanner};
 pub use pushdown::PushLeftFiltersThroughAsOf;

@@ -3,7 +3,7 @@
 //! [`AsOfJoinNode`] → [`AsOfJoinExec`] (an extension planner, installed next to
 //! Delta's in [`SluiceQueryPlanner`]).
 
-use super::exec::{is_time_type, AsOfJoinExec};
+use super::exec::{is_time_type, AsOfJoinExec, Strategy};
 use super::node::{AsOfJoinNode, AsOfOp};
 use super::syntax::{self, AsOfSpec};
 use async_trait::async_trait;
@@ -431,60 +431,77 @@ pub fn tolerance_value(e: &Expr, time_type: &DataType) -> Result<i64> {
 /// How the operator finds matches (a session config extension; default `Auto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AsOfMode {
-    /// Probe when the right side's estimated size is under a quarter of the
-    /// memory limit per partition, else sort-merge.
+    /// From the inputs' estimated sizes: index the smaller side in memory when
+    /// it is well within the memory limit (left: stream mode, right: probe
+    /// mode), else sort-merge.
     #[default]
     Auto,
     /// Always sort both inputs and merge (spills through the sorts).
     Merge,
     /// Always index the right side in memory.
     Probe,
+    /// Always index the left side in memory and stream the right side.
+    Stream,
 }
 
 impl AsOfMode {
-    /// `auto`, `merge` or `probe` (`SLUICE_ASOF_MODE`).
+    /// `auto`, `merge`, `probe` or `stream` (`SLUICE_ASOF_MODE`).
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" | "" => Some(AsOfMode::Auto),
             "merge" => Some(AsOfMode::Merge),
             "probe" => Some(AsOfMode::Probe),
+            "stream" => Some(AsOfMode::Stream),
             _ => None,
         }
     }
 }
 
-/// Whether the right input is small enough to index in memory.
-fn choose_probe(mode: AsOfMode, right: &Arc<dyn ExecutionPlan>, session: &dyn Session) -> bool {
+/// An input's estimated size in memory (bytes), if its statistics give one.
+fn estimated_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     use datafusion::common::stats::Precision;
+    let ctx = datafusion::physical_plan::StatisticsContext::new();
+    let args = datafusion::physical_plan::StatisticsArgs::new();
+    let stats = ctx.compute(plan.as_ref(), &args).ok()?;
+    let bytes = match (stats.total_byte_size, stats.num_rows) {
+        (Precision::Exact(b) | Precision::Inexact(b), _) if b > 0 => b,
+        (_, Precision::Exact(n) | Precision::Inexact(n)) => {
+            n.saturating_mul(plan.schema().fields().len().max(1) * 16)
+        }
+        _ => return None,
+    };
+    // Decoded Arrow data is larger than Parquet bytes: be generous.
+    Some(bytes.saturating_mul(3))
+}
+
+/// Which strategy runs: in auto mode, index the smaller input when it fits in
+/// a quarter of the memory limit, else sort-merge (which spills).
+fn choose_strategy(
+    mode: AsOfMode,
+    left: &Arc<dyn ExecutionPlan>,
+    right: &Arc<dyn ExecutionPlan>,
+    session: &dyn Session,
+) -> Strategy {
     use datafusion::execution::memory_pool::MemoryLimit;
     match mode {
-        AsOfMode::Merge => return false,
-        AsOfMode::Probe => return true,
+        AsOfMode::Merge => return Strategy::Merge,
+        AsOfMode::Probe => return Strategy::Probe,
+        AsOfMode::Stream => return Strategy::Stream,
         AsOfMode::Auto => {}
     }
     let limit = match session.runtime_env().memory_pool.memory_limit() {
         MemoryLimit::Finite(n) => n,
-        _ => return false,
+        _ => return Strategy::Merge,
     };
-    let ctx = datafusion::physical_plan::StatisticsContext::new();
-    let args = datafusion::physical_plan::StatisticsArgs::new();
-    let Ok(stats) = ctx.compute(right.as_ref(), &args) else {
-        return false;
-    };
-    tracing::debug!(
-        "AS OF right side: {:?} rows, {:?} bytes, memory limit {limit}",
-        stats.num_rows,
-        stats.total_byte_size
-    );
-    let bytes = match (stats.total_byte_size, stats.num_rows) {
-        (Precision::Exact(b) | Precision::Inexact(b), _) if b > 0 => b,
-        (_, Precision::Exact(n) | Precision::Inexact(n)) => {
-            n.saturating_mul(right.schema().fields().len().max(1) * 16)
-        }
-        _ => return false,
-    };
-    // Decoded Arrow data is larger than Parquet bytes: be generous.
-    bytes.saturating_mul(3) < limit / 4
+    let (l, r) = (estimated_bytes(left), estimated_bytes(right));
+    tracing::debug!("AS OF inputs: left ~{l:?} bytes, right ~{r:?} bytes, memory limit {limit}");
+    let fits = |b: Option<usize>| b.is_some_and(|b| b < limit / 4);
+    match (fits(l), fits(r)) {
+        (true, true) if l <= r => Strategy::Stream,
+        (_, true) => Strategy::Probe,
+        (true, false) => Strategy::Stream,
+        (false, false) => Strategy::Merge,
+    }
 }
 
 /// Turns [`AsOfJoinNode`] into [`AsOfJoinExec`].
@@ -530,7 +547,7 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             .get_extension::<AsOfMode>()
             .map(|m| *m)
             .unwrap_or_default();
-        let probe = choose_probe(mode, &physical_inputs[1], session);
+        let strategy = choose_strategy(mode, &physical_inputs[0], &physical_inputs[1], session);
         let exec = AsOfJoinExec::try_new(
             Arc::clone(&physical_inputs[0]),
             Arc::clone(&physical_inputs[1]),
@@ -542,7 +559,7 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             tolerance,
             tiebreak,
             n.implicit_tiebreak,
-            probe,
+            strategy,
             Arc::new(n.schema.as_arrow().clone()),
         )?;
         Ok(Some(Arc::new(exec)))

@@ -73,7 +73,7 @@ fn eval(exprs: &[PhysicalExprRef], b: &RecordBatch) -> Result<Vec<ArrayRef>> {
 
 /// How a right output column is produced.
 #[derive(Clone, Debug, PartialEq)]
-enum Rebuild {
+pub(super) enum Rebuild {
     /// From the right rows kept in memory.
     Held,
     /// Equal to left key `i` on every matched row (an equi-join key of the
@@ -86,7 +86,7 @@ enum Rebuild {
 /// Which right columns can be rebuilt instead of kept: plain columns that are
 /// join keys of the same type as their left key, or the match time when it
 /// is an Int64 or timestamp column (whose i64 form is its value).
-fn plan_rebuild(spec: &ProbeSpec) -> Vec<Rebuild> {
+pub(super) fn plan_rebuild(spec: &ProbeSpec) -> Vec<Rebuild> {
     use datafusion::arrow::datatypes::{DataType, Schema};
     use datafusion::physical_expr::expressions::Column;
     let n_right = spec.right_schema.fields().len();

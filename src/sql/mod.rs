@@ -51,7 +51,7 @@ pub struct EngineOptions {
     /// Memory a query may use before operators spill to disk (bytes). `None`:
     /// `SLUICE_MEMORY_LIMIT` (e.g. `4GiB`) if set, else 75% of physical memory.
     pub memory_limit: Option<usize>,
-    /// How AS OF joins run. `None`: `SLUICE_ASOF_MODE` (auto, merge, probe) if
+    /// How AS OF joins run. `None`: `SLUICE_ASOF_MODE` (auto, merge, probe, stream) if
     /// set, else auto.
     pub asof_mode: Option<crate::asof::AsOfMode>,
 }
@@ -139,7 +139,7 @@ impl Engine {
             (None, Ok(v)) => crate::asof::AsOfMode::parse(&v).ok_or_else(|| {
                 Error::config(
                     "SLUICE_ASOF_MODE",
-                    format!("`{v}`: use auto, merge or probe"),
+                    format!("`{v}`: use auto, merge, probe or stream"),
                 )
             })?,
             (None, Err(_)) => crate::asof::AsOfMode::Auto,

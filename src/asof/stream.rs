@@ -1,0 +1,679 @@
+//! Stream mode of the AS OF join: when the left side of a partition is the
+//! smaller one (a training set's labels against the feature history), index
+//! the left rows by key with their times sorted, then read the right side once
+//! as a stream. Memory is the left side plus, per left row, at most one right
+//! row that is still a candidate: right rows nobody can match are never kept.
+//!
+//! Each right row has one *target*: for `>=` the first left entry of its key
+//! (times ascending) with a time at or after the right time (`>`: strictly
+//! after); for `<=` / `<` the last entry at or before it (strictly before).
+//! Per target only the best right row is kept (latest time for `>=` / `>`,
+//! earliest for `<=` / `<`, then the highest tie-break values). Right rows
+//! with the same target have times between the neighbouring entries' times,
+//! so once the stream ends a left entry's match is the best at its own target
+//! or the nearest target before it (after it, for `<=` / `<`): one pass per
+//! key. Every right row costs one hash lookup and one binary search, whatever
+//! the order of either input. Rows that stop being a target's best are
+//! dropped by compacting the kept rows when they outnumber the live ones.
+
+use super::node::{AsOfKind, AsOfOp};
+use super::probe::{plan_rebuild, ProbeSpec, Rebuild};
+use datafusion::arrow::array::{
+    make_comparator, new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch,
+    UInt32Array,
+};
+use datafusion::arrow::compute::{cast, interleave, take, SortOptions};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::row::Rows;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryReservation;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExprRef;
+use datafusion::physical_plan::metrics::BaselineMetrics;
+use futures::StreamExt;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// No key, no entry, no right row.
+const NONE: u32 = u32::MAX;
+/// Marks a reference to a row of the right batch being processed (not yet kept).
+const PENDING: u32 = 1 << 31;
+
+fn eval(exprs: &[PhysicalExprRef], b: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    exprs
+        .iter()
+        .map(|e| e.evaluate(b)?.into_array(b.num_rows()))
+        .collect()
+}
+
+/// One batch's key values as the index looks them up.
+enum BatchKeys {
+    /// A single integer key column, as Int64 (order-preserving for UInt64).
+    Int(ArrayRef),
+    /// Anything else in the row format; `None` without keys (one group).
+    Rows(Option<Rows>),
+}
+
+impl BatchKeys {
+    fn new(spec: &ProbeSpec, kcols: &[ArrayRef], int: bool) -> Result<Self> {
+        Ok(if int {
+            BatchKeys::Int(super::exec::times_as_i64(&kcols[0])?)
+        } else if kcols.is_empty() {
+            BatchKeys::Rows(None)
+        } else {
+            BatchKeys::Rows(Some(spec.converter.convert_columns(kcols)?))
+        })
+    }
+}
+
+/// Whether the keys are one integer column (looked up by value, not as bytes).
+fn int_key(spec: &ProbeSpec, b: &RecordBatch) -> Result<bool> {
+    use datafusion::arrow::datatypes::DataType;
+    if spec.left_keys.len() != 1 {
+        return Ok(false);
+    }
+    Ok(matches!(
+        spec.left_keys[0].data_type(&b.schema())?,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    ))
+}
+
+/// Key -> value (a key number while the index is built, then the key's run of
+/// entries packed as `first << 32 | len`).
+enum KeyMap {
+    Int(HashMap<i64, u64, ahash::RandomState>),
+    Rows(HashMap<Box<[u8]>, u64, ahash::RandomState>),
+}
+
+impl KeyMap {
+    fn get(&self, keys: &BatchKeys, r: usize) -> Option<u64> {
+        match (self, keys) {
+            (KeyMap::Int(m), BatchKeys::Int(a)) => {
+                m.get(&a.as_primitive::<Int64Type>().value(r)).copied()
+            }
+            (KeyMap::Rows(m), BatchKeys::Rows(rows)) => {
+                let key: &[u8] = rows.as_ref().map_or(&[], |rows| rows.row(r).data());
+                m.get(key).copied()
+            }
+            _ => None,
+        }
+    }
+
+    /// The key's value, inserting `fresh` when the key is new.
+    fn get_or_insert(&mut self, keys: &BatchKeys, r: usize, fresh: u64) -> u64 {
+        match (self, keys) {
+            (KeyMap::Int(m), BatchKeys::Int(a)) => *m
+                .entry(a.as_primitive::<Int64Type>().value(r))
+                .or_insert(fresh),
+            (KeyMap::Rows(m), BatchKeys::Rows(rows)) => {
+                let key: &[u8] = rows.as_ref().map_or(&[], |rows| rows.row(r).data());
+                match m.get(key) {
+                    Some(&v) => v,
+                    None => {
+                        m.insert(key.into(), fresh);
+                        fresh
+                    }
+                }
+            }
+            _ => fresh,
+        }
+    }
+
+    fn values_mut(&mut self) -> Box<dyn Iterator<Item = &mut u64> + '_> {
+        match self {
+            KeyMap::Int(m) => Box::new(m.values_mut()),
+            KeyMap::Rows(m) => Box::new(m.values_mut()),
+        }
+    }
+}
+
+/// One left row with a key and a time, and the best right row seen so far
+/// with this entry as its target.
+#[derive(Clone, Copy)]
+struct Entry {
+    time: i64,
+    best_time: i64,
+    /// A kept-row id, `PENDING | row` while its batch is processed, or `NONE`.
+    best: u32,
+}
+
+/// The left side of one partition, indexed by key.
+struct LeftIndex {
+    /// The left batches, in input order (emitted in that order).
+    batches: VecDeque<RecordBatch>,
+    /// Whether the keys are one integer column.
+    int: bool,
+    keys: KeyMap,
+    /// Per key, one run of entries sorted by time.
+    entries: Vec<Entry>,
+    /// Per left row (input order): its entry, or `NONE` (a NULL key or time).
+    entry_of: Vec<u32>,
+}
+
+impl LeftIndex {
+    /// Runs of entries, as (first, len).
+    fn runs(&self) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = match &self.keys {
+            KeyMap::Int(m) => m.values().map(|&v| unpack(v)).collect(),
+            KeyMap::Rows(m) => m.values().map(|&v| unpack(v)).collect(),
+        };
+        out.sort_unstable();
+        out
+    }
+}
+
+fn unpack(v: u64) -> (usize, usize) {
+    ((v >> 32) as usize, (v & 0xffff_ffff) as usize)
+}
+
+async fn index_left(
+    spec: &ProbeSpec,
+    mut left: SendableRecordBatchStream,
+    reservation: &MemoryReservation,
+) -> Result<LeftIndex> {
+    let mut batches = VecDeque::new();
+    let mut keys: Option<KeyMap> = None;
+    let mut int = false;
+    let mut counts: Vec<u32> = Vec::new();
+    let mut row_key: Vec<u32> = Vec::new();
+    let mut row_time: Vec<i64> = Vec::new();
+    while let Some(b) = left.next().await.transpose()? {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        // The batch, and 32 bytes per row for the index built from it.
+        reservation.try_grow(b.get_array_memory_size() + 32 * b.num_rows())?;
+        if row_key.len() + b.num_rows() >= (PENDING - 1) as usize {
+            return Err(DataFusionError::ResourcesExhausted(
+                "AS OF join (stream mode): more than 2 billion left rows in one partition; \
+                 use SLUICE_ASOF_MODE=merge"
+                    .into(),
+            ));
+        }
+        let kcols = eval(&spec.left_keys, &b)?;
+        let map = match &mut keys {
+            Some(m) => m,
+            None => {
+                int = int_key(spec, &b)?;
+                keys.insert(if int {
+                    KeyMap::Int(HashMap::with_hasher(ahash::RandomState::new()))
+                } else {
+                    KeyMap::Rows(HashMap::with_hasher(ahash::RandomState::new()))
+                })
+            }
+        };
+        let bkeys = BatchKeys::new(spec, &kcols, int)?;
+        let times = super::exec::times_as_i64(
+            &spec.match_left.evaluate(&b)?.into_array(b.num_rows())?,
+        )?;
+        let t = times.as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
+                row_key.push(NONE);
+                row_time.push(0);
+                continue;
+            }
+            let k = map.get_or_insert(&bkeys, r, counts.len() as u64) as u32;
+            if k as usize == counts.len() {
+                counts.push(0);
+            }
+            counts[k as usize] += 1;
+            row_key.push(k);
+            row_time.push(t.value(r));
+        }
+        batches.push_back(b);
+    }
+    // Entries grouped by key (counting sort), then sorted by time within a key.
+    let mut runs = Vec::with_capacity(counts.len());
+    let mut next = Vec::with_capacity(counts.len());
+    let mut at = 0u32;
+    for &c in &counts {
+        runs.push((at, c));
+        next.push(at);
+        at += c;
+    }
+    let entries = at as usize;
+    let mut order: Vec<(i64, u32)> = vec![(0, 0); entries];
+    for (row, (&k, &t)) in row_key.iter().zip(&row_time).enumerate() {
+        if k != NONE {
+            let pos = next[k as usize] as usize;
+            next[k as usize] += 1;
+            order[pos] = (t, row as u32);
+        }
+    }
+    drop((next, row_key, row_time));
+    for &(s, n) in &runs {
+        order[s as usize..(s + n) as usize].sort_unstable();
+    }
+    let mut keys = keys.unwrap_or(KeyMap::Rows(HashMap::default()));
+    for v in keys.values_mut() {
+        let (s, n) = runs[*v as usize];
+        *v = u64::from(s) << 32 | u64::from(n);
+    }
+    let mut entry_of = vec![NONE; batches.iter().map(|b| b.num_rows()).sum()];
+    let mut list = Vec::with_capacity(entries);
+    for (e, &(time, row)) in order.iter().enumerate() {
+        entry_of[row as usize] = e as u32;
+        list.push(Entry {
+            time,
+            best_time: 0,
+            best: NONE,
+        });
+    }
+    Ok(LeftIndex {
+        batches,
+        int,
+        keys,
+        entries: list,
+        entry_of,
+    })
+}
+
+/// Right rows kept because they are (or were) a target's best: the right
+/// columns the output takes from them, then the tie-break values that are not
+/// plain right columns.
+struct Kept {
+    chunks: Vec<Vec<ArrayRef>>,
+    starts: Vec<u32>,
+    rows: u32,
+    /// Compact when `rows` reaches this.
+    compact_at: u32,
+    bytes: usize,
+}
+
+impl Kept {
+    fn locate(&self, id: u32) -> (usize, usize) {
+        let c = self.starts.partition_point(|&s| s <= id) - 1;
+        (c, (id - self.starts[c]) as usize)
+    }
+
+    fn push(&mut self, columns: Vec<ArrayRef>, rows: u32) {
+        self.bytes += columns
+            .iter()
+            .map(|c| c.get_array_memory_size())
+            .sum::<usize>();
+        self.starts.push(self.rows);
+        self.chunks.push(columns);
+        self.rows += rows;
+    }
+
+    /// Keeps only the rows the entries point to (in one chunk) and renumbers them.
+    fn compact(&mut self, entries: &mut [Entry]) -> Result<()> {
+        let mut new_id = vec![NONE; self.rows as usize];
+        let mut gathered: Vec<(usize, usize)> = Vec::new();
+        for r in entries.iter_mut().map(|e| &mut e.best).filter(|r| **r != NONE) {
+            let slot = &mut new_id[*r as usize];
+            if *slot == NONE {
+                *slot = gathered.len() as u32;
+                gathered.push(self.locate(*r));
+            }
+            *r = *slot;
+        }
+        let width = self.chunks.first().map_or(0, |c| c.len());
+        let mut columns = Vec::with_capacity(width);
+        for c in 0..width {
+            let sources: Vec<&dyn Array> = self.chunks.iter().map(|ch| ch[c].as_ref()).collect();
+            columns.push(interleave(&sources, &gathered)?);
+        }
+        let live = gathered.len() as u32;
+        self.chunks.clear();
+        self.starts.clear();
+        self.rows = 0;
+        self.bytes = 0;
+        if width > 0 && live > 0 {
+            self.push(columns, live);
+        }
+        self.compact_at = live.saturating_mul(2).saturating_add(1 << 16);
+        Ok(())
+    }
+}
+
+/// Where a tie-break value is read from in the kept rows.
+#[derive(Clone, Copy)]
+enum TieAt {
+    /// A kept right column (at this position among the kept columns).
+    Kept(usize),
+    /// An extra evaluated column (at this position among the kept columns).
+    Extra(usize),
+}
+
+struct Right {
+    /// Right column numbers kept (the `Rebuild::Held` ones).
+    held: Vec<usize>,
+    ties: Vec<TieAt>,
+    /// Tie-break expressions that are not plain kept columns.
+    extra: Vec<PhysicalExprRef>,
+}
+
+fn plan_right(spec: &ProbeSpec, rebuild: &[Rebuild]) -> Right {
+    let held: Vec<usize> = (0..rebuild.len())
+        .filter(|&c| rebuild[c] == Rebuild::Held)
+        .collect();
+    let mut extra = Vec::new();
+    let ties = spec
+        .tiebreak
+        .iter()
+        .map(|e| {
+            let col = e
+                .downcast_ref::<Column>()
+                .and_then(|c| held.iter().position(|&h| h == c.index()));
+            match col {
+                Some(p) => TieAt::Kept(p),
+                None => {
+                    extra.push(Arc::clone(e));
+                    TieAt::Extra(held.len() + extra.len() - 1)
+                }
+            }
+        })
+        .collect();
+    Right { held, ties, extra }
+}
+
+/// Whether the row `a` has higher tie-break values than the row `b`, each
+/// given as (columns, row).
+fn beats(ties: &[TieAt], a: (&[ArrayRef], usize), b: (&[ArrayRef], usize)) -> Result<bool> {
+    let opts = SortOptions {
+        descending: false,
+        nulls_first: true,
+    };
+    for t in ties {
+        let (TieAt::Kept(i) | TieAt::Extra(i)) = *t;
+        let cmp = make_comparator(a.0[i].as_ref(), b.0[i].as_ref(), opts)?;
+        match cmp(a.1, b.1) {
+            std::cmp::Ordering::Equal => continue,
+            o => return Ok(o == std::cmp::Ordering::Greater),
+        }
+    }
+    Ok(false)
+}
+
+/// Reads the right side and records each target's best right row.
+async fn stream_right(
+    spec: &ProbeSpec,
+    plan: &Right,
+    idx: &mut LeftIndex,
+    mut right: SendableRecordBatchStream,
+    reservation: &MemoryReservation,
+) -> Result<Kept> {
+    let mut kept = Kept {
+        chunks: Vec::new(),
+        starts: Vec::new(),
+        rows: 0,
+        compact_at: (idx.entries.len() as u32)
+            .saturating_mul(2)
+            .saturating_add(1 << 16),
+        bytes: 0,
+    };
+    let base = reservation.size();
+    let later = matches!(spec.op, AsOfOp::GtEq | AsOfOp::Gt);
+    // Entries given a pending reference by the current batch.
+    let mut touched: Vec<u32> = Vec::new();
+    while let Some(b) = right.next().await.transpose()? {
+        let n = b.num_rows();
+        if n == 0 || idx.entries.is_empty() {
+            continue;
+        }
+        let kcols = eval(&spec.right_keys, &b)?;
+        let bkeys = BatchKeys::new(spec, &kcols, idx.int)?;
+        let times = super::exec::times_as_i64(&spec.match_right.evaluate(&b)?.into_array(n)?)?;
+        let t = times.as_primitive::<Int64Type>();
+        // This batch's kept columns (as the kept rows will hold them).
+        let mut columns: Vec<ArrayRef> = plan.held.iter().map(|&c| Arc::clone(b.column(c))).collect();
+        columns.extend(eval(&plan.extra, &b)?);
+        touched.clear();
+        for r in 0..n {
+            if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
+                continue;
+            }
+            let Some(v) = idx.keys.get(&bkeys, r) else {
+                continue;
+            };
+            let (s, len) = unpack(v);
+            let run = &idx.entries[s..s + len];
+            let rt = t.value(r);
+            let target = match spec.op {
+                AsOfOp::GtEq => run.partition_point(|x| x.time < rt),
+                AsOfOp::Gt => run.partition_point(|x| x.time <= rt),
+                AsOfOp::LtEq => match run.partition_point(|x| x.time <= rt).checked_sub(1) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                AsOfOp::Lt => match run.partition_point(|x| x.time < rt).checked_sub(1) {
+                    Some(p) => p,
+                    None => continue,
+                },
+            };
+            if target >= run.len() {
+                continue;
+            }
+            let e = s + target;
+            let cur = idx.entries[e].best;
+            let wins = if cur == NONE {
+                true
+            } else {
+                let ct = idx.entries[e].best_time;
+                if ct != rt {
+                    (rt > ct) == later
+                } else if plan.ties.is_empty() {
+                    false
+                } else if cur & PENDING != 0 {
+                    beats(&plan.ties, (&columns, r), (&columns, (cur & !PENDING) as usize))?
+                } else {
+                    let (c, row) = kept.locate(cur);
+                    beats(&plan.ties, (&columns, r), (&kept.chunks[c], row))?
+                }
+            };
+            if wins {
+                if cur & PENDING == 0 || cur == NONE {
+                    touched.push(e as u32);
+                }
+                idx.entries[e].best = PENDING | r as u32;
+                idx.entries[e].best_time = rt;
+            }
+        }
+        if touched.is_empty() {
+            continue;
+        }
+        // Keep the rows still referenced, renumbered after the kept ones.
+        let mut id_of = vec![NONE; n];
+        let mut take_rows: Vec<u32> = Vec::new();
+        for &e in &touched {
+            let r = idx.entries[e as usize].best;
+            if r != NONE && r & PENDING != 0 {
+                let row = (r & !PENDING) as usize;
+                if id_of[row] == NONE {
+                    id_of[row] = kept.rows + take_rows.len() as u32;
+                    take_rows.push(row as u32);
+                }
+                idx.entries[e as usize].best = id_of[row];
+            }
+        }
+        let at = UInt32Array::from(take_rows);
+        let chunk = columns
+            .iter()
+            .map(|c| take(c.as_ref(), &at, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        kept.push(chunk, at.len() as u32);
+        if kept.rows >= kept.compact_at {
+            kept.compact(&mut idx.entries)?;
+        }
+        if kept.rows >= PENDING / 2 {
+            return Err(DataFusionError::ResourcesExhausted(
+                "AS OF join (stream mode): too many right rows kept; use SLUICE_ASOF_MODE=merge"
+                    .into(),
+            ));
+        }
+        // The kept rows are bounded by the left side (compacted above).
+        reservation.resize(base + kept.bytes);
+    }
+    // Each entry's match: the best at its target or the nearest target before
+    // it (after it for `<=` / `<`); those have times between, so the nearest wins.
+    for (s, n) in idx.runs() {
+        let run = &mut idx.entries[s..s + n];
+        let mut carry = (NONE, 0i64);
+        let mut fill = |e: &mut Entry| {
+            if e.best == NONE {
+                (e.best, e.best_time) = carry;
+            } else {
+                carry = (e.best, e.best_time);
+            }
+        };
+        if later {
+            run.iter_mut().for_each(&mut fill);
+        } else {
+            run.iter_mut().rev().for_each(&mut fill);
+        }
+    }
+    kept.compact(&mut idx.entries)?;
+    reservation.resize(base + kept.bytes);
+    Ok(kept)
+}
+
+/// The output batch for the next left batch.
+fn emit(
+    spec: &ProbeSpec,
+    rebuild: &[Rebuild],
+    idx: &LeftIndex,
+    kept: &Kept,
+    batch: &RecordBatch,
+    first_row: usize,
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut out_left: Vec<u32> = Vec::with_capacity(n);
+    let mut right_rows: Vec<Option<u32>> = Vec::with_capacity(n);
+    let mut out_time: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut out_key: Vec<Option<u32>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = idx.entry_of[first_row + i];
+        let found = (e != NONE)
+            .then(|| idx.entries[e as usize])
+            .map(|x| (x.best, x.best_time, x.time))
+            .filter(|&(r, rt, lt)| {
+                r != NONE
+                    && spec.tolerance.is_none_or(|tol| {
+                        (i128::from(lt) - i128::from(rt)).abs() <= i128::from(tol)
+                    })
+            });
+        match found {
+            Some((r, rt, _)) => {
+                out_left.push(i as u32);
+                right_rows.push(Some(r));
+                out_time.push(Some(rt));
+                out_key.push(Some(i as u32));
+            }
+            None if spec.kind == AsOfKind::Left => {
+                out_left.push(i as u32);
+                right_rows.push(None);
+                out_time.push(None);
+                out_key.push(None);
+            }
+            None => {}
+        }
+    }
+    let rows = out_left.len();
+    let mut columns: Vec<ArrayRef> = if rows == n {
+        batch.columns().to_vec()
+    } else {
+        let at = UInt32Array::from(out_left);
+        batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &at, None))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let right_at = UInt32Array::from(right_rows);
+    let left_keys = if rebuild.iter().any(|r| matches!(r, Rebuild::LeftKey(_))) {
+        eval(&spec.left_keys, batch)?
+    } else {
+        Vec::new()
+    };
+    let mut held = 0usize;
+    for (c, f) in spec.right_schema.fields().iter().enumerate() {
+        match &rebuild[c] {
+            Rebuild::Held => {
+                // After the final compaction every kept row is in one chunk.
+                columns.push(match kept.chunks.first() {
+                    Some(chunk) => take(chunk[held].as_ref(), &right_at, None)?,
+                    None => new_null_array(f.data_type(), rows),
+                });
+                held += 1;
+            }
+            Rebuild::LeftKey(k) => {
+                let at = UInt32Array::from(out_key.clone());
+                columns.push(take(left_keys[*k].as_ref(), &at, None)?);
+            }
+            Rebuild::Time => {
+                let t = Int64Array::from(out_time.clone());
+                columns.push(cast(&t, f.data_type())?);
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(&spec.schema), columns)?)
+}
+
+/// The stream-mode output of one partition: reads the whole left side, then
+/// the right side, then emits the left rows in their input order.
+pub(super) fn stream(
+    spec: ProbeSpec,
+    left: SendableRecordBatchStream,
+    right: SendableRecordBatchStream,
+    reservation: MemoryReservation,
+    baseline: BaselineMetrics,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    struct State {
+        spec: ProbeSpec,
+        rebuild: Vec<Rebuild>,
+        inputs: Option<(SendableRecordBatchStream, SendableRecordBatchStream)>,
+        joined: Option<(LeftIndex, Kept)>,
+        next_row: usize,
+        reservation: MemoryReservation,
+        baseline: BaselineMetrics,
+    }
+    let rebuild = plan_rebuild(&spec);
+    let state = State {
+        spec,
+        rebuild,
+        inputs: Some((left, right)),
+        joined: None,
+        next_row: 0,
+        reservation,
+        baseline,
+    };
+    futures::stream::try_unfold(state, |mut st| async move {
+        if let Some((left, right)) = st.inputs.take() {
+            let mut idx = index_left(&st.spec, left, &st.reservation).await?;
+            let plan = plan_right(&st.spec, &st.rebuild);
+            let start = std::time::Instant::now();
+            let kept = stream_right(&st.spec, &plan, &mut idx, right, &st.reservation).await?;
+            st.baseline.elapsed_compute().add_elapsed(start);
+            st.joined = Some((idx, kept));
+        }
+        loop {
+            let Some((idx, kept)) = st.joined.as_mut() else {
+                return Ok(None);
+            };
+            let Some(batch) = idx.batches.pop_front() else {
+                st.baseline.done();
+                return Ok(None);
+            };
+            let start = std::time::Instant::now();
+            let out = emit(&st.spec, &st.rebuild, idx, kept, &batch, st.next_row)?;
+            st.next_row += batch.num_rows();
+            st.reservation.shrink(batch.get_array_memory_size().min(st.reservation.size()));
+            st.baseline.elapsed_compute().add_elapsed(start);
+            if out.num_rows() == 0 {
+                continue;
+            }
+            st.baseline.record_output(out.num_rows());
+            return Ok(Some((out, st)));
+        }
+    })
+}
