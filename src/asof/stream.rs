@@ -37,8 +37,6 @@ use std::sync::Arc;
 
 /// No key, no entry, no right row.
 const NONE: u32 = u32::MAX;
-/// Marks a reference to a row of the right batch being processed (not yet kept).
-const PENDING: u32 = 1 << 31;
 
 fn eval(exprs: &[PhysicalExprRef], b: &RecordBatch) -> Result<Vec<ArrayRef>> {
     exprs
@@ -141,7 +139,7 @@ impl KeyMap {
 struct Entry {
     time: i64,
     best_time: i64,
-    /// A kept-row id, `PENDING | row` while its batch is processed, or `NONE`.
+    /// A kept-row id, or `NONE`.
     best: u32,
 }
 
@@ -191,9 +189,9 @@ async fn index_left(
         }
         // The batch, and 32 bytes per row for the index built from it.
         reservation.try_grow(b.get_array_memory_size() + 32 * b.num_rows())?;
-        if row_key.len() + b.num_rows() >= (PENDING - 1) as usize {
+        if row_key.len() + b.num_rows() >= NONE as usize {
             return Err(DataFusionError::ResourcesExhausted(
-                "AS OF join (stream mode): more than 2 billion left rows in one partition; \
+                "AS OF join (stream mode): more than 4 billion left rows in one partition; \
                  use SLUICE_ASOF_MODE=merge"
                     .into(),
             ));
@@ -277,9 +275,10 @@ async fn index_left(
     })
 }
 
-/// Right rows kept because they are (or were) a target's best: the right
-/// columns the output takes from them, then the tie-break values that are not
-/// plain right columns.
+/// Right batches kept because one of their rows is (or was) a target's best,
+/// and the rows compacted out of them: the right columns the output takes,
+/// then the tie-break values that are not plain right columns. Row ids count
+/// through the chunks.
 struct Kept {
     chunks: Vec<Vec<ArrayRef>>,
     starts: Vec<u32>,
@@ -414,8 +413,8 @@ async fn stream_right(
     };
     let base = reservation.size();
     let later = matches!(spec.op, AsOfOp::GtEq | AsOfOp::Gt);
-    // Entries given a pending reference by the current batch.
-    let mut touched: Vec<u32> = Vec::new();
+    // Per row of a batch: its key's run of entries (`len` 0: no match possible).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
     while let Some(b) = right.next().await.transpose()? {
         let n = b.num_rows();
         if n == 0 || idx.entries.is_empty() {
@@ -425,18 +424,41 @@ async fn stream_right(
         let bkeys = BatchKeys::new(spec, &kcols, idx.int)?;
         let times = super::exec::times_as_i64(&spec.match_right.evaluate(&b)?.into_array(n)?)?;
         let t = times.as_primitive::<Int64Type>();
-        // This batch's kept columns (as the kept rows will hold them).
-        let mut columns: Vec<ArrayRef> = plan.held.iter().map(|&c| Arc::clone(b.column(c))).collect();
+        // The batch's rows get ids after the kept ones; it is kept (whole, no
+        // copy) if one of its rows becomes a target's best.
+        let first = kept.rows;
+        if u64::from(first) + n as u64 >= u64::from(NONE) {
+            return Err(DataFusionError::ResourcesExhausted(
+                "AS OF join (stream mode): too many right rows kept; use SLUICE_ASOF_MODE=merge"
+                    .into(),
+            ));
+        }
+        let mut columns: Vec<ArrayRef> =
+            plan.held.iter().map(|&c| Arc::clone(b.column(c))).collect();
         columns.extend(eval(&plan.extra, &b)?);
-        touched.clear();
+        // First the key lookups, touching each run's middle entry: these loads
+        // are independent, so the CPU overlaps their cache misses instead of
+        // waiting for each in the search below.
+        runs.clear();
+        let mut touch = 0i64;
         for r in 0..n {
-            if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
+            let run = if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
+                None
+            } else {
+                idx.keys.get(&bkeys, r).map(unpack)
+            };
+            let (s, len) = run.unwrap_or((0, 0));
+            if len > 0 {
+                touch ^= idx.entries[s + len / 2].time;
+            }
+            runs.push((s, len));
+        }
+        std::hint::black_box(touch);
+        let mut won = false;
+        for (r, &(s, len)) in runs.iter().enumerate() {
+            if len == 0 {
                 continue;
             }
-            let Some(v) = idx.keys.get(&bkeys, r) else {
-                continue;
-            };
-            let (s, len) = unpack(v);
             let run = &idx.entries[s..s + len];
             let rt = t.value(r);
             let target = match spec.op {
@@ -451,7 +473,7 @@ async fn stream_right(
                     None => continue,
                 },
             };
-            if target >= run.len() {
+            if target >= len {
                 continue;
             }
             let e = s + target;
@@ -464,52 +486,25 @@ async fn stream_right(
                     (rt > ct) == later
                 } else if plan.ties.is_empty() {
                     false
-                } else if cur & PENDING != 0 {
-                    beats(&plan.ties, (&columns, r), (&columns, (cur & !PENDING) as usize))?
+                } else if cur >= first {
+                    beats(&plan.ties, (&columns, r), (&columns, (cur - first) as usize))?
                 } else {
                     let (c, row) = kept.locate(cur);
                     beats(&plan.ties, (&columns, r), (&kept.chunks[c], row))?
                 }
             };
             if wins {
-                if cur & PENDING == 0 || cur == NONE {
-                    touched.push(e as u32);
-                }
-                idx.entries[e].best = PENDING | r as u32;
+                idx.entries[e].best = first + r as u32;
                 idx.entries[e].best_time = rt;
+                won = true;
             }
         }
-        if touched.is_empty() {
+        if !won {
             continue;
         }
-        // Keep the rows still referenced, renumbered after the kept ones.
-        let mut id_of = vec![NONE; n];
-        let mut take_rows: Vec<u32> = Vec::new();
-        for &e in &touched {
-            let r = idx.entries[e as usize].best;
-            if r != NONE && r & PENDING != 0 {
-                let row = (r & !PENDING) as usize;
-                if id_of[row] == NONE {
-                    id_of[row] = kept.rows + take_rows.len() as u32;
-                    take_rows.push(row as u32);
-                }
-                idx.entries[e as usize].best = id_of[row];
-            }
-        }
-        let at = UInt32Array::from(take_rows);
-        let chunk = columns
-            .iter()
-            .map(|c| take(c.as_ref(), &at, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        kept.push(chunk, at.len() as u32);
+        kept.push(columns, n as u32);
         if kept.rows >= kept.compact_at {
             kept.compact(&mut idx.entries)?;
-        }
-        if kept.rows >= PENDING / 2 {
-            return Err(DataFusionError::ResourcesExhausted(
-                "AS OF join (stream mode): too many right rows kept; use SLUICE_ASOF_MODE=merge"
-                    .into(),
-            ));
         }
         // The kept rows are bounded by the left side (compacted above).
         reservation.resize(base + kept.bytes);
