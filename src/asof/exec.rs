@@ -20,8 +20,9 @@ use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordB
 use datafusion::arrow::compute::{cast, interleave, take};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{internal_err, plan_err, JoinSide, JoinType, Result};
+use datafusion::common::{internal_err, plan_err, JoinSide, JoinType, Result, Statistics};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::equivalence::join_equivalence_properties;
@@ -32,6 +33,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
@@ -345,6 +347,40 @@ impl ExecutionPlan for AsOfJoinExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition), ChildStats::At(partition)]
+    }
+
+    /// One output row per left row (at most that for an inner join), each as
+    /// wide as a left row plus an average right row: what the next AS OF join
+    /// of a chain needs to choose its strategy.
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut out = Statistics::new_unknown(&self.schema);
+        let [l, r] = input_stats else {
+            return Ok(Arc::new(out));
+        };
+        out.num_rows = match self.kind {
+            AsOfKind::Left => l.num_rows,
+            AsOfKind::Inner => l.num_rows.to_inexact(),
+        };
+        let right_row = match (r.total_byte_size.get_value(), r.num_rows.get_value()) {
+            (Some(&b), Some(&n)) if n > 0 => Some(b / n),
+            _ => None,
+        };
+        if let (Some(&lb), Some(&rows), Some(rr)) = (
+            l.total_byte_size.get_value(),
+            out.num_rows.get_value(),
+            right_row,
+        ) {
+            out.total_byte_size = Precision::Inexact(lb.saturating_add(rows.saturating_mul(rr)));
+        }
+        Ok(Arc::new(out))
     }
 
     fn execute(

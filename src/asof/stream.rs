@@ -19,8 +19,7 @@
 use super::node::{AsOfKind, AsOfOp};
 use super::probe::{plan_rebuild, ProbeSpec, Rebuild};
 use datafusion::arrow::array::{
-    make_comparator, new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch,
-    UInt32Array,
+    make_comparator, new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, interleave, take, SortOptions};
 use datafusion::arrow::datatypes::Int64Type;
@@ -209,9 +208,8 @@ async fn index_left(
             }
         };
         let bkeys = BatchKeys::new(spec, &kcols, int)?;
-        let times = super::exec::times_as_i64(
-            &spec.match_left.evaluate(&b)?.into_array(b.num_rows())?,
-        )?;
+        let times =
+            super::exec::times_as_i64(&spec.match_left.evaluate(&b)?.into_array(b.num_rows())?)?;
         let t = times.as_primitive::<Int64Type>();
         for r in 0..b.num_rows() {
             if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
@@ -308,7 +306,11 @@ impl Kept {
     fn compact(&mut self, entries: &mut [Entry]) -> Result<()> {
         let mut new_id = vec![NONE; self.rows as usize];
         let mut gathered: Vec<(usize, usize)> = Vec::new();
-        for r in entries.iter_mut().map(|e| &mut e.best).filter(|r| **r != NONE) {
+        for r in entries
+            .iter_mut()
+            .map(|e| &mut e.best)
+            .filter(|r| **r != NONE)
+        {
             let slot = &mut new_id[*r as usize];
             if *slot == NONE {
                 *slot = gathered.len() as u32;
@@ -487,7 +489,11 @@ async fn stream_right(
                 } else if plan.ties.is_empty() {
                     false
                 } else if cur >= first {
-                    beats(&plan.ties, (&columns, r), (&columns, (cur - first) as usize))?
+                    beats(
+                        &plan.ties,
+                        (&columns, r),
+                        (&columns, (cur - first) as usize),
+                    )?
                 } else {
                     let (c, row) = kept.locate(cur);
                     beats(&plan.ties, (&columns, r), (&kept.chunks[c], row))?
@@ -662,7 +668,8 @@ pub(super) fn stream(
             let start = std::time::Instant::now();
             let out = emit(&st.spec, &st.rebuild, idx, kept, &batch, st.next_row)?;
             st.next_row += batch.num_rows();
-            st.reservation.shrink(batch.get_array_memory_size().min(st.reservation.size()));
+            st.reservation
+                .shrink(batch.get_array_memory_size().min(st.reservation.size()));
             st.baseline.elapsed_compute().add_elapsed(start);
             if out.num_rows() == 0 {
                 continue;
