@@ -19,10 +19,6 @@ impl Lcg {
     }
 }
 
-async fn engine_with(limit: Option<usize>) -> (tempfile::TempDir, Engine) {
-    engine_mode(limit, None).await
-}
-
 async fn engine_mode(
     limit: Option<usize>,
     mode: Option<sluice::asof::AsOfMode>,
