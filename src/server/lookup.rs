@@ -1,35 +1,62 @@
-//! The serving path of a prepared online lookup,
-//! `SELECT cols FROM online.<view or service> WHERE <entity conditions on ?>`:
-//! each execution binds its parameters into the prepared plan and asks the
-//! online table for the keys directly, without optimizing and physically
-//! planning a query (about a millisecond per lookup, many times the lookup
-//! itself). The online table reads its view's current state on every call,
-//! so the answer is the one planning would give; anything this path does not
-//! recognise, or any error on it, falls back to planning.
+//! The serving path of a prepared lookup, `SELECT cols FROM t WHERE <conditions
+//! on ?>`: each execution binds its parameters into the prepared plan and
+//! answers it without optimizing and physically planning a query (about a
+//! millisecond per lookup, many times the lookup itself).
+//!
+//! - On an online table (`online.<view or service>`), the table is asked for
+//!   the keys directly; it reads its view's current state on every call.
+//! - On a warehouse table, the table is resolved again on every execution (so
+//!   a newer commit, by this server or anyone else, is seen, as planning would
+//!   see it), and when the server's table cache holds it in memory, the bound
+//!   condition is evaluated over its rows with DataFusion's own expressions.
+//!
+//! Anything this path does not recognise, a table not held in memory, or any
+//! error on it falls back to planning, so the answer is always the one planning
+//! would give.
 
 use super::types::client_schema;
 use crate::features::online::table::OnlineTable;
 use crate::sql::Engine;
+use crate::warehouse::InMemoryTable;
+use arrow::array::AsArray;
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableScan};
+use datafusion::physical_expr::create_physical_expr;
+use datafusion::physical_plan::memory::MemoryStream;
 use std::sync::Arc;
 
-pub(super) struct OnlineLookup {
+pub(super) struct PreparedLookup {
     /// The prepared plan, parameters unbound.
     plan: LogicalPlan,
-    provider: Arc<dyn TableProvider>,
-    /// Output columns, as indices into the online table's schema.
+    source: Source,
+    /// Output columns, as indices into the table's schema.
     projection: Vec<usize>,
     /// The answer's schema as clients see it (the prepared dataset schema).
     schema: SchemaRef,
 }
 
-/// The parts of `Projection(columns) -> Filter -> TableScan(online table)`.
-fn parts(plan: &LogicalPlan) -> Option<(Vec<String>, &Expr, &TableScan)> {
+enum Source {
+    /// An online table, asked for the keys.
+    Online(Arc<dyn TableProvider>),
+    /// A warehouse table, resolved on every execution; answered here only
+    /// while the table cache holds it and its schema is the prepared one.
+    Table {
+        name: TableReference,
+        table_schema: SchemaRef,
+    },
+}
+
+/// The parts of `Projection(columns) -> Filter -> TableScan`: the column
+/// names, the condition, the scan and the schema the condition is over.
+fn parts(plan: &LogicalPlan) -> Option<(Vec<String>, &Expr, &TableScan, &DFSchemaRef)> {
     let LogicalPlan::Projection(p) = plan else {
         return None;
     };
@@ -54,25 +81,30 @@ fn parts(plan: &LogicalPlan) -> Option<(Vec<String>, &Expr, &TableScan)> {
     if !scan.filters.is_empty() || scan.fetch.is_some() || scan.projection.is_some() {
         return None;
     }
-    Some((names, &f.predicate, scan))
+    Some((names, &f.predicate, scan, f.input.schema()))
 }
 
-impl OnlineLookup {
+impl PreparedLookup {
     /// The lookup a prepared query's (unbound) plan is, if it is one.
     pub(super) fn detect(plan: &LogicalPlan, schema: &SchemaRef) -> Option<Self> {
-        let (names, _, scan) = parts(plan)?;
+        let (names, _, scan, _) = parts(plan)?;
         let provider = source_as_provider(&scan.source).ok()?;
-        if !provider.is::<OnlineTable>() {
-            return None;
-        }
         let table_schema = provider.schema();
         let projection = names
             .iter()
             .map(|n| table_schema.index_of(n).ok())
             .collect::<Option<Vec<_>>>()?;
-        Some(OnlineLookup {
+        let source = if provider.is::<OnlineTable>() {
+            Source::Online(provider)
+        } else {
+            Source::Table {
+                name: scan.table_name.clone(),
+                table_schema,
+            }
+        };
+        Some(PreparedLookup {
             plan: plan.clone(),
-            provider,
+            source,
             projection,
             schema: schema.clone(),
         })
@@ -95,11 +127,52 @@ impl OnlineLookup {
         bound: &LogicalPlan,
         engine: &Engine,
     ) -> Option<SendableRecordBatchStream> {
-        let (_, predicate, _) = parts(bound)?;
+        let (_, predicate, _, input_schema) = parts(bound)?;
+        match &self.source {
+            Source::Online(provider) => self.online(provider, predicate, engine).await,
+            Source::Table { name, table_schema } => {
+                let provider = engine.context().table_provider(name.clone()).await.ok()?;
+                let table = provider.downcast_ref::<InMemoryTable>()?;
+                if provider.schema() != *table_schema
+                    || input_schema.as_arrow() != table_schema.as_ref()
+                {
+                    return None;
+                }
+                let projected = Arc::new(table_schema.project(&self.projection).ok()?);
+                if client_schema(&projected) != self.schema {
+                    return None;
+                }
+                let condition = create_physical_expr(
+                    predicate,
+                    input_schema,
+                    &ExecutionProps::new(),
+                    &PhysicalPlanningContext::default(),
+                )
+                .ok()?;
+                let mut out = Vec::new();
+                for b in table.batches() {
+                    let mask = condition.evaluate(b).ok()?.into_array(b.num_rows()).ok()?;
+                    let rows = filter_record_batch(b, mask.as_boolean_opt()?).ok()?;
+                    if rows.num_rows() > 0 {
+                        out.push(rows.project(&self.projection).ok()?);
+                    }
+                }
+                let stream = MemoryStream::try_new(out, projected, None).ok()?;
+                Some(Box::pin(stream))
+            }
+        }
+    }
+
+    async fn online(
+        &self,
+        provider: &Arc<dyn TableProvider>,
+        predicate: &Expr,
+        engine: &Engine,
+    ) -> Option<SendableRecordBatchStream> {
         let filters: Vec<Expr> = split_conjunction(predicate).into_iter().cloned().collect();
         let refs: Vec<&Expr> = filters.iter().collect();
         // Every condition must be a key condition the table answers exactly.
-        let pushdown = self.provider.supports_filters_pushdown(&refs).ok()?;
+        let pushdown = provider.supports_filters_pushdown(&refs).ok()?;
         if pushdown
             .iter()
             .any(|p| *p != TableProviderFilterPushDown::Exact)
@@ -107,8 +180,7 @@ impl OnlineLookup {
             return None;
         }
         let state = engine.context().state();
-        let exec = match self
-            .provider
+        let exec = match provider
             .scan(&state, Some(&self.projection), &filters, None)
             .await
         {

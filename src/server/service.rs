@@ -11,7 +11,7 @@
 //! - Every schema announced equals the stream's schema (see [`super::types`]).
 
 use super::auth::{parse_basic, Auth, Principal, Role};
-use super::lookup::OnlineLookup;
+use super::lookup::PreparedLookup;
 use super::metadata;
 use super::session;
 use super::status;
@@ -73,8 +73,8 @@ struct Prepared {
     /// The plan GetFlightInfo made (parameters bound), for the DoGet that
     /// follows: a prepared query is planned once per execution.
     planned: Option<LogicalPlan>,
-    /// An online lookup, answered without planning (see [`OnlineLookup`]).
-    lookup: Option<Arc<OnlineLookup>>,
+    /// A lookup (online or on a cached table), answered without planning (see [`PreparedLookup`]).
+    lookup: Option<Arc<PreparedLookup>>,
 }
 
 /// A finished statement's result, waiting for DoGet.
@@ -427,7 +427,7 @@ struct StreamState {
 /// One info line per query, written when its stream ends or is dropped.
 struct QueryLog {
     user: String,
-    /// `planned`, or `lookup` for an online lookup answered without planning.
+    /// `planned`, or `lookup` for a prepared lookup answered without planning.
     path: &'static str,
     sql: String,
     started: Instant,
@@ -719,7 +719,7 @@ impl FlightSqlService for FlightSqlServer {
             .collect();
         let parameter_schema = Schema::new(fields);
         let lookup = is_query
-            .then(|| OnlineLookup::detect(&plan, &dataset_schema))
+            .then(|| PreparedLookup::detect(&plan, &dataset_schema))
             .flatten()
             .map(Arc::new);
         let handle = uuid::Uuid::new_v4().to_string();
@@ -809,7 +809,7 @@ impl FlightSqlService for FlightSqlServer {
             ));
         }
         let first = params.into_iter().next().unwrap_or_default();
-        // An online lookup binds its parameters into the prepared plan; other
+        // A lookup binds its parameters into the prepared plan; other
         // queries (and a lookup whose parameters do not bind) are planned.
         let bound = lookup
             .as_ref()

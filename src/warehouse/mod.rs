@@ -6,6 +6,7 @@
 mod catalog;
 mod history;
 mod table_cache;
+pub use table_cache::InMemoryTable;
 mod views;
 mod write;
 

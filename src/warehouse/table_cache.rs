@@ -190,14 +190,21 @@ pub(super) async fn load(
         })
         .collect::<DfResult<_>>()?;
     let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
-    let table = MemTable::try_new(schema, vec![batches])?;
-    Ok((InMemoryTable(table), bytes))
+    let table = MemTable::try_new(schema, vec![batches.clone()])?;
+    Ok((InMemoryTable(table, batches), bytes))
 }
 
 /// A cached table: reads only. (A bare `MemTable` would accept INSERT,
 /// UPDATE and DELETE into memory; writes go to the Delta table instead.)
 #[derive(Debug)]
-pub(super) struct InMemoryTable(MemTable);
+pub struct InMemoryTable(MemTable, Vec<RecordBatch>);
+
+impl InMemoryTable {
+    /// The table's rows (as of the Delta version it was loaded at).
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.1
+    }
+}
 
 #[async_trait]
 impl TableProvider for InMemoryTable {

@@ -1000,3 +1000,52 @@ def test_tls(sluice_bin, tmp_path):
             plain.close()
     finally:
         stop_server(srv)
+
+
+def test_prepared_lookups_on_a_cached_table(server):
+    """Prepared `SELECT cols FROM t WHERE <conditions on ?>` on a table the
+    server holds in memory is answered without planning (the query log says
+    `path="lookup"`), and every answer equals the same query planned (an ORDER
+    BY takes a query off the lookup path). A statement prepared once sees later
+    commits."""
+    with adbc_connect(server) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE main.lk AS SELECT * FROM (VALUES "
+                        "(1, 'a', 1.5), (2, 'b', NULL), (3, NULL, 3.5), (4, 'b', 4.5)) v(id, name, score)")
+        cases = [
+            ("SELECT name, score FROM main.lk WHERE id = ?", [(1,), (3,), (99,), (None,)]),
+            ("SELECT id, score FROM main.lk WHERE name = ?", [("b",), ("zz",)]),
+            ("SELECT id FROM main.lk WHERE id >= ? AND score < ?", [(2, 4.0), (1, 10.0)]),
+            ("SELECT id, name FROM main.lk WHERE score IS NULL OR id = ?", [(4,)]),
+            ("SELECT name FROM lk WHERE id IN (?, ?)", [(1, 4), (2, 2)]),
+        ]
+        for sql, params in cases:
+            for p in params:
+                literals = sql
+                for v in p:
+                    lit = "NULL" if v is None else (f"'{v}'" if isinstance(v, str) else str(v))
+                    literals = literals.replace("?", lit, 1)
+                planned = f"SELECT * FROM ({literals}) ORDER BY 1"
+                got = sorted(rows(conn, sql, p), key=repr)
+                assert got == sorted(rows(conn, planned), key=repr), (sql, p)
+        # One statement, executed again after commits: it sees each of them.
+        with conn.cursor() as cur:
+            sql = "SELECT name FROM main.lk WHERE id = ?"
+            cur.adbc_prepare(sql)
+            cur.execute(sql, (5,))
+            assert cur.fetchall() == []
+            with conn.cursor() as w:
+                w.execute("INSERT INTO main.lk VALUES (5, 'e', 5.5)")
+            cur.execute(sql, (5,))
+            assert cur.fetchall() == [("e",)]
+            with conn.cursor() as w:
+                w.execute("UPDATE main.lk SET name = 'E' WHERE id = 5")
+            cur.execute(sql, (5,))
+            assert cur.fetchall() == [("E",)]
+        # A string parameter for a number column is cast to the parameter's
+        # type when bound, as planning does.
+        assert rows(conn, "SELECT name FROM main.lk WHERE id = ?", ("4",)) == [("b",)]
+    log = server.stderr_path.read_text().splitlines()
+    for sql in ("FROM main.lk WHERE id = $1", "WHERE id >= $1 AND score < $2",
+                "WHERE name = $1", "WHERE score IS NULL OR id = $1", "FROM lk WHERE id IN ($1, $2)"):
+        assert any('path="lookup"' in line and sql in line for line in log), (sql, log[-20:])
