@@ -187,7 +187,14 @@ async fn index_left(
             continue;
         }
         // The batch, and 32 bytes per row for the index built from it.
-        reservation.try_grow(b.get_array_memory_size() + 32 * b.num_rows())?;
+        reservation
+            .try_grow(b.get_array_memory_size() + 32 * b.num_rows())
+            .map_err(|e| {
+                DataFusionError::ResourcesExhausted(format!(
+                    "AS OF join (stream mode): the left side does not fit in the memory limit \
+                     ({e}); raise SLUICE_MEMORY_LIMIT or use SLUICE_ASOF_MODE=merge, which spills"
+                ))
+            })?;
         if row_key.len() + b.num_rows() >= NONE as usize {
             return Err(DataFusionError::ResourcesExhausted(
                 "AS OF join (stream mode): more than 4 billion left rows in one partition; \

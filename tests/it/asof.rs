@@ -217,3 +217,21 @@ async fn partitioned_in(mode: sluice::asof::AsOfMode) {
         "{plan}"
     );
 }
+
+/// Stream mode forced on a left side over the memory limit: a clear error
+/// naming the fixes, not a crash or a wrong answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_mode_left_side_over_the_limit_is_a_clear_error() {
+    let (_d, e) = engine_mode(Some(4 << 20), Some(sluice::asof::AsOfMode::Stream)).await;
+    let err = e
+        .query(
+            "SELECT count(r.v) FROM (SELECT value % 10 AS k, value AS t FROM range(2000000)) l \
+             ASOF LEFT JOIN (SELECT value % 10 AS k, value AS t, value AS v FROM range(10)) r \
+             ON l.k = r.k AND l.t >= r.t",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("left side does not fit"), "{err}");
+    assert!(err.contains("SLUICE_ASOF_MODE=merge"), "{err}");
+}
