@@ -303,7 +303,14 @@ impl ExecutionPlan for AsOfJoinExec {
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true, false]
+        // Every mode emits the left rows in their input order (the plan's
+        // equivalence properties say so). The sort-merge mode still answers
+        // `false`: DataFusion 55's sort pushdown pushes a parent's ordering
+        // requirement through an order-maintaining node when only part of it
+        // conflicts with the node's own requirement (`pushdown_would_violate_requirements`
+        // checks that *every* column conflicts), so a chain such as `>=` then
+        // `<=` on one key would get its sorts swapped and fail the sanity check.
+        vec![self.strategy != Strategy::Merge, false]
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
