@@ -217,6 +217,20 @@ pub fn is_time_type(t: &DataType) -> bool {
 }
 
 /// Time values as order-preserving i64 (NULLs stay NULL).
+/// The left columns of an output batch: all of `batch` when every row is
+/// kept (`rows` is then `0..n`), else the rows in `rows`.
+pub(super) fn left_columns(batch: &RecordBatch, rows: Vec<u32>) -> Result<Vec<ArrayRef>> {
+    if rows.len() == batch.num_rows() {
+        return Ok(batch.columns().to_vec());
+    }
+    let at = datafusion::arrow::array::UInt32Array::from(rows);
+    Ok(batch
+        .columns()
+        .iter()
+        .map(|c| take(c, &at, None))
+        .collect::<std::result::Result<_, _>>()?)
+}
+
 pub(super) fn times_as_i64(a: &ArrayRef) -> Result<ArrayRef> {
     Ok(match a.data_type() {
         DataType::Int64 => Arc::clone(a),
@@ -876,16 +890,7 @@ impl Merge {
         out_left: &[u32],
         out_right: &[Option<(usize, usize)>],
     ) -> Result<RecordBatch> {
-        let all_left = out_left.len() == left.num_rows();
-        let mut columns: Vec<ArrayRef> = if all_left {
-            left.columns().to_vec()
-        } else {
-            let idx = datafusion::arrow::array::UInt32Array::from(out_left.to_vec());
-            left.columns()
-                .iter()
-                .map(|c| take(c, &idx, None))
-                .collect::<std::result::Result<_, _>>()?
-        };
+        let mut columns = left_columns(left, out_left.to_vec())?;
         let nulls = self.held.len();
         let indices: Vec<(usize, usize)> =
             out_right.iter().map(|r| r.unwrap_or((nulls, 0))).collect();

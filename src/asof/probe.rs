@@ -388,16 +388,7 @@ fn probe(spec: &ProbeSpec, idx: &Index, batch: &RecordBatch) -> Result<RecordBat
             None => {}
         }
     }
-    let mut columns: Vec<ArrayRef> = if out_left.len() == n {
-        batch.columns().to_vec()
-    } else {
-        let take_idx = UInt32Array::from(out_left);
-        batch
-            .columns()
-            .iter()
-            .map(|c| take(c, &take_idx, None))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let mut columns = super::exec::left_columns(batch, out_left)?;
     for (c, f) in spec.right_schema.fields().iter().enumerate() {
         match &idx.rebuild[c] {
             Rebuild::Held => {

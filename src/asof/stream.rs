@@ -587,16 +587,7 @@ fn emit(
         }
     }
     let rows = out_left.len();
-    let mut columns: Vec<ArrayRef> = if rows == n {
-        batch.columns().to_vec()
-    } else {
-        let at = UInt32Array::from(out_left);
-        batch
-            .columns()
-            .iter()
-            .map(|c| take(c, &at, None))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let mut columns = super::exec::left_columns(batch, out_left)?;
     let right_at = UInt32Array::from(right_rows);
     let left_keys = if rebuild.iter().any(|r| matches!(r, Rebuild::LeftKey(_))) {
         eval(&spec.left_keys, batch)?
