@@ -677,3 +677,50 @@ pub(super) fn stream(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(v: &[i64]) -> ArrayRef {
+        Arc::new(Int64Array::from(v.to_vec()))
+    }
+
+    fn entry(best: u32) -> Entry {
+        Entry {
+            time: 0,
+            best_time: 0,
+            best,
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_only_referenced_rows_and_renumbers() {
+        let mut kept = Kept {
+            chunks: Vec::new(),
+            starts: Vec::new(),
+            rows: 0,
+            compact_at: 0,
+            bytes: 0,
+        };
+        kept.push(vec![ints(&[10, 11, 12])], 3);
+        kept.push(vec![ints(&[20, 21])], 2);
+        assert_eq!(kept.locate(3), (1, 0));
+        // Row 4 (21) is referenced twice, row 1 (11) once, the others not at all.
+        let mut entries = vec![entry(4), entry(NONE), entry(1), entry(4)];
+        kept.compact(&mut entries).unwrap();
+        assert_eq!(kept.rows, 2);
+        assert_eq!(kept.chunks.len(), 1);
+        let values = kept.chunks[0][0].as_primitive::<Int64Type>();
+        let got: Vec<Option<i64>> = entries
+            .iter()
+            .map(|e| (e.best != NONE).then(|| values.value(e.best as usize)))
+            .collect();
+        assert_eq!(got, vec![Some(21), None, Some(11), Some(21)]);
+        assert_eq!(kept.compact_at, 2 * 2 + (1 << 16));
+        // Nothing referenced: no rows kept.
+        let mut none = vec![entry(NONE)];
+        kept.compact(&mut none).unwrap();
+        assert_eq!((kept.rows, kept.chunks.len()), (0, 0));
+    }
+}
