@@ -2,7 +2,7 @@
 //! on a blocking thread, sending chunks through a bounded channel (bounded memory).
 
 use super::convert::{type_strings, ColumnPlan};
-use super::csv::CsvTokenizer;
+use super::csv::{count_lines, tokenize_plain_piece, CsvTokenizer, PieceCutter};
 use super::files::SourceFile;
 use super::quarantine::Rejected;
 use crate::error::{Error, Result};
@@ -268,6 +268,9 @@ fn byte_stream(
     Ok(get.into_stream())
 }
 
+/// CSV pieces of about this many bytes are tokenized and typed in parallel.
+const CSV_PIECE_BYTES: usize = 8 << 20;
+
 fn read_csv(
     handle: &tokio::runtime::Handle,
     csv: &CsvOptions,
@@ -276,57 +279,135 @@ fn read_csv(
     tx: &Tx,
 ) -> Result<()> {
     let mut stream = byte_stream(handle, file)?;
-    let mut t = CsvTokenizer::new(csv, BATCH_ROWS, Some(plan.columns.len()));
-    let mut done = Vec::new();
-    let mut pending_bytes = 0u64;
-    let ts_format = csv.timestamp_format.as_deref();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let mut cutter = PieceCutter::new(csv, CSV_PIECE_BYTES);
+    let mut pieces = Vec::new();
+    // Pieces being read, in file order: at most `workers + 1` in flight.
+    let mut running = std::collections::VecDeque::new();
+    let mut line = 1u64;
+    let mut first = true;
+    let shared = Arc::new((csv.clone(), plan.clone()));
     loop {
         let next = handle.block_on(stream.next());
         let eof = next.is_none();
         match next {
             Some(bytes) => {
                 let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
-                pending_bytes += bytes.len() as u64;
-                t.feed(&bytes, &mut done);
+                cutter.push(&bytes, &mut pieces);
             }
-            None => t.feed(&[], &mut done),
+            None => pieces.push(cutter.finish()),
         }
-        for raw in done.drain(..) {
-            let mut rejected = raw.rejected.clone();
-            let (batch, more) = type_strings(
-                &raw.columns,
-                &plan.columns,
-                &plan.schema,
-                ts_format,
-                |i| raw.raw_text(i),
-                &raw.lines,
-            )?;
-            rejected.extend(more);
-            rejected.sort_by_key(|r| r.line);
-            let chunk = Chunk {
-                batch: Some(batch),
-                rejected,
-                bytes: std::mem::take(&mut pending_bytes),
-            };
-            if !send(tx, chunk) {
-                return Ok(());
+        for piece in pieces.drain(..) {
+            let start = line;
+            line += count_lines(&piece);
+            let header = std::mem::take(&mut first);
+            let shared = shared.clone();
+            running.push_back(handle.spawn_blocking(move || {
+                read_csv_piece(&shared.0, &shared.1, piece.into(), start, header)
+            }));
+            while running.len() > workers {
+                if !send_piece(handle, &mut running, tx)? {
+                    return Ok(());
+                }
             }
         }
         if eof {
             break;
         }
     }
-    if pending_bytes > 0 {
-        send(
-            tx,
-            Chunk {
-                batch: None,
-                rejected: Vec::new(),
-                bytes: pending_bytes,
-            },
-        );
+    while !running.is_empty() {
+        if !send_piece(handle, &mut running, tx)? {
+            return Ok(());
+        }
     }
     Ok(())
+}
+
+type PieceTask = tokio::task::JoinHandle<Result<Vec<Chunk>>>;
+
+/// Waits for the oldest piece and sends its chunks; `false` when the consumer
+/// has gone away.
+fn send_piece(
+    handle: &tokio::runtime::Handle,
+    running: &mut std::collections::VecDeque<PieceTask>,
+    tx: &Tx,
+) -> Result<bool> {
+    let Some(task) = running.pop_front() else {
+        return Ok(true);
+    };
+    let chunks = handle
+        .block_on(task)
+        .map_err(|e| Error::Internal(format!("CSV reader task: {e}")))??;
+    for chunk in chunks {
+        if !send(tx, chunk) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Tokenizes and types one piece of a CSV file (whole records, starting on
+/// `line`; the first piece holds the header).
+fn read_csv_piece(
+    csv: &CsvOptions,
+    plan: &FilePlan,
+    piece: bytes::Bytes,
+    line: u64,
+    header: bool,
+) -> Result<Vec<Chunk>> {
+    let plain = if header {
+        None
+    } else {
+        tokenize_plain_piece(csv, &piece, plan.columns.len(), line, BATCH_ROWS)
+    };
+    let done = match plain {
+        Some(done) => done,
+        None => {
+            let mut t = if header {
+                CsvTokenizer::new(csv, BATCH_ROWS, Some(plan.columns.len()))
+            } else {
+                CsvTokenizer::for_piece(csv, BATCH_ROWS, plan.columns.len(), line)
+            };
+            let mut done = Vec::new();
+            if !piece.is_empty() {
+                t.feed(&piece, &mut done);
+            }
+            t.feed(&[], &mut done);
+            done
+        }
+    };
+    let ts_format = csv.timestamp_format.as_deref();
+    let mut bytes = piece.len() as u64;
+    let mut chunks = Vec::with_capacity(done.len().max(1));
+    for raw in done {
+        let mut rejected = raw.rejected.clone();
+        let (batch, more) = type_strings(
+            &raw.columns,
+            &plan.columns,
+            &plan.schema,
+            ts_format,
+            |i| raw.raw_text(i),
+            &raw.lines,
+        )?;
+        rejected.extend(more);
+        rejected.sort_by_key(|r| r.line);
+        chunks.push(Chunk {
+            batch: Some(batch),
+            rejected,
+            bytes: std::mem::take(&mut bytes),
+        });
+    }
+    if bytes > 0 {
+        chunks.push(Chunk {
+            batch: None,
+            rejected: Vec::new(),
+            bytes,
+        });
+    }
+    Ok(chunks)
 }
 
 fn read_ndjson(
