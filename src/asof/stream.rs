@@ -21,6 +21,7 @@ use super::probe::{plan_rebuild, ProbeSpec, Rebuild};
 use datafusion::arrow::array::{
     make_comparator, new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array,
 };
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{cast, interleave, take, SortOptions};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::row::Rows;
@@ -101,6 +102,36 @@ impl KeyMap {
                 m.get(key).copied()
             }
             _ => None,
+        }
+    }
+
+    /// Each row's run of entries (`(0, 0)` for a key not on the left or a row
+    /// that is not `valid`), into `out`.
+    fn runs_of(
+        &self,
+        keys: &BatchKeys,
+        valid: Option<&NullBuffer>,
+        n: usize,
+        out: &mut Vec<(usize, usize)>,
+    ) {
+        out.clear();
+        let ok = |r: usize| valid.is_none_or(|v| v.is_valid(r));
+        match (self, keys) {
+            (KeyMap::Int(m), BatchKeys::Int(a)) => {
+                let values = a.as_primitive::<Int64Type>().values();
+                out.extend(
+                    (0..n).map(|r| match ok(r).then(|| m.get(&values[r])).flatten() {
+                        Some(&v) => unpack(v),
+                        None => (0, 0),
+                    }),
+                );
+            }
+            _ => out.extend((0..n).map(|r| {
+                ok(r)
+                    .then(|| self.get(keys, r))
+                    .flatten()
+                    .map_or((0, 0), unpack)
+            })),
         }
     }
 
@@ -280,6 +311,9 @@ async fn index_left(
     })
 }
 
+/// Right rows whose runs are touched together before their searches.
+const TOUCH_BLOCK: usize = 512;
+
 /// Right batches kept because one of their rows is (or was) a target's best,
 /// and the rows compacted out of them: the right columns the output takes,
 /// then the tie-break values that are not plain right columns. Row ids count
@@ -445,71 +479,82 @@ async fn stream_right(
         let mut columns: Vec<ArrayRef> =
             plan.held.iter().map(|&c| Arc::clone(b.column(c))).collect();
         columns.extend(eval(&plan.extra, &b)?);
-        // First the key lookups, touching each run's middle entry: these loads
-        // are independent, so the CPU overlaps their cache misses instead of
-        // waiting for each in the search below.
-        runs.clear();
-        let mut touch = 0i64;
-        for r in 0..n {
-            let run = if t.is_null(r) || kcols.iter().any(|k| k.is_null(r)) {
-                None
-            } else {
-                idx.keys.get(&bkeys, r).map(unpack)
-            };
-            let (s, len) = run.unwrap_or((0, 0));
-            if len > 0 {
-                touch ^= idx.entries[s + len / 2].time;
-            }
-            runs.push((s, len));
-        }
-        std::hint::black_box(touch);
+        // First every row's run of entries (the key map is small and cached).
+        let valid = kcols.iter().fold(t.nulls().cloned(), |acc, k| {
+            NullBuffer::union(acc.as_ref(), k.nulls())
+        });
+        idx.keys.runs_of(&bkeys, valid.as_ref(), n, &mut runs);
         let mut won = false;
-        for (r, &(s, len)) in runs.iter().enumerate() {
-            if len == 0 {
-                continue;
-            }
-            let run = &idx.entries[s..s + len];
-            let rt = t.value(r);
-            let target = match spec.op {
-                AsOfOp::GtEq => run.partition_point(|x| x.time < rt),
-                AsOfOp::Gt => run.partition_point(|x| x.time <= rt),
-                AsOfOp::LtEq => match run.partition_point(|x| x.time <= rt).checked_sub(1) {
-                    Some(p) => p,
-                    None => continue,
-                },
-                AsOfOp::Lt => match run.partition_point(|x| x.time < rt).checked_sub(1) {
-                    Some(p) => p,
-                    None => continue,
-                },
-            };
-            if target >= len {
-                continue;
-            }
-            let e = s + target;
-            let cur = idx.entries[e].best;
-            let wins = if cur == NONE {
-                true
-            } else {
-                let ct = idx.entries[e].best_time;
-                if ct != rt {
-                    (rt > ct) == later
-                } else if plan.ties.is_empty() {
-                    false
-                } else if cur >= first {
-                    beats(
-                        &plan.ties,
-                        (&columns, r),
-                        (&columns, (cur - first) as usize),
-                    )?
+        // Then, per block of rows, touch the cache lines of their runs in a
+        // tight loop of independent loads, so the CPU overlaps those misses
+        // instead of waiting for each in the binary searches that follow; a
+        // block's lines stay in cache until its searches.
+        for block in (0..n).step_by(TOUCH_BLOCK) {
+            let rows = block..(block + TOUCH_BLOCK).min(n);
+            let mut touch = 0i64;
+            for &(s, len) in &runs[rows.clone()] {
+                let run = &idx.entries[s..s + len];
+                if len <= 16 {
+                    // Entries are 24 bytes: every other one lands in each line.
+                    for e in run.iter().step_by(2) {
+                        touch ^= e.time;
+                    }
+                    if let Some(e) = run.last() {
+                        touch ^= e.time;
+                    }
                 } else {
-                    let (c, row) = kept.locate(cur);
-                    beats(&plan.ties, (&columns, r), (&kept.chunks[c], row))?
+                    touch ^= run[len / 4].time ^ run[len / 2].time ^ run[3 * len / 4].time;
                 }
-            };
-            if wins {
-                idx.entries[e].best = first + r as u32;
-                idx.entries[e].best_time = rt;
-                won = true;
+            }
+            std::hint::black_box(touch);
+            for r in rows {
+                let (s, len) = runs[r];
+                if len == 0 {
+                    continue;
+                }
+                let run = &idx.entries[s..s + len];
+                let rt = t.value(r);
+                let target = match spec.op {
+                    AsOfOp::GtEq => run.partition_point(|x| x.time < rt),
+                    AsOfOp::Gt => run.partition_point(|x| x.time <= rt),
+                    AsOfOp::LtEq => match run.partition_point(|x| x.time <= rt).checked_sub(1) {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                    AsOfOp::Lt => match run.partition_point(|x| x.time < rt).checked_sub(1) {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                };
+                if target >= len {
+                    continue;
+                }
+                let e = s + target;
+                let cur = idx.entries[e].best;
+                let wins = if cur == NONE {
+                    true
+                } else {
+                    let ct = idx.entries[e].best_time;
+                    if ct != rt {
+                        (rt > ct) == later
+                    } else if plan.ties.is_empty() {
+                        false
+                    } else if cur >= first {
+                        beats(
+                            &plan.ties,
+                            (&columns, r),
+                            (&columns, (cur - first) as usize),
+                        )?
+                    } else {
+                        let (c, row) = kept.locate(cur);
+                        beats(&plan.ties, (&columns, r), (&kept.chunks[c], row))?
+                    }
+                };
+                if wins {
+                    idx.entries[e].best = first + r as u32;
+                    idx.entries[e].best_time = rt;
+                    won = true;
+                }
             }
         }
         if !won {
