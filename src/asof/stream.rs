@@ -12,9 +12,10 @@
 //! with the same target have times between the neighbouring entries' times,
 //! so once the stream ends a left entry's match is the best at its own target
 //! or the nearest target before it (after it, for `<=` / `<`): one pass per
-//! key. Every right row costs one hash lookup and one binary search, whatever
-//! the order of either input. Rows that stop being a target's best are
-//! dropped by compacting the kept rows when they outnumber the live ones.
+//! key. Every right row costs one key lookup (a hash probe, or one load for
+//! dense integer keys) and one binary search, whatever the order of either
+//! input. Rows that stop being a target's best are dropped by compacting the
+//! kept rows when they pass the live ones by three times the entries.
 
 use super::node::{AsOfKind, AsOfOp};
 use super::probe::{plan_rebuild, ProbeSpec, Rebuild};
@@ -88,14 +89,44 @@ fn int_key(spec: &ProbeSpec, b: &RecordBatch) -> Result<bool> {
 /// entries packed as `first << 32 | len`).
 enum KeyMap {
     Int(HashMap<i64, u64, ahash::RandomState>),
+    /// A single integer key whose values span a small range (dense ids), once
+    /// the index is built: the runs by `key - min` (0: no entries). One load
+    /// per lookup instead of a hash probe.
+    Dense {
+        min: i64,
+        runs: Vec<u64>,
+    },
     Rows(HashMap<Box<[u8]>, u64, ahash::RandomState>),
 }
 
 impl KeyMap {
+    /// The dense form of a built integer map whose keys span at most four
+    /// slots per key (and at least 4 Ki slots are always allowed), else `None`.
+    fn dense(m: &HashMap<i64, u64, ahash::RandomState>) -> Option<KeyMap> {
+        let (min, max) = m
+            .keys()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+        let span = i128::from(max) - i128::from(min) + 1;
+        if m.is_empty() || span > (4 * m.len()).max(1 << 12) as i128 {
+            return None;
+        }
+        let mut runs = vec![0u64; span as usize];
+        for (&k, &v) in m {
+            runs[k.abs_diff(min) as usize] = v;
+        }
+        Some(KeyMap::Dense { min, runs })
+    }
+
     fn get(&self, keys: &BatchKeys, r: usize) -> Option<u64> {
         match (self, keys) {
             (KeyMap::Int(m), BatchKeys::Int(a)) => {
                 m.get(&a.as_primitive::<Int64Type>().value(r)).copied()
+            }
+            (KeyMap::Dense { min, runs }, BatchKeys::Int(a)) => {
+                let k = a.as_primitive::<Int64Type>().value(r);
+                runs.get(usize::try_from(k.checked_sub(*min)?).ok()?)
+                    .copied()
+                    .filter(|&v| v != 0)
             }
             (KeyMap::Rows(m), BatchKeys::Rows(rows)) => {
                 let key: &[u8] = rows.as_ref().map_or(&[], |rows| rows.row(r).data());
@@ -126,6 +157,17 @@ impl KeyMap {
                     }),
                 );
             }
+            (KeyMap::Dense { min, runs }, BatchKeys::Int(a)) => {
+                let values = a.as_primitive::<Int64Type>().values();
+                // Below `min` wraps to a large offset: out of range like above.
+                out.extend((0..n).map(|r| {
+                    let at = usize::try_from(values[r].wrapping_sub(*min) as u64);
+                    match runs.get(at.unwrap_or(usize::MAX)) {
+                        Some(&v) if ok(r) => unpack(v),
+                        _ => (0, 0),
+                    }
+                }));
+            }
             _ => out.extend((0..n).map(|r| {
                 ok(r)
                     .then(|| self.get(keys, r))
@@ -155,9 +197,23 @@ impl KeyMap {
         }
     }
 
+    /// Every key's run of entries (once the index is built), in no order.
+    fn all_runs(&self) -> Vec<(usize, usize)> {
+        match self {
+            KeyMap::Int(m) => m.values().map(|&v| unpack(v)).collect(),
+            KeyMap::Dense { runs, .. } => runs
+                .iter()
+                .filter(|&&v| v != 0)
+                .map(|&v| unpack(v))
+                .collect(),
+            KeyMap::Rows(m) => m.values().map(|&v| unpack(v)).collect(),
+        }
+    }
+
     fn values_mut(&mut self) -> Box<dyn Iterator<Item = &mut u64> + '_> {
         match self {
             KeyMap::Int(m) => Box::new(m.values_mut()),
+            KeyMap::Dense { runs, .. } => Box::new(runs.iter_mut().filter(|v| **v != 0)),
             KeyMap::Rows(m) => Box::new(m.values_mut()),
         }
     }
@@ -187,12 +243,9 @@ struct LeftIndex {
 }
 
 impl LeftIndex {
-    /// Runs of entries, as (first, len).
+    /// Runs of entries, as (first, len), in entry order.
     fn runs(&self) -> Vec<(usize, usize)> {
-        let mut out: Vec<(usize, usize)> = match &self.keys {
-            KeyMap::Int(m) => m.values().map(|&v| unpack(v)).collect(),
-            KeyMap::Rows(m) => m.values().map(|&v| unpack(v)).collect(),
-        };
+        let mut out = self.keys.all_runs();
         out.sort_unstable();
         out
     }
@@ -292,6 +345,12 @@ async fn index_left(
         let (s, n) = runs[*v as usize];
         *v = u64::from(s) << 32 | u64::from(n);
     }
+    if let Some(dense) = match &keys {
+        KeyMap::Int(m) => KeyMap::dense(m),
+        _ => None,
+    } {
+        keys = dense;
+    }
     let mut entry_of = vec![NONE; batches.iter().map(|b| b.num_rows()).sum()];
     let mut list = Vec::with_capacity(entries);
     for (e, &(time, row)) in order.iter().enumerate() {
@@ -373,8 +432,18 @@ impl Kept {
         if width > 0 && live > 0 {
             self.push(columns, live);
         }
-        self.compact_at = live.saturating_mul(2).saturating_add(1 << 16);
+        self.compact_at = Self::next_compaction(live, entries.len());
         Ok(())
+    }
+
+    /// When to compact next, with `live` rows kept and `entries` targets:
+    /// after `3 * entries` more rows (and at least 64 Ki). A compaction costs
+    /// about `entries + live <= 2 * entries`, so it costs at most 2/3 of a
+    /// gather per kept row, and the kept rows stay under `4 * entries + 64 Ki`.
+    fn next_compaction(live: u32, entries: usize) -> u32 {
+        let entries = u32::try_from(entries).unwrap_or(u32::MAX);
+        live.saturating_add(entries.saturating_mul(3))
+            .saturating_add(1 << 16)
     }
 }
 
@@ -449,9 +518,7 @@ async fn stream_right(
         chunks: Vec::new(),
         starts: Vec::new(),
         rows: 0,
-        compact_at: (idx.entries.len() as u32)
-            .saturating_mul(2)
-            .saturating_add(1 << 16),
+        compact_at: Kept::next_compaction(0, idx.entries.len()),
         bytes: 0,
     };
     let base = reservation.size();
@@ -740,6 +807,45 @@ mod tests {
     }
 
     #[test]
+    fn dense_integer_keys_find_the_same_runs_as_the_hash_map() {
+        let build = |keys: &[i64]| {
+            let mut m = HashMap::with_hasher(ahash::RandomState::new());
+            for (i, &k) in keys.iter().enumerate() {
+                m.insert(k, (i as u64) << 32 | 1);
+            }
+            m
+        };
+        let probe: Vec<i64> = vec![i64::MIN, -5, -4, -1, 0, 1, 2, 7, 4095, 4096, i64::MAX];
+        let valid = NullBuffer::from(vec![
+            true, true, true, true, false, true, true, true, true, true, true,
+        ]);
+        for keys in [
+            vec![-4i64, 0, 1, 7],
+            vec![0, 4095],
+            vec![i64::MAX - 1, i64::MAX],
+        ] {
+            let m = build(&keys);
+            let dense = KeyMap::dense(&m).expect("a small span is dense");
+            let hashed = KeyMap::Int(m);
+            let batch = BatchKeys::Int(Arc::new(Int64Array::from(probe.clone())));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            hashed.runs_of(&batch, Some(&valid), probe.len(), &mut a);
+            dense.runs_of(&batch, Some(&valid), probe.len(), &mut b);
+            assert_eq!(a, b, "{keys:?}");
+            for r in 0..probe.len() {
+                assert_eq!(hashed.get(&batch, r), dense.get(&batch, r), "{keys:?} {r}");
+            }
+            let (mut ra, mut rb) = (hashed.all_runs(), dense.all_runs());
+            ra.sort_unstable();
+            rb.sort_unstable();
+            assert_eq!(ra, rb);
+        }
+        // Sparse keys stay hashed.
+        assert!(KeyMap::dense(&build(&[0, 1 << 40])).is_none());
+        assert!(KeyMap::dense(&build(&[i64::MIN, i64::MAX])).is_none());
+    }
+
+    #[test]
     fn compaction_keeps_only_referenced_rows_and_renumbers() {
         let mut kept = Kept {
             chunks: Vec::new(),
@@ -762,7 +868,7 @@ mod tests {
             .map(|e| (e.best != NONE).then(|| values.value(e.best as usize)))
             .collect();
         assert_eq!(got, vec![Some(21), None, Some(11), Some(21)]);
-        assert_eq!(kept.compact_at, 2 * 2 + (1 << 16));
+        assert_eq!(kept.compact_at, 2 + 3 * 4 + (1 << 16));
         // Nothing referenced: no rows kept.
         let mut none = vec![entry(NONE)];
         kept.compact(&mut none).unwrap();

@@ -83,11 +83,15 @@ fn reference(l: &Row, right: &[Row], op: &str, tol: Option<i64>) -> Option<i64> 
 async fn random_joins_match_a_brute_force_reference() {
     use sluice::asof::AsOfMode;
     for mode in [AsOfMode::Merge, AsOfMode::Probe, AsOfMode::Stream] {
-        random_joins_in(mode).await;
+        random_joins_in(mode, 1).await;
     }
+    // Keys far apart (and negative): stream mode hashes them instead of
+    // indexing them by value.
+    random_joins_in(AsOfMode::Stream, 3_000_000_000_017).await;
 }
 
-async fn random_joins_in(mode: sluice::asof::AsOfMode) {
+/// Keys are `(k - 7) * spread` for `k` in 0..15.
+async fn random_joins_in(mode: sluice::asof::AsOfMode, spread: i64) {
     let (_d, e) = engine_mode(None, Some(mode)).await;
     let mut g = Lcg(7);
     let pick = |g: &mut Lcg, n: u64| -> Option<i64> {
@@ -97,11 +101,12 @@ async fn random_joins_in(mode: sluice::asof::AsOfMode) {
             Some(g.below(n) as i64)
         }
     };
+    let key = |g: &mut Lcg| pick(g, 15).map(|k| (k - 7) * spread);
     let left: Vec<Row> = (0..400)
-        .map(|i| (pick(&mut g, 15), pick(&mut g, 60), i))
+        .map(|i| (key(&mut g), pick(&mut g, 60), i))
         .collect();
     let right: Vec<Row> = (0..900)
-        .map(|i| (pick(&mut g, 15), pick(&mut g, 60), 1000 + i))
+        .map(|i| (key(&mut g), pick(&mut g, 60), 1000 + i))
         .collect();
     for op in [">=", ">", "<=", "<"] {
         for tol in [None, Some(3)] {
@@ -127,7 +132,10 @@ async fn random_joins_in(mode: sluice::asof::AsOfMode) {
                     })
                     .collect();
                 want.sort();
-                assert_eq!(got, want, "{mode:?}: {kind} {op} tolerance {tol:?}");
+                assert_eq!(
+                    got, want,
+                    "{mode:?} (key spread {spread}): {kind} {op} tolerance {tol:?}"
+                );
             }
         }
     }
