@@ -192,7 +192,8 @@ async fn right_side_larger_than_memory_in(mode: sluice::asof::AsOfMode) {
     }
 }
 
-/// Many partitions (hash-partitioned inputs) give the same rows as one.
+/// Many partitions (hash-partitioned inputs, and a right side of several
+/// partitions, one per UNION ALL branch) give the same rows as one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_equals_single_partition() {
     for mode in [
@@ -206,23 +207,54 @@ async fn partitioned_equals_single_partition() {
 
 async fn partitioned_in(mode: sluice::asof::AsOfMode) {
     let (_d, e) = engine_mode(None, Some(mode)).await;
-    let q = "SELECT l.id, r.id FROM (SELECT value AS id, value % 97 AS k, value % 501 AS t FROM range(5000)) l \
-             ASOF LEFT JOIN (SELECT value AS id, value % 97 AS k, value % 499 AS t FROM range(20000)) r \
-             ON l.k = r.k AND l.t >= r.t TIEBREAK BY r.id ORDER BY l.id";
-    e.sql("SET datafusion.execution.target_partitions = 1")
-        .await
-        .unwrap();
-    let one = rows(&e, q).await;
-    e.sql("SET datafusion.execution.target_partitions = 8")
-        .await
-        .unwrap();
-    let eight = rows(&e, q).await;
-    assert_eq!(one.len(), 5000);
-    assert_eq!(one, eight);
+    let left = "(SELECT value AS id, value % 97 AS k, value % 501 AS t FROM range(5000)) l";
+    let right = |cols: &str, cuts: &[u64]| -> String {
+        let ranges: Vec<String> = cuts
+            .windows(2)
+            .map(|w| format!("SELECT {cols} FROM range({}, {})", w[0], w[1]))
+            .collect();
+        format!("({}) r", ranges.join(" UNION ALL "))
+    };
+    for (select, cols, tie) in [
+        (
+            "l.id, r.id",
+            "value AS id, value % 97 AS k, value % 499 AS t",
+            " TIEBREAK BY r.id",
+        ),
+        // Only right columns rebuilt from the left key and the matched time:
+        // no right column is kept.
+        ("l.id, r.k, r.t", "value % 97 AS k, value % 499 AS t", ""),
+    ] {
+        let q = |cuts: &[u64]| {
+            format!(
+                "SELECT {select} FROM {left} ASOF LEFT JOIN {} \
+                 ON l.k = r.k AND l.t >= r.t{tie} ORDER BY l.id",
+                right(cols, cuts)
+            )
+        };
+        // One partition (one right input) against eight (three right inputs).
+        e.sql("SET datafusion.execution.target_partitions = 1")
+            .await
+            .unwrap();
+        let one = rows(&e, &q(&[0, 20000])).await;
+        e.sql("SET datafusion.execution.target_partitions = 8")
+            .await
+            .unwrap();
+        let eight = rows(&e, &q(&[0, 7000, 14000, 20000])).await;
+        assert_eq!(one.len(), 5000);
+        assert_eq!(one, eight, "{mode:?}: {select}");
+    }
+    let q = format!(
+        "SELECT l.id, r.id FROM {left} ASOF LEFT JOIN {} ON l.k = r.k AND l.t >= r.t",
+        right(
+            "value AS id, value % 97 AS k, value % 499 AS t",
+            &[0, 20000]
+        )
+    );
     let plan = rows(&e, &format!("EXPLAIN {q}")).await.join("\n");
     assert!(
         plan.contains("RepartitionExec: partitioning=Hash"),
-        "{plan}"
+        "{mode:?}: {plan}"
     );
 }
 
