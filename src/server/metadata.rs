@@ -15,8 +15,12 @@ use arrow_flight::sql::{
 };
 use std::sync::Arc;
 
-/// Table types the server reports.
-pub const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
+/// Table types the server reports, in order (`information_schema`'s tables
+/// are system tables).
+pub const TABLE_TYPES: [&str; 3] = ["SYSTEM TABLE", "TABLE", "VIEW"];
+
+/// The schema DataFusion answers catalog queries from.
+const INFORMATION_SCHEMA: &str = "information_schema";
 
 /// One relation of the warehouse.
 pub struct Relation {
@@ -25,7 +29,9 @@ pub struct Relation {
     pub kind: &'static str,
 }
 
-/// Every schema and relation (tables and stored views), sorted.
+/// Every schema and relation, sorted: the warehouse's tables and stored
+/// views, the schemas that are not warehouse folders (the online store's
+/// `online`) and `information_schema`'s system tables.
 pub async fn relations(engine: &Engine) -> crate::Result<Vec<Relation>> {
     let wh = engine.warehouse();
     let mut schemas = wh.list_schemas().await?;
@@ -36,6 +42,35 @@ pub async fn relations(engine: &Engine) -> crate::Result<Vec<Relation>> {
     }
     schemas.sort();
     let mut out = Vec::new();
+    if let Some(catalog) = engine.context().catalog(CATALOG) {
+        for s in catalog.schema_names() {
+            if schemas.contains(&s) {
+                continue;
+            }
+            if let Some(provider) = catalog.schema(&s) {
+                for t in provider.table_names() {
+                    out.push(Relation {
+                        schema: s.clone(),
+                        name: t,
+                        kind: "TABLE",
+                    });
+                }
+            }
+        }
+    }
+    let state = engine.context().state();
+    if let Ok(provider) = state.schema_for_ref(datafusion::common::TableReference::partial(
+        INFORMATION_SCHEMA,
+        "tables",
+    )) {
+        for t in provider.table_names() {
+            out.push(Relation {
+                schema: INFORMATION_SCHEMA.to_string(),
+                name: t,
+                kind: "SYSTEM TABLE",
+            });
+        }
+    }
     for s in schemas {
         for t in wh.list_tables(&s).await? {
             out.push(Relation {

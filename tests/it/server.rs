@@ -372,11 +372,38 @@ async fn statements_prepared_ingest_and_metadata() {
     let table_schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
     assert_eq!(table_schema.field(1).name(), "name");
     assert_eq!(table_schema.field(1).data_type(), &DataType::Utf8);
+    // information_schema's tables are listed, as system tables, with their columns.
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: Some("sluice".into()),
+            db_schema_filter_pattern: Some("information_schema".into()),
+            table_name_filter_pattern: Some("tables".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let got = fetch(&mut c, info).await;
+    assert_eq!(strings(&got, 2), vec![Some("tables".into())]);
+    assert_eq!(strings(&got, 3), vec![Some("SYSTEM TABLE".into())]);
+    let bytes = got[0]
+        .column(4)
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let table_schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
+    assert_eq!(table_schema.field(2).name(), "table_name");
     let info = c.get_table_types().await.unwrap();
     let got = fetch(&mut c, info).await;
     assert_eq!(
         strings(&got, 0),
-        vec![Some("TABLE".into()), Some("VIEW".into())]
+        vec![
+            Some("SYSTEM TABLE".into()),
+            Some("TABLE".into()),
+            Some("VIEW".into())
+        ]
     );
     let info = c
         .get_sql_info(vec![

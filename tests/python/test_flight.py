@@ -387,7 +387,11 @@ def test_adbc_get_objects(seeded):
     schemas = seeded.adbc_get_objects(depth="db_schemas").read_all().to_pylist()
     assert [c["catalog_name"] for c in schemas] == ["sluice"]
     names = {s["db_schema_name"] for s in schemas[0]["catalog_db_schemas"]}
-    assert {"main", "sa"} <= names
+    assert {"main", "sa", "information_schema"} <= names
+    system = seeded.adbc_get_objects(depth="tables", db_schema_filter="information_schema",
+                                     table_types_filter=["SYSTEM TABLE"]).read_all().to_pylist()
+    got = {t["table_name"] for c in system for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+    assert {"tables", "columns", "views"} <= got, got
 
     objs = seeded.adbc_get_objects(depth="all", catalog_filter="sluice", db_schema_filter="sa",
                                    table_name_filter="things").read_all().to_pylist()
@@ -401,7 +405,7 @@ def test_adbc_get_objects(seeded):
 
 
 def test_adbc_table_types_and_views(seeded):
-    assert sorted(seeded.adbc_get_table_types()) == ["TABLE", "VIEW"]
+    assert sorted(seeded.adbc_get_table_types()) == ["SYSTEM TABLE", "TABLE", "VIEW"]
     execute(seeded, "CREATE VIEW main.people_v AS SELECT id FROM main.people WHERE id < 3")
     try:
         assert rows(seeded, "SELECT id FROM main.people_v ORDER BY id") == [(1,), (2,)]
