@@ -96,6 +96,18 @@ def test_service_and_errors(online_server):
                 cur.fetchall()
 
 
+def test_online_tables_are_listed(online_server):
+    """GetDbSchemas / GetTables list the online store's views and services, with their columns."""
+    server, _ = online_server
+    with adbc_connect(server, user=None) as conn:
+        objs = conn.adbc_get_objects(depth="all", db_schema_filter="online").read_all().to_pylist()
+        tables = {t["table_name"]: t for c in objs for s in c["catalog_db_schemas"]
+                  for t in s["db_schema_tables"]}
+        assert {"user_stats", "scoring"} <= set(tables), tables.keys()
+        cols = [c["column_name"] for c in tables["user_stats"]["table_columns"]]
+        assert {"user_id", "spend", "_status", "_event_time"} <= set(cols), cols
+
+
 def test_dbapi_client(online_server):
     server, _ = online_server
     from flightsql import FlightSQLClient, connect
