@@ -70,6 +70,32 @@ fn user_errors_are_one_clear_line() {
     assert!(e.contains("is the endpoint reachable?"), "{e}");
 }
 
+/// The binary sets mimalloc's purge delay by the option's number: mimalloc's
+/// own verbose report must call that option `purge_delay` and show the value
+/// (a newer mimalloc that renumbered its options would fail here), and its
+/// environment variable must still win.
+#[test]
+fn allocator_purge_delay_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["sql", "SELECT 1 AS x"])
+            .current_dir(dir.path())
+            .env_remove("SLUICE_WAREHOUSE")
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .env("MIMALLOC_VERBOSE", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let err = run(&[]);
+    assert!(err.contains("option 'purge_delay': 1000"), "{err}");
+    let err = run(&[("MIMALLOC_PURGE_DELAY", "25")]);
+    assert!(err.contains("option 'purge_delay': 25"), "{err}");
+}
+
 #[test]
 fn sql_works_outside_a_project_and_prints_json() {
     let dir = tempfile::tempdir().unwrap();
