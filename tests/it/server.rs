@@ -122,6 +122,40 @@ fn strings(batches: &[RecordBatch], col: usize) -> Vec<Option<String>> {
         .collect()
 }
 
+/// GetTables with schemas: the table names, their types, and the first
+/// table's Arrow schema (decoded from its IPC bytes).
+async fn get_tables(
+    c: &mut FlightSqlServiceClient<Channel>,
+    catalog: Option<&str>,
+    schema_pattern: &str,
+    table_pattern: &str,
+) -> (
+    Vec<Option<String>>,
+    Vec<Option<String>>,
+    arrow::datatypes::Schema,
+) {
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: catalog.map(str::to_string),
+            db_schema_filter_pattern: Some(schema_pattern.into()),
+            table_name_filter_pattern: Some(table_pattern.into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let got = fetch(c, info).await;
+    let bytes = got[0]
+        .column(4)
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
+    (strings(&got, 2), strings(&got, 3), schema)
+}
+
 fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
     batches
         .iter()
@@ -349,51 +383,16 @@ async fn statements_prepared_ingest_and_metadata() {
         schemas.contains(&Some("main".into())) && schemas.contains(&Some("staging".into())),
         "{schemas:?}"
     );
-    let info = c
-        .get_tables(CommandGetTables {
-            catalog: None,
-            db_schema_filter_pattern: Some("ma%".into()),
-            table_name_filter_pattern: Some("peo_le".into()),
-            table_types: vec![],
-            include_schema: true,
-        })
-        .await
-        .unwrap();
-    let got = fetch(&mut c, info).await;
-    assert_eq!(strings(&got, 2), vec![Some("people".into())]);
-    assert_eq!(strings(&got, 3), vec![Some("TABLE".into())]);
-    let bytes = got[0]
-        .column(4)
-        .as_any()
-        .downcast_ref::<arrow::array::BinaryArray>()
-        .unwrap()
-        .value(0)
-        .to_vec();
-    let table_schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
+    let (names, kinds, table_schema) = get_tables(&mut c, None, "ma%", "peo_le").await;
+    assert_eq!(names, vec![Some("people".into())]);
+    assert_eq!(kinds, vec![Some("TABLE".into())]);
     assert_eq!(table_schema.field(1).name(), "name");
     assert_eq!(table_schema.field(1).data_type(), &DataType::Utf8);
     // information_schema's tables are listed, as system tables, with their columns.
-    let info = c
-        .get_tables(CommandGetTables {
-            catalog: Some("sluice".into()),
-            db_schema_filter_pattern: Some("information_schema".into()),
-            table_name_filter_pattern: Some("tables".into()),
-            table_types: vec![],
-            include_schema: true,
-        })
-        .await
-        .unwrap();
-    let got = fetch(&mut c, info).await;
-    assert_eq!(strings(&got, 2), vec![Some("tables".into())]);
-    assert_eq!(strings(&got, 3), vec![Some("SYSTEM TABLE".into())]);
-    let bytes = got[0]
-        .column(4)
-        .as_any()
-        .downcast_ref::<arrow::array::BinaryArray>()
-        .unwrap()
-        .value(0)
-        .to_vec();
-    let table_schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
+    let (names, kinds, table_schema) =
+        get_tables(&mut c, Some("sluice"), "information_schema", "tables").await;
+    assert_eq!(names, vec![Some("tables".into())]);
+    assert_eq!(kinds, vec![Some("SYSTEM TABLE".into())]);
     assert_eq!(table_schema.field(2).name(), "table_name");
     let info = c.get_table_types().await.unwrap();
     let got = fetch(&mut c, info).await;
