@@ -216,7 +216,6 @@ pub fn is_time_type(t: &DataType) -> bool {
     )
 }
 
-/// Time values as order-preserving i64 (NULLs stay NULL).
 /// The left columns of an output batch: all of `batch` when every row is
 /// kept (`rows` is then `0..n`), else the rows in `rows`.
 pub(super) fn left_columns(batch: &RecordBatch, rows: Vec<u32>) -> Result<Vec<ArrayRef>> {
@@ -231,6 +230,7 @@ pub(super) fn left_columns(batch: &RecordBatch, rows: Vec<u32>) -> Result<Vec<Ar
         .collect::<std::result::Result<_, _>>()?)
 }
 
+/// Time values as order-preserving i64 (NULLs stay NULL).
 pub(super) fn times_as_i64(a: &ArrayRef) -> Result<ArrayRef> {
     Ok(match a.data_type() {
         DataType::Int64 => Arc::clone(a),
@@ -454,7 +454,8 @@ impl ExecutionPlan for AsOfJoinExec {
                 let stream = super::probe::stream(spec, left, right, reservation, baseline);
                 Box::pin(RecordBatchStreamAdapter::new(schema, stream))
             } else {
-                let stream = super::stream::stream(spec, left, right, reservation, baseline);
+                let stream =
+                    super::stream::stream(spec, left, right, reservation, baseline, partition);
                 Box::pin(RecordBatchStreamAdapter::new(schema, stream))
             });
         }

@@ -258,6 +258,7 @@ fn unpack(v: u64) -> (usize, usize) {
 async fn index_left(
     spec: &ProbeSpec,
     mut left: SendableRecordBatchStream,
+    ahead: &mut ReadAhead,
     reservation: &MemoryReservation,
 ) -> Result<LeftIndex> {
     let mut batches = VecDeque::new();
@@ -266,13 +267,18 @@ async fn index_left(
     let mut counts: Vec<u32> = Vec::new();
     let mut row_key: Vec<u32> = Vec::new();
     let mut row_time: Vec<i64> = Vec::new();
-    while let Some(b) = left.next().await.transpose()? {
+    while let Some(b) = ahead.next_left(&mut left).await.transpose()? {
         if b.num_rows() == 0 {
             continue;
         }
         // The batch, and 32 bytes per row for the index built from it.
+        let need = b.get_array_memory_size() + 32 * b.num_rows();
         reservation
-            .try_grow(b.get_array_memory_size() + 32 * b.num_rows())
+            .try_grow(need)
+            .or_else(|e| match ahead.give_way() {
+                true => reservation.try_grow(need),
+                false => Err(e),
+            })
             .map_err(|e| {
                 DataFusionError::ResourcesExhausted(format!(
                     "AS OF join (stream mode): the left side does not fit in the memory limit \
@@ -370,6 +376,67 @@ async fn index_left(
     })
 }
 
+/// Right-side bytes read ahead per partition while the left side is indexed.
+const READ_AHEAD_BYTES: usize = 64 << 20;
+
+/// The right side, read ahead while the left side is indexed: the right
+/// side's scan then runs on the cores the left side's scan leaves idle.
+struct ReadAhead {
+    right: SendableRecordBatchStream,
+    batches: Vec<Result<RecordBatch>>,
+    /// The batches read ahead, counted in the memory pool while the left side
+    /// is indexed (then `stream_right` accounts for the rows it keeps).
+    reservation: MemoryReservation,
+    /// Whether to read more.
+    open: bool,
+}
+
+impl ReadAhead {
+    /// The next left batch, reading right batches while it is not ready (up
+    /// to `READ_AHEAD_BYTES`, or as long as the memory pool allows).
+    async fn next_left(
+        &mut self,
+        left: &mut SendableRecordBatchStream,
+    ) -> Option<Result<RecordBatch>> {
+        use futures::future::{select, Either};
+        loop {
+            if !self.open {
+                return left.next().await;
+            }
+            match select(left.next(), self.right.next()).await {
+                Either::Left((b, _)) => return b,
+                Either::Right((Some(b), _)) => {
+                    let full = match &b {
+                        Ok(b) => {
+                            self.reservation
+                                .try_grow(b.get_array_memory_size())
+                                .is_err()
+                                || self.reservation.size() >= READ_AHEAD_BYTES
+                        }
+                        Err(_) => true,
+                    };
+                    self.open &= !full;
+                    self.batches.push(b);
+                }
+                Either::Right((None, _)) => self.open = false,
+            }
+        }
+    }
+
+    /// Stops reading ahead and gives its memory back to the pool (for the
+    /// left index, which comes first); whether there was any.
+    fn give_way(&mut self) -> bool {
+        self.open = false;
+        self.reservation.free() > 0
+    }
+
+    /// The batches read ahead, then the rest of the right side.
+    fn into_stream(self) -> impl futures::Stream<Item = Result<RecordBatch>> + Unpin {
+        self.reservation.free();
+        futures::stream::iter(self.batches).chain(self.right)
+    }
+}
+
 /// Right rows whose runs are touched together before their searches.
 const TOUCH_BLOCK: usize = 512;
 
@@ -384,6 +451,9 @@ struct Kept {
     /// Compact when `rows` reaches this.
     compact_at: u32,
     bytes: usize,
+    /// Compactions so far and their time (for the debug log).
+    compactions: usize,
+    compacting: std::time::Duration,
 }
 
 impl Kept {
@@ -402,21 +472,36 @@ impl Kept {
         self.rows += rows;
     }
 
-    /// Keeps only the rows the entries point to (in one chunk) and renumbers them.
+    /// Keeps only the rows the entries point to (in one chunk, in their id
+    /// order) and renumbers them. The referenced ids are marked in a bitmap
+    /// (an eighth of a byte per kept row, so it stays in cache); the rows are
+    /// gathered in id order, chunk after chunk, and an entry's new id is the
+    /// number of marked ids before its old one.
     fn compact(&mut self, entries: &mut [Entry]) -> Result<()> {
-        let mut new_id = vec![NONE; self.rows as usize];
+        let started = std::time::Instant::now();
+        let mut marked = vec![0u64; (self.rows as usize).div_ceil(64)];
+        for e in entries.iter().filter(|e| e.best != NONE) {
+            marked[(e.best / 64) as usize] |= 1 << (e.best % 64);
+        }
+        // Per bitmap word, the marked ids before it.
+        let mut before = Vec::with_capacity(marked.len());
         let mut gathered: Vec<(usize, usize)> = Vec::new();
-        for r in entries
-            .iter_mut()
-            .map(|e| &mut e.best)
-            .filter(|r| **r != NONE)
-        {
-            let slot = &mut new_id[*r as usize];
-            if *slot == NONE {
-                *slot = gathered.len() as u32;
-                gathered.push(self.locate(*r));
+        let mut chunk = 0usize;
+        for (w, &word) in marked.iter().enumerate() {
+            before.push(gathered.len() as u32);
+            let mut bits = word;
+            while bits != 0 {
+                let id = (w * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                while self.starts.get(chunk + 1).is_some_and(|&s| s <= id) {
+                    chunk += 1;
+                }
+                gathered.push((chunk, (id - self.starts[chunk]) as usize));
             }
-            *r = *slot;
+        }
+        for e in entries.iter_mut().filter(|e| e.best != NONE) {
+            let (w, b) = ((e.best / 64) as usize, e.best % 64);
+            e.best = before[w] + (marked[w] & ((1u64 << b) - 1)).count_ones();
         }
         let width = self.chunks.first().map_or(0, |c| c.len());
         let mut columns = Vec::with_capacity(width);
@@ -433,6 +518,8 @@ impl Kept {
             self.push(columns, live);
         }
         self.compact_at = Self::next_compaction(live, entries.len());
+        self.compactions += 1;
+        self.compacting += started.elapsed();
         Ok(())
     }
 
@@ -511,7 +598,7 @@ async fn stream_right(
     spec: &ProbeSpec,
     plan: &Right,
     idx: &mut LeftIndex,
-    mut right: SendableRecordBatchStream,
+    mut right: impl futures::Stream<Item = Result<RecordBatch>> + Unpin,
     reservation: &MemoryReservation,
 ) -> Result<Kept> {
     let mut kept = Kept {
@@ -520,14 +607,20 @@ async fn stream_right(
         rows: 0,
         compact_at: Kept::next_compaction(0, idx.entries.len()),
         bytes: 0,
+        compactions: 0,
+        compacting: std::time::Duration::ZERO,
     };
     let base = reservation.size();
     let later = matches!(spec.op, AsOfOp::GtEq | AsOfOp::Gt);
+    if idx.entries.is_empty() {
+        // No left row can match: the right side need not be read.
+        return Ok(kept);
+    }
     // Per row of a batch: its key's run of entries (`len` 0: no match possible).
     let mut runs: Vec<(usize, usize)> = Vec::new();
     while let Some(b) = right.next().await.transpose()? {
         let n = b.num_rows();
-        if n == 0 || idx.entries.is_empty() {
+        if n == 0 {
             continue;
         }
         let kcols = eval(&spec.right_keys, &b)?;
@@ -634,6 +727,7 @@ async fn stream_right(
         // The kept rows are bounded by the left side (compacted above).
         reservation.resize(base + kept.bytes);
     }
+    let tail = std::time::Instant::now();
     // Each entry's match: the best at its target or the nearest target before
     // it (after it for `<=` / `<`); those have times between, so the nearest wins.
     for (s, n) in idx.runs() {
@@ -654,6 +748,12 @@ async fn stream_right(
     }
     kept.compact(&mut idx.entries)?;
     reservation.resize(base + kept.bytes);
+    tracing::debug!(
+        "AS OF stream: {} compactions took {:?}; the final fill and compaction {:?}",
+        kept.compactions,
+        kept.compacting,
+        tail.elapsed()
+    );
     Ok(kept)
 }
 
@@ -738,6 +838,7 @@ pub(super) fn stream(
     right: SendableRecordBatchStream,
     reservation: MemoryReservation,
     baseline: BaselineMetrics,
+    partition: usize,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
     struct State {
         spec: ProbeSpec,
@@ -747,6 +848,9 @@ pub(super) fn stream(
         next_row: usize,
         reservation: MemoryReservation,
         baseline: BaselineMetrics,
+        partition: usize,
+        /// When the partition started (for the phase timings in the debug log).
+        started: Option<std::time::Instant>,
     }
     let rebuild = plan_rebuild(&spec);
     let state = State {
@@ -757,14 +861,36 @@ pub(super) fn stream(
         next_row: 0,
         reservation,
         baseline,
+        partition,
+        started: None,
     };
     futures::stream::try_unfold(state, |mut st| async move {
         if let Some((left, right)) = st.inputs.take() {
-            let mut idx = index_left(&st.spec, left, &st.reservation).await?;
+            let started = *st.started.insert(std::time::Instant::now());
+            let mut ahead = ReadAhead {
+                right,
+                batches: Vec::new(),
+                reservation: st.reservation.new_empty(),
+                open: true,
+            };
+            let mut idx = index_left(&st.spec, left, &mut ahead, &st.reservation).await?;
+            let right = ahead.into_stream();
+            tracing::debug!(
+                "AS OF stream [{}]: left side indexed ({} entries) after {:?}",
+                st.partition,
+                idx.entries.len(),
+                started.elapsed()
+            );
             let plan = plan_right(&st.spec, &st.rebuild);
             let start = std::time::Instant::now();
             let kept = stream_right(&st.spec, &plan, &mut idx, right, &st.reservation).await?;
             st.baseline.elapsed_compute().add_elapsed(start);
+            tracing::debug!(
+                "AS OF stream [{}]: right side joined ({} rows kept) after {:?}",
+                st.partition,
+                kept.rows,
+                started.elapsed()
+            );
             st.joined = Some((idx, kept));
         }
         loop {
@@ -773,6 +899,13 @@ pub(super) fn stream(
             };
             let Some(batch) = idx.batches.pop_front() else {
                 st.baseline.done();
+                if let Some(started) = st.started {
+                    tracing::debug!(
+                        "AS OF stream [{}]: output emitted after {:?}",
+                        st.partition,
+                        started.elapsed()
+                    );
+                }
                 return Ok(None);
             };
             let start = std::time::Instant::now();
@@ -845,6 +978,54 @@ mod tests {
         assert!(KeyMap::dense(&build(&[i64::MIN, i64::MAX])).is_none());
     }
 
+    /// Many chunks, ids across bitmap words, rows referenced once, twice or
+    /// not at all: every entry still sees its row's value, the kept rows are
+    /// the distinct referenced ones in id order.
+    #[test]
+    fn compaction_across_chunks_and_bitmap_words() {
+        let mut kept = Kept {
+            chunks: Vec::new(),
+            starts: Vec::new(),
+            rows: 0,
+            compact_at: 0,
+            bytes: 0,
+            compactions: 0,
+            compacting: std::time::Duration::ZERO,
+        };
+        // Chunk sizes 1..=70 (some cross a 64-id word, some sit inside one);
+        // row id i holds the value 1000 + i.
+        let mut next = 0i64;
+        for size in [1usize, 63, 2, 70, 5, 64, 1, 33, 65] {
+            let values: Vec<i64> = (next..next + size as i64).map(|i| 1000 + i).collect();
+            kept.push(vec![ints(&values)], size as u32);
+            next += size as i64;
+        }
+        let rows = kept.rows;
+        // A deterministic scatter of references, with repeats and NONEs.
+        let mut entries: Vec<Entry> = (0..400u32)
+            .map(|i| match i % 7 {
+                0 => entry(NONE),
+                _ => entry((i * 37 + i / 3) % rows),
+            })
+            .collect();
+        let before: Vec<u32> = entries.iter().map(|e| e.best).collect();
+        kept.compact(&mut entries).unwrap();
+        let mut distinct: Vec<u32> = before.iter().copied().filter(|&b| b != NONE).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(kept.rows as usize, distinct.len());
+        let values = kept.chunks[0][0].as_primitive::<Int64Type>();
+        let expected: Vec<i64> = distinct.iter().map(|&id| 1000 + i64::from(id)).collect();
+        assert_eq!(values.values().to_vec(), expected, "kept in id order");
+        for (e, &old) in entries.iter().zip(&before) {
+            if old == NONE {
+                assert_eq!(e.best, NONE);
+            } else {
+                assert_eq!(values.value(e.best as usize), 1000 + i64::from(old));
+            }
+        }
+    }
+
     #[test]
     fn compaction_keeps_only_referenced_rows_and_renumbers() {
         let mut kept = Kept {
@@ -853,6 +1034,8 @@ mod tests {
             rows: 0,
             compact_at: 0,
             bytes: 0,
+            compactions: 0,
+            compacting: std::time::Duration::ZERO,
         };
         kept.push(vec![ints(&[10, 11, 12])], 3);
         kept.push(vec![ints(&[20, 21])], 2);
