@@ -16,25 +16,49 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 extern "C" {
-    /// mimalloc's `mi_option_set` (in the mimalloc library linked above).
+    /// mimalloc's `mi_option_set` and `mi_option_get` (in the mimalloc
+    /// library linked above).
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
 }
 
-/// mimalloc returns freed memory to the OS 10 ms after it is freed (100 ms for
-/// its arenas), and a query that frees and allocates decoded batches all the
-/// time then gets fresh pages again and again, each zeroed by the kernel: 17%
-/// of the CPU of the AS OF benchmark (perf, `clear_page_erms`). A 1 s delay
-/// (10 s for arenas) keeps that memory for reuse; idle memory still goes back
-/// to the OS. `MIMALLOC_PURGE_DELAY` (mimalloc's own variable) still wins.
+/// mimalloc (v3, as libmimalloc-sys 0.1.49 builds it) returns freed memory to
+/// the OS 1 s after it is freed. A query that frees and allocates decoded
+/// batches all the time still gets much of it back as fresh pages, each zeroed
+/// by the kernel: the AS OF benchmark's 2 s query purged and re-faulted about
+/// 550 MB, and `clear_page_erms` was 18% of its CPU (perf). A 10 s delay (for
+/// arenas too: their multiplier stays 1) keeps that memory for reuse; idle
+/// memory still goes back to the OS. mimalloc's own variables
+/// (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ARENA_PURGE_MULT`) still win.
 fn tune_allocator() {
-    /// `mi_option_purge_delay` in mimalloc v2 and v3 (both bundled by
-    /// libmimalloc-sys 0.1.49, which v3 by default).
-    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain setter of a global option (an integer), with a valid
-        // option number; mimalloc reads the option when it next purges.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+    for (option, variable, value) in [
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10_000),
+        (MI_OPTION_ARENA_PURGE_MULT, "MIMALLOC_ARENA_PURGE_MULT", 1),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            // SAFETY: a plain setter of a global option (an integer), with a
+            // valid option number; mimalloc reads the option when it next purges.
+            unsafe { mi_option_set(option, value) };
+        }
     }
+}
+
+/// `mi_option_purge_delay` and `mi_option_arena_purge_mult` (the same numbers
+/// in mimalloc v2 and v3).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+const MI_OPTION_ARENA_PURGE_MULT: std::ffi::c_int = 24;
+
+/// The allocator settings in effect, for the debug log (and the test that
+/// checks the option numbers: mimalloc's own variables set the same options).
+fn log_allocator() {
+    // SAFETY: plain getters of global integer options, with valid numbers.
+    let (delay, mult) = unsafe {
+        (
+            mi_option_get(MI_OPTION_PURGE_DELAY),
+            mi_option_get(MI_OPTION_ARENA_PURGE_MULT),
+        )
+    };
+    tracing::debug!("allocator: mimalloc purge delay {delay} ms, arena purge multiplier {mult}");
 }
 
 /// sluice: a SQL-first ELT warehouse engine on Delta tables.
@@ -316,6 +340,7 @@ fn main() {
     tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    log_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
