@@ -376,51 +376,67 @@ async fn index_left(
     })
 }
 
-/// Right-side bytes read ahead per partition while the left side is indexed.
-const READ_AHEAD_BYTES: usize = 64 << 20;
+/// At most this many right-side bytes are read ahead per partition while the
+/// left side is indexed.
+const READ_AHEAD_BYTES: usize = 16 << 20;
 
 /// The right side, read ahead while the left side is indexed: the right
-/// side's scan then runs on the cores the left side's scan leaves idle.
+/// side's scan then runs on the cores the left side's scan leaves idle (a
+/// labels file of one row group is decoded by one core). It never holds more
+/// than the left side has delivered so far: a left side that is slow because
+/// it is itself a busy plan (a chain of AS OF joins) gets no read-ahead until
+/// its rows flow.
 struct ReadAhead {
     right: SendableRecordBatchStream,
     batches: Vec<Result<RecordBatch>>,
     /// The batches read ahead, counted in the memory pool while the left side
     /// is indexed (then `stream_right` accounts for the rows it keeps).
     reservation: MemoryReservation,
-    /// Whether to read more.
+    /// The left side's bytes so far.
+    left_bytes: usize,
+    /// Whether the right side may be read further (not ended, no error, the
+    /// memory pool not refused).
     open: bool,
 }
 
 impl ReadAhead {
-    /// The next left batch, reading right batches while it is not ready (up
-    /// to `READ_AHEAD_BYTES`, or as long as the memory pool allows).
+    fn new(right: SendableRecordBatchStream, reservation: MemoryReservation) -> Self {
+        ReadAhead {
+            right,
+            batches: Vec::new(),
+            reservation,
+            left_bytes: 0,
+            open: true,
+        }
+    }
+
+    /// The next left batch, reading right batches while it is not ready.
     async fn next_left(
         &mut self,
         left: &mut SendableRecordBatchStream,
     ) -> Option<Result<RecordBatch>> {
         use futures::future::{select, Either};
-        loop {
-            if !self.open {
-                return left.next().await;
+        let next = loop {
+            let room = READ_AHEAD_BYTES.min(self.left_bytes);
+            if !self.open || self.reservation.size() >= room {
+                break left.next().await;
             }
             match select(left.next(), self.right.next()).await {
-                Either::Left((b, _)) => return b,
+                Either::Left((b, _)) => break b,
                 Either::Right((Some(b), _)) => {
-                    let full = match &b {
-                        Ok(b) => {
-                            self.reservation
-                                .try_grow(b.get_array_memory_size())
-                                .is_err()
-                                || self.reservation.size() >= READ_AHEAD_BYTES
-                        }
-                        Err(_) => true,
+                    self.open = match &b {
+                        Ok(b) => self.reservation.try_grow(b.get_array_memory_size()).is_ok(),
+                        Err(_) => false,
                     };
-                    self.open &= !full;
                     self.batches.push(b);
                 }
                 Either::Right((None, _)) => self.open = false,
             }
+        };
+        if let Some(Ok(b)) = &next {
+            self.left_bytes += b.get_array_memory_size();
         }
+        next
     }
 
     /// Stops reading ahead and gives its memory back to the pool (for the
@@ -867,12 +883,7 @@ pub(super) fn stream(
     futures::stream::try_unfold(state, |mut st| async move {
         if let Some((left, right)) = st.inputs.take() {
             let started = *st.started.insert(std::time::Instant::now());
-            let mut ahead = ReadAhead {
-                right,
-                batches: Vec::new(),
-                reservation: st.reservation.new_empty(),
-                open: true,
-            };
+            let mut ahead = ReadAhead::new(right, st.reservation.new_empty());
             let mut idx = index_left(&st.spec, left, &mut ahead, &st.reservation).await?;
             let right = ahead.into_stream();
             tracing::debug!(
@@ -937,6 +948,96 @@ mod tests {
             best_time: 0,
             best,
         }
+    }
+
+    /// A stream of one-column batches of `sizes` rows; each batch comes after
+    /// one `Pending` when `slow` (so a read-ahead gets a chance).
+    fn batches(sizes: &[usize], first: i64, slow: bool) -> SendableRecordBatchStream {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let mut next = first;
+        let list: Vec<RecordBatch> = sizes
+            .iter()
+            .map(|&n| {
+                let v: Vec<i64> = (next..next + n as i64).collect();
+                next += n as i64;
+                RecordBatch::try_new(Arc::clone(&schema), vec![ints(&v)]).unwrap()
+            })
+            .collect();
+        let stream = futures::stream::iter(list).then(move |b| async move {
+            if slow {
+                tokio::task::yield_now().await;
+            }
+            Ok(b)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+
+    fn values(list: &[RecordBatch]) -> Vec<i64> {
+        list.iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    /// The read-ahead holds at most about the left side's bytes so far (one
+    /// batch over), never reads before the first left batch, gives way to the
+    /// left index, and hands every right batch on in order.
+    #[test]
+    fn read_ahead_follows_the_left_side_and_keeps_the_right_order() {
+        use datafusion::execution::memory_pool::{
+            GreedyMemoryPool, MemoryConsumer, MemoryPool, UnboundedMemoryPool,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+            let mut left = batches(&[10; 4], 0, true);
+            let right = batches(&[1000; 20], 100, false);
+            let mut ahead = ReadAhead::new(right, MemoryConsumer::new("t").register(&pool));
+            let one_right = batches(&[1000], 0, false)
+                .next()
+                .await
+                .unwrap()
+                .unwrap()
+                .get_array_memory_size();
+            let mut got_left = Vec::new();
+            while let Some(b) = ahead.next_left(&mut left).await {
+                got_left.push(b.unwrap());
+                let held: usize = ahead
+                    .batches
+                    .iter()
+                    .map(|b| b.as_ref().unwrap().get_array_memory_size())
+                    .sum();
+                assert!(
+                    held <= ahead.left_bytes + one_right,
+                    "{held} > {}",
+                    ahead.left_bytes
+                );
+                assert_eq!(held, ahead.reservation.size());
+            }
+            assert_eq!(values(&got_left), (0..40).collect::<Vec<_>>());
+            // Small left batches: a little was read ahead, not the whole right side.
+            assert!(!ahead.batches.is_empty() && ahead.batches.len() < 20);
+            assert!(ahead.give_way());
+            assert_eq!(ahead.reservation.size(), 0);
+            let rest: Vec<RecordBatch> = ahead.into_stream().map(|b| b.unwrap()).collect().await;
+            assert_eq!(values(&rest), (100..20_100).collect::<Vec<_>>());
+
+            // A memory pool that refuses: reading ahead stops, nothing is lost.
+            let small: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1));
+            let mut left = batches(&[4000; 3], 0, true);
+            let right = batches(&[1000; 5], 100, false);
+            let mut ahead = ReadAhead::new(right, MemoryConsumer::new("t").register(&small));
+            while let Some(b) = ahead.next_left(&mut left).await {
+                b.unwrap();
+            }
+            assert_eq!(ahead.batches.len(), 1);
+            assert!(!ahead.open);
+            let rest: Vec<RecordBatch> = ahead.into_stream().map(|b| b.unwrap()).collect().await;
+            assert_eq!(values(&rest), (100..5_100).collect::<Vec<_>>());
+        });
     }
 
     #[test]
