@@ -473,6 +473,19 @@ struct Kept {
 }
 
 impl Kept {
+    /// Nothing kept yet, for `entries` targets.
+    fn new(entries: usize) -> Self {
+        Kept {
+            chunks: Vec::new(),
+            starts: Vec::new(),
+            rows: 0,
+            compact_at: Self::next_compaction(0, entries),
+            bytes: 0,
+            compactions: 0,
+            compacting: std::time::Duration::ZERO,
+        }
+    }
+
     fn locate(&self, id: u32) -> (usize, usize) {
         let c = self.starts.partition_point(|&s| s <= id) - 1;
         (c, (id - self.starts[c]) as usize)
@@ -617,15 +630,7 @@ async fn stream_right(
     mut right: impl futures::Stream<Item = Result<RecordBatch>> + Unpin,
     reservation: &MemoryReservation,
 ) -> Result<Kept> {
-    let mut kept = Kept {
-        chunks: Vec::new(),
-        starts: Vec::new(),
-        rows: 0,
-        compact_at: Kept::next_compaction(0, idx.entries.len()),
-        bytes: 0,
-        compactions: 0,
-        compacting: std::time::Duration::ZERO,
-    };
+    let mut kept = Kept::new(idx.entries.len());
     let base = reservation.size();
     let later = matches!(spec.op, AsOfOp::GtEq | AsOfOp::Gt);
     if idx.entries.is_empty() {
@@ -1084,15 +1089,7 @@ mod tests {
     /// the distinct referenced ones in id order.
     #[test]
     fn compaction_across_chunks_and_bitmap_words() {
-        let mut kept = Kept {
-            chunks: Vec::new(),
-            starts: Vec::new(),
-            rows: 0,
-            compact_at: 0,
-            bytes: 0,
-            compactions: 0,
-            compacting: std::time::Duration::ZERO,
-        };
+        let mut kept = Kept::new(0);
         // Chunk sizes 1..=70 (some cross a 64-id word, some sit inside one);
         // row id i holds the value 1000 + i.
         let mut next = 0i64;
@@ -1129,15 +1126,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_only_referenced_rows_and_renumbers() {
-        let mut kept = Kept {
-            chunks: Vec::new(),
-            starts: Vec::new(),
-            rows: 0,
-            compact_at: 0,
-            bytes: 0,
-            compactions: 0,
-            compacting: std::time::Duration::ZERO,
-        };
+        let mut kept = Kept::new(0);
         kept.push(vec![ints(&[10, 11, 12])], 3);
         kept.push(vec![ints(&[20, 21])], 2);
         assert_eq!(kept.locate(3), (1, 0));
