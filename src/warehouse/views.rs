@@ -27,6 +27,35 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The objects of a Delta table (its log at `log`) in three deletion steps:
+/// 1. the checkpoints and `_last_checkpoint`: readers then replay the commits,
+///    which still end at the latest one;
+/// 2. the lowest commit: with no checkpoint and no first commit no version
+///    can be loaded any more;
+/// 3. everything else, in any order.
+fn drop_order(log: &ObjPath, locations: Vec<ObjPath>) -> [Vec<ObjPath>; 3] {
+    let commit = |p: &ObjPath| -> Option<u64> {
+        if !p.prefix_matches(log) {
+            return None;
+        }
+        p.filename()?.strip_suffix(".json")?.parse().ok()
+    };
+    let first = locations.iter().filter_map(commit).min();
+    let mut steps: [Vec<ObjPath>; 3] = Default::default();
+    for p in locations {
+        let step =
+            if p.prefix_matches(log) && p.filename().is_some_and(|f| f.contains("checkpoint")) {
+                0
+            } else if first.is_some() && commit(&p) == first {
+                1
+            } else {
+                2
+            };
+        steps[step].push(p);
+    }
+    steps
+}
+
 /// Plans a SQL text in a session: the session's own front end (installed by
 /// the engine as a config extension), so views get the same SQL as queries.
 pub type SqlFrontEndFn = Arc<
@@ -228,23 +257,31 @@ impl Warehouse {
             .collect())
     }
 
-    /// Deletes every object of the Delta table `schema.table` (used when a model
-    /// changes from a table to a view, as dbt drops a relation of another type).
+    /// Deletes every object of the Delta table `schema.table` (DROP TABLE, and
+    /// a model that changes from a table to a view, as dbt drops a relation of
+    /// another type). Object stores delete in no guaranteed order, so this goes
+    /// in three steps (see [`drop_order`]) that never leave an older version
+    /// loadable if it stops half-way: a reader then gets an error instead, and
+    /// dropping again finishes the job.
     pub async fn drop_table_files(&self, schema: &str, table: &str) -> Result<()> {
+        use futures::TryStreamExt;
         let prefix = self.root_path().join(schema).join(table);
-        let locations: Vec<_> = self
+        let locations: Vec<ObjPath> = self
             .store
             .list(Some(&prefix))
-            .filter_map(|m| async move { m.ok().map(|m| Ok(m.location)) })
-            .collect()
-            .await;
-        let mut deleted = self
-            .store
-            .delete_stream(futures::stream::iter(locations).boxed());
-        while let Some(r) = deleted.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::storage(&prefix, e)),
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&prefix, e))?;
+        for step in drop_order(&prefix.clone().join("_delta_log"), locations) {
+            let mut deleted = self
+                .store
+                .delete_stream(futures::stream::iter(step.into_iter().map(Ok)).boxed());
+            while let Some(r) = deleted.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::storage(&prefix, e)),
+                }
             }
         }
         Ok(())
@@ -379,5 +416,58 @@ impl TableProvider for SqlView {
         }
         let plan = state.optimize(&builder.build()?)?;
         state.create_physical_plan(&plan).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_order_removes_checkpoints_then_the_first_commit() {
+        let table = ObjPath::from("wh/main/t");
+        let log = table.clone().join("_delta_log");
+        let names = [
+            "part-0001.zstd.parquet",
+            "_delta_log/00000000000000000002.json",
+            "_delta_log/_last_checkpoint",
+            "_delta_log/00000000000000000001.json",
+            "_delta_log/00000000000000000001.checkpoint.parquet",
+            "_delta_log/00000000000000000000.json",
+            "x=1/part-0002.zstd.parquet",
+            "_delta_log/00000000000000000003.crc",
+        ];
+        let all: Vec<ObjPath> = names
+            .iter()
+            .map(|n| ObjPath::from(format!("wh/main/t/{n}")))
+            .collect();
+        let [checkpoints, first, rest] = drop_order(&log, all.clone());
+        let short = |v: &[ObjPath]| -> Vec<String> {
+            let mut v: Vec<String> = v
+                .iter()
+                .map(|p| p.as_ref().trim_start_matches("wh/main/t/").to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            short(&checkpoints),
+            [
+                "_delta_log/00000000000000000001.checkpoint.parquet",
+                "_delta_log/_last_checkpoint"
+            ]
+        );
+        assert_eq!(short(&first), ["_delta_log/00000000000000000000.json"]);
+        assert_eq!(rest.len(), all.len() - 3);
+        // Log cleaned up below a checkpoint: the lowest commit left goes second.
+        let cleaned: Vec<ObjPath> = all
+            .into_iter()
+            .filter(|p| !p.as_ref().ends_with("00000000000000000000.json"))
+            .collect();
+        let [_, first, _] = drop_order(&log, cleaned);
+        assert_eq!(short(&first), ["_delta_log/00000000000000000001.json"]);
+        // No log at all: everything in the last step.
+        let [a, b, c] = drop_order(&log, vec![table.clone().join("part-1.parquet")]);
+        assert_eq!((a.len(), b.len(), c.len()), (0, 0, 1));
     }
 }

@@ -402,3 +402,46 @@ fn dbt_project_via_cli() {
     );
     assert!(dir.path().join("target/run_results.json").exists());
 }
+
+/// What DROP TABLE's deletion order relies on (`drop_order`): once the
+/// checkpoints and the first commit are gone, the table no longer loads at any
+/// version (an error, never an older version shown as the current one), and
+/// dropping it again removes the rest.
+#[test]
+fn a_table_without_its_first_commit_does_not_load_and_drops_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let wh = wh.to_str().unwrap();
+    let sql = |q: &str| {
+        sluice(
+            &["--warehouse", wh, "sql", q, "--format", "csv"],
+            dir.path(),
+        )
+    };
+    for q in [
+        "CREATE TABLE main.t AS SELECT 1 AS x",
+        "INSERT INTO main.t VALUES (2)",
+        "INSERT INTO main.t VALUES (3)",
+    ] {
+        let o = sql(q);
+        assert_eq!(o.status.code(), Some(0), "{q}: {}", stderr(&o));
+    }
+    let log = dir.path().join("wh/main/t/_delta_log");
+    std::fs::remove_file(log.join("00000000000000000000.json")).unwrap();
+    let o = sql("SELECT sum(x) AS s FROM main.t");
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = sql("DROP TABLE main.t");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !dir.path().join("wh/main/t/_delta_log").exists()
+            || std::fs::read_dir(&log).unwrap().next().is_none()
+    );
+    let o = sql("SELECT count(*) AS n FROM main.t");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("main.t"), "{}", stderr(&o));
+}
