@@ -122,8 +122,37 @@ impl Warehouse {
             Some(Err(e)) => return Err(Error::storage(url, e)),
             Some(Ok(_)) => {}
         }
-        table.load().await.map_err(|e| Error::storage(url, e))?;
+        if let Err(e) = table.load().await {
+            return Err(self
+                .broken_log_hint(url, &log)
+                .await
+                .unwrap_or_else(|| Error::storage(url, e)));
+        }
         Ok(Some(table))
+    }
+
+    /// When a table's log has commits but neither its first commit nor a
+    /// checkpoint (what a DROP TABLE that stopped half-way leaves, see
+    /// `drop_order`), an error that says so and how to finish the drop.
+    async fn broken_log_hint(&self, url: &Url, log: &ObjPath) -> Option<Error> {
+        use futures::TryStreamExt;
+        let names: Vec<String> = self
+            .store
+            .list(Some(log))
+            .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
+            .try_collect()
+            .await
+            .ok()?;
+        let commits = names.iter().any(|n| n.ends_with(".json"));
+        let first = names.iter().any(|n| n == "00000000000000000000.json");
+        let checkpoint = names.iter().any(|n| n.contains("checkpoint"));
+        (commits && !first && !checkpoint).then(|| Error::Storage {
+            location: url.to_string(),
+            message: "the Delta log has later commits but neither its first commit nor a \
+                      checkpoint, so no version can be read (a DROP TABLE that stopped \
+                      half-way leaves this); run DROP TABLE on it again to finish removing it"
+                .into(),
+        })
     }
 
     /// Whether `schema.table` is a stored Delta table or view (one listing, no

@@ -435,6 +435,11 @@ fn a_table_without_its_first_commit_does_not_load_and_drops_again() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+    assert!(
+        stderr(&o).contains("run DROP TABLE on it again"),
+        "{}",
+        stderr(&o)
+    );
     let o = sql("DROP TABLE main.t");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
