@@ -17,18 +17,21 @@
 use super::types::client_schema;
 use crate::features::online::table::OnlineTable;
 use crate::sql::Engine;
-use crate::warehouse::InMemoryTable;
+use crate::warehouse::{InMemoryTable, KeyIndex};
 use arrow::array::AsArray;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use datafusion::common::{DFSchemaRef, TableReference};
+use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableScan};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, TableScan,
+};
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::memory::MemoryStream;
 use std::sync::Arc;
@@ -82,6 +85,68 @@ fn parts(plan: &LogicalPlan) -> Option<(Vec<String>, &Expr, &TableScan, &DFSchem
         return None;
     }
     Some((names, &f.predicate, scan, f.input.schema()))
+}
+
+/// The rows a condition's first key conjunct (`column = value` or `column IN
+/// (values)`, values of the column's type, column indexed) can match: row
+/// ids, ascending. `None` when no conjunct is one.
+fn keyed_rows(table: &InMemoryTable, predicate: &Expr, schema: &DFSchema) -> Option<Vec<u32>> {
+    for conjunct in split_conjunction(predicate) {
+        let (column, values): (_, Vec<&ScalarValue>) = match conjunct {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                    (c, vec![v])
+                }
+                _ => continue,
+            },
+            Expr::InList(InList {
+                expr,
+                list,
+                negated: false,
+            }) => {
+                let Expr::Column(c) = expr.as_ref() else {
+                    continue;
+                };
+                let values = list
+                    .iter()
+                    .map(|e| match e {
+                        Expr::Literal(v, _) => Some(v),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>();
+                match values {
+                    Some(v) => (c, v),
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        let Ok(i) = schema.index_of_column(column) else {
+            continue;
+        };
+        let data_type = schema.field(i).data_type();
+        if !KeyIndex::indexes(data_type) || values.iter().any(|v| v.data_type() != *data_type) {
+            continue;
+        }
+        let Some(index) = table.key_index(i) else {
+            continue;
+        };
+        let Ok(values) = ScalarValue::iter_to_array(values.into_iter().cloned()) else {
+            continue;
+        };
+        let mut ids = Vec::new();
+        if index.candidates(values.as_ref(), &mut ids).is_err() {
+            continue;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        return Some(ids);
+    }
+    None
 }
 
 impl PreparedLookup {
@@ -149,8 +214,15 @@ impl PreparedLookup {
                     &PhysicalPlanningContext::default(),
                 )
                 .ok()?;
+                // A key condition reads its candidate rows from the key
+                // index; the whole condition is still evaluated on them.
+                let keyed = match keyed_rows(table, predicate, input_schema) {
+                    Some(ids) => Some(table.rows(&ids).ok()?),
+                    None => None,
+                };
+                let batches = keyed.as_deref().unwrap_or(table.batches());
                 let mut out = Vec::new();
-                for b in table.batches() {
+                for b in batches {
                     let mask = condition.evaluate(b).ok()?.into_array(b.num_rows()).ok()?;
                     let rows = filter_record_batch(b, mask.as_boolean_opt()?).ok()?;
                     if rows.num_rows() > 0 {

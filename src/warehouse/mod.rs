@@ -6,7 +6,7 @@
 mod catalog;
 mod history;
 mod table_cache;
-pub use table_cache::InMemoryTable;
+pub use table_cache::{InMemoryTable, KeyIndex};
 mod views;
 mod write;
 
@@ -41,6 +41,25 @@ pub struct Warehouse {
     store: Arc<dyn ObjectStore>,
     /// Options handed to Delta and object_store (env `AWS_*` merged with config).
     options: HashMap<String, String>,
+    /// The root as a local directory (`file://` warehouses only).
+    local_dir: Option<std::path::PathBuf>,
+}
+
+/// A local commit file's stamp: size, modification time (ns) and inode, as
+/// object_store's local ETag has them (a table dropped and re-created up to
+/// the same version differs in time or inode).
+fn local_stamp(m: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(m);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let modified = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}|{modified}|{inode:x}", m.len())
 }
 
 impl Warehouse {
@@ -49,17 +68,20 @@ impl Warehouse {
         let root = to_dir_url(uri)?;
         let options = merged_options(config_options);
         let store = build_store(&root, &options)?;
+        let mut local_dir = None;
         if root.scheme() == "file" {
             let path = root.to_file_path().map_err(|_| Error::Warehouse {
                 uri: uri.to_string(),
                 message: "not a valid local path".into(),
             })?;
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            local_dir = Some(path);
         }
         Ok(Warehouse {
             root,
             store,
             options,
+            local_dir,
         })
     }
 
@@ -201,12 +223,24 @@ impl Warehouse {
         version: u64,
     ) -> Result<Option<String>> {
         use object_store::ObjectStoreExt;
+        let file = format!("{version:020}.json");
+        if let Some(dir) = &self.local_dir {
+            // A local warehouse: one stat, on this thread. object_store's
+            // `head` would open the file on the blocking pool (a thread hop
+            // per call), and servers check every table on every query.
+            let path = dir.join(schema).join(table).join("_delta_log").join(&file);
+            return match std::fs::metadata(&path) {
+                Ok(m) => Ok(Some(local_stamp(&m))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(&path, e)),
+            };
+        }
         let path = self
             .root_path()
             .join(schema)
             .join(table)
             .join("_delta_log")
-            .join(format!("{version:020}.json"));
+            .join(file);
         match self.store.head(&path).await {
             Ok(m) => Ok(Some(format!(
                 "{}|{}|{}",

@@ -8,9 +8,11 @@
 //! once and the old entry is replaced.
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::common::hash_utils::{create_hashes, RandomState};
 use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -18,7 +20,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 type Key = (String, String);
@@ -191,25 +193,171 @@ pub(super) async fn load(
         .collect::<DfResult<_>>()?;
     let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
     let table = MemTable::try_new(schema, vec![batches.clone()])?;
-    Ok((InMemoryTable(table, batches), bytes))
+    Ok((InMemoryTable::new(table, batches), bytes))
 }
 
 /// A cached table: reads only. (A bare `MemTable` would accept INSERT,
 /// UPDATE and DELETE into memory; writes go to the Delta table instead.)
+///
+/// Rows are numbered across batches (row ids, in table order). Equality
+/// lookups on a column use a key index, built on the column's first lookup
+/// and kept with this version of the table: 12 bytes per row, not counted in
+/// the cache's budget.
 #[derive(Debug)]
-pub struct InMemoryTable(MemTable, Vec<RecordBatch>);
+pub struct InMemoryTable {
+    table: MemTable,
+    batches: Vec<RecordBatch>,
+    /// The first row id of each batch.
+    starts: Vec<usize>,
+    /// Per column: its key index, once asked for (`None`: not indexable).
+    indexes: Vec<OnceLock<Option<KeyIndex>>>,
+}
 
 impl InMemoryTable {
+    fn new(table: MemTable, batches: Vec<RecordBatch>) -> Self {
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut n = 0;
+        for b in &batches {
+            starts.push(n);
+            n += b.num_rows();
+        }
+        let columns = table.schema().fields().len();
+        InMemoryTable {
+            table,
+            batches,
+            starts,
+            indexes: (0..columns).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
     /// The table's rows (as of the Delta version it was loaded at).
     pub fn batches(&self) -> &[RecordBatch] {
-        &self.1
+        &self.batches
+    }
+
+    /// The key index of column `column`, built on first use; `None` when the
+    /// column's type is not indexed (floating point, nested, ...).
+    pub fn key_index(&self, column: usize) -> Option<&KeyIndex> {
+        self.indexes
+            .get(column)?
+            .get_or_init(|| KeyIndex::build(&self.batches, column))
+            .as_ref()
+    }
+
+    /// The rows `ids` (ascending row ids), in that order, as one batch per
+    /// batch they come from.
+    pub fn rows(&self, ids: &[u32]) -> DfResult<Vec<RecordBatch>> {
+        let total = self.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        if ids.last().is_some_and(|&id| id as usize >= total) {
+            return Err(DataFusionError::Internal(format!(
+                "row id past the table's {total} rows"
+            )));
+        }
+        let mut out = Vec::new();
+        let mut rest = ids;
+        while let Some(&first) = rest.first() {
+            let first = first as usize;
+            let b = self.starts.partition_point(|&s| s <= first) - 1;
+            let end = self.starts.get(b + 1).copied().unwrap_or(usize::MAX);
+            let n = rest.partition_point(|&id| (id as usize) < end);
+            let start = self.starts[b] as u32;
+            let take = UInt32Array::from_iter_values(rest[..n].iter().map(|id| id - start));
+            out.push(take_record_batch(&self.batches[b], &take)?);
+            rest = &rest[n..];
+        }
+        Ok(out)
+    }
+}
+
+/// Row ids by the hash of one column's value, sorted by hash: the candidate
+/// rows of an equality lookup. A hash can be shared by other values, so the
+/// caller still evaluates its condition on the candidates.
+#[derive(Debug)]
+pub struct KeyIndex {
+    hashes: Vec<u64>,
+    rows: Vec<u32>,
+}
+
+/// Hashes of indexed values (DataFusion's own hashing, fixed seed).
+fn key_hashes(values: &dyn Array, out: &mut Vec<u64>) -> DfResult<()> {
+    out.clear();
+    out.resize(values.len(), 0);
+    create_hashes([values], &RandomState::with_seed(0), out)?;
+    Ok(())
+}
+
+impl KeyIndex {
+    /// Types whose equality is equality of their hashed values (not floats:
+    /// `0.0 = -0.0`).
+    pub fn indexes(t: &DataType) -> bool {
+        t.is_integer()
+            || matches!(
+                t,
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Binary
+                    | DataType::LargeBinary
+                    | DataType::BinaryView
+                    | DataType::FixedSizeBinary(_)
+                    | DataType::Date32
+                    | DataType::Date64
+                    | DataType::Timestamp(_, _)
+                    | DataType::Time32(_)
+                    | DataType::Time64(_)
+                    | DataType::Decimal128(_, _)
+                    | DataType::Decimal256(_, _)
+            )
+    }
+
+    fn build(batches: &[RecordBatch], column: usize) -> Option<Self> {
+        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if u32::try_from(total).is_err() {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(total);
+        let mut hashes = Vec::new();
+        let mut next = 0u32;
+        for b in batches {
+            let values = b.columns().get(column)?;
+            if !Self::indexes(values.data_type()) {
+                return None;
+            }
+            key_hashes(values.as_ref(), &mut hashes).ok()?;
+            for (i, &h) in hashes.iter().enumerate() {
+                // Nulls equal nothing.
+                if values.is_valid(i) {
+                    pairs.push((h, next + i as u32));
+                }
+            }
+            next += b.num_rows() as u32;
+        }
+        pairs.sort_unstable();
+        let (hashes, rows) = pairs.into_iter().unzip();
+        Some(KeyIndex { hashes, rows })
+    }
+
+    /// Adds the candidate rows for `values` (of the column's type) to `out`,
+    /// unordered and possibly repeated.
+    pub fn candidates(&self, values: &dyn Array, out: &mut Vec<u32>) -> DfResult<()> {
+        let mut hashes = Vec::new();
+        key_hashes(values, &mut hashes)?;
+        for (i, &h) in hashes.iter().enumerate() {
+            if values.is_null(i) {
+                continue;
+            }
+            let from = self.hashes.partition_point(|&x| x < h);
+            let to = from + self.hashes[from..].partition_point(|&x| x == h);
+            out.extend_from_slice(&self.rows[from..to]);
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl TableProvider for InMemoryTable {
     fn schema(&self) -> SchemaRef {
-        self.0.schema()
+        self.table.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -223,18 +371,18 @@ impl TableProvider for InMemoryTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.0.scan(state, projection, filters, limit).await
+        self.table.scan(state, projection, filters, limit).await
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.0.supports_filters_pushdown(filters)
+        self.table.supports_filters_pushdown(filters)
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        self.0.statistics()
+        self.table.statistics()
     }
 }
 
@@ -255,6 +403,97 @@ mod tests {
 
     fn st(version: u64) -> Stamp {
         ("table-id".to_string(), version)
+    }
+
+    /// Key lookups through the index find exactly the rows a scan finds:
+    /// over several batches, repeated keys, nulls, strings, several values,
+    /// a value absent; floats are not indexed.
+    #[test]
+    fn key_index_finds_what_a_scan_finds() {
+        use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+        use datafusion::arrow::datatypes::Field;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let mut batches = Vec::new();
+        let mut all: Vec<(Option<i64>, Option<String>)> = Vec::new();
+        for (b, size) in [3usize, 1, 7, 5].into_iter().enumerate() {
+            let ids: Vec<Option<i64>> = (0..size)
+                .map(|i| ((i + b) % 4 != 3).then_some(((i * 7 + b * 3) % 6) as i64))
+                .collect();
+            let names: Vec<Option<String>> = ids
+                .iter()
+                .map(|id| id.map(|v| format!("n{}", v % 3)))
+                .collect();
+            all.extend(ids.iter().cloned().zip(names.iter().cloned()));
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(Float64Array::from(vec![1.0; size])),
+            ];
+            batches.push(RecordBatch::try_new(schema.clone(), cols).unwrap());
+        }
+        let mem = MemTable::try_new(schema, vec![batches.clone()]).unwrap();
+        let table = InMemoryTable::new(mem, batches);
+        assert!(table.key_index(2).is_none(), "floats are not indexed");
+        let lookup = |column: usize, values: ArrayRef| -> Vec<u32> {
+            let index = table.key_index(column).unwrap();
+            let mut ids = Vec::new();
+            index.candidates(values.as_ref(), &mut ids).unwrap();
+            ids.sort_unstable();
+            ids.dedup();
+            // Candidates must be checked: keep the rows whose value matches.
+            let rows = table.rows(&ids).unwrap();
+            let mut found = Vec::new();
+            let mut k = 0;
+            for b in &rows {
+                for r in 0..b.num_rows() {
+                    let cell = b.column(column);
+                    let hit = (0..values.len()).any(|v| {
+                        values.is_valid(v)
+                            && cell.is_valid(r)
+                            && datafusion::arrow::compute::kernels::cmp::eq(
+                                &cell.slice(r, 1),
+                                &values.slice(v, 1),
+                            )
+                            .unwrap()
+                            .value(0)
+                    });
+                    if hit {
+                        found.push(ids[k]);
+                    }
+                    k += 1;
+                }
+            }
+            assert_eq!(k, ids.len());
+            found
+        };
+        for key in 0..7i64 {
+            let want: Vec<u32> = (0..all.len() as u32)
+                .filter(|&i| all[i as usize].0 == Some(key))
+                .collect();
+            let got = lookup(0, Arc::new(Int64Array::from(vec![key])));
+            assert_eq!(got, want, "id = {key}");
+        }
+        let want: Vec<u32> = (0..all.len() as u32)
+            .filter(|&i| matches!(all[i as usize].0, Some(1) | Some(4)))
+            .collect();
+        assert!(!want.is_empty());
+        let got = lookup(
+            0,
+            Arc::new(Int64Array::from(vec![Some(4), None, Some(1), Some(4)])),
+        );
+        assert_eq!(got, want, "id IN (4, NULL, 1, 4)");
+        let want: Vec<u32> = (0..all.len() as u32)
+            .filter(|&i| all[i as usize].1.as_deref() == Some("n2"))
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(lookup(1, Arc::new(StringArray::from(vec!["n2"]))), want);
+        assert!(lookup(1, Arc::new(StringArray::from(vec!["zz"]))).is_empty());
+        // Row ids past the table are refused, not a panic.
+        assert!(table.rows(&[all.len() as u32]).is_err());
     }
 
     #[test]

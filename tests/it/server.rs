@@ -696,6 +696,108 @@ async fn table_cache_sees_every_commit() {
     assert_eq!(ints(&got, 0), vec![2]);
 }
 
+/// Prepared lookups on a table held in memory (answered through its key
+/// index) give what the same query gives planned: repeated keys, rows over
+/// several batches, NULL keys, absent keys, string keys, `IN` lists, a key
+/// condition with another condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_lookups_answer_as_planning_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(dir.path(), vec![], QueryLimits::default()).await;
+    let mut c = client(addr).await;
+    c.execute_update(
+        "CREATE TABLE main.k AS SELECT CASE WHEN v % 97 = 0 THEN NULL ELSE v % 50 END AS id, \
+         'n' || CAST(v % 7 AS VARCHAR) AS name, v AS n FROM generate_series(1, 20000) t(v)"
+            .into(),
+        None,
+    )
+    .await
+    .unwrap();
+    // Sorted, so that only the rows matter (the planned query may run in
+    // several partitions).
+    let sorted = |mut v: Vec<i64>| {
+        v.sort_unstable();
+        v
+    };
+    let base = c.clone();
+    let prepared = |sql: &'static str, params: RecordBatch| {
+        let mut c = base.clone();
+        async move {
+            let mut stmt = c.prepare(sql.into(), None).await.unwrap();
+            stmt.set_parameters(params).unwrap();
+            let info = stmt.execute().await.unwrap();
+            let got = fetch(&mut c, info).await;
+            sorted(ints(&got, 0))
+        }
+    };
+    let one = |v: Option<i64>| {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("0", DataType::Int64, true)])),
+            vec![Arc::new(Int64Array::from(vec![v]))],
+        )
+        .unwrap()
+    };
+    // Twice: the first may be read from Delta while the table loads.
+    for _ in 0..2 {
+        for id in [0, 1, 7, 49, 50, -3] {
+            let want = sorted(ints(
+                &query(&mut c, &format!("SELECT n FROM k WHERE id = {id}")).await,
+                0,
+            ));
+            assert_eq!(want.is_empty(), !(0..50).contains(&id));
+            let got = prepared("SELECT n FROM k WHERE id = ?", one(Some(id))).await;
+            assert_eq!(got, want, "id = {id}");
+        }
+    }
+    assert!(prepared("SELECT n FROM k WHERE id = ?", one(None))
+        .await
+        .is_empty());
+    let want = sorted(ints(
+        &query(
+            &mut c,
+            "SELECT n FROM k WHERE id IN (3, 11, 3) AND n > 9000",
+        )
+        .await,
+        0,
+    ));
+    assert!(!want.is_empty());
+    let two = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("0", DataType::Int64, true),
+            Field::new("1", DataType::Int64, true),
+            Field::new("2", DataType::Int64, true),
+            Field::new("3", DataType::Int64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![3])),
+            Arc::new(Int64Array::from(vec![11])),
+            Arc::new(Int64Array::from(vec![3])),
+            Arc::new(Int64Array::from(vec![9000])),
+        ],
+    )
+    .unwrap();
+    let got = prepared("SELECT n FROM k WHERE id IN (?, ?, ?) AND n > ?", two).await;
+    assert_eq!(got, want);
+    let want = sorted(ints(
+        &query(&mut c, "SELECT n FROM k WHERE name = 'n5' AND id = 12").await,
+        0,
+    ));
+    assert!(!want.is_empty());
+    let named = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("0", DataType::Utf8, true),
+            Field::new("1", DataType::Int64, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["n5"])),
+            Arc::new(Int64Array::from(vec![12])),
+        ],
+    )
+    .unwrap();
+    let got = prepared("SELECT n FROM k WHERE name = ? AND id = ?", named).await;
+    assert_eq!(got, want);
+}
+
 /// A query's DoGet runs the plan its GetFlightInfo made; a second DoGet of
 /// the same ticket plans it again, and another user's DoGet is planned under
 /// that user's own rights.
