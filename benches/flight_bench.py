@@ -33,6 +33,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -304,6 +305,38 @@ def concurrency(uri: str, small_rows: int, expected: list, clients: int, seconds
     return summary
 
 
+def floor_load(floor_bin: str, load_bin: str, clients: int, seconds: float) -> dict:
+    """(b)'s protocol floor: the same Rust clients, back to back, against
+    benches/flight_floor.rs, a Flight SQL server that does no query work
+    (same tonic settings, parameters decoded, a one-row answer encoded)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([floor_bin, "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        cmd = [load_bin, "--uri", f"grpc://127.0.0.1:{port}", "--user", "floor", "--password", "floor",
+               "--clients", str(clients), "--seconds", str(seconds),
+               "--query", SMALL_QUERY, "--ids", "10000", "--rows", "1"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+        try:
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            return {"fatal": (out.stderr or out.stdout)[-2000:]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    log(f"protocol floor (no query work), rust clients={clients}: {res.get('queries')} queries, "
+        f"{res.get('qps')} q/s, p50 {res.get('p50_ms')} ms, p99 {res.get('p99_ms')} ms, {res.get('errors')} errors")
+    return res
+
+
 def rust_load(uri: str, load_bin: str, clients: int, seconds: float, rate) -> dict:
     """(b) again with benches/flight_load.rs: CLIENTS connections in one Rust
     process (arrow-flight's Flight SQL client), back to back (rate None) or each
@@ -341,6 +374,8 @@ def main() -> int:
     ap.add_argument("--skip-concurrency", action="store_true")
     ap.add_argument("--load-bin", default=os.environ.get("FLIGHT_LOAD"),
                     help="benches/flight_load.rs binary: also run (b) with Rust clients")
+    ap.add_argument("--floor-bin", default=os.environ.get("FLIGHT_FLOOR"),
+                    help="benches/flight_floor.rs binary: also run (b) against a server doing no query work")
     ap.add_argument("--rates", default="5,20", help="per-client q/s of the paced Rust runs")
     args = ap.parse_args()
 
@@ -377,6 +412,8 @@ def main() -> int:
                 runs = [None] + [float(r) for r in args.rates.split(",") if r.strip()]
                 summary["concurrency_rust"] = [
                     rust_load(server.uri, args.load_bin, args.clients, args.seconds, r) for r in runs]
+            if args.load_bin and args.floor_bin:
+                summary["protocol_floor"] = floor_load(args.floor_bin, args.load_bin, args.clients, args.seconds)
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         summary["error"] = traceback.format_exc(limit=3)
