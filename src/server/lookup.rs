@@ -20,9 +20,10 @@ use crate::sql::Engine;
 use crate::warehouse::{InMemoryTable, KeyIndex};
 use arrow::array::AsArray;
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
-use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, TableReference};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{plan_err, DFSchema, DFSchemaRef, ScalarValue, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::execution_props::ExecutionProps;
@@ -37,8 +38,11 @@ use datafusion::physical_plan::memory::MemoryStream;
 use std::sync::Arc;
 
 pub(super) struct PreparedLookup {
-    /// The prepared plan, parameters unbound.
-    plan: LogicalPlan,
+    /// The condition, parameters unbound, and the schema it is over.
+    predicate: Expr,
+    input_schema: DFSchemaRef,
+    /// The type of each parameter `$1`, `$2`, ... (`None`: not inferred).
+    parameter_types: Vec<Option<DataType>>,
     source: Source,
     /// Output columns, as indices into the table's schema.
     projection: Vec<usize>,
@@ -152,7 +156,11 @@ fn keyed_rows(table: &InMemoryTable, predicate: &Expr, schema: &DFSchema) -> Opt
 impl PreparedLookup {
     /// The lookup a prepared query's (unbound) plan is, if it is one.
     pub(super) fn detect(plan: &LogicalPlan, schema: &SchemaRef) -> Option<Self> {
-        let (names, _, scan, _) = parts(plan)?;
+        let (names, predicate, scan, input_schema) = parts(plan)?;
+        let types = plan.get_parameter_types().ok()?;
+        let parameter_types = (1..=types.len())
+            .map(|i| types.get(&format!("${i}")).cloned())
+            .collect::<Option<Vec<_>>>()?;
         let provider = source_as_provider(&scan.source).ok()?;
         let table_schema = provider.schema();
         let projection = names
@@ -168,16 +176,47 @@ impl PreparedLookup {
             }
         };
         Some(PreparedLookup {
-            plan: plan.clone(),
+            predicate: predicate.clone(),
+            input_schema: input_schema.clone(),
+            parameter_types,
             source,
             projection,
             schema: schema.clone(),
         })
     }
 
-    /// The prepared plan, parameters unbound.
-    pub(super) fn plan(&self) -> &LogicalPlan {
-        &self.plan
+    /// The condition with `params` in place of its parameters (each cast to
+    /// the parameter's type, as binding a plan casts it); `None` when they do
+    /// not fit (the caller plans the query, which reports why).
+    pub(super) fn bind(&self, params: &[ScalarValue]) -> Option<Expr> {
+        if params.len() != self.parameter_types.len() {
+            return None;
+        }
+        let mut values = Vec::with_capacity(params.len());
+        for (v, t) in params.iter().zip(&self.parameter_types) {
+            values.push(match t {
+                Some(t) if v.is_null() => ScalarValue::try_from(t).ok()?,
+                Some(t) if v.data_type() != *t => v.cast_to(t).ok()?,
+                _ => v.clone(),
+            });
+        }
+        self.predicate
+            .clone()
+            .transform(|e| match &e {
+                Expr::Placeholder(p) => {
+                    let i =
+                        p.id.strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .filter(|&n| n >= 1 && n <= values.len());
+                    match i {
+                        Some(i) => Ok(Transformed::yes(Expr::Literal(values[i - 1].clone(), None))),
+                        None => plan_err!("unknown parameter {}", p.id),
+                    }
+                }
+                _ => Ok(Transformed::no(e)),
+            })
+            .ok()
+            .map(|t| t.data)
     }
 
     /// The answer's schema (as planning would give it).
@@ -185,14 +224,14 @@ impl PreparedLookup {
         self.schema.clone()
     }
 
-    /// Runs `bound` (this lookup's plan with its parameters bound); `None`
-    /// when it is not answerable here (the caller plans it instead).
+    /// Runs the lookup with its condition bound (see [`PreparedLookup::bind`]);
+    /// `None` when it is not answerable here (the caller plans it instead).
     pub(super) async fn execute(
         &self,
-        bound: &LogicalPlan,
+        predicate: &Expr,
         engine: &Engine,
     ) -> Option<SendableRecordBatchStream> {
-        let (_, predicate, _, input_schema) = parts(bound)?;
+        let input_schema = &self.input_schema;
         match &self.source {
             Source::Online(provider) => self.online(provider, predicate, engine).await,
             Source::Table { name, table_schema } => {

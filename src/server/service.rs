@@ -70,11 +70,18 @@ struct Prepared {
     params: Vec<Vec<ScalarValue>>,
     is_query: bool,
     last_used: Instant,
-    /// The plan GetFlightInfo made (parameters bound), for the DoGet that
+    /// What GetFlightInfo made (parameters bound), for the DoGet that
     /// follows: a prepared query is planned once per execution.
-    planned: Option<LogicalPlan>,
+    planned: Option<Bound>,
     /// A lookup (online or on a cached table), answered without planning (see [`PreparedLookup`]).
     lookup: Option<Arc<PreparedLookup>>,
+}
+
+/// A prepared query with its parameters bound.
+enum Bound {
+    Plan(LogicalPlan),
+    /// A lookup's condition (see [`PreparedLookup::bind`]).
+    Lookup(datafusion::logical_expr::Expr),
 }
 
 /// A finished statement's result, waiting for DoGet.
@@ -813,13 +820,13 @@ impl FlightSqlService for FlightSqlServer {
         // queries (and a lookup whose parameters do not bind) are planned.
         let bound = lookup
             .as_ref()
-            .and_then(|l| bind(l.plan().clone(), &first).ok().map(|b| (b, l.schema())));
+            .and_then(|l| l.bind(&first).map(|b| (Bound::Lookup(b), l.schema())));
         let (plan, schema) = match bound {
             Some(b) => b,
             None => {
                 let plan = self.plan_prepared(&engine, &p, &sql, &first).await?;
                 let schema = client_schema(plan.schema().as_arrow());
-                (plan, schema)
+                (Bound::Plan(plan), schema)
             }
         };
         self.prepared_mut(&cmd.prepared_statement_handle, &p, |s| {
@@ -849,18 +856,16 @@ impl FlightSqlService for FlightSqlServer {
                 )
             })?;
         let engine = self.engine_for(&p);
-        if let Some(l) = &lookup {
-            if let Some(bound) = &planned {
-                if let Some(rows) = l.execute(bound, &engine).await {
-                    return self.stream_batches(l.schema(), rows, &p, &sql, "lookup");
-                }
+        if let (Some(l), Some(Bound::Lookup(condition))) = (&lookup, &planned) {
+            if let Some(rows) = l.execute(condition, &engine).await {
+                return self.stream_batches(l.schema(), rows, &p, &sql, "lookup");
             }
-            // Not answerable by lookup (or a changed view): plan it again.
+            // Not answerable by lookup (or a changed view): plan it.
             planned = None;
         }
         let plan = match planned {
-            Some(plan) => plan,
-            None => self.plan_prepared(&engine, &p, &sql, &params).await?,
+            Some(Bound::Plan(plan)) => plan,
+            _ => self.plan_prepared(&engine, &p, &sql, &params).await?,
         };
         match engine.run_plan(plan).await.map_err(status)? {
             Executed::Rows(df) => self.stream(df, &p, &sql).await,
