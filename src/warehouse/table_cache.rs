@@ -20,6 +20,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -209,8 +210,19 @@ pub struct InMemoryTable {
     batches: Vec<RecordBatch>,
     /// The first row id of each batch.
     starts: Vec<usize>,
-    /// Per column: its key index, once asked for (`None`: not indexable).
-    indexes: Vec<OnceLock<Option<KeyIndex>>>,
+    /// Per column: its key index, once asked for.
+    indexes: Vec<Arc<IndexSlot>>,
+}
+
+/// Tables up to this many rows build a key index in the query asking for it;
+/// larger ones build it on the blocking pool while their lookups scan.
+const INLINE_INDEX_ROWS: usize = 1 << 16;
+
+#[derive(Debug, Default)]
+struct IndexSlot {
+    /// The index once built (`None`: the column is not indexable).
+    built: OnceLock<Option<Arc<KeyIndex>>>,
+    started: AtomicBool,
 }
 
 impl InMemoryTable {
@@ -226,7 +238,7 @@ impl InMemoryTable {
             table,
             batches,
             starts,
-            indexes: (0..columns).map(|_| OnceLock::new()).collect(),
+            indexes: (0..columns).map(|_| Arc::default()).collect(),
         }
     }
 
@@ -235,13 +247,36 @@ impl InMemoryTable {
         &self.batches
     }
 
-    /// The key index of column `column`, built on first use; `None` when the
-    /// column's type is not indexed (floating point, nested, ...).
-    pub fn key_index(&self, column: usize) -> Option<&KeyIndex> {
-        self.indexes
-            .get(column)?
-            .get_or_init(|| KeyIndex::build(&self.batches, column))
-            .as_ref()
+    /// The key index of column `column`; `None` when the column's type is
+    /// not indexed (floating point, nested, ...) or while its index is being
+    /// built. The first call builds it: in the calling thread for a table of
+    /// up to 65,536 rows, else on the blocking pool (so a large table's first
+    /// lookups neither wait for it nor hold a worker thread).
+    pub fn key_index(&self, column: usize) -> Option<Arc<KeyIndex>> {
+        let slot = self.indexes.get(column)?;
+        if let Some(built) = slot.built.get() {
+            return built.clone();
+        }
+        let rows = self.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        let runtime = tokio::runtime::Handle::try_current();
+        if rows <= INLINE_INDEX_ROWS || runtime.is_err() {
+            return slot
+                .built
+                .get_or_init(|| KeyIndex::build(&self.batches, column).map(Arc::new))
+                .clone();
+        }
+        if !slot.started.swap(true, Ordering::AcqRel) {
+            let batches = self.batches.clone();
+            let slot = slot.clone();
+            if let Ok(runtime) = runtime {
+                runtime.spawn_blocking(move || {
+                    let _ = slot
+                        .built
+                        .set(KeyIndex::build(&batches, column).map(Arc::new));
+                });
+            }
+        }
+        None
     }
 
     /// The rows `ids` (ascending row ids), in that order, as one batch per
@@ -494,6 +529,39 @@ mod tests {
         assert!(lookup(1, Arc::new(StringArray::from(vec!["zz"]))).is_empty());
         // Row ids past the table are refused, not a panic.
         assert!(table.rows(&[all.len() as u32]).is_err());
+    }
+
+    /// A large table's index is built on the blocking pool: lookups meanwhile
+    /// get no index (and scan), then the built one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn large_key_index_builds_in_the_background() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::Field;
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = (0..4)
+            .map(|b| {
+                let ids = Int64Array::from_iter_values((0..50_000).map(|i| (b * 50_000 + i) / 2));
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap()
+            })
+            .collect();
+        let mem = MemTable::try_new(schema, vec![batches.clone()]).unwrap();
+        let table = InMemoryTable::new(mem, batches);
+        assert!(table.key_index(0).is_none(), "built inline");
+        let mut index = None;
+        for _ in 0..600 {
+            index = table.key_index(0);
+            if index.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let index = index.expect("the index was not built in 30 s");
+        let mut ids = Vec::new();
+        index
+            .candidates(&Int64Array::from(vec![70_001]), &mut ids)
+            .unwrap();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![140_002, 140_003]);
     }
 
     #[test]

@@ -796,6 +796,25 @@ async fn cached_lookups_answer_as_planning_does() {
     .unwrap();
     let got = prepared("SELECT n FROM k WHERE name = ? AND id = ?", named).await;
     assert_eq!(got, want);
+
+    // A table over 65,536 rows builds its index in the background: answers
+    // are the same before and after.
+    c.execute_update(
+        "CREATE TABLE main.big AS SELECT v % 1000 AS id, v AS n FROM generate_series(1, 100000) t(v)"
+            .into(),
+        None,
+    )
+    .await
+    .unwrap();
+    for round in 0..40 {
+        let id = (round * 37) % 1000;
+        let got = prepared("SELECT n FROM big WHERE id = ?", one(Some(id))).await;
+        let want: Vec<i64> = (1..=100_000).filter(|v| v % 1000 == id).collect();
+        assert_eq!(got, want, "big: id = {id}");
+        if round == 20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 /// A query's DoGet runs the plan its GetFlightInfo made; a second DoGet of
