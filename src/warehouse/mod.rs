@@ -195,7 +195,7 @@ impl Warehouse {
     }
 
     /// When `version` is still the latest commit of `schema.table` (its commit
-    /// file exists and the next one does not: two HEAD requests), the commit
+    /// file exists and the next one does not: two HEAD requests, sent together), the commit
     /// file's stamp (see [`Warehouse::commit_stamp`]). A dropped table, or a
     /// log cleaned up past `version`, answers `None`.
     pub async fn latest_stamp(
@@ -207,10 +207,12 @@ impl Warehouse {
         let Some(v) = version else {
             return Ok(None);
         };
-        if self.commit_stamp(schema, table, v + 1).await?.is_some() {
-            return Ok(None);
-        }
-        self.commit_stamp(schema, table, v).await
+        // Both at once: on object storage these are two round trips per query.
+        let (next, this) = futures::try_join!(
+            self.commit_stamp(schema, table, v + 1),
+            self.commit_stamp(schema, table, v)
+        )?;
+        Ok(if next.is_some() { None } else { this })
     }
 
     /// Size, modification time and ETag of commit `version` of `schema.table`
