@@ -296,8 +296,9 @@ impl WarehouseSchema {
         let mut m = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner());
         match loaded {
             Ok((cached, bytes)) => {
+                let index_bytes = cached.index_bytes();
                 let cached: Arc<dyn TableProvider> = Arc::new(cached);
-                m.insert(key, stamp, cached.clone(), bytes);
+                m.insert(key, stamp, cached.clone(), bytes, index_bytes);
                 Ok(cached)
             }
             Err(e) => {

@@ -20,7 +20,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ struct Entry {
     stamp: Stamp,
     provider: Arc<dyn TableProvider>,
     bytes: usize,
+    /// Bytes of the key indexes built on the table since (counted against
+    /// the budget from the next insert on).
+    index_bytes: Arc<AtomicUsize>,
     used_at: u64,
 }
 
@@ -100,6 +103,7 @@ impl TableCache {
         stamp: Stamp,
         provider: Arc<dyn TableProvider>,
         bytes: usize,
+        index_bytes: Arc<AtomicUsize>,
     ) {
         self.loading.remove(&key);
         if let Some(old) = self.entries.remove(&key) {
@@ -118,6 +122,7 @@ impl TableCache {
                 stamp,
                 provider,
                 bytes,
+                index_bytes,
                 used_at: self.tick,
             },
         );
@@ -147,9 +152,19 @@ impl TableCache {
         self.skip.insert((key, stamp));
     }
 
+    /// Bytes held: the tables and the key indexes built on them.
+    fn held(&self) -> usize {
+        let indexes: usize = self
+            .entries
+            .values()
+            .map(|e| e.index_bytes.load(Ordering::Relaxed))
+            .sum();
+        self.used + indexes
+    }
+
     /// Drops least recently used entries until `incoming` more bytes fit.
     fn evict(&mut self, incoming: usize) {
-        while self.used + incoming > self.budget && !self.entries.is_empty() {
+        while self.held() + incoming > self.budget && !self.entries.is_empty() {
             let oldest = self
                 .entries
                 .iter()
@@ -212,6 +227,8 @@ pub struct InMemoryTable {
     starts: Vec<usize>,
     /// Per column: its key index, once asked for.
     indexes: Vec<Arc<IndexSlot>>,
+    /// Bytes of the key indexes built so far.
+    index_bytes: Arc<AtomicUsize>,
 }
 
 /// Tables up to this many rows build a key index in the query asking for it;
@@ -239,7 +256,13 @@ impl InMemoryTable {
             batches,
             starts,
             indexes: (0..columns).map(|_| Arc::default()).collect(),
+            index_bytes: Arc::default(),
         }
+    }
+
+    /// Bytes of the key indexes built so far (the cache counts them).
+    pub(super) fn index_bytes(&self) -> Arc<AtomicUsize> {
+        self.index_bytes.clone()
     }
 
     /// The table's rows (as of the Delta version it was loaded at).
@@ -262,17 +285,16 @@ impl InMemoryTable {
         if rows <= INLINE_INDEX_ROWS || runtime.is_err() {
             return slot
                 .built
-                .get_or_init(|| KeyIndex::build(&self.batches, column).map(Arc::new))
+                .get_or_init(|| KeyIndex::build(&self.batches, column, &self.index_bytes))
                 .clone();
         }
         if !slot.started.swap(true, Ordering::AcqRel) {
             let batches = self.batches.clone();
             let slot = slot.clone();
+            let counter = self.index_bytes.clone();
             if let Ok(runtime) = runtime {
                 runtime.spawn_blocking(move || {
-                    let _ = slot
-                        .built
-                        .set(KeyIndex::build(&batches, column).map(Arc::new));
+                    let _ = slot.built.set(KeyIndex::build(&batches, column, &counter));
                 });
             }
         }
@@ -345,7 +367,8 @@ impl KeyIndex {
             )
     }
 
-    fn build(batches: &[RecordBatch], column: usize) -> Option<Self> {
+    /// The index of `column`, its bytes added to `counter`.
+    fn build(batches: &[RecordBatch], column: usize, counter: &AtomicUsize) -> Option<Arc<Self>> {
         let total: usize = batches.iter().map(|b| b.num_rows()).sum();
         if u32::try_from(total).is_err() {
             return None;
@@ -368,8 +391,9 @@ impl KeyIndex {
             next += b.num_rows() as u32;
         }
         pairs.sort_unstable();
-        let (hashes, rows) = pairs.into_iter().unzip();
-        Some(KeyIndex { hashes, rows })
+        let (hashes, rows): (Vec<u64>, Vec<u32>) = pairs.into_iter().unzip();
+        counter.fetch_add(hashes.len() * 12, Ordering::Relaxed);
+        Some(Arc::new(KeyIndex { hashes, rows }))
     }
 
     /// Adds the candidate rows for `values` (of the column's type) to `out`,
@@ -574,30 +598,30 @@ mod tests {
         assert!(c.should_load(&key("a"), &st(1), 100));
         // Loading already: a second query reads Delta meanwhile.
         assert!(!c.should_load(&key("a"), &st(1), 100));
-        c.insert(key("a"), st(1), provider(), 400);
+        c.insert(key("a"), st(1), provider(), 400, Arc::default());
         assert!(c.get(&key("a"), &st(1)).is_some());
         // Another version is a miss.
         assert!(c.get(&key("a"), &st(2)).is_none());
         assert!(c.should_load(&key("b"), &st(1), 100));
-        c.insert(key("b"), st(1), provider(), 400);
+        c.insert(key("b"), st(1), provider(), 400, Arc::default());
         assert_eq!(c.used(), 800);
         // `a` was used after `b`'s load began but `b` is newer: touch `a`,
         // then a third entry evicts `b`, the least recently used.
         assert!(c.get(&key("a"), &st(1)).is_some());
         assert!(c.should_load(&key("c"), &st(1), 100));
-        c.insert(key("c"), st(1), provider(), 400);
+        c.insert(key("c"), st(1), provider(), 400, Arc::default());
         assert!(c.get(&key("b"), &st(1)).is_none());
         assert!(c.get(&key("a"), &st(1)).is_some());
         assert_eq!(c.used(), 800);
         // A new version replaces the old entry.
         assert!(c.should_load(&key("a"), &st(2), 100));
-        c.insert(key("a"), st(2), provider(), 300);
+        c.insert(key("a"), st(2), provider(), 300, Arc::default());
         assert!(c.get(&key("a"), &st(1)).is_none());
         assert!(c.get(&key("a"), &st(2)).is_some());
         assert_eq!(c.used(), 700);
         // Larger than half the budget once decoded: not kept, not retried.
         assert!(c.should_load(&key("d"), &st(1), 100));
-        c.insert(key("d"), st(1), provider(), 600);
+        c.insert(key("d"), st(1), provider(), 600, Arc::default());
         assert!(c.get(&key("d"), &st(1)).is_none());
         assert!(!c.should_load(&key("d"), &st(1), 100));
         // Failed loads are not retried either; a new version is.
@@ -614,5 +638,46 @@ mod tests {
         c.set_budget(0);
         assert_eq!(c.used(), 0);
         assert!(c.get(&key("c"), &st(1)).is_none());
+    }
+
+    /// Key indexes built on a cached table count against the budget: they
+    /// push older tables out at the next insert.
+    #[test]
+    fn key_indexes_count_against_the_budget() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::Field;
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..25))],
+        )
+        .unwrap();
+        let table = InMemoryTable::new(
+            MemTable::try_new(schema, vec![vec![batch.clone()]]).unwrap(),
+            vec![batch],
+        );
+        let mut c = TableCache::default();
+        c.set_budget(1000);
+        assert!(c.should_load(&key("a"), &st(1), 10));
+        c.insert(key("a"), st(1), provider(), 300, Arc::default());
+        assert!(c.should_load(&key("t"), &st(1), 10));
+        c.insert(key("t"), st(1), provider(), 300, table.index_bytes());
+        // 600 of 1000 held: 400 more fit.
+        assert!(c.should_load(&key("b"), &st(1), 10));
+        c.insert(key("b"), st(1), provider(), 350, Arc::default());
+        assert!(c.get(&key("a"), &st(1)).is_some());
+        assert!(c.get(&key("t"), &st(1)).is_some());
+        // 40 more bytes fit in 950, but not with an index on `t` (25 rows,
+        // 12 bytes each): the least recently used (`b`) goes.
+        assert!(table.key_index(0).is_some());
+        assert_eq!(table.index_bytes().load(Ordering::Relaxed), 300);
+        assert!(c.should_load(&key("d"), &st(1), 10));
+        c.insert(key("d"), st(1), provider(), 40, Arc::default());
+        assert!(
+            c.get(&key("b"), &st(1)).is_none(),
+            "the index was not counted"
+        );
+        assert!(c.get(&key("t"), &st(1)).is_some());
+        assert!(c.held() <= 1000);
     }
 }
