@@ -167,6 +167,31 @@ fn occurrences_in(statements: &[Statement]) -> Vec<Occurrence> {
 }
 
 fn parse(sql: &str) -> Result<Vec<Statement>, DepsError> {
+    crate::sql::parse_guarded(sql.len(), || parse_checked(sql))
+}
+
+fn parse_checked(sql: &str) -> Result<Vec<Statement>, DepsError> {
+    let statements = parse_unchecked(sql)?;
+    // The walk below recurses: refuse (and safely take apart) what nests too deep.
+    let mut checked = Vec::with_capacity(statements.len());
+    let mut refused = None;
+    for statement in statements {
+        match crate::sql::check_depth(statement) {
+            Ok(s) => checked.push(s),
+            Err(e) => refused = refused.or(Some(e)),
+        }
+    }
+    match refused {
+        Some(e) => Err(DepsError {
+            message: crate::Error::from(e).to_string(),
+            line: None,
+            column: None,
+        }),
+        None => Ok(checked),
+    }
+}
+
+fn parse_unchecked(sql: &str) -> Result<Vec<Statement>, DepsError> {
     Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
         let mut err = DepsError::from(e);
         // sqlparser reports no position for an unexpected end of input: use the end.

@@ -41,17 +41,33 @@ pub async fn plan_sql(state: &SessionState, sql: &str, tt: &TimeTravel) -> Resul
     let tokens =
         syntax::tokenize_and_rewrite(sql).map_err(|e| DataFusionError::SQL(Box::new(e), None))?;
     let limit = state.config().options().sql_parser.recursion_limit;
-    let mut statements = DFParserBuilder::new(tokens)
-        .with_dialect(&SluiceDialect)
-        .with_recursion_limit(limit.get())
-        .build()?
-        .parse_statements()?;
-    if statements.len() > 1 {
+    let mut checked = super::depth::parse_guarded(sql.len(), || -> Result<Vec<DFStatement>> {
+        let statements = DFParserBuilder::new(tokens)
+            .with_dialect(&SluiceDialect)
+            .with_recursion_limit(limit.get())
+            .build()?
+            .parse_statements()?;
+        // Every statement is checked (a refused one must be taken apart, not
+        // dropped).
+        let mut checked = Vec::with_capacity(statements.len());
+        let mut refused = None;
+        for statement in statements {
+            match super::depth::check(statement) {
+                Ok(s) => checked.push(s),
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(checked),
+        }
+    })?;
+    if checked.len() > 1 {
         return datafusion::common::not_impl_err!(
             "The context currently only supports a single SQL statement"
         );
     }
-    let Some(mut statement) = statements.pop_front() else {
+    let Some(mut statement) = checked.pop() else {
         return plan_err!("No SQL statements were provided in the query string");
     };
     let mut versions = Vec::new();

@@ -4,11 +4,14 @@
 //! resolve in the default schema; files can be queried by path
 //! (`SELECT * FROM 'x.parquet'`) or with `read_csv` / `read_json` / `read_parquet`.
 
+mod depth;
 pub(crate) mod file_functions;
 mod front_end;
 mod output;
 mod statements;
 
+pub use depth::MAX_EXPRESSION_DEPTH;
+pub(crate) use depth::{check_statement as check_depth, parse_guarded};
 pub use front_end::{split_statements, TimeTravel};
 
 pub use output::{write_batches, OutputFormat};
