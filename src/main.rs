@@ -341,8 +341,13 @@ fn main() {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     log_allocator();
+    // Every thread that plans or runs SQL gets a large stack: DataFusion walks
+    // expression trees recursively, and a statement may nest up to
+    // sluice::sql::MAX_EXPRESSION_DEPTH levels. Untouched stack pages cost no
+    // memory.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK)
         .build()
     {
         Ok(r) => r,
@@ -351,13 +356,33 @@ fn main() {
             std::process::exit(70);
         }
     };
-    let code = match runtime.block_on(run(cli)) {
-        Ok(()) => 0,
-        Err(e) => report_error(&e),
+    let main = std::thread::Builder::new()
+        .name("sluice-main".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            let code = match runtime.block_on(run(cli)) {
+                Ok(()) => 0,
+                Err(e) => report_error(&e),
+            };
+            // Blocking tasks still running (a cancelled query's file reads) get
+            // a moment, not forever.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            code
+        });
+    let code = match main.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        // The panic message is already printed.
+        Ok(Err(_)) => 70,
+        Err(e) => {
+            eprintln!("error: cannot start the main thread: {e}");
+            70
+        }
     };
-    drop(runtime);
     std::process::exit(code);
 }
+
+/// Stack of the threads that run SQL (see `main`).
+const THREAD_STACK: usize = 64 << 20;
 
 fn report_error(e: &anyhow::Error) -> i32 {
     if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -616,9 +641,10 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
             return Ok(t.and_utc().timestamp_micros());
         }
     }
-    anyhow::bail!(
+    Err(sluice::Error::Usage(format!(
         "{flag} `{s}` is not a time: use 2026-01-31, '2026-01-31 12:00:00' (UTC) or RFC 3339"
-    )
+    ))
+    .into())
 }
 
 async fn materialize_command(
@@ -761,7 +787,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         };
         if password.is_empty() {
-            anyhow::bail!("the password is empty");
+            return Err(sluice::Error::Usage("the password is empty".into()).into());
         }
         println!("{}", sluice::server::hash_password(&password));
         return Ok(());
@@ -1012,12 +1038,19 @@ fn parse_vars(
     let Some(raw) = raw else {
         return Ok(Default::default());
     };
-    let v: serde_json::Value =
-        serde_yaml::from_str(raw).with_context(|| format!("--vars `{raw}` is not JSON or YAML"))?;
+    let v: serde_json::Value = serde_yaml::from_str(raw).map_err(|e| {
+        sluice::Error::Usage(format!(
+            "--vars `{raw}` is not JSON or YAML ({}); pass a mapping, e.g. '{{\"start_date\": \"2026-01-01\"}}'",
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })?;
     match v {
         serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
         serde_json::Value::Null => Ok(Default::default()),
-        _ => anyhow::bail!("--vars must be a mapping, e.g. '{{\"start_date\": \"2026-01-01\"}}'"),
+        _ => Err(sluice::Error::Usage(
+            "--vars must be a mapping, e.g. '{\"start_date\": \"2026-01-01\"}'".into(),
+        )
+        .into()),
     }
 }
 
