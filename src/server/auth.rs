@@ -12,7 +12,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -155,6 +155,12 @@ pub struct Auth {
     /// that reconnects does not pay for PBKDF2 again.
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     secret: [u8; 32],
+    /// Verified against when the user name is unknown, so that an unknown user
+    /// costs what a known one does (no user enumeration by timing).
+    decoy: PasswordHash,
+    /// Bounds the PBKDF2 computations running at once (on the blocking pool):
+    /// a burst of logins queues here instead of taking every CPU.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -168,12 +174,22 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     pub fn new(users: Vec<User>, ttl: Duration) -> Self {
+        // The decoy costs what the most expensive configured hash costs.
+        let rounds = users.iter().map(|u| u.hash.rounds).max().unwrap_or(ROUNDS);
+        let decoy = PasswordHash {
+            rounds,
+            salt: random_bytes()[..16].to_vec(),
+            hash: random_bytes().to_vec(),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Auth {
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             ttl,
             tokens: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             secret: random_bytes(),
+            decoy,
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores.div_ceil(2))),
         }
     }
 
@@ -184,7 +200,12 @@ impl Auth {
 
     /// Checks Basic credentials (`authorization: Basic ...` or a `BasicAuth`
     /// payload) and issues a token.
-    pub fn login(&self, user: &str, password: &str) -> Result<(Principal, String), Status> {
+    ///
+    /// PBKDF2 runs on the blocking pool, at most half the cores at once, so a
+    /// burst of logins (or of wrong passwords) does not stall other clients'
+    /// queries; an unknown user name is checked against a decoy hash of the same
+    /// cost, so it is refused no faster than a wrong password.
+    pub async fn login(&self, user: &str, password: &str) -> Result<(Principal, String), Status> {
         let principal = if self.is_open() {
             Principal {
                 user: if user.is_empty() {
@@ -201,8 +222,11 @@ impl Auth {
                     "authentication failed for user `{user}`: wrong user name or password"
                 ))
             };
-            let u = self.users.get(user).ok_or_else(denied)?;
-            if !self.verify_cached(u, password) {
+            let Some(u) = self.users.get(user) else {
+                self.verify_slow(&self.decoy, password).await?;
+                return Err(denied());
+            };
+            if !self.verify_cached(u, password).await? {
                 return Err(denied());
             }
             Principal {
@@ -232,7 +256,7 @@ impl Auth {
         ))
     }
 
-    fn verify_cached(&self, u: &User, password: &str) -> bool {
+    async fn verify_cached(&self, u: &User, password: &str) -> Result<bool, Status> {
         let mut d = Sha256::new();
         d.update(self.secret);
         d.update(u.name.as_bytes());
@@ -244,17 +268,28 @@ impl Auth {
         let now = Instant::now();
         if let Ok(v) = self.verified.lock() {
             if v.get(&key).is_some_and(|until| *until > now) {
-                return true;
+                return Ok(true);
             }
         }
-        let ok = u.hash.verify(password);
+        let ok = self.verify_slow(&u.hash, password).await?;
         if ok {
             if let Ok(mut v) = self.verified.lock() {
                 v.retain(|_, until| *until > now);
                 v.insert(key, now + self.ttl);
             }
         }
-        ok
+        Ok(ok)
+    }
+
+    /// PBKDF2 on the blocking pool, bounded by `hashing`.
+    async fn verify_slow(&self, hash: &PasswordHash, password: &str) -> Result<bool, Status> {
+        let busy = || Status::unavailable("the server is shutting down; log in again later");
+        let _permit = self.hashing.acquire().await.map_err(|_| busy())?;
+        let hash = hash.clone();
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || hash.verify(&password))
+            .await
+            .map_err(|_| busy())
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, TokenState>> {
@@ -262,11 +297,13 @@ impl Auth {
     }
 
     /// The caller of a request from its bearer token.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
-        let header = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+    pub async fn check(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
+        self.check_header(authorization(metadata).as_deref()).await
+    }
+
+    /// [`Auth::check`] of an `authorization` header's value.
+    pub async fn check_header(&self, header: Option<&str>) -> Result<Principal, Status> {
+        let header = header.map(str::trim);
         let bearer = header.and_then(|h| strip_scheme(h, "bearer"));
         if let Some(token) = bearer {
             let tokens = self.lock_tokens();
@@ -292,7 +329,7 @@ impl Auth {
         }
         if let Some((user, password)) = header.and_then(parse_basic) {
             // Some clients send Basic credentials on every call instead of a token.
-            let (p, _) = self.login(&user, &password)?;
+            let (p, _) = self.login(&user, &password).await?;
             return Ok(p);
         }
         if self.is_open() {
@@ -364,6 +401,15 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// The `authorization` header of a request, owned (so that no borrow of the
+/// request is held while a password is checked).
+pub fn authorization(metadata: &MetadataMap) -> Option<String> {
+    metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -397,24 +443,24 @@ mod tests {
         assert_eq!(parse_basic("Bearer abc"), None);
     }
 
-    #[test]
-    fn tokens_expire_and_roles_apply() {
+    #[tokio::test]
+    async fn tokens_expire_and_roles_apply() {
         let user = User {
             name: "r".into(),
             hash: PasswordHash::parse(&hash_password("pw")).unwrap(),
             role: Role::ReadOnly,
         };
         let auth = Auth::new(vec![user], Duration::from_millis(50));
-        assert!(auth.login("r", "bad").is_err());
-        assert!(auth.login("nobody", "pw").is_err());
-        let (p, token) = auth.login("r", "pw").unwrap();
+        assert!(auth.login("r", "bad").await.is_err());
+        assert!(auth.login("nobody", "pw").await.is_err());
+        let (p, token) = auth.login("r", "pw").await.unwrap();
         assert!(p.require_write("INSERT").is_err());
         let mut md = MetadataMap::new();
         md.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        assert_eq!(auth.check(&md).unwrap().user, "r");
-        assert!(auth.check(&MetadataMap::new()).is_err());
+        assert_eq!(auth.check(&md).await.unwrap().user, "r");
+        assert!(auth.check(&MetadataMap::new()).await.is_err());
         std::thread::sleep(Duration::from_millis(80));
-        let err = auth.check(&md).unwrap_err();
+        let err = auth.check(&md).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains("expired"));
     }

@@ -148,12 +148,21 @@ impl FlightSqlServer {
         })
     }
 
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        self.auth.check(request.metadata())
+    /// The caller of a request. Not an `async fn`: the future must not borrow
+    /// the request (a streaming request is not `Sync`).
+    fn principal<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl std::future::Future<Output = Result<Principal, Status>> + Send + '_ {
+        let header = super::auth::authorization(request.metadata());
+        async move { self.auth.check_header(header.as_deref()).await }
     }
 
     /// The caller of a request (for [`super::flight`]).
-    pub(super) fn caller<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+    pub(super) fn caller<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl std::future::Future<Output = Result<Principal, Status>> + Send + '_ {
         self.principal(request)
     }
 
@@ -600,13 +609,13 @@ impl FlightSqlService for FlightSqlServer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let token = if let Some((user, password)) = header.as_deref().and_then(parse_basic) {
-            self.auth.login(&user, &password)?.1
+            self.auth.login(&user, &password).await?.1
         } else if header.is_some() {
             // A bearer token (JDBC sends its token through Handshake again).
-            let p = self.auth.check(request.metadata())?;
+            let p = self.auth.check_header(header.as_deref()).await?;
             match p.token {
                 Some(t) => t,
-                None => self.auth.login(&p.user, "")?.1,
+                None => self.auth.login(&p.user, "").await?.1,
             }
         } else {
             let mut stream = request.into_inner();
@@ -614,7 +623,7 @@ impl FlightSqlService for FlightSqlServer {
             let basic = first
                 .and_then(|m| arrow_flight::BasicAuth::decode(m.payload).ok())
                 .unwrap_or_default();
-            self.auth.login(&basic.username, &basic.password)?.1
+            self.auth.login(&basic.username, &basic.password).await?.1
         };
         let reply = HandshakeResponse {
             protocol_version: 0,
@@ -634,7 +643,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let engine = self.engine_for(&p);
         let plan = self.plan(&engine, &p, &query.query).await?;
         let descriptor = request.into_inner();
@@ -659,7 +668,7 @@ impl FlightSqlService for FlightSqlServer {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let body: TicketBody = serde_json::from_slice(&ticket.statement_handle)
             .map_err(|_| Status::invalid_argument("not a ticket of this server"))?;
         if let Some(id) = body.result {
@@ -691,7 +700,7 @@ impl FlightSqlService for FlightSqlServer {
         ticket: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let engine = self.engine_for(&p);
         let plan = self.plan(&engine, &p, &ticket.query).await?;
         self.run_statement(&engine, &p, plan, &ticket.query).await
@@ -702,7 +711,7 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         if query.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
@@ -760,7 +769,7 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let key = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         let mut map = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
         if map.get(&key).is_some_and(|s| s.user == p.user) {
@@ -774,7 +783,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let batches = read_batches(request.into_inner()).await?;
         let rows = parameter_rows(&batches)
             .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))?;
@@ -792,7 +801,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let (sql, params, is_query, lookup) =
             self.prepared_mut(&cmd.prepared_statement_handle, &p, |s| {
                 (
@@ -845,7 +854,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let (sql, params, mut planned, lookup) =
             self.prepared_mut(&query.prepared_statement_handle, &p, |s| {
                 (
@@ -880,7 +889,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let batches = read_batches(request.into_inner()).await?;
         let mut rows = parameter_rows(&batches)
             .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))?;
@@ -899,7 +908,7 @@ impl FlightSqlService for FlightSqlServer {
         ticket: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         p.require_write("bulk ingest")?;
         if ticket.temporary {
             return Err(Status::invalid_argument(
@@ -977,7 +986,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.into_builder().schema();
         command_info(&query, &schema, request)
     }
@@ -987,7 +996,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
         let batch = builder.build().map_err(|e| status(e.into()))?;
@@ -999,7 +1008,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.clone().into_builder().schema();
         command_info(&query, &schema, request)
     }
@@ -1009,7 +1018,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = metadata::db_schemas(&self.engine, query)
             .await
             .map_err(status)?;
@@ -1021,7 +1030,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.clone().into_builder().schema();
         command_info(&query, &schema, request)
     }
@@ -1031,7 +1040,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let engine = self.engine_for(&p);
         let batch = metadata::tables(&engine, query).await.map_err(status)?;
         Ok(Self::batch_response(batch))
@@ -1042,7 +1051,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.into_builder().schema();
         command_info(&query, &schema, request)
     }
@@ -1052,7 +1061,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut builder = query.into_builder();
         for t in metadata::TABLE_TYPES {
             builder.append(t);
@@ -1066,7 +1075,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         command_info(&query, &schema, request)
     }
@@ -1076,7 +1085,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = query
             .into_builder(&self.sql_info)
             .build()
@@ -1089,7 +1098,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.into_builder(&self.xdbc).schema();
         command_info(&query, &schema, request)
     }
@@ -1099,7 +1108,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = query
             .into_builder(&self.xdbc)
             .build()
@@ -1112,7 +1121,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         command_info(&query, &metadata::primary_keys_schema(), request)
     }
 
@@ -1121,7 +1130,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Ok(Self::batch_response(RecordBatch::new_empty(
             metadata::primary_keys_schema(),
         )))
@@ -1132,7 +1141,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
@@ -1141,7 +1150,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Ok(Self::batch_response(RecordBatch::new_empty(
             metadata::foreign_keys_schema(),
         )))
@@ -1152,7 +1161,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
@@ -1161,7 +1170,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Ok(Self::batch_response(RecordBatch::new_empty(
             metadata::foreign_keys_schema(),
         )))
@@ -1172,7 +1181,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         command_info(&query, &metadata::foreign_keys_schema(), request)
     }
 
@@ -1181,7 +1190,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Ok(Self::batch_response(RecordBatch::new_empty(
             metadata::foreign_keys_schema(),
         )))
@@ -1208,7 +1217,7 @@ impl FlightSqlService for FlightSqlServer {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let p = self.principal(&request)?;
+        let p = self.principal(&request).await?;
         let action = request.into_inner();
         let token = p.token.as_deref();
         let body: Bytes = match action.r#type.as_str() {
