@@ -50,6 +50,9 @@ pub struct ServerSection {
     /// (default 256MiB; "0" turns it off). Tables whose files total up to an
     /// eighth of it are kept, per Delta version.
     pub table_cache: Option<String>,
+    /// On SIGTERM/Ctrl-C, how long running requests may go on before they are
+    /// cancelled, e.g. "10s" (default 30s).
+    pub shutdown_grace: Option<String>,
     /// TLS certificate chain and private key (PEM files, relative to the project).
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,

@@ -31,24 +31,27 @@ use tonic::Status;
 /// Largest message the server accepts (bulk ingest batches) or sends.
 const MAX_MESSAGE: usize = 256 << 20;
 
-/// Maps a sluice error to the gRPC status clients see.
+/// Maps a sluice error to the gRPC status clients see, by its variant.
 pub(crate) fn status(err: Error) -> Status {
-    let message = err.to_string();
-    match &err {
-        Error::UnknownTable { .. } => Status::not_found(message),
-        Error::Storage { .. } | Error::Io { .. } => Status::unavailable(message),
-        Error::Internal(_) => Status::internal(message),
-        Error::Sql(m) if m.contains("Resources exhausted") => Status::resource_exhausted(format!(
-            "{message}; the query needs more memory than the server's query_memory_limit allows"
-        )),
-        Error::Sql(m) if m.contains("already exists") => Status::already_exists(message),
-        Error::Sql(m) if m.contains("not found") || m.contains("does not exist") => {
-            Status::not_found(message)
-        }
+    Status::new(code(&err), err.to_string())
+}
+
+fn code(err: &Error) -> tonic::Code {
+    use tonic::Code;
+    match err {
+        Error::UnknownTable { .. } => Code::NotFound,
+        Error::Storage { .. } | Error::Io { .. } => Code::Unavailable,
+        Error::Conflict { .. } => Code::Aborted,
+        Error::Internal(_) => Code::Internal,
+        Error::ResourcesExhausted(_) => Code::ResourceExhausted,
+        Error::Many(errors) => errors.first().map_or(Code::InvalidArgument, code),
+        // DataFusion gives planning errors no kind beyond their text.
+        Error::Sql(m) if m.contains("already exists") => Code::AlreadyExists,
+        Error::Sql(m) if m.contains("not found") || m.contains("does not exist") => Code::NotFound,
         Error::Sql(m) if m.contains("not supported") || m.contains("Unsupported") => {
-            Status::unimplemented(message)
+            Code::Unimplemented
         }
-        _ => Status::invalid_argument(message),
+        _ => Code::InvalidArgument,
     }
 }
 
@@ -63,7 +66,12 @@ pub struct ServeOptions {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// Bytes of small tables kept decoded in memory (0: none).
     pub table_cache: usize,
+    /// How long a shutdown waits for running requests before cancelling them.
+    pub shutdown_grace: Duration,
 }
+
+/// The default of `[server] shutdown_grace`.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// The default of `[server] table_cache`.
 pub const DEFAULT_TABLE_CACHE: usize = 256 << 20;
@@ -142,6 +150,8 @@ impl ServeOptions {
         let token_ttl =
             seconds(&section.token_ttl, "token_ttl")?.unwrap_or(Duration::from_secs(3600));
         let timeout = seconds(&section.query_timeout, "query_timeout")?;
+        let shutdown_grace = seconds(&section.shutdown_grace, "shutdown_grace")?
+            .unwrap_or(Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS));
         let memory = section
             .query_memory_limit
             .as_deref()
@@ -178,6 +188,7 @@ impl ServeOptions {
             limits: QueryLimits { timeout, memory },
             tls,
             table_cache,
+            shutdown_grace,
         })
     }
 }
@@ -202,6 +213,10 @@ fn parse_duration(s: &str) -> std::result::Result<u64, String> {
 
 /// Serves until `shutdown` completes. `ready` receives the bound address
 /// (useful with port 0) once the server accepts connections.
+///
+/// On `shutdown` the server stops accepting connections and requests, gives the
+/// requests already running `shutdown_grace` to finish, then cancels the rest
+/// (their clients see the connection close) and returns; each step is logged.
 pub async fn serve(
     engine: Engine,
     options: ServeOptions,
@@ -241,22 +256,53 @@ pub async fn serve(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| Error::config("sluice.toml", format!("[server] TLS: {e}")))?;
     }
-    let svc = FlightServiceServer::new(flight::Flight(Arc::new(service)))
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let svc = FlightServiceServer::new(flight::Flight::new(Arc::new(service), in_flight.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     if auth.is_open() {
         tracing::warn!("no users configured: every client on this machine may read and write the warehouse (serving on loopback only)");
     }
     ready(bound, tls);
-    builder
-        .add_service(svc)
-        .serve_with_incoming_shutdown(
-            // No Nagle: small RPCs (prepared queries) would wait for delayed ACKs.
-            tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(std::time::Duration::from_secs(60))),
-            shutdown,
-        )
-        .await
-        .map_err(|e| Error::Internal(format!("server stopped: {e}")))
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = options.shutdown_grace;
+    let running = in_flight.clone();
+    let signalled = async move {
+        shutdown.await;
+        let n = running.load(std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(
+            "stopping: no new connections; waiting up to {}s for {n} running request(s)",
+            grace.as_secs_f64()
+        );
+        let _ = stopping_tx.send(());
+    };
+    let server = builder.add_service(svc).serve_with_incoming_shutdown(
+        // No Nagle: small RPCs (prepared queries) would wait for delayed ACKs.
+        tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(std::time::Duration::from_secs(60))),
+        signalled,
+    );
+    let deadline = async move {
+        if stopping_rx.await.is_err() {
+            // The server ended without a signal: nothing to wait for.
+            return futures::future::pending().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => {
+            result.map_err(|e| Error::Internal(format!("server stopped: {e}")))?;
+            tracing::info!("stopped: every request finished");
+            Ok(())
+        }
+        () = deadline => {
+            let n = in_flight.load(std::sync::atomic::Ordering::SeqCst);
+            tracing::warn!(
+                "stopped: the {}s grace period is over; cancelled {n} running request(s)",
+                grace.as_secs_f64()
+            );
+            Ok(())
+        }
+    }
 }

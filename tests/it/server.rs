@@ -47,6 +47,7 @@ async fn start(dir: &std::path::Path, users: Vec<User>, limits: QueryLimits) -> 
         limits,
         tls: None,
         table_cache: sluice::server::DEFAULT_TABLE_CACHE,
+        shutdown_grace: Duration::from_secs(30),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
