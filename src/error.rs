@@ -55,9 +55,27 @@ pub enum Error {
     #[error("storage `{location}`: {message}")]
     Storage { location: String, message: String },
 
-    /// A SQL statement failed to plan or execute.
+    /// A SQL statement cannot be planned: bad syntax, unknown names, wrong types.
     #[error("{0}")]
     Sql(String),
+
+    /// A statement failed while it ran, because of the data (division by zero,
+    /// overflow, a value that does not cast) or a function's own limit.
+    #[error("{0}")]
+    Execution(String),
+
+    /// A query needed more memory (or another resource) than its limit allows.
+    #[error("{0}; the query needs more memory than its limit allows ([server] query_memory_limit for the server, SLUICE_MEMORY_LIMIT elsewhere)")]
+    ResourcesExhausted(String),
+
+    /// Another writer committed to the table first; nothing of this write was
+    /// committed.
+    #[error("table `{table}`: {message}; nothing was committed, run the command again")]
+    Conflict { table: String, message: String },
+
+    /// A command-line argument is wrong.
+    #[error("{0}")]
+    Usage(String),
 
     /// Local file I/O failed.
     #[error("{path}: {source}")]
@@ -86,13 +104,53 @@ pub enum Error {
 }
 
 impl Error {
-    /// Process exit code: 2 for user errors, 3 for storage/environment, 70 for bugs.
+    /// Process exit code: 2 for user errors (configuration, arguments, bad SQL),
+    /// 1 for runtime failures (a statement that failed on its data, a resource
+    /// limit), 3 for storage, I/O and write conflicts (worth retrying), 70 for
+    /// bugs.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Internal(_) => 70,
-            Error::Storage { .. } | Error::Io { .. } => 3,
+            Error::Storage { .. } | Error::Io { .. } | Error::Conflict { .. } => 3,
+            Error::Execution(_) | Error::ResourcesExhausted(_) => 1,
             Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
             _ => 2,
+        }
+    }
+
+    /// Wraps a Delta failure while writing `table`: a lost race with another
+    /// writer is a [`Error::Conflict`], a failure of the query whose rows were
+    /// written an [`Error::Execution`], anything else a storage error.
+    pub(crate) fn delta_write(
+        table: impl std::fmt::Display,
+        err: deltalake::DeltaTableError,
+    ) -> Self {
+        use deltalake::kernel::transaction::TransactionError as T;
+        let conflict = match &err {
+            deltalake::DeltaTableError::Transaction { source } => matches!(
+                source,
+                T::VersionAlreadyExists(_) | T::CommitConflict(_) | T::MaxCommitAttempts(_)
+            ),
+            deltalake::DeltaTableError::VersionAlreadyExists(_) => true,
+            _ => false,
+        };
+        if conflict {
+            return Error::Conflict {
+                table: table.to_string(),
+                message: format!(
+                    "another writer committed first ({})",
+                    first_line(&err.to_string())
+                ),
+            };
+        }
+        match err {
+            // The query that produced the rows failed (division by zero, a bad
+            // cast): deltalake wraps DataFusion's error, as Arrow or as text.
+            deltalake::DeltaTableError::Arrow { source } => Error::from(source),
+            deltalake::DeltaTableError::Generic(message) => {
+                Error::Execution(strip_df_prefix(&message))
+            }
+            other => Error::storage(table, other),
         }
     }
 
@@ -147,8 +205,32 @@ impl From<datafusion::error::DataFusionError> for Error {
                 other => other,
             },
             D::Internal(msg) => Error::Internal(msg),
+            D::SQL(parse, _) => Error::Sql(parser_message(*parse)),
+            D::ResourcesExhausted(msg) => Error::ResourcesExhausted(msg),
+            D::ArrowError(e, _) => Error::from(*e),
+            D::Execution(msg) => Error::Execution(msg),
+            D::ExecutionJoin(e) => Error::Internal(format!("a query task failed: {e}")),
+            D::ObjectStore(e) => Error::storage("object store", e),
+            D::IoError(e) => Error::Execution(format!("I/O error: {e}")),
+            D::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+                Ok(inner) => Error::from(inner),
+                Err(shared) => Error::Execution(strip_df_prefix(&shared.to_string())),
+            },
+            D::Collection(mut errors) if !errors.is_empty() => Error::from(errors.remove(0)),
+            D::Diagnostic(_, inner) => Error::from(*inner),
+            D::ParquetError(e) => Error::Execution(format!("Parquet: {e}")),
             other => Error::Sql(strip_df_prefix(&other.to_string())),
         }
+    }
+}
+
+/// sqlparser's errors as a person reads them (not `ParserError("...")`).
+fn parser_message(e: sqlparser::parser::ParserError) -> String {
+    use sqlparser::parser::ParserError as P;
+    match e {
+        P::ParserError(m) => format!("syntax error: {m}"),
+        P::TokenizerError(m) => format!("syntax error: {m}"),
+        P::RecursionLimitExceeded => "the statement nests parentheses, subqueries or function calls too deeply (over the parser's recursion limit, datafusion.sql_parser.recursion_limit); flatten it, e.g. with WITH clauses".to_string(),
     }
 }
 
@@ -160,7 +242,19 @@ impl From<arrow_flight::error::FlightError> for Error {
 
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
-        Error::Sql(e.to_string())
+        use arrow::error::ArrowError as A;
+        match e {
+            A::ExternalError(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => match other.downcast::<datafusion::error::DataFusionError>() {
+                    Ok(df) => Error::from(*df),
+                    Err(other) => Error::Execution(other.to_string()),
+                },
+            },
+            A::DivideByZero => Error::Execution("division by zero".into()),
+            A::MemoryError(m) => Error::ResourcesExhausted(m),
+            other => Error::Execution(other.to_string()),
+        }
     }
 }
 

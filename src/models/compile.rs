@@ -102,6 +102,68 @@ struct Draft {
     columns: Vec<ColumnDoc>,
 }
 
+/// Checks `[models]` of `sluice.toml`: every key is a model config (a typo is
+/// an error with a suggestion, not silently dropped) or a table naming a folder
+/// of models that exists.
+fn check_folder_tree(
+    tree: &serde_json::Value,
+    model_paths: &[std::path::PathBuf],
+    file: &std::path::Path,
+) -> Result<()> {
+    let mut pending = vec![(Vec::<String>::new(), tree)];
+    while let Some((path, node)) = pending.pop() {
+        let serde_json::Value::Object(map) = node else {
+            continue;
+        };
+        let table = if path.is_empty() {
+            "[models]".to_string()
+        } else {
+            format!("[models.{}]", path.join("."))
+        };
+        for (key, value) in map {
+            if super::config::is_config_key(key) {
+                continue;
+            }
+            let mut sub = path.clone();
+            sub.push(key.clone());
+            if value.is_object() {
+                let exists = model_paths
+                    .iter()
+                    .any(|p| sub.iter().fold(p.clone(), |d, s| d.join(s)).is_dir());
+                if !exists {
+                    let siblings: Vec<String> = model_paths
+                        .iter()
+                        .map(|p| path.iter().fold(p.clone(), |d, s| d.join(s)))
+                        .filter_map(|d| std::fs::read_dir(d).ok())
+                        .flat_map(|entries| entries.flatten())
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    let hint = crate::error::did_you_mean(key, siblings.iter().map(String::as_str));
+                    return Err(Error::config(
+                        file,
+                        format!(
+                            "[models.{}] names no folder of models{hint}; a table under [models] is a folder (`[models.staging]` for models/staging/), and its other keys are model configs",
+                            sub.join(".")
+                        ),
+                    ));
+                }
+                pending.push((sub, value));
+            } else {
+                let hint = crate::error::did_you_mean(key, super::config::KEYS.iter().copied());
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "{table}: unknown model config `{key}`{hint}; allowed: {}",
+                        super::config::KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Compiles every model of `project`.
 pub async fn compile(
     project: &Project,
@@ -110,6 +172,13 @@ pub async fn compile(
 ) -> Result<Compiled> {
     let settings = &project.settings;
     let default_schema = project.config.warehouse.default_schema.clone();
+    if settings.kind == crate::project::ProjectKind::Sluice {
+        check_folder_tree(
+            &settings.models,
+            &settings.model_paths,
+            &project.root.join(crate::project::PROJECT_FILE),
+        )?;
+    }
     let files = discover::sql_files(&project.root, &settings.model_paths)?;
     let macro_files: Vec<(String, String)> =
         discover::sql_files(&project.root, &settings.macro_paths)?

@@ -87,7 +87,7 @@ impl Ctx<'_> {
     }
 
     fn storage_err(&self) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
-        move |e| self.err(crate::error::Error::storage(self.model.id(), e))
+        move |e| self.err(crate::error::Error::delta_write(self.model.id(), e))
     }
 
     fn props(&self) -> CommitProperties {
@@ -367,7 +367,7 @@ impl Ctx<'_> {
                         keys.join(", ")
                     ))
                 } else {
-                    self.err(Error::storage(self.model.id(), e))
+                    self.err(Error::delta_write(self.model.id(), e))
                 }
             })?;
         Ok(Materialized {

@@ -450,3 +450,104 @@ fn a_table_without_its_first_commit_does_not_load_and_drops_again() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("main.t"), "{}", stderr(&o));
 }
+
+/// Issue 18's error contract: user errors exit 2, runtime failures 1, one
+/// readable line each; a statement nested too deep is refused, not a crash.
+#[test]
+fn error_contract_and_hostile_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+
+    // A parser error reads as a sentence, not `ParserError("...")`.
+    let o = sluice(&["sql", "SELEC 1"], p);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.starts_with("error: syntax error: "), "{e}");
+    assert!(!e.contains("ParserError"), "{e}");
+
+    // A statement that fails on its data is a runtime failure (1).
+    let o = sluice(
+        &["sql", "SELECT a / (a - 1) FROM (VALUES (1), (2)) t(a)"],
+        p,
+    );
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("error: division by zero"), "{e}");
+
+    // 3,000 and 60,000 terms (about 6 KB and 120 KB of SQL) aborted the
+    // process with a stack overflow (exit 134); 1,000 are answered.
+    for n in [3_000, 60_000] {
+        let sql = format!("SELECT {}", vec!["1"; n].join("+"));
+        let o = sluice(&["sql", &sql], p);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{n} terms: {e}");
+        assert!(e.contains("more than 1000 levels deep"), "{e}");
+    }
+    let unions = vec!["SELECT 1 AS x"; 4_000].join(" UNION ALL ");
+    let o = sluice(&["sql", &unions], p);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let sql = format!("SELECT {} AS n", vec!["1"; 1_000].join("+"));
+    let o = sluice(&["sql", &sql, "--format", "csv"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "n\n1000\n");
+    let sql = format!("SELECT {}1{}", "(".repeat(3_000), ")".repeat(3_000));
+    let o = sluice(&["sql", &sql], p);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("too deeply"), "{e}");
+
+    // Bad --vars is a usage error (was exit 1).
+    let dir = example_project();
+    let o = sluice(&["run", "models", "--vars", "{bad"], dir.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("--vars `{bad` is not JSON or YAML"), "{e}");
+
+    // A typo under [models] in sluice.toml is an error, not silently dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models/staging")).unwrap();
+    std::fs::write(p.join("models/staging/a.sql"), "SELECT 1 AS x\n").unwrap();
+    for (models, expect) in [
+        (
+            "[models]\nmaterialised = \"view\"\n",
+            "[models]: unknown model config `materialised` (did you mean `materialized`?)",
+        ),
+        (
+            "[models.staging]\nmaterialzed = \"view\"\n",
+            "[models.staging]: unknown model config `materialzed` (did you mean `materialized`?)",
+        ),
+        (
+            "[models.stagin]\nmaterialized = \"view\"\n",
+            "[models.stagin] names no folder of models (did you mean `staging`?)",
+        ),
+    ] {
+        std::fs::write(
+            p.join("sluice.toml"),
+            format!("[project]\nname = \"t\"\n\n[warehouse]\nuri = \"warehouse\"\n\n{models}"),
+        )
+        .unwrap();
+        let o = sluice(&["run", "models"], p);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains(expect), "{e}");
+    }
+
+    // Division by zero in a model is reported as what it is, not as storage.
+    std::fs::write(
+        p.join("sluice.toml"),
+        "[project]\nname = \"t\"\n\n[warehouse]\nuri = \"warehouse\"\n\n[models.staging]\nmaterialized = \"table\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/staging/a.sql"),
+        "SELECT a / (a - 1) AS x FROM (VALUES (1), (2)) t(a)\n",
+    )
+    .unwrap();
+    let o = sluice(&["run", "models"], p);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("division by zero"), "{out}");
+    assert!(!out.contains("storage"), "{out}");
+}
