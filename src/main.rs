@@ -1296,6 +1296,9 @@ fn print_load_report(report: &LoadReport, format: Format) -> anyhow::Result<()> 
                 f.path, f.rows_loaded, f.rows_rejected
             )?;
         }
+        for f in &s.empty_files {
+            writeln!(out, "    {f}: no records (empty file), skipped")?;
+        }
         if let Some(r) = &s.rejected_table {
             writeln!(
                 out,

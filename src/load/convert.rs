@@ -57,7 +57,11 @@ fn cast_strings(col: &StringArray, dt: &DataType, ts_format: Option<&str>) -> Re
     if let Some(fast) = fast_cast(col, dt) {
         return Ok(fast);
     }
-    Ok(cast_with_options(col, dt, &SAFE)?)
+    let out = cast_with_options(col, dt, &SAFE)?;
+    Ok(match dt {
+        DataType::Float32 | DataType::Float64 => reject_overflow(col, out),
+        _ => out,
+    })
 }
 
 /// Casts the common spellings of decimals and UTC timestamps without arrow's
@@ -202,6 +206,13 @@ fn parse_timestamps(col: &StringArray, fmt: &str, tz: Option<Arc<str>>) -> Array
     Arc::new(values.with_timezone_opt(tz))
 }
 
+/// One column of a batch to type: text to cast to the planned type, or values
+/// already of that type (NDJSON arrays and objects).
+pub enum Column {
+    Text(StringArray),
+    Typed(ArrayRef),
+}
+
 /// Types the string columns of one CSV batch. Returns the typed batch (rows
 /// that fit) and the rejected rows.
 pub fn type_strings(
@@ -212,31 +223,51 @@ pub fn type_strings(
     raw_text: impl Fn(usize) -> String,
     lines: &[u64],
 ) -> Result<(RecordBatch, Vec<Rejected>)> {
+    let columns = columns.iter().cloned().map(Column::Text).collect();
+    type_columns(columns, plans, schema, ts_format, "empty", raw_text, lines)
+}
+
+/// Types the columns of one batch (rows on `lines`) into `schema`. A row whose
+/// text does not parse as its column's type, or that has no value for a
+/// `not_null` column (said to be `missing`), is rejected with a reason naming the
+/// column. Returns the typed batch (rows that fit) and the rejected rows.
+pub fn type_columns(
+    columns: Vec<Column>,
+    plans: &[ColumnPlan],
+    schema: &SchemaRef,
+    ts_format: Option<&str>,
+    missing: &str,
+    raw_text: impl Fn(usize) -> String,
+    lines: &[u64],
+) -> Result<(RecordBatch, Vec<Rejected>)> {
     let n = lines.len();
     let mut typed: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     let mut bad: Option<Vec<Option<String>>> = None;
-    for (col, plan) in columns.iter().zip(plans) {
-        let out = cast_strings(col, &plan.data_type, ts_format)?;
-        let unparsable = out.null_count() > col.null_count();
-        let missing = plan.not_null && out.null_count() > 0;
-        if unparsable || missing {
+    for (col, plan) in columns.into_iter().zip(plans) {
+        let (out, text) = match col {
+            Column::Text(col) => (cast_strings(&col, &plan.data_type, ts_format)?, Some(col)),
+            Column::Typed(a) => (a, None),
+        };
+        let given = text.as_ref().map_or(out.null_count(), |c| c.null_count());
+        let unparsable = out.null_count() > given;
+        let absent = plan.not_null && out.null_count() > 0;
+        if unparsable || absent {
             let reasons = bad.get_or_insert_with(|| vec![None; n]);
             for (i, reason) in reasons.iter_mut().enumerate() {
                 if reason.is_some() || !out.is_null(i) {
                     continue;
                 }
-                if col.is_valid(i) {
-                    *reason = Some(format!(
-                        "column `{}`: '{}' is not a valid {}",
-                        plan.name,
-                        truncate(col.value(i), 80),
-                        type_name(&plan.data_type)
-                    ));
-                } else if plan.not_null {
-                    *reason = Some(format!(
-                        "column `{}` is empty but declared not_null",
-                        plan.name
-                    ));
+                match &text {
+                    Some(t) if t.is_valid(i) => {
+                        *reason = Some(invalid_value(&plan.name, t.value(i), &plan.data_type));
+                    }
+                    _ if plan.not_null => {
+                        *reason = Some(format!(
+                            "column `{}` is {missing} but declared not_null",
+                            plan.name
+                        ));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -260,6 +291,86 @@ pub fn type_strings(
     }
     let keep = BooleanArray::new(keep.finish(), None);
     Ok((filter_record_batch(&batch, &keep)?, rejected))
+}
+
+/// Why `text` is not a value of `dt` in column `name`: out of range when it is
+/// a number of the right kind, else not valid.
+fn invalid_value(name: &str, text: &str, dt: &DataType) -> String {
+    let shown = truncate(text, 80);
+    let ty = type_name(dt);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let integer = digits(unsigned);
+    let decimal = match unsigned.split_once('.') {
+        Some((i, f)) => {
+            (i.is_empty() || digits(i))
+                && (f.is_empty() || digits(f))
+                && !(i.is_empty() && f.is_empty())
+        }
+        None => integer,
+    };
+    match dt {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+            if integer =>
+        {
+            format!("column `{name}`: '{shown}' is out of range for {ty}")
+        }
+        DataType::Float32 | DataType::Float64 if text.parse::<f64>().is_ok() => {
+            format!("column `{name}`: '{shown}' is out of range for {ty}")
+        }
+        DataType::Decimal128(p, s) if decimal => format!(
+            "column `{name}`: '{shown}' does not fit {ty} (at most {} digits before the decimal point)",
+            i16::from(*p) - i16::from(*s)
+        ),
+        _ => format!("column `{name}`: '{shown}' is not a valid {ty}"),
+    }
+}
+
+/// Makes infinite values null unless the text says infinity: `1e400` overflows
+/// a DOUBLE, it is not `inf`.
+fn reject_overflow(col: &StringArray, out: ArrayRef) -> ArrayRef {
+    fn finite_or_said<T: arrow::datatypes::ArrowPrimitiveType>(
+        col: &StringArray,
+        out: &ArrayRef,
+        is_inf: impl Fn(T::Native) -> bool,
+    ) -> Option<ArrayRef> {
+        let values = out
+            .as_any()
+            .downcast_ref::<arrow::array::PrimitiveArray<T>>()?;
+        if !values.values().iter().any(|v| is_inf(*v)) {
+            return None;
+        }
+        let said_infinity = |s: &str| {
+            let s = s.trim().trim_start_matches(['+', '-']);
+            s.eq_ignore_ascii_case("inf") || s.eq_ignore_ascii_case("infinity")
+        };
+        let kept: Vec<bool> = (0..values.len())
+            .map(|i| {
+                values.is_valid(i) && (!is_inf(values.value(i)) || said_infinity(col.value(i)))
+            })
+            .collect();
+        let fixed =
+            arrow::array::PrimitiveArray::<T>::new(values.values().clone(), Some(kept.into()))
+                .with_data_type(values.data_type().clone());
+        Some(Arc::new(fixed))
+    }
+    let fixed = match out.data_type() {
+        DataType::Float64 => {
+            finite_or_said::<arrow::datatypes::Float64Type>(col, &out, |v: f64| v.is_infinite())
+        }
+        DataType::Float32 => {
+            finite_or_said::<arrow::datatypes::Float32Type>(col, &out, |v: f32| v.is_infinite())
+        }
+        _ => None,
+    };
+    fixed.unwrap_or(out)
 }
 
 fn truncate(s: &str, max: usize) -> &str {

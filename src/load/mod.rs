@@ -10,6 +10,8 @@ mod commit;
 mod convert;
 mod csv;
 mod files;
+mod framing;
+mod ndjson;
 mod quarantine;
 mod readers;
 
@@ -67,6 +69,8 @@ pub struct SourceReport {
     pub rows_rejected: u64,
     /// Files skipped because they were already loaded.
     pub skipped_files: usize,
+    /// Files skipped because they hold no record (empty, or only blank lines).
+    pub empty_files: Vec<String>,
     /// The quarantine table, when rows were rejected.
     pub rejected_table: Option<String>,
     pub seconds: f64,
@@ -144,6 +148,7 @@ async fn load_source(
         rows_loaded: 0,
         rows_rejected: 0,
         skipped_files: 0,
+        empty_files: Vec::new(),
         rejected_table: None,
         seconds: 0.0,
     };
@@ -201,8 +206,21 @@ async fn load_source(
         declared: &src.columns,
     };
     let mut plans = Vec::with_capacity(new_files.len());
-    for f in &new_files {
-        plans.push(readers::plan_file(&src.name, src.format, &src.csv, f, &hints).await?);
+    let mut readable = Vec::with_capacity(new_files.len());
+    for f in new_files {
+        match readers::plan_file(&src.name, src.format, &src.csv, &f, &hints).await? {
+            Some(plan) => {
+                plans.push(plan);
+                readable.push(f);
+            }
+            // Nothing to read: skipped, named in the report, not recorded as loaded.
+            None => report.empty_files.push(f.display.clone()),
+        }
+    }
+    let new_files = readable;
+    if new_files.is_empty() {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
     }
     let allow_new = src.schema_evolution == crate::project::SchemaEvolution::AddColumns;
     let mut schema = match &table_schema {

@@ -2,8 +2,9 @@
 //! on a blocking thread, sending chunks through a bounded channel (bounded memory).
 
 use super::convert::{type_strings, ColumnPlan};
-use super::csv::{count_lines, tokenize_plain_piece, CsvTokenizer, PieceCutter};
+use super::csv::{tokenize_piece, tokenize_plain_piece, CsvTokenizer};
 use super::files::SourceFile;
+use super::framing::{frame_all, Piece, PieceCutter};
 use super::quarantine::Rejected;
 use crate::error::{Error, Result};
 use crate::project::{CsvOptions, SourceFormat};
@@ -89,8 +90,28 @@ impl TypeHints<'_> {
     }
 }
 
-async fn read_prefix(file: &SourceFile) -> Result<bytes::Bytes> {
-    let end = file.size.min(PROBE_BYTES);
+/// The names of a CSV header, or why they cannot be column names.
+fn check_header(names: &[String]) -> std::result::Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        if name.len() > MAX_COLUMN_NAME_BYTES {
+            return Err(format!(
+                "column {} of the header is {} bytes long (at most {MAX_COLUMN_NAME_BYTES} bytes); is line 1 really a header? set header = false in [source.csv] or fix the file",
+                i + 1,
+                name.len()
+            ));
+        }
+        if name.contains('\0') {
+            return Err(format!(
+                "column {} of the header contains a NUL byte; is the file UTF-16? convert it to UTF-8",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn read_prefix(file: &SourceFile, max: u64) -> Result<bytes::Bytes> {
+    let end = file.size.min(max);
     if end == 0 {
         return Ok(bytes::Bytes::new());
     }
@@ -100,40 +121,63 @@ async fn read_prefix(file: &SourceFile) -> Result<bytes::Bytes> {
         .map_err(|e| Error::storage(&file.display, e))
 }
 
+/// Header names longer than this are refused: such a "header" is data.
+const MAX_COLUMN_NAME_BYTES: usize = 1024;
+
 /// Plans a file's schema from its first bytes (CSV, NDJSON) or footer (Parquet).
+/// `None` for a file that holds no record (empty, or only blank lines): the load
+/// skips it.
 pub async fn plan_file(
     source: &str,
     format: SourceFormat,
     csv: &CsvOptions,
     file: &SourceFile,
     hints: &TypeHints<'_>,
-) -> Result<FilePlan> {
+) -> Result<Option<FilePlan>> {
+    if file.size == 0 {
+        return Ok(None);
+    }
+    let fail = |message: String| Error::source(source, format!("`{}`: {message}", file.display));
     let plan = match format {
         SourceFormat::Csv => {
-            let prefix = read_prefix(file).await?;
+            let probe = PROBE_BYTES.max(csv.max_record_bytes.saturating_add(2) as u64);
+            let prefix = read_prefix(file, probe).await?;
             // Cut at the last newline so a truncated record does not skew inference.
             let cut = if (prefix.len() as u64) < file.size {
-                prefix
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map(|i| i + 1)
-                    .unwrap_or(prefix.len())
+                match prefix.iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None => {
+                        return Err(fail(format!(
+                            "the first line (the header) is longer than {} bytes; is this a CSV file with this delimiter?",
+                            prefix.len()
+                        )))
+                    }
+                }
             } else {
                 prefix.len()
             };
             let mut t = CsvTokenizer::new(csv, usize::MAX, Some(hints.declared.len()));
             let mut out = Vec::new();
-            t.feed(&prefix[..cut], &mut out);
-            t.feed(&[], &mut out);
+            let framed = frame_all(csv, &prefix[..cut]);
+            tokenize_piece(&mut t, &framed.bytes, &framed.bad, &mut out);
+            if let Some(e) = t.header_error() {
+                return Err(fail(format!("{e}; fix the header line")));
+            }
             let header = match t.header() {
                 Some(h) => h.to_vec(),
+                None if cut == prefix.len() && (prefix.len() as u64) == file.size => {
+                    return Ok(None)
+                }
                 None => {
-                    return Err(Error::source(
-                        source,
-                        format!("`{}` is empty: it has no header line", file.display),
-                    ))
+                    return Err(fail(format!(
+                        "no header in its first {} bytes, only blank lines",
+                        prefix.len()
+                    )))
                 }
             };
+            if csv.header {
+                check_header(&header).map_err(fail)?;
+            }
             let header = if !csv.header && !hints.declared.is_empty() {
                 hints.declared.iter().map(|d| d.name.clone()).collect()
             } else {
@@ -163,11 +207,23 @@ pub async fn plan_file(
             FilePlan::new(columns)
         }
         SourceFormat::Ndjson => {
-            let prefix = read_prefix(file).await?;
+            let prefix = read_prefix(file, PROBE_BYTES).await?;
+            let prefix = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&prefix);
             let lines = prefix
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
                 .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                // Lines that are not objects are rejected rows, not schema.
+                .filter_map(|v| match v {
+                    // Declared columns have their type: their values do not vote.
+                    serde_json::Value::Object(mut o) => {
+                        for d in hints.declared.iter().filter(|d| d.data_type.is_some()) {
+                            o.remove(&d.name);
+                        }
+                        Some(serde_json::Value::Object(o))
+                    }
+                    _ => None,
+                })
                 .take(10_000)
                 .map(Ok::<_, arrow::error::ArrowError>);
             let inferred = arrow::json::reader::infer_json_schema_from_iterator(lines)
@@ -210,6 +266,13 @@ pub async fn plan_file(
             FilePlan::new(columns)
         }
     };
+    if format == SourceFormat::Ndjson && plan.columns.is_empty() {
+        // Only blank lines (or no object) in its first bytes.
+        let prefix_is_file = file.size <= PROBE_BYTES;
+        if prefix_is_file && hints.declared.is_empty() {
+            return Ok(None);
+        }
+    }
     for d in hints.declared.iter().filter(|d| d.not_null) {
         if !plan.columns.iter().any(|c| c.name == d.name) {
             return Err(Error::source(
@@ -221,7 +284,7 @@ pub async fn plan_file(
             ));
         }
     }
-    Ok(plan)
+    Ok(Some(plan))
 }
 
 /// Reads `file` on a blocking thread; chunks arrive on the returned channel.
@@ -237,7 +300,7 @@ pub fn spawn_reader(
     let task = tokio::task::spawn_blocking(move || {
         let result = match format {
             SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx),
-            SourceFormat::Ndjson => read_ndjson(&handle, &file, &plan, &tx),
+            SourceFormat::Ndjson => super::ndjson::read_ndjson(&handle, &file, &plan, &tx),
             SourceFormat::Parquet => read_parquet(&handle, &file, &plan, &tx),
         };
         if let Err(e) = result {
@@ -251,14 +314,14 @@ pub fn spawn_reader(
     (rx, task)
 }
 
-type Tx = mpsc::Sender<Result<Chunk>>;
+pub(super) type Tx = mpsc::Sender<Result<Chunk>>;
 
 /// Sends a chunk; `false` when the consumer has gone away (load aborted).
-fn send(tx: &Tx, chunk: Chunk) -> bool {
+pub(super) fn send(tx: &Tx, chunk: Chunk) -> bool {
     tx.blocking_send(Ok(chunk)).is_ok()
 }
 
-fn byte_stream(
+pub(super) fn byte_stream(
     handle: &tokio::runtime::Handle,
     file: &SourceFile,
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>> {
@@ -302,11 +365,11 @@ fn read_csv(
         }
         for piece in pieces.drain(..) {
             let start = line;
-            line += count_lines(&piece);
+            line += piece.count_lines();
             let header = std::mem::take(&mut first);
             let shared = shared.clone();
             running.push_back(handle.spawn_blocking(move || {
-                read_csv_piece(&shared.0, &shared.1, piece.into(), start, header)
+                read_csv_piece(&shared.0, &shared.1, piece, start, header)
             }));
             while running.len() > workers {
                 if !send_piece(handle, &mut running, tx)? {
@@ -354,14 +417,16 @@ fn send_piece(
 fn read_csv_piece(
     csv: &CsvOptions,
     plan: &FilePlan,
-    piece: bytes::Bytes,
+    piece: Piece,
     line: u64,
     header: bool,
 ) -> Result<Vec<Chunk>> {
-    let plain = if header {
+    let input_bytes = piece.input_bytes;
+    let bytes = bytes::Bytes::from(piece.bytes);
+    let plain = if header || !piece.bad.is_empty() {
         None
     } else {
-        tokenize_plain_piece(csv, &piece, plan.columns.len(), line, BATCH_ROWS)
+        tokenize_plain_piece(csv, &bytes, plan.columns.len(), line, BATCH_ROWS)
     };
     let done = match plain {
         Some(done) => done,
@@ -372,15 +437,15 @@ fn read_csv_piece(
                 CsvTokenizer::for_piece(csv, BATCH_ROWS, plan.columns.len(), line)
             };
             let mut done = Vec::new();
-            if !piece.is_empty() {
-                t.feed(&piece, &mut done);
+            tokenize_piece(&mut t, &bytes, &piece.bad, &mut done);
+            if let Some(e) = t.header_error() {
+                return Err(Error::Sql(format!("{e}; fix the header line")));
             }
-            t.feed(&[], &mut done);
             done
         }
     };
     let ts_format = csv.timestamp_format.as_deref();
-    let mut bytes = piece.len() as u64;
+    let mut bytes = input_bytes;
     let mut chunks = Vec::with_capacity(done.len().max(1));
     for raw in done {
         let mut rejected = raw.rejected.clone();
@@ -410,170 +475,8 @@ fn read_csv_piece(
     Ok(chunks)
 }
 
-fn read_ndjson(
-    handle: &tokio::runtime::Handle,
-    file: &SourceFile,
-    plan: &FilePlan,
-    tx: &Tx,
-) -> Result<()> {
-    let mut stream = byte_stream(handle, file)?;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut lines: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut line_no = 0u64;
-    let mut pending_bytes = 0u64;
-    let mut eof = false;
-    while !eof {
-        match handle.block_on(stream.next()) {
-            Some(bytes) => {
-                let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
-                pending_bytes += bytes.len() as u64;
-                carry.extend_from_slice(&bytes);
-            }
-            None => {
-                eof = true;
-                if !carry.is_empty() && !carry.ends_with(b"\n") {
-                    carry.push(b'\n');
-                }
-            }
-        }
-        let mut start = 0;
-        while let Some(pos) = carry[start..].iter().position(|b| *b == b'\n') {
-            line_no += 1;
-            let line = &carry[start..start + pos];
-            start += pos + 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let s = buf.len();
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
-            lines.push((line_no, s..buf.len() - 1));
-            if lines.len() >= BATCH_ROWS / 4 {
-                let chunk = decode_json_lines(&buf, &lines, plan)?;
-                let chunk = Chunk {
-                    bytes: std::mem::take(&mut pending_bytes),
-                    ..chunk
-                };
-                buf.clear();
-                lines.clear();
-                if !send(tx, chunk) {
-                    return Ok(());
-                }
-            }
-        }
-        carry.drain(..start);
-    }
-    if !lines.is_empty() || pending_bytes > 0 {
-        let chunk = decode_json_lines(&buf, &lines, plan)?;
-        send(
-            tx,
-            Chunk {
-                bytes: pending_bytes,
-                ..chunk
-            },
-        );
-    }
-    Ok(())
-}
-
-fn json_decoder(plan: &FilePlan) -> Result<arrow::json::reader::Decoder> {
-    Ok(arrow::json::ReaderBuilder::new(plan.schema.clone())
-        .with_batch_size(BATCH_ROWS)
-        .with_strict_mode(true)
-        .build_decoder()?)
-}
-
-/// Decodes lines in one go; on failure, line by line to find the bad ones.
-fn decode_json_lines(
-    buf: &[u8],
-    lines: &[(u64, std::ops::Range<usize>)],
-    plan: &FilePlan,
-) -> Result<Chunk> {
-    let fast = (|| -> Result<Option<RecordBatch>> {
-        let mut d = json_decoder(plan)?;
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let n = d.decode(rest)?;
-            if n == 0 {
-                break;
-            }
-            rest = &rest[n..];
-        }
-        Ok(d.flush()?)
-    })();
-    let (batch, mut rejected, kept_lines) = match fast {
-        Ok(b) => (b, Vec::new(), lines.to_vec()),
-        Err(_) => {
-            let mut good = Vec::new();
-            let mut rejected = Vec::new();
-            let mut kept = Vec::new();
-            for (no, range) in lines {
-                let line = &buf[range.clone()];
-                let one = (|| -> Result<Option<RecordBatch>> {
-                    if let Err(e) = serde_json::from_slice::<serde_json::Value>(line) {
-                        return Err(Error::Sql(format!("malformed JSON: {e}")));
-                    }
-                    let mut d = json_decoder(plan)?;
-                    d.decode(line)?;
-                    d.decode(b"\n")?;
-                    Ok(d.flush()?)
-                })();
-                match one {
-                    Ok(Some(b)) => {
-                        good.push(b);
-                        kept.push((*no, range.clone()));
-                    }
-                    Ok(None) => {}
-                    Err(e) => rejected.push(Rejected {
-                        line: *no,
-                        raw: String::from_utf8_lossy(line).into_owned(),
-                        reason: json_reason(&e.to_string()),
-                    }),
-                }
-            }
-            let batch = if good.is_empty() {
-                None
-            } else {
-                Some(arrow::compute::concat_batches(&plan.schema, &good)?)
-            };
-            (batch, rejected, kept)
-        }
-    };
-    let batch = match batch {
-        Some(b) => {
-            let (b, more) = reject_nulls(b, plan, |i| {
-                let (no, r) = &kept_lines[i];
-                (*no, String::from_utf8_lossy(&buf[r.clone()]).into_owned())
-            })?;
-            rejected.extend(more);
-            Some(b)
-        }
-        None => None,
-    };
-    rejected.sort_by_key(|r| r.line);
-    Ok(Chunk {
-        batch,
-        rejected,
-        bytes: 0,
-    })
-}
-
-fn json_reason(msg: &str) -> String {
-    let msg = msg
-        .strip_prefix("Json error: ")
-        .or_else(|| msg.strip_prefix("Parser error: "))
-        .unwrap_or(msg);
-    if let Some(rest) = msg.strip_prefix("column '") {
-        if let Some((field, what)) = rest.split_once("' not found in schema") {
-            return format!("unknown field `{field}`{what}; declare it as a column of the source");
-        }
-    }
-    msg.to_string()
-}
-
 /// Moves rows with NULL in a not_null column to the rejected list.
-fn reject_nulls(
+pub(super) fn reject_nulls(
     batch: RecordBatch,
     plan: &FilePlan,
     raw: impl Fn(usize) -> (u64, String),

@@ -55,6 +55,17 @@ pub struct CsvOptions {
     /// chrono format for timestamp columns (default: ISO 8601 / RFC 3339).
     #[serde(default)]
     pub timestamp_format: Option<String>,
+    /// A record longer than this (bytes, line break excluded) is rejected, and
+    /// a quoted field still open after this many bytes is a quote never closed.
+    #[serde(default = "max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+/// Default `max_record_bytes`: 1 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+fn max_record_bytes() -> usize {
+    DEFAULT_MAX_RECORD_BYTES
 }
 
 fn comma() -> String {
@@ -78,6 +89,7 @@ impl Default for CsvOptions {
             quote: dquote(),
             null_values: empty_null(),
             timestamp_format: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }

@@ -230,7 +230,8 @@ async fn malformed_rows_are_quarantined_not_lost() {
 
 /// A CSV of several pieces (8 MiB each, read in parallel, the plain ones by the
 /// fast path): same rows, rejections and line numbers as one pass, including a
-/// quoted field with an embedded newline in a later piece. The second piece
+/// quoted field with an embedded newline in a later piece and a quote never
+/// closed (its line is rejected at max_record_bytes, the rest loads). The second piece
 /// (lines ~240k-480k) has no quote, so the plain path reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_of_several_pieces_loads_like_one_pass() {
@@ -245,6 +246,9 @@ async fn a_csv_of_several_pieces_loads_like_one_pass() {
             writeln!(csv, "{i},\"4.\n50\",2026-01-01T00:00:00Z").unwrap();
         } else if i == 600_001 {
             writeln!(csv, "\"{i}\",\"1.00\",\"2026-01-01T00:00:00Z\"").unwrap();
+        } else if i == 650_001 {
+            // A quote that is never closed: rejected at the cap, the rest loads.
+            writeln!(csv, "{i},\"4.50,2026-01-01T00:00:00Z").unwrap();
         } else {
             writeln!(csv, "{i},{}.{:02},2026-01-01T00:00:00Z", i % 1000, i % 100).unwrap();
         }
@@ -259,10 +263,10 @@ async fn a_csv_of_several_pieces_loads_like_one_pass() {
     let w = open(&project, None);
     let report = load_all(&project, &w).await;
     let s = &report.sources[0];
-    assert_eq!((s.rows_loaded, s.rows_rejected), (n - 8, 8));
+    assert_eq!((s.rows_loaded, s.rows_rejected), (n - 9, 9));
     let e = engine(&project, &w).await;
     let bad: u64 = [
-        100_000u64, 200_000, 300_000, 400_000, 500_000, 550_001, 600_000, 700_000,
+        100_000u64, 200_000, 300_000, 400_000, 500_000, 550_001, 600_000, 650_001, 700_000,
     ]
     .iter()
     .sum();
@@ -299,11 +303,18 @@ async fn a_csv_of_several_pieces_loads_like_one_pass() {
         "550002|column `amount`: '4.\n50' is not a valid DECIMAL(10,2)|550001,\"4.\n50\",2026-01-01T00:00:00Z"
             .to_string(),
     );
-    for (i, line) in [(600_000, 600_002), (700_000, 700_002)] {
-        expected.push(format!(
-            "{line}|column `amount`: 'bad' is not a valid DECIMAL(10,2)|{i},bad,2026-01-01T00:00:00Z"
-        ));
-    }
+    expected.push(
+        "600002|column `amount`: 'bad' is not a valid DECIMAL(10,2)|600000,bad,2026-01-01T00:00:00Z"
+            .to_string(),
+    );
+    expected.push(
+        "650003|record is longer than max_record_bytes (1048576 bytes): a quoted field is not closed within it; raise [source.csv] max_record_bytes if the field is real|650001,\"4.50,2026-01-01T00:00:00Z"
+            .to_string(),
+    );
+    expected.push(
+        "700002|column `amount`: 'bad' is not a valid DECIMAL(10,2)|700000,bad,2026-01-01T00:00:00Z"
+            .to_string(),
+    );
     assert_eq!(rejected, expected);
 }
 
@@ -422,4 +433,442 @@ merge_keys = ["k"]
         rows(&e, "SELECT k, v, w FROM raw.dim ORDER BY k").await,
         vec!["1|one|", "2|TWO|x", "3|THREE|z"]
     );
+}
+
+/// Loads `files` (name, bytes) into a fresh project declaring `source_toml`;
+/// returns the report (or the error text) and the rejected rows as
+/// `line|reason|raw`.
+async fn load_files(
+    source_toml: &str,
+    files: &[(&str, &[u8])],
+) -> (
+    Result<sluice::load::SourceReport, String>,
+    Vec<String>,
+    tempfile::TempDir,
+) {
+    let dir = project_with(source_toml);
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join("data").join(name), bytes).unwrap();
+    }
+    let project = Project::load(dir.path()).unwrap();
+    let w = open(&project, None);
+    let report = load(&project, &w, &[], &LoadOptions::default(), &NoProgress)
+        .await
+        .map(|r| r.sources[0].clone())
+        .map_err(|e| e.to_string());
+    let mut rejected = Vec::new();
+    if let Ok(r) = &report {
+        if let Some(t) = &r.rejected_table {
+            let e = engine(&project, &w).await;
+            rejected = rows(
+                &e,
+                &format!("SELECT line, reason, raw FROM {t} ORDER BY line"),
+            )
+            .await;
+        }
+    }
+    (report, rejected, dir)
+}
+
+const NOTES: &str = r#"
+[[source]]
+name = "notes"
+format = "csv"
+location = "data/*.csv"
+
+[[source.columns]]
+name = "id"
+type = "bigint"
+not_null = true
+
+[[source.columns]]
+name = "amount"
+type = "double"
+
+[[source.columns]]
+name = "note"
+type = "varchar"
+"#;
+
+/// One class of CSV input: its bytes, the ids loaded, and the rejected rows as
+/// (line, part of the reason, raw text).
+struct CsvCase {
+    name: &'static str,
+    bytes: &'static [u8],
+    records: u64,
+    loaded: &'static [&'static str],
+    rejected: &'static [(u64, &'static str, &'static str)],
+}
+
+/// `loaded + rejected = records in the input` for every class of malformed CSV,
+/// with a line, a reason and the raw text for each rejection; legal multi-line
+/// quoted fields still load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_csv_record_is_loaded_or_rejected() {
+    let cases = [
+        CsvCase {
+            name: "unterminated quote in an early record",
+            bytes: b"id,amount,note\n10,1,ok\n11,2,\"never closed\n12,3,ok\n13,4,ok\n",
+            records: 4,
+            loaded: &["10|1.0|ok", "12|3.0|ok", "13|4.0|ok"],
+            rejected: &[(3, "never closed", "11,2,\"never closed")],
+        },
+        CsvCase {
+            name: "unbalanced quote closed by a later record's quote",
+            bytes: b"id,amount,note\n1,1,\"open\n2,2,ok\n3,3,\"x\"\n4,4,ok\n",
+            records: 4,
+            loaded: &["2|2.0|ok", "3|3.0|x", "4|4.0|ok"],
+            rejected: &[(2, "after the closing quote", "1,1,\"open")],
+        },
+        CsvCase {
+            name: "text after a closing quote",
+            bytes: b"id,amount,note\n1,1,\"a\"b\n2,2,ok\n",
+            records: 2,
+            loaded: &["2|2.0|ok"],
+            rejected: &[(2, "after the closing quote", "1,1,\"a\"b")],
+        },
+        CsvCase {
+            name: "legal multi-line quoted fields",
+            bytes: b"id,amount,note\n1,1,\"a\nb\"\n2,2,\"c\r\n\r\nd\"\n3,3,\"say \"\"hi\"\"\"\n",
+            records: 3,
+            loaded: &["1|1.0|a\nb", "2|2.0|c\r\n\r\nd", "3|3.0|say \"hi\""],
+            rejected: &[],
+        },
+        CsvCase {
+            name: "embedded NUL",
+            bytes: b"id,amount,note\n1,1,a\0b\n2,2,ok\n",
+            records: 2,
+            loaded: &["2|2.0|ok"],
+            rejected: &[(2, "NUL", "1,1,a\0b")],
+        },
+        CsvCase {
+            name: "UTF-8 BOM",
+            bytes: b"\xEF\xBB\xBFid,amount,note\n1,1,a\n",
+            records: 1,
+            loaded: &["1|1.0|a"],
+            rejected: &[],
+        },
+        CsvCase {
+            name: "CRLF, LF and CR line ends mixed",
+            bytes: b"id,amount,note\r\n1,1,a\r\n2,2,b\n\r\n3,3,c\r4,4,d\nx,5,e\r\n",
+            records: 5,
+            loaded: &["1|1.0|a", "2|2.0|b", "3|3.0|c", "4|4.0|d"],
+            rejected: &[(7, "not a valid BIGINT", "x,5,e")],
+        },
+        CsvCase {
+            name: "header only",
+            bytes: b"id,amount,note\n",
+            records: 0,
+            loaded: &[],
+            rejected: &[],
+        },
+        CsvCase {
+            name: "unterminated quote in the last record",
+            bytes: b"id,amount,note\n1,1,ok\n2,2,\"open",
+            records: 2,
+            loaded: &["1|1.0|ok"],
+            rejected: &[(3, "never closed", "2,2,\"open")],
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (report, rejected, dir) = load_files(NOTES, &[("a.csv", case.bytes)]).await;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{}: load failed: {e}", case.name));
+                continue;
+            }
+        };
+        let project = Project::load(dir.path()).unwrap();
+        let w = open(&project, None);
+        let loaded = if report.rows_loaded > 0 {
+            let e = engine(&project, &w).await;
+            rows(&e, "SELECT id, amount, note FROM raw.notes ORDER BY id").await
+        } else {
+            Vec::new()
+        };
+        if report.rows_loaded + report.rows_rejected != case.records {
+            failures.push(format!(
+                "{}: {} loaded + {} rejected != {} records",
+                case.name, report.rows_loaded, report.rows_rejected, case.records
+            ));
+        }
+        if loaded != case.loaded {
+            failures.push(format!("{}: loaded {loaded:?}", case.name));
+        }
+        let ok = rejected.len() == case.rejected.len()
+            && rejected
+                .iter()
+                .zip(case.rejected)
+                .all(|(got, (line, why, raw))| {
+                    let mut parts = got.splitn(3, '|');
+                    parts.next() == Some(&line.to_string())
+                        && parts.next().is_some_and(|r| r.contains(why))
+                        && parts.next() == Some(*raw)
+                });
+        if !ok {
+            failures.push(format!("{}: rejected {rejected:?}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A record longer than `max_record_bytes` is rejected with its line; an
+/// unterminated quote stops at the cap and the next lines load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_longer_than_max_record_bytes_is_rejected() {
+    use std::fmt::Write;
+    let toml = format!("{NOTES}\n[source.csv]\nmax_record_bytes = 200\n");
+    let mut csv = String::from("id,amount,note\n1,1,\"fits\nin two lines\"\n");
+    writeln!(csv, "2,2,{}", "x".repeat(500)).unwrap();
+    csv.push_str("3,3,\"never closed\n");
+    for i in 4..=60 {
+        writeln!(csv, "{i},{i},plain").unwrap();
+    }
+    let (report, rejected, _dir) = load_files(&toml, &[("a.csv", csv.as_bytes())]).await;
+    let report = report.unwrap();
+    assert_eq!((report.rows_loaded, report.rows_rejected), (58, 2));
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(
+        rejected[0].starts_with("4|record is longer than max_record_bytes (200 bytes)"),
+        "{rejected:?}"
+    );
+    let raw = rejected[0].rsplit('|').next().unwrap();
+    assert!(raw.starts_with("2,2,xxxx") && raw.len() == 200, "{raw}");
+    assert!(
+        rejected[1].starts_with("5|") && rejected[1].contains("never closed"),
+        "{rejected:?}"
+    );
+    assert!(rejected[1].ends_with("|3,3,\"never closed"), "{rejected:?}");
+}
+
+/// Empty files in a glob are skipped with a note; the good files load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_csv_files_in_a_glob_are_skipped() {
+    let (report, _, _dir) = load_files(
+        NOTES,
+        &[
+            ("a.csv", b"id,amount,note\n1,1,a\n"),
+            ("b.csv", b""),
+            ("c.csv", b"\n\r\n"),
+            ("d.csv", b"id,amount,note\n2,2,b\n"),
+        ],
+    )
+    .await;
+    let report = report.unwrap();
+    assert_eq!((report.rows_loaded, report.rows_rejected), (2, 0));
+    assert_eq!(report.files.len(), 2);
+    assert_eq!(report.empty_files.len(), 2, "{:?}", report.empty_files);
+    assert!(report.empty_files[0].ends_with("/data/b.csv"));
+    assert!(report.empty_files[1].ends_with("/data/c.csv"));
+}
+
+/// A header that cannot be a header is an error naming the file and the
+/// column, not a table with a megabyte-long column name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_giant_csv_header_is_an_error_naming_the_file() {
+    let long_name = format!("id,{},note\n1,1,a\n", "n".repeat(2000));
+    let (report, _, _dir) = load_files(NOTES, &[("a.csv", long_name.as_bytes())]).await;
+    let err = report.unwrap_err();
+    assert!(
+        err.contains("a.csv") && err.contains("column 2") && err.contains("1024 bytes"),
+        "{err}"
+    );
+    let huge = "h".repeat(3 << 20);
+    let (report, _, _dir) = load_files(NOTES, &[("a.csv", huge.as_bytes())]).await;
+    let err = report.unwrap_err();
+    assert!(err.contains("a.csv") && err.contains("header"), "{err}");
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
+}
+
+/// Numbers that do not fit their declared type are rejected, the same way from
+/// CSV and NDJSON: never wrapped, truncated or made infinite. Decimals with more
+/// fraction digits than the scale are rounded (as a SQL cast does); too many
+/// integer digits are rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_must_fit_their_declared_type() {
+    // (column, value, loaded value or None when rejected)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("t", "127", Some("127")),
+        ("t", "128", None),
+        ("t", "300", None),
+        ("t", "-129", None),
+        ("s", "32768", None),
+        ("s", "-32768", Some("-32768")),
+        ("i", "2147483648", None),
+        ("b", "9223372036854775807", Some("9223372036854775807")),
+        ("b", "9223372036854775808", None),
+        ("b", "-9223372036854775809", None),
+        ("b", "18446744073709551616", None),
+        ("b", "8.5", None),
+        ("d", "1e400", None),
+        ("d", "-1e400", None),
+        ("d", "1e308", Some("1e308")),
+        ("f", "1e39", None),
+        ("f", "1.5", Some("1.5")),
+        ("m", "1234.5", None),
+        ("m", "999.99", Some("999.99")),
+        ("m", "1.234", Some("1.23")),
+        ("m", "1.235", Some("1.24")),
+        ("m", "999.995", None),
+    ];
+    let columns = [
+        ("t", "tinyint"),
+        ("s", "smallint"),
+        ("i", "int"),
+        ("b", "bigint"),
+        ("d", "double"),
+        ("f", "float"),
+        ("m", "decimal(5,2)"),
+    ];
+    let mut failures = Vec::new();
+    for format in ["csv", "ndjson"] {
+        let mut toml =
+            format!("[[source]]\nname = \"n\"\nformat = \"{format}\"\nlocation = \"data/*\"\n\n[[source.columns]]\nname = \"k\"\ntype = \"bigint\"\n");
+        for (c, t) in columns {
+            toml.push_str(&format!(
+                "\n[[source.columns]]\nname = \"{c}\"\ntype = \"{t}\"\n"
+            ));
+        }
+        let mut text = String::new();
+        if format == "csv" {
+            text.push_str("k,t,s,i,b,d,f,m\n");
+        }
+        for (k, (col, value, _)) in cases.iter().enumerate() {
+            if format == "csv" {
+                let cells: Vec<&str> = columns
+                    .iter()
+                    .map(|(c, _)| if c == col { *value } else { "" })
+                    .collect();
+                text.push_str(&format!("{k},{}\n", cells.join(",")));
+            } else {
+                text.push_str(&format!("{{\"k\": {k}, \"{col}\": {value}}}\n"));
+            }
+        }
+        let (report, rejected, dir) = load_files(&toml, &[("a", text.as_bytes())]).await;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{format}: load failed: {e}"));
+                continue;
+            }
+        };
+        let project = Project::load(dir.path()).unwrap();
+        let w = open(&project, None);
+        let e = engine(&project, &w).await;
+        let loaded = rows(&e, "SELECT k, t, s, i, b, d, f, m FROM raw.n ORDER BY k").await;
+        let header = 1 + u64::from(format == "csv");
+        for (k, (col, value, expected)) in cases.iter().enumerate() {
+            let ci = 1 + columns.iter().position(|(c, _)| c == col).unwrap();
+            let got = loaded
+                .iter()
+                .map(|r| r.split('|').collect::<Vec<_>>())
+                .find(|r| r[0] == k.to_string())
+                .map(|r| r[ci].to_string());
+            let line = k as u64 + header;
+            let reason = rejected
+                .iter()
+                .find(|r| r.starts_with(&format!("{line}|")))
+                .cloned();
+            let ok = match expected {
+                Some(v) => got.as_deref() == Some(*v),
+                None => got.is_none() && reason.as_ref().is_some_and(|r| r.contains(col)),
+            };
+            if !ok {
+                failures.push(format!(
+                    "{format}: {col} = {value}: loaded {got:?}, rejected {reason:?}"
+                ));
+            }
+        }
+        assert_eq!(
+            report.rows_loaded + report.rows_rejected,
+            cases.len() as u64,
+            "{format}"
+        );
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Every non-blank NDJSON line is loaded or rejected: a line that is JSON but
+/// not an object, a nested value for a scalar column, a number that does not fit
+/// its type and an object with a duplicate key are rejected rows, not a failed
+/// source. Blank lines are not records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ndjson_line_is_loaded_or_rejected() {
+    let toml = r#"
+[[source]]
+name = "events"
+format = "ndjson"
+location = "data/*.ndjson"
+
+[[source.columns]]
+name = "id"
+type = "bigint"
+not_null = true
+
+[[source.columns]]
+name = "v"
+type = "double"
+
+[[source.columns]]
+name = "name"
+type = "varchar"
+"#;
+    let text = "\u{FEFF}{\"id\": 1, \"v\": 1.5, \"name\": \"a\"}\n\
+                null\n\
+                [1, 2]\n\
+                {\"id\": 8.5}\n\
+                {\"id\": 2, \"v\": 1e400}\n\
+                {\"id\": 9223372036854775808}\n\
+                {\"id\": 3, \"name\": {\"x\": 1}}\n\
+                {\"id\": 4, \"id\": 5}\n\
+                \n\
+                {\"id\": 6, \"name\": 7}\r\n\
+                \"just a string\"\n\
+                {\"id\": 7, \"v\": \"2.5\"}\n\
+                {bad json\n";
+    let (report, rejected, dir) = load_files(toml, &[("a.ndjson", text.as_bytes())]).await;
+    let report = report.unwrap();
+    assert_eq!(
+        (report.rows_loaded, report.rows_rejected),
+        (3, 9),
+        "{rejected:#?}"
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let w = open(&project, None);
+    let e = engine(&project, &w).await;
+    assert_eq!(
+        rows(&e, "SELECT id, v, name FROM raw.events ORDER BY id").await,
+        vec!["1|1.5|a", "6||7", "7|2.5|"]
+    );
+    let reasons: Vec<(String, String)> = rejected
+        .iter()
+        .map(|r| {
+            let mut p = r.splitn(3, '|');
+            (
+                p.next().unwrap().to_string(),
+                p.next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("2", "not a JSON object"),
+        ("3", "not a JSON object"),
+        ("4", "column `id`: '8.5' is not a valid BIGINT"),
+        ("5", "column `v`"),
+        (
+            "6",
+            "column `id`: '9223372036854775808' is out of range for BIGINT",
+        ),
+        ("7", "column `name`: a JSON object"),
+        ("8", "duplicate key `id`"),
+        ("11", "not a JSON object"),
+        ("13", "malformed JSON"),
+    ];
+    assert_eq!(reasons.len(), expect.len(), "{reasons:#?}");
+    for ((line, reason), (el, er)) in reasons.iter().zip(expect) {
+        assert_eq!(line, el, "{reasons:#?}");
+        assert!(reason.contains(er), "line {line}: {reason}");
+    }
 }
