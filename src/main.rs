@@ -1263,6 +1263,13 @@ fn print_load_report(report: &LoadReport, format: Format) -> anyhow::Result<()> 
                 f.path, f.rows_loaded, f.rows_rejected
             )?;
         }
+        for c in &s.loaded_concurrently {
+            writeln!(
+                out,
+                "    {}: skipped, a concurrent load ({}) committed it first as v{}",
+                c.path, c.load_id, c.version
+            )?;
+        }
         if let Some(r) = &s.rejected_table {
             writeln!(
                 out,
