@@ -650,3 +650,75 @@ pub async fn killed_between_quarantine_and_target_keeps_rejects_once(uri: Option
 async fn killed_between_quarantine_and_target_keeps_rejects_once_locally() {
     killed_between_quarantine_and_target_keeps_rejects_once(None).await;
 }
+
+/// Two sources that load into one table, each file adding a column, loaded by
+/// overlapping loads: a commit whose snapshot is behind a schema change plans
+/// again instead of writing its older schema over the newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_loads_keep_concurrent_schema_changes() {
+    let dir = project_with(
+        r#"
+[[source]]
+name = "a"
+format = "ndjson"
+location = "data/a*.ndjson"
+target = "raw.shared"
+
+[[source]]
+name = "b"
+format = "ndjson"
+location = "data/b*.ndjson"
+target = "raw.shared"
+"#,
+    );
+    let data = dir.path().join("data");
+    let project = std::sync::Arc::new(Project::load(dir.path()).unwrap());
+    let w = open(&project, None);
+    const ROUNDS: u64 = 3;
+    for round in 0..ROUNDS {
+        for s in ["a", "b"] {
+            std::fs::write(
+                data.join(format!("{s}{round}.ndjson")),
+                format!("{{\"id\": \"{s}{round}\", \"{s}_{round}\": {round}}}\n"),
+            )
+            .unwrap();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let (project, w) = (project.clone(), w.clone());
+            // Half load `a` then `b`, half `b` then `a`.
+            let order: Vec<String> = if i % 2 == 0 {
+                vec!["a".into(), "b".into()]
+            } else {
+                vec!["b".into(), "a".into()]
+            };
+            tasks.spawn(async move {
+                load(&project, &w, &order, &LoadOptions::default(), &NoProgress).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap()
+                .unwrap_or_else(|e| panic!("a concurrent load failed: {e}"));
+        }
+    }
+    let e = engine(&project, &w).await;
+    for round in 0..ROUNDS {
+        for s in ["a", "b"] {
+            assert_eq!(
+                rows(
+                    &e,
+                    &format!(
+                        "SELECT count(*), sum({s}_{round}) FROM raw.shared WHERE id = '{s}{round}'"
+                    )
+                )
+                .await,
+                vec![format!("1|{round}")],
+                "column {s}_{round} of file {s}{round}"
+            );
+        }
+    }
+    assert_eq!(
+        scalar(&e, "SELECT count(*) FROM raw.shared").await,
+        (2 * ROUNDS).to_string()
+    );
+}
