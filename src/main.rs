@@ -1299,6 +1299,13 @@ fn print_load_report(report: &LoadReport, format: Format) -> anyhow::Result<()> 
         for f in &s.empty_files {
             writeln!(out, "    {f}: no records (empty file), skipped")?;
         }
+        for c in &s.loaded_concurrently {
+            writeln!(
+                out,
+                "    {}: skipped, a concurrent load ({}) committed it first as v{}",
+                c.path, c.load_id, c.version
+            )?;
+        }
         if let Some(r) = &s.rejected_table {
             writeln!(
                 out,

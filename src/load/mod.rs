@@ -4,9 +4,11 @@
 //! commit metadata), plan the schema, stream every file through a typed reader
 //! into Parquet data files (ZSTD), quarantine rows that do not fit into
 //! `<target>__rejected`, then commit once. Nothing is visible before the commit, so
-//! a killed load leaves the table at its previous version.
+//! a killed load leaves the table at its previous version. Loads that run at the
+//! same time commit each file once (see `conflict`).
 
 mod commit;
+mod conflict;
 mod convert;
 mod csv;
 mod files;
@@ -15,12 +17,14 @@ mod ndjson;
 mod quarantine;
 mod readers;
 
+pub use conflict::ConcurrentFile;
 pub use quarantine::rejected_schema;
 
 use crate::error::{Error, Result};
 use crate::project::{LoadMode, Project, SourceDecl};
 use crate::warehouse::Warehouse;
 use arrow::datatypes::{Schema, SchemaRef};
+use conflict::{Committed, Guard};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -71,6 +75,10 @@ pub struct SourceReport {
     pub skipped_files: usize,
     /// Files skipped because they hold no record (empty, or only blank lines).
     pub empty_files: Vec<String>,
+    /// Skipped files that another load running at the same time committed
+    /// while this one was reading them (each file's rows are in the table
+    /// once; this load is still a success).
+    pub loaded_concurrently: Vec<ConcurrentFile>,
     /// The quarantine table, when rows were rejected.
     pub rejected_table: Option<String>,
     pub seconds: f64,
@@ -117,6 +125,8 @@ pub async fn load(
     })
 }
 
+/// Loads one source; plans it again when another load committed some of its
+/// files (or changed its table's schema) first.
 async fn load_source(
     project: &Project,
     warehouse: &Warehouse,
@@ -125,6 +135,52 @@ async fn load_source(
     load_id: &str,
     observer: &dyn LoadObserver,
 ) -> Result<SourceReport> {
+    let started = std::time::Instant::now();
+    let mut concurrent: Vec<ConcurrentFile> = Vec::new();
+    for _ in 0..conflict::PLAN_ATTEMPTS {
+        match load_source_once(project, warehouse, src, options, load_id, observer).await? {
+            Attempt::Done(mut report) => {
+                // Files that a concurrent load committed and a later attempt
+                // loaded again (changed since) are not among the skipped ones.
+                concurrent.retain(|c| !report.files.iter().any(|f| f.path == c.path));
+                report.loaded_concurrently = concurrent;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            Attempt::Replan(clashes) => {
+                for c in clashes {
+                    if !concurrent.iter().any(|k| k.path == c.path) {
+                        concurrent.push(c);
+                    }
+                }
+            }
+        }
+    }
+    Err(Error::LoadAborted {
+        source_name: src.name.clone(),
+        message: format!(
+            "other loads committed to `{}` first {} times while this one was reading its files; run the load again",
+            src.target_name(),
+            conflict::PLAN_ATTEMPTS
+        ),
+    })
+}
+
+/// One attempt of [`load_source`].
+enum Attempt {
+    Done(SourceReport),
+    /// Nothing was committed to the target: plan again.
+    Replan(Vec<ConcurrentFile>),
+}
+
+async fn load_source_once(
+    project: &Project,
+    warehouse: &Warehouse,
+    src: &SourceDecl,
+    options: &LoadOptions,
+    load_id: &str,
+    observer: &dyn LoadObserver,
+) -> Result<Attempt> {
     let started = std::time::Instant::now();
     let (schema_name, table_name) = src.target();
     let target = src.target_name();
@@ -149,6 +205,7 @@ async fn load_source(
         rows_rejected: 0,
         skipped_files: 0,
         empty_files: Vec::new(),
+        loaded_concurrently: Vec::new(),
         rejected_table: None,
         seconds: 0.0,
     };
@@ -182,7 +239,7 @@ async fn load_source(
     };
     if new_files.is_empty() {
         report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok(Attempt::Done(report));
     }
     observer.source_started(
         &src.name,
@@ -220,7 +277,7 @@ async fn load_source(
     let new_files = readable;
     if new_files.is_empty() {
         report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok(Attempt::Done(report));
     }
     let allow_new = src.schema_evolution == crate::project::SchemaEvolution::AddColumns;
     let mut schema = match &table_schema {
@@ -343,6 +400,7 @@ async fn load_source(
             rejects.abort().await;
             return Err(e);
         }
+        rejects.end_file().await?;
         report.rows_loaded += fr.rows_loaded;
         report.rows_rejected += fr.rows_rejected;
         observer.file_finished(&src.name, &fr);
@@ -364,15 +422,32 @@ async fn load_source(
             .collect(),
         rows: report.rows_loaded,
     };
+    // `--force` reloads files on purpose: only a plain load checks them.
+    let guard = Guard {
+        source: &src.name,
+        files: if options.force { &[] } else { &new_files },
+    };
     // Quarantine first: if the process dies between the two commits, the next
-    // load re-reads the files and rejects them again (duplicates, never losses).
+    // load re-reads the files and rejects the same rows again; its quarantine
+    // commit replaces these (see `RejectSink`), so they are never lost and stay
+    // once.
     if report.rows_rejected > 0 {
-        rejects.commit(&meta).await?;
+        // A load that already lost the race for the target does not touch the
+        // quarantine (the target commit below checks again, on its snapshot).
+        let clashes =
+            conflict::loaded_since(warehouse, &schema_name, &table_name, table.as_ref(), &guard)
+                .await?;
+        if !clashes.is_empty() {
+            sink.abort().await;
+            rejects.abort().await;
+            return Ok(Attempt::Replan(clashes));
+        }
+        rejects.commit(&meta, &new_files).await?;
         report.rejected_table = Some(format!("{target}__rejected"));
     } else {
         rejects.abort().await;
     }
-    let version = match src.mode {
+    let committed = match src.mode {
         LoadMode::Merge => {
             sink.abort().await;
             commit::merge(
@@ -384,17 +459,23 @@ async fn load_source(
                 merge_batches,
                 &src.merge_keys,
                 &meta,
+                &guard,
             )
             .await?
         }
         mode => {
-            sink.commit(&meta, mode == LoadMode::Overwrite, evolved)
+            sink.commit(&meta, mode == LoadMode::Overwrite, evolved, &guard)
                 .await?
         }
     };
-    report.version = Some(version);
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    match committed {
+        Committed::Version(version) => {
+            report.version = Some(version);
+            report.seconds = started.elapsed().as_secs_f64();
+            Ok(Attempt::Done(report))
+        }
+        Committed::Replan(clashes) => Ok(Attempt::Replan(clashes)),
+    }
 }
 
 /// The schema of a new table: declared columns first (declared order), then the

@@ -33,6 +33,13 @@ pub struct CommitRecord {
 
 /// All commits of `table` still present in its log, oldest first.
 pub async fn history(table: &DeltaTable) -> Result<Vec<CommitRecord>> {
+    history_after(table, None).await
+}
+
+/// The commits of `table` after version `after` (all when `None`), oldest
+/// first: what landed since a snapshot was read. Lists the log, so it also
+/// returns commits newer than the version `table` has loaded.
+pub async fn history_after(table: &DeltaTable, after: Option<u64>) -> Result<Vec<CommitRecord>> {
     let store = table.log_store().object_store(None);
     let log = ObjPath::from("_delta_log");
     let metas: Vec<_> = store
@@ -46,7 +53,7 @@ pub async fn history(table: &DeltaTable) -> Result<Vec<CommitRecord>> {
             let name = m.location.filename()?.to_string();
             let stem = name.strip_suffix(".json")?;
             let v: u64 = stem.parse().ok()?;
-            Some((v, m.location))
+            after.is_none_or(|a| v > a).then_some((v, m.location))
         })
         .collect();
     commits.sort_by_key(|(v, _)| *v);

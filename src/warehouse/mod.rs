@@ -11,7 +11,7 @@ mod views;
 mod write;
 
 pub use catalog::WarehouseCatalog;
-pub use history::{history, history_batch, CommitRecord};
+pub use history::{history, history_after, history_batch, CommitRecord};
 pub use views::{
     plan_in_session, plan_reads_files, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef,
 };

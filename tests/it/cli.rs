@@ -551,3 +551,51 @@ fn error_contract_and_hostile_statements() {
     assert!(out.contains("division by zero"), "{out}");
     assert!(!out.contains("storage"), "{out}");
 }
+
+/// Overlapping `sluice load` processes (cron jobs that start together): all
+/// exit 0, and each new file's rows are in the table once.
+#[test]
+fn overlapping_load_processes_load_each_file_once() {
+    let dir = project_with(
+        "[[source]]\nname = \"arrivals\"\nformat = \"csv\"\nlocation = \"data/*.csv\"\n\n[[source.columns]]\nname = \"id\"\ntype = \"bigint\"\n",
+    );
+    let p = dir.path();
+    let mut files = 0u64;
+    for _ in 0..3 {
+        let csv: String = (1..=100)
+            .map(|i| format!("{}\n", files * 1000 + i))
+            .fold(String::from("id\n"), |a, l| a + &l);
+        std::fs::write(p.join(format!("data/{files}.csv")), csv).unwrap();
+        files += 1;
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_sluice"))
+                    .args(["load", "--progress", "never"])
+                    .current_dir(p)
+                    .env_remove("SLUICE_WAREHOUSE")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        }
+    }
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT count(*) AS n, count(DISTINCT id) AS d FROM raw.arrivals",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("n,d\n{0},{0}\n", files * 100)
+    );
+}

@@ -872,3 +872,302 @@ type = "varchar"
         assert!(reason.contains(er), "line {line}: {reason}");
     }
 }
+
+/// An append source whose every file has one row that does not parse (a reject).
+const ARRIVALS: &str = r#"
+[[source]]
+name = "arrivals"
+format = "csv"
+location = "data/*.csv"
+
+[[source.columns]]
+name = "id"
+type = "bigint"
+not_null = true
+
+[[source.columns]]
+name = "amount"
+type = "decimal(10,2)"
+"#;
+
+/// File `k` of [`ARRIVALS`]: ids `k*100+1 ..= k*100+10`, and line 7 is rejected.
+fn write_arrival(data: &std::path::Path, k: u64) {
+    use std::fmt::Write;
+    let mut csv = String::from("id,amount\n");
+    for i in 1..=10 {
+        writeln!(csv, "{},{i}.00", k * 100 + i).unwrap();
+        if i == 5 {
+            writeln!(csv, "{},not-a-number", k * 100 + 99).unwrap();
+        }
+    }
+    // Write then rename: a load never sees half a file.
+    let tmp = data.join(format!(".{k:04}.tmp"));
+    std::fs::write(&tmp, csv).unwrap();
+    std::fs::rename(&tmp, data.join(format!("{k:04}.csv"))).unwrap();
+}
+
+/// Every loaded file's rows are in the table once, and its rejected row once in
+/// the quarantine table.
+async fn assert_each_arrival_once(project: &Project, w: &sluice::warehouse::Warehouse, files: u64) {
+    let e = engine(project, w).await;
+    assert_eq!(
+        rows(&e, "SELECT count(*), count(DISTINCT id) FROM raw.arrivals").await,
+        vec![format!("{}|{}", files * 10, files * 10)],
+        "every file's rows exactly once"
+    );
+    assert_eq!(
+        rows(
+            &e,
+            "SELECT count(*), count(DISTINCT file || ':' || CAST(line AS VARCHAR)) FROM raw.arrivals__rejected"
+        )
+        .await,
+        vec![format!("{files}|{files}")],
+        "every rejected row exactly once"
+    );
+}
+
+/// Overlapping `sluice load` runs (cron jobs that start together) while new files
+/// keep arriving: each file is committed by exactly one of them, the others
+/// succeed and report it as loaded by a concurrent load.
+pub async fn overlapping_loads_commit_each_file_once(
+    uri: Option<&str>,
+    loaders: usize,
+    rounds: u64,
+) {
+    let dir = project_with(ARRIVALS);
+    let data = dir.path().join("data");
+    let project = std::sync::Arc::new(Project::load(dir.path()).unwrap());
+    let w = open(&project, uri);
+    let mut next = 0u64;
+    let mut lost_races = 0;
+    for _ in 0..rounds {
+        write_arrival(&data, next);
+        next += 1;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..loaders {
+            if i == loaders / 2 {
+                // A file that arrives while the first loads are running.
+                write_arrival(&data, next);
+                next += 1;
+            }
+            let (project, w) = (project.clone(), w.clone());
+            tasks.spawn(async move {
+                load(&project, &w, &[], &LoadOptions::default(), &NoProgress).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let report = r
+                .unwrap()
+                .unwrap_or_else(|e| panic!("a concurrent load failed: {e}"));
+            let s = &report.sources[0];
+            assert!(
+                s.version.is_some() || s.rows_loaded == 0,
+                "a load that committed nothing must not report loaded rows: {s:?}"
+            );
+            // The loser says so: each file another load committed first is
+            // named with that load, and is not among its own files.
+            for c in &s.loaded_concurrently {
+                assert!(
+                    !c.load_id.is_empty() && c.load_id != report.load_id,
+                    "{s:?}"
+                );
+                assert!(!s.files.iter().any(|f| f.path == c.path), "{s:?}");
+            }
+            lost_races += s.loaded_concurrently.len();
+        }
+    }
+    assert!(
+        lost_races > 0,
+        "no load ever lost a race: the test did not overlap them"
+    );
+    // Whatever the last round left, one more load picks up.
+    load(&project, &w, &[], &LoadOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_each_arrival_once(&project, &w, next).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_loads_commit_each_file_once_locally() {
+    overlapping_loads_commit_each_file_once(None, 6, 4).await;
+}
+
+/// `overwrite` and `merge` sources under overlapping loads: every load succeeds
+/// and the table holds the files' rows once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_overwrite_and_merge_loads() {
+    let dir = project_with(
+        r#"
+[[source]]
+name = "snap"
+format = "csv"
+location = "data/snap*.csv"
+mode = "overwrite"
+
+[[source]]
+name = "dim"
+format = "csv"
+location = "data/dim*.csv"
+mode = "merge"
+merge_keys = ["k"]
+"#,
+    );
+    let data = dir.path().join("data");
+    let project = std::sync::Arc::new(Project::load(dir.path()).unwrap());
+    let w = open(&project, None);
+    for round in 0..3u64 {
+        std::fs::write(
+            data.join(format!("snap{round}.csv")),
+            format!("id,v\n{},a\n{},b\n", round * 10 + 1, round * 10 + 2),
+        )
+        .unwrap();
+        // Each dim file updates key `round` and adds key `round + 1`.
+        std::fs::write(
+            data.join(format!("dim{round}.csv")),
+            format!("k,v\n{round},updated-{round}\n{},new-{round}\n", round + 1),
+        )
+        .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..5 {
+            let (project, w) = (project.clone(), w.clone());
+            tasks.spawn(async move {
+                load(&project, &w, &[], &LoadOptions::default(), &NoProgress).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap()
+                .unwrap_or_else(|e| panic!("a concurrent load failed: {e}"));
+        }
+        let e = engine(&project, &w).await;
+        let expected: Vec<String> = (0..=round)
+            .flat_map(|r| [format!("{}|a", r * 10 + 1), format!("{}|b", r * 10 + 2)])
+            .collect();
+        assert_eq!(
+            rows(&e, "SELECT id, v FROM raw.snap ORDER BY id").await,
+            expected
+        );
+        let mut dim: Vec<String> = (0..=round).map(|k| format!("{k}|updated-{k}")).collect();
+        dim.push(format!("{}|new-{round}", round + 1));
+        assert_eq!(rows(&e, "SELECT k, v FROM raw.dim ORDER BY k").await, dim);
+    }
+}
+
+/// Deletes the latest commit of `schema.table`: the state a `kill -9` leaves
+/// between the quarantine commit and the target commit.
+pub async fn drop_latest_commit(w: &sluice::warehouse::Warehouse, schema: &str, table: &str) {
+    use object_store::ObjectStoreExt;
+    let v = version_of(w, schema, table).await.unwrap();
+    let path = w
+        .root_path()
+        .join(schema)
+        .join(table)
+        .join("_delta_log")
+        .join(format!("{v:020}.json"));
+    w.store().delete(&path).await.unwrap();
+}
+
+/// A load killed after its quarantine commit and before its target commit:
+/// the next load rejects the same rows again, and each stays in the quarantine
+/// table once.
+pub async fn killed_between_quarantine_and_target_keeps_rejects_once(uri: Option<&str>) {
+    let dir = project_with(ARRIVALS);
+    let data = dir.path().join("data");
+    let project = Project::load(dir.path()).unwrap();
+    let w = open(&project, uri);
+    // Killed during the table's very first load: the target does not exist.
+    write_arrival(&data, 0);
+    load_all(&project, &w).await;
+    drop_latest_commit(&w, "raw", "arrivals").await;
+    assert_eq!(version_of(&w, "raw", "arrivals").await, None);
+    let r = load_all(&project, &w).await;
+    assert_eq!(r.sources[0].rows_rejected, 1);
+    assert_each_arrival_once(&project, &w, 1).await;
+    // Killed during a later load of two files; the rerun also sees a new file.
+    write_arrival(&data, 1);
+    write_arrival(&data, 2);
+    load_all(&project, &w).await;
+    drop_latest_commit(&w, "raw", "arrivals").await;
+    assert_eq!(version_of(&w, "raw", "arrivals").await, Some(0));
+    write_arrival(&data, 3);
+    let r = load_all(&project, &w).await;
+    assert_eq!(r.sources[0].rows_loaded, 30);
+    assert_eq!(r.sources[0].rows_rejected, 3);
+    assert_each_arrival_once(&project, &w, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_quarantine_and_target_keeps_rejects_once_locally() {
+    killed_between_quarantine_and_target_keeps_rejects_once(None).await;
+}
+
+/// Two sources that load into one table, each file adding a column, loaded by
+/// overlapping loads: a commit whose snapshot is behind a schema change plans
+/// again instead of writing its older schema over the newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_loads_keep_concurrent_schema_changes() {
+    let dir = project_with(
+        r#"
+[[source]]
+name = "a"
+format = "ndjson"
+location = "data/a*.ndjson"
+target = "raw.shared"
+
+[[source]]
+name = "b"
+format = "ndjson"
+location = "data/b*.ndjson"
+target = "raw.shared"
+"#,
+    );
+    let data = dir.path().join("data");
+    let project = std::sync::Arc::new(Project::load(dir.path()).unwrap());
+    let w = open(&project, None);
+    const ROUNDS: u64 = 3;
+    for round in 0..ROUNDS {
+        for s in ["a", "b"] {
+            std::fs::write(
+                data.join(format!("{s}{round}.ndjson")),
+                format!("{{\"id\": \"{s}{round}\", \"{s}_{round}\": {round}}}\n"),
+            )
+            .unwrap();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let (project, w) = (project.clone(), w.clone());
+            // Half load `a` then `b`, half `b` then `a`.
+            let order: Vec<String> = if i % 2 == 0 {
+                vec!["a".into(), "b".into()]
+            } else {
+                vec!["b".into(), "a".into()]
+            };
+            tasks.spawn(async move {
+                load(&project, &w, &order, &LoadOptions::default(), &NoProgress).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap()
+                .unwrap_or_else(|e| panic!("a concurrent load failed: {e}"));
+        }
+    }
+    let e = engine(&project, &w).await;
+    for round in 0..ROUNDS {
+        for s in ["a", "b"] {
+            assert_eq!(
+                rows(
+                    &e,
+                    &format!(
+                        "SELECT count(*), sum({s}_{round}) FROM raw.shared WHERE id = '{s}{round}'"
+                    )
+                )
+                .await,
+                vec![format!("1|{round}")],
+                "column {s}_{round} of file {s}{round}"
+            );
+        }
+    }
+    assert_eq!(
+        scalar(&e, "SELECT count(*) FROM raw.shared").await,
+        (2 * ROUNDS).to_string()
+    );
+}

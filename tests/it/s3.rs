@@ -142,3 +142,21 @@ async fn models_run_on_s3() {
         "8"
     );
 }
+
+/// Overlapping loads on S3 (conditional PUT decides the winner): each file's
+/// rows once, each rejected row once. Fewer loads than locally: the S3 test
+/// server answers one request at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_loads_commit_each_file_once_on_s3() {
+    let Some(bucket) = s3() else { return };
+    let prefix = format!("s3://{bucket}/conc-{}", uuid::Uuid::new_v4().simple());
+    crate::load::overlapping_loads_commit_each_file_once(Some(&prefix), 4, 3).await;
+}
+
+/// A load killed between its quarantine and target commits, on S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_quarantine_and_target_keeps_rejects_once_on_s3() {
+    let Some(bucket) = s3() else { return };
+    let prefix = format!("s3://{bucket}/orphan-{}", uuid::Uuid::new_v4().simple());
+    crate::load::killed_between_quarantine_and_target_keeps_rejects_once(Some(&prefix)).await;
+}
