@@ -4,6 +4,7 @@
 //! resolve in the default schema; files can be queried by path
 //! (`SELECT * FROM 'x.parquet'`) or with `read_csv` / `read_json` / `read_parquet`.
 
+mod capped;
 mod depth;
 pub(crate) mod file_functions;
 mod front_end;
@@ -22,6 +23,7 @@ use crate::warehouse::{Warehouse, WarehouseCatalog};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use std::sync::Arc;
 
@@ -186,6 +188,10 @@ impl Engine {
             .with_optimizer_rules(optimizer_rules())
             .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
+        let functions = ctx.state().scalar_functions().clone();
+        for f in capped::capped_functions(&functions, limit) {
+            ctx.register_udf(f);
+        }
         let weak = ctx.state_weak_ref();
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
         ctx.register_catalog(CATALOG, catalog.clone());
@@ -342,7 +348,13 @@ impl Engine {
                 Ok(rt) => {
                     state = SessionStateBuilder::new_from_existing(state)
                         .with_runtime_env(rt)
-                        .build()
+                        .build();
+                    let functions = state.scalar_functions().clone();
+                    for f in capped::capped_functions(&functions, limit) {
+                        if let Err(e) = state.register_udf(Arc::new(f)) {
+                            tracing::warn!("per-query limit of a function not applied: {e}");
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!("per-query memory limit not applied: {e}"),
             }
