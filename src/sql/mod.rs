@@ -5,6 +5,7 @@
 //! (`SELECT * FROM 'x.parquet'`) or with `read_csv` / `read_json` / `read_parquet`.
 
 mod capped;
+mod checked;
 mod depth;
 pub(crate) mod file_functions;
 mod front_end;
@@ -95,6 +96,8 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
 fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
     let mut rules = datafusion::optimizer::Optimizer::new().rules;
     rules.insert(0, Arc::new(crate::asof::PushLeftFiltersThroughAsOf));
+    // Before DataFusion's simplifier folds constants with wrapping arithmetic.
+    rules.insert(0, Arc::new(checked::CheckedConstants));
     rules
 }
 
@@ -183,7 +186,9 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_query_planner(Arc::new(crate::asof::SluiceQueryPlanner))
+            .with_query_planner(Arc::new(checked::CheckedPlanner(
+                crate::asof::SluiceQueryPlanner,
+            )))
             .with_relation_planners(vec![Arc::new(crate::asof::AsOfRelationPlanner)])
             .with_optimizer_rules(optimizer_rules())
             .build();
