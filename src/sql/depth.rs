@@ -13,7 +13,8 @@
 use datafusion::common::{plan_err, Result};
 use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    Expr, Query, SetExpr, Statement, Value, Values, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Query, SetExpr, SetOperator, SetQuantifier, Statement, Value, Values,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -46,6 +47,7 @@ pub(crate) fn check(statement: DFStatement) -> Result<DFStatement> {
 }
 
 fn check_with_limit(mut statement: DFStatement, limit: usize) -> Result<DFStatement> {
+    balance(&mut statement);
     let mut depth = Depth { current: 0, limit };
     let too_deep = match &statement {
         DFStatement::Statement(s) => s.visit(&mut depth).is_break(),
@@ -68,6 +70,133 @@ fn check_with_limit(mut statement: DFStatement, limit: usize) -> Result<DFStatem
          (for example a chain of more than {limit} `+`, `AND` or `UNION`); \
          split it up, e.g. sum a column or use IN (...) instead of a long chain of OR"
     )
+}
+
+/// Rebalances associative chains (see the module doc).
+fn balance(statement: &mut DFStatement) {
+    struct Balance;
+    impl VisitorMut for Balance {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::BinaryOp { op, .. } = expr {
+                if matches!(
+                    op,
+                    BinaryOperator::And | BinaryOperator::Or | BinaryOperator::StringConcat
+                ) {
+                    let op = op.clone();
+                    let chain = std::mem::replace(expr, Expr::Value(Value::Null.into()));
+                    let operands = flatten_expr(chain, &op);
+                    *expr = balanced_expr(operands, &op);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::SetOperation {
+                op, set_quantifier, ..
+            } = query.body.as_ref()
+            {
+                if !matches!(op, SetOperator::Except | SetOperator::Minus) {
+                    let (op, quantifier) = (*op, *set_quantifier);
+                    let chain = std::mem::replace(&mut query.body, empty_set());
+                    let operands = flatten_set(chain, op, quantifier);
+                    query.body = balanced_set(operands, op, quantifier);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = match statement {
+        DFStatement::Statement(s) => s.visit(&mut Balance),
+        DFStatement::Explain(e) => match e.statement.as_mut() {
+            DFStatement::Statement(s) => s.visit(&mut Balance),
+            _ => ControlFlow::Continue(()),
+        },
+        DFStatement::CopyTo(c) => match &mut c.source {
+            CopyToSource::Query(q) => q.visit(&mut Balance),
+            _ => ControlFlow::Continue(()),
+        },
+        _ => ControlFlow::Continue(()),
+    };
+}
+
+/// The operands of a chain of `op`, left to right, without recursion.
+fn flatten_expr(chain: Expr, op: &BinaryOperator) -> Vec<Expr> {
+    let mut operands = Vec::new();
+    let mut pending = vec![chain];
+    while let Some(e) = pending.pop() {
+        match e {
+            Expr::BinaryOp { left, op: o, right } if &o == op => {
+                pending.push(*right);
+                pending.push(*left);
+            }
+            other => operands.push(other),
+        }
+    }
+    operands
+}
+
+fn balanced_expr(mut operands: Vec<Expr>, op: &BinaryOperator) -> Expr {
+    if operands.len() <= 1 {
+        return operands.pop().unwrap_or(Expr::Value(Value::Null.into()));
+    }
+    let right = operands.split_off(operands.len() / 2);
+    Expr::BinaryOp {
+        left: Box::new(balanced_expr(operands, op)),
+        op: op.clone(),
+        right: Box::new(balanced_expr(right, op)),
+    }
+}
+
+fn empty_set() -> Box<SetExpr> {
+    Box::new(SetExpr::Values(Values {
+        explicit_row: false,
+        value_keyword: false,
+        rows: Vec::new(),
+    }))
+}
+
+/// The operands of a chain of one set operation, left to right, without
+/// recursion.
+fn flatten_set(
+    chain: Box<SetExpr>,
+    op: SetOperator,
+    quantifier: SetQuantifier,
+) -> Vec<Box<SetExpr>> {
+    let mut operands = Vec::new();
+    let mut pending = vec![chain];
+    while let Some(e) = pending.pop() {
+        match *e {
+            SetExpr::SetOperation {
+                left,
+                op: o,
+                set_quantifier: q,
+                right,
+            } if o == op && q == quantifier => {
+                pending.push(right);
+                pending.push(left);
+            }
+            other => operands.push(Box::new(other)),
+        }
+    }
+    operands
+}
+
+fn balanced_set(
+    mut operands: Vec<Box<SetExpr>>,
+    op: SetOperator,
+    quantifier: SetQuantifier,
+) -> Box<SetExpr> {
+    if operands.len() <= 1 {
+        return operands.pop().unwrap_or_else(empty_set);
+    }
+    let right = operands.split_off(operands.len() / 2);
+    Box::new(SetExpr::SetOperation {
+        left: balanced_set(operands, op, quantifier),
+        op,
+        set_quantifier: quantifier,
+        right: balanced_set(right, op, quantifier),
+    })
 }
 
 /// Tracks the nesting depth during a visit; breaks past the limit.
@@ -213,10 +342,10 @@ mod tests {
         // Deep enough to overflow a 2 MiB stack when dropped recursively.
         for sql in [
             format!("SELECT {}", vec!["1"; 200_000].join("+")),
-            format!("SELECT 1 WHERE {}", vec!["a = 1"; 100_000].join(" OR ")),
-            vec!["SELECT 1"; 50_000].join(" UNION ALL "),
-            format!("EXPLAIN SELECT {}", vec!["x"; 100_000].join("||")),
+            format!("EXPLAIN SELECT {}", vec!["x"; 100_000].join("-")),
             format!("SELECT CAST(1 AS INT){}", "::INT".repeat(100_000)),
+            // A chain of EXCEPT is not associative: not rebalanced.
+            vec!["SELECT 1"; 50_000].join(" EXCEPT "),
         ] {
             let statement = parse(&sql);
             let err = std::thread::Builder::new()
@@ -248,6 +377,45 @@ mod tests {
             .join()
             .unwrap();
         assert!(err.contains("Expected"), "{err}");
+    }
+
+    #[test]
+    fn associative_chains_are_rebalanced_in_order() {
+        let ors = format!(
+            "SELECT 1 WHERE {}",
+            (0..100_000)
+                .map(|i| format!("a = {i}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        let unions = (0..50_000)
+            .map(|i| format!("SELECT {i}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let concat = format!("SELECT {}", vec!["'x'"; 20_000].join(" || "));
+        for sql in [ors, unions, concat] {
+            let statement = parse(&sql);
+            let text = std::thread::Builder::new()
+                .stack_size(4 << 20)
+                .spawn(move || check(statement).map(|s| s.to_string()))
+                .unwrap()
+                .join()
+                .unwrap()
+                .unwrap();
+            // Same operands in the same order; only parentheses differ.
+            let strip = |s: &str| s.replace(['(', ')'], "");
+            assert_eq!(strip(&text), strip(&sql));
+        }
+        // Mixed operators keep their grouping: `b AND c` stays one operand.
+        let s = check(parse("SELECT a OR b AND c OR d")).unwrap();
+        let DFStatement::Statement(s) = s else {
+            panic!()
+        };
+        let text = format!("{s:?}");
+        assert!(
+            text.matches("op: And").count() == 1 && text.matches("op: Or").count() == 2,
+            "{text}"
+        );
     }
 
     #[test]

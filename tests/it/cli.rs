@@ -484,9 +484,18 @@ fn error_contract_and_hostile_statements() {
         assert_eq!(o.status.code(), Some(2), "{n} terms: {e}");
         assert!(e.contains("more than 1000 levels deep"), "{e}");
     }
-    let unions = vec!["SELECT 1 AS x"; 4_000].join(" UNION ALL ");
-    let o = sluice(&["sql", &unions], p);
+    let excepts = vec!["SELECT 1 AS x"; 4_000].join(" EXCEPT ");
+    let o = sluice(&["sql", &excepts], p);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Associative chains are rebalanced: 5,000 ORs are answered.
+    let ors: Vec<String> = (0..5_000).map(|i| format!("x = {i}")).collect();
+    let sql = format!(
+        "SELECT count(*) AS n FROM (VALUES (7), (5001)) t(x) WHERE {}",
+        ors.join(" OR ")
+    );
+    let o = sluice(&["sql", &sql, "--format", "csv"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "n\n1\n");
     let sql = format!("SELECT {} AS n", vec!["1"; 1_000].join("+"));
     let o = sluice(&["sql", &sql, "--format", "csv"], p);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
