@@ -162,7 +162,7 @@ fn flatten_set(
     chain: Box<SetExpr>,
     op: SetOperator,
     quantifier: SetQuantifier,
-) -> Vec<Box<SetExpr>> {
+) -> Vec<SetExpr> {
     let mut operands = Vec::new();
     let mut pending = vec![chain];
     while let Some(e) = pending.pop() {
@@ -176,19 +176,19 @@ fn flatten_set(
                 pending.push(right);
                 pending.push(left);
             }
-            other => operands.push(Box::new(other)),
+            other => operands.push(other),
         }
     }
     operands
 }
 
 fn balanced_set(
-    mut operands: Vec<Box<SetExpr>>,
+    mut operands: Vec<SetExpr>,
     op: SetOperator,
     quantifier: SetQuantifier,
 ) -> Box<SetExpr> {
     if operands.len() <= 1 {
-        return operands.pop().unwrap_or_else(empty_set);
+        return operands.pop().map(Box::new).unwrap_or_else(empty_set);
     }
     let right = operands.split_off(operands.len() / 2);
     Box::new(SetExpr::SetOperation {
