@@ -5,6 +5,7 @@
 //! (`SELECT * FROM 'x.parquet'`) or with `read_csv` / `read_json` / `read_parquet`.
 
 mod depth;
+mod file_checks;
 pub(crate) mod file_functions;
 mod front_end;
 mod output;
