@@ -20,6 +20,7 @@
 //! | `sql`       | the DataFusion session over the warehouse, file table functions   |
 //! | `asof`      | the AS OF join: syntax, logical node, planners, the operator        |
 //! | `warehouse` | URIs, object stores, Delta tables, history, the catalog provider  |
+//! | `formats`   | byte-level record framing for CSV and NDJSON, no I/O, used by `load` and `sql` |
 //!
 //! The binary (`main.rs`) is a thin clap front end; this library never depends
 //! on clap, indicatif or anyhow.
@@ -27,6 +28,7 @@
 pub mod asof;
 pub mod error;
 pub mod features;
+pub mod formats;
 pub mod load;
 pub mod models;
 pub mod project;

@@ -1,7 +1,7 @@
 //! A streaming CSV tokenizer that keeps every record's raw text and line number,
 //! so that a record that does not fit can be quarantined instead of failing the load.
 //!
-//! [`super::framing::PieceCutter`] frames the file first: it cuts it into pieces at record
+//! [`crate::formats::framing::PieceCutter`] frames the file first: it cuts it into pieces at record
 //! boundaries (tokenized in parallel) and refuses the records `csv_core` would
 //! read wrongly rather than reject (a quote never closed, text after a closing
 //! quote, a record over `max_record_bytes`), so every record of the input is
@@ -9,8 +9,10 @@
 //! one value. It produces string columns in batches; typing happens in
 //! [`super::convert`].
 
-use super::framing::BadRecord;
 use super::quarantine::Rejected;
+use crate::formats::framing::BadRecord;
+use crate::formats::lines::{line_breaks, trim_terminator};
+use crate::formats::CsvFormat;
 use crate::project::CsvOptions;
 use arrow::array::StringBuilder;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
@@ -41,14 +43,15 @@ impl RawBatch {
     }
 }
 
-pub(super) fn trim_terminator(mut s: &[u8]) -> &[u8] {
-    while let [rest @ .., b'\n' | b'\r'] = s {
-        s = rest;
+/// The framer's view of a source's CSV options.
+pub fn csv_format(opts: &CsvOptions) -> CsvFormat {
+    CsvFormat {
+        delimiter: opts.delimiter_byte().unwrap_or(b','),
+        quote: opts.quote_byte().unwrap_or(b'"'),
+        header: opts.header,
+        max_record_bytes: opts.max_record_bytes,
+        raise_max_record_bytes: "raise [source.csv] max_record_bytes",
     }
-    while let [b'\n' | b'\r', rest @ ..] = s {
-        s = rest;
-    }
-    s
 }
 
 /// Incremental tokenizer: feed bytes, get batches.
@@ -334,33 +337,6 @@ impl CsvTokenizer {
     }
 }
 
-/// Line breaks in `s`: every `\n`, and every `\r` not followed by `\n` (CRLF is
-/// one break; a lone CR, as in old Mac files, is one too). `next` is the byte
-/// after `s`, if known; a final `\r` with no known next byte is not counted but
-/// reported as pending.
-pub(super) fn line_breaks(s: &[u8], next: Option<u8>) -> (u64, bool) {
-    let mut n = 0;
-    for i in memchr::memchr2_iter(b'\n', b'\r', s) {
-        if s[i] == b'\n' {
-            n += 1;
-        } else {
-            match s.get(i + 1).copied().or(next) {
-                Some(b'\n') => {}
-                Some(_) => n += 1,
-                None => return (n, true),
-            }
-        }
-    }
-    (n, false)
-}
-
-/// Line breaks in a piece of a file (see [`super::framing::PieceCutter`]: pieces end with `\n`),
-/// so the next piece starts on line `first + count_lines(piece)`.
-pub fn count_lines(s: &[u8]) -> u64 {
-    let (n, pending) = line_breaks(s, None);
-    n + u64::from(pending)
-}
-
 /// Tokenizes a piece of a file (whole records after the header, the first on
 /// line `line`) that has no quote, no carriage return and no NUL and is valid UTF-8:
 /// then every field is the bytes between two delimiters, and records are lines,
@@ -484,8 +460,8 @@ pub fn tokenize_piece(
 
 #[cfg(test)]
 mod tests {
-    use super::super::framing::{frame_all, BadRecord, PieceCutter};
     use super::*;
+    use crate::formats::framing::{frame_all, BadRecord, PieceCutter};
     use arrow::array::Array;
 
     fn tokenize(text: &str, chunk: usize) -> (Vec<String>, Vec<RawBatch>) {
@@ -550,7 +526,7 @@ mod tests {
             max_record_bytes: cap,
             ..CsvOptions::default()
         };
-        let piece = frame_all(&opts, text);
+        let piece = frame_all(&csv_format(&opts), text);
         let mut t = CsvTokenizer::new(&opts, 3, Some(2));
         let mut out = Vec::new();
         tokenize_piece(&mut t, &piece.bytes, &piece.bad, &mut out);
@@ -620,7 +596,7 @@ mod tests {
     fn the_header_loses_its_byte_order_mark() {
         let opts = CsvOptions::default();
         for chunk in [1, 2, 3, 100] {
-            let mut cutter = PieceCutter::new(&opts, 1 << 20);
+            let mut cutter = PieceCutter::new(&csv_format(&opts), 1 << 20);
             let mut out = Vec::new();
             for c in b"\xEF\xBB\xBFid,x\n1,2\n".chunks(chunk) {
                 cutter.push(c, &mut out);
@@ -669,14 +645,14 @@ mod tests {
             };
             text.extend((0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
 
-            let whole = frame_all(&opts, &text);
+            let whole = frame_all(&csv_format(&opts), &text);
             assert_eq!(whole.input_bytes, text.len() as u64);
             let mut one = CsvTokenizer::new(&opts, 3, Some(2));
             let mut expected = Vec::new();
             tokenize_piece(&mut one, &whole.bytes, &whole.bad, &mut expected);
 
             let min_piece = 1 + (next() % 20) as usize;
-            let mut cutter = PieceCutter::new(&opts, min_piece);
+            let mut cutter = PieceCutter::new(&csv_format(&opts), min_piece);
             let mut pieces = Vec::new();
             for part in text.chunks(1 + (next() % 7) as usize) {
                 cutter.push(part, &mut pieces);

@@ -12,7 +12,6 @@ mod conflict;
 mod convert;
 mod csv;
 mod files;
-mod framing;
 mod ndjson;
 mod quarantine;
 mod readers;

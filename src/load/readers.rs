@@ -2,11 +2,11 @@
 //! on a blocking thread, sending chunks through a bounded channel (bounded memory).
 
 use super::convert::{type_strings, ColumnPlan};
-use super::csv::{tokenize_piece, tokenize_plain_piece, CsvTokenizer};
+use super::csv::{csv_format, tokenize_piece, tokenize_plain_piece, CsvTokenizer};
 use super::files::SourceFile;
-use super::framing::{frame_all, Piece, PieceCutter};
 use super::quarantine::Rejected;
 use crate::error::{Error, Result};
+use crate::formats::framing::{frame_all, Piece, PieceCutter};
 use crate::project::{CsvOptions, SourceFormat};
 use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::compute::filter_record_batch;
@@ -158,7 +158,7 @@ pub async fn plan_file(
             };
             let mut t = CsvTokenizer::new(csv, usize::MAX, Some(hints.declared.len()));
             let mut out = Vec::new();
-            let framed = frame_all(csv, &prefix[..cut]);
+            let framed = frame_all(&csv_format(csv), &prefix[..cut]);
             tokenize_piece(&mut t, &framed.bytes, &framed.bad, &mut out);
             if let Some(e) = t.header_error() {
                 return Err(fail(format!("{e}; fix the header line")));
@@ -346,7 +346,7 @@ fn read_csv(
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let mut cutter = PieceCutter::new(csv, CSV_PIECE_BYTES);
+    let mut cutter = PieceCutter::new(&csv_format(csv), CSV_PIECE_BYTES);
     let mut pieces = Vec::new();
     // Pieces being read, in file order: at most `workers + 1` in flight.
     let mut running = std::collections::VecDeque::new();

@@ -2,7 +2,12 @@
 //!
 //! `read_csv(path [, has_header [, delimiter]])`, `read_json(path)` (newline-delimited),
 //! `read_parquet(path)`; `path` may be a file, a folder, a glob or a URL.
+//!
+//! CSV and NDJSON files are checked first ([`super::file_checks`]): a record
+//! that cannot be read as written fails the query, naming the file and line.
 
+use super::file_checks::{check_files, Check, MAX_RECORD_BYTES};
+use crate::formats::CsvFormat;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
@@ -18,23 +23,24 @@ enum Kind {
     Parquet,
 }
 
+/// A file table function: what it reads, and its name.
 #[derive(Debug)]
-struct ReadFile(Kind);
+struct ReadFile(Kind, &'static str);
 
 pub(super) fn register(ctx: &SessionContext) {
-    ctx.register_udtf("read_csv", Arc::new(ReadFile(Kind::Csv)));
-    ctx.register_udtf("read_json", Arc::new(ReadFile(Kind::Json)));
-    ctx.register_udtf("read_ndjson", Arc::new(ReadFile(Kind::Json)));
-    ctx.register_udtf("read_parquet", Arc::new(ReadFile(Kind::Parquet)));
+    for f in [
+        ReadFile(Kind::Csv, "read_csv"),
+        ReadFile(Kind::Json, "read_json"),
+        ReadFile(Kind::Json, "read_ndjson"),
+        ReadFile(Kind::Parquet, "read_parquet"),
+    ] {
+        ctx.register_udtf(f.1, Arc::new(f));
+    }
 }
 
 impl ReadFile {
     fn name(&self) -> &'static str {
-        match self.0 {
-            Kind::Csv => "read_csv",
-            Kind::Json => "read_json",
-            Kind::Parquet => "read_parquet",
-        }
+        self.1
     }
 }
 
@@ -100,18 +106,33 @@ impl TableFunctionImpl for ReadFile {
         };
         // Schema inference is async; table functions are not. Run it on this
         // worker thread without blocking the runtime's other workers.
+        let name = self.name();
         let fut = async move {
             let df = match kind {
                 Kind::Csv => {
-                    ctx.read_csv(
-                        path.as_str(),
-                        CsvReadOptions::new().has_header(header).delimiter(delim),
-                    )
-                    .await
+                    // Quoted fields may hold line breaks: DataFusion must not cut
+                    // a file into byte ranges at arbitrary line breaks.
+                    let options = CsvReadOptions::new()
+                        .has_header(header)
+                        .delimiter(delim)
+                        .newlines_in_values(true);
+                    let check = Check::Csv(CsvFormat {
+                        delimiter: delim,
+                        quote: options.quote,
+                        header,
+                        max_record_bytes: MAX_RECORD_BYTES,
+                        raise_max_record_bytes: "load the file with `sluice load` and raise [source.csv] max_record_bytes",
+                    });
+                    let state = ctx.state();
+                    check_files(&state, name, &path, options.file_extension, &check).await?;
+                    ctx.read_csv(path.as_str(), options).await
                 }
                 Kind::Json => {
-                    ctx.read_json(path.as_str(), JsonReadOptions::default().file_extension(""))
-                        .await
+                    let options = JsonReadOptions::default().file_extension("");
+                    let state = ctx.state();
+                    check_files(&state, name, &path, options.file_extension, &Check::Ndjson)
+                        .await?;
+                    ctx.read_json(path.as_str(), options).await
                 }
                 Kind::Parquet => {
                     ctx.read_parquet(

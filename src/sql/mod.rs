@@ -7,6 +7,7 @@
 mod capped;
 mod checked;
 mod depth;
+mod file_checks;
 pub(crate) mod file_functions;
 mod front_end;
 mod output;

@@ -1,10 +1,11 @@
 //! CSV record framing: where records start and end, and which cannot be read.
 //!
-//! See [`PieceCutter`]. The tokenizer in [`super::csv`] reads the records it
-//! frames; both read quoting exactly as `csv_core` does.
+//! See [`PieceCutter`]. The loader's tokenizer (`load::csv`) and the SQL file
+//! functions' check ([`super::csv_check`]) read the records it frames; all read
+//! quoting exactly as `csv_core` does.
 
-use super::csv::{count_lines, line_breaks, trim_terminator};
-use crate::project::CsvOptions;
+use super::lines::{count_lines, line_breaks, trim_terminator};
+use super::CsvFormat;
 
 /// A record refused before tokenizing: a quote that is never closed, text after
 /// a closing quote, or more than `max_record_bytes`. Its bytes are `range` of
@@ -70,6 +71,8 @@ pub struct PieceCutter {
     quote: u8,
     delimiter: u8,
     cap: usize,
+    /// How to raise `cap`, for messages.
+    raise_cap: &'static str,
     state: SplitState,
     buf: Vec<u8>,
     /// Next byte of `buf` to look at.
@@ -94,11 +97,12 @@ pub struct PieceCutter {
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl PieceCutter {
-    pub fn new(opts: &CsvOptions, min_piece: usize) -> Self {
+    pub fn new(format: &CsvFormat, min_piece: usize) -> Self {
         PieceCutter {
-            quote: opts.quote_byte().unwrap_or(b'"'),
-            delimiter: opts.delimiter_byte().unwrap_or(b','),
-            cap: opts.max_record_bytes.max(1),
+            quote: format.quote,
+            delimiter: format.delimiter,
+            cap: format.max_record_bytes.max(1),
+            raise_cap: format.raise_max_record_bytes,
             state: SplitState::Unquoted,
             buf: Vec::new(),
             pos: 0,
@@ -222,10 +226,11 @@ impl PieceCutter {
 
     fn over_cap(&self, quoted: bool) -> String {
         let cap = self.cap;
+        let raise = self.raise_cap;
         if quoted {
-            format!("record is longer than max_record_bytes ({cap} bytes): a quoted field is not closed within it; raise [source.csv] max_record_bytes if the field is real")
+            format!("record is longer than max_record_bytes ({cap} bytes): a quoted field is not closed within it; {raise} if the field is real")
         } else {
-            format!("record is longer than max_record_bytes ({cap} bytes); raw holds its first {cap} bytes; raise [source.csv] max_record_bytes if the record is real")
+            format!("record is longer than max_record_bytes ({cap} bytes); raw holds its first {cap} bytes; {raise} if the record is real")
         }
     }
 
@@ -377,8 +382,8 @@ impl PieceCutter {
 }
 
 /// Frames all of `bytes` (a whole file, or its first bytes) as one piece.
-pub fn frame_all(opts: &CsvOptions, bytes: &[u8]) -> Piece {
-    let mut cutter = PieceCutter::new(opts, usize::MAX);
+pub fn frame_all(format: &CsvFormat, bytes: &[u8]) -> Piece {
+    let mut cutter = PieceCutter::new(format, usize::MAX);
     let mut none = Vec::new();
     cutter.push(bytes, &mut none);
     cutter.finish()
