@@ -45,9 +45,15 @@ fn code(err: &Error) -> tonic::Code {
         Error::Internal(_) => Code::Internal,
         Error::ResourcesExhausted(_) => Code::ResourceExhausted,
         Error::Many(errors) => errors.first().map_or(Code::InvalidArgument, code),
-        // DataFusion gives planning errors no kind beyond their text.
-        Error::Sql(m) if m.contains("already exists") => Code::AlreadyExists,
-        Error::Sql(m) if m.contains("not found") || m.contains("does not exist") => Code::NotFound,
+        // DataFusion gives planning and catalog errors no kind beyond their text.
+        Error::Sql(m) | Error::Execution(m) if m.contains("already exists") => Code::AlreadyExists,
+        Error::Sql(m) | Error::Execution(m)
+            if m.contains("not found")
+                || m.contains("does not exist")
+                || m.contains("doesn't exist") =>
+        {
+            Code::NotFound
+        }
         Error::Sql(m) if m.contains("not supported") || m.contains("Unsupported") => {
             Code::Unimplemented
         }

@@ -158,11 +158,7 @@ fn empty_set() -> Box<SetExpr> {
 
 /// The operands of a chain of one set operation, left to right, without
 /// recursion.
-fn flatten_set(
-    chain: Box<SetExpr>,
-    op: SetOperator,
-    quantifier: SetQuantifier,
-) -> Vec<SetExpr> {
+fn flatten_set(chain: Box<SetExpr>, op: SetOperator, quantifier: SetQuantifier) -> Vec<SetExpr> {
     let mut operands = Vec::new();
     let mut pending = vec![chain];
     while let Some(e) = pending.pop() {

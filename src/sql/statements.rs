@@ -510,9 +510,13 @@ fn update_assignments(input: &LogicalPlan) -> Option<Update> {
 
 fn missing_hint(err: Error, full: &str, fix: &str) -> Error {
     match err {
-        Error::Sql(m) if m.contains("doesn't exist") || m.contains("not found") => Error::Sql(
-            format!("`{full}` does not exist ({m}); use {fix} to ignore a missing one"),
-        ),
+        Error::Sql(m) | Error::Execution(m)
+            if m.contains("doesn't exist") || m.contains("not found") =>
+        {
+            Error::Sql(format!(
+                "`{full}` does not exist ({m}); use {fix} to ignore a missing one"
+            ))
+        }
         other => other,
     }
 }
