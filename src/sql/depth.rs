@@ -284,18 +284,11 @@ fn dismantle(statement: &mut DFStatement) {
 /// Takes a left-deep chain of set operations apart iteratively.
 fn flatten_sets(body: &mut Box<SetExpr>) {
     let mut pending: Vec<Box<SetExpr>> = Vec::new();
-    let empty = || {
-        Box::new(SetExpr::Values(Values {
-            explicit_row: false,
-            value_keyword: false,
-            rows: Vec::new(),
-        }))
-    };
-    pending.push(std::mem::replace(body, empty()));
+    pending.push(std::mem::replace(body, empty_set()));
     while let Some(mut node) = pending.pop() {
         if let SetExpr::SetOperation { left, right, .. } = node.as_mut() {
-            pending.push(std::mem::replace(left, empty()));
-            pending.push(std::mem::replace(right, empty()));
+            pending.push(std::mem::replace(left, empty_set()));
+            pending.push(std::mem::replace(right, empty_set()));
         }
         drop(node);
     }
