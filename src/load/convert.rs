@@ -3,13 +3,18 @@
 //! shaped into the table's schema.
 
 use super::quarantine::Rejected;
+use super::timestamps::TimestampFormat;
 use crate::error::{Error, Result};
 use arrow::array::{
-    new_null_array, Array, ArrayRef, BooleanArray, BooleanBufferBuilder, StringArray,
-    TimestampMicrosecondArray,
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Decimal128Array,
+    StringArray, TimestampMicrosecondArray, UInt32Array,
 };
-use arrow::compute::{cast_with_options, filter_record_batch, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::buffer::NullBuffer;
+use arrow::compute::{cast_with_options, filter_record_batch, take, CastOptions};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, DecimalType, Field, Schema, SchemaRef, TimeUnit,
+    TimestampMicrosecondType,
+};
 use arrow::record_batch::RecordBatch;
 use chrono::Datelike;
 use std::sync::Arc;
@@ -66,24 +71,18 @@ fn cast_strings(col: &StringArray, dt: &DataType, ts_format: Option<&str>) -> Re
 
 /// Casts the common spellings of decimals and UTC timestamps without arrow's
 /// general parsers (which allocate per value and were a tenth of a CSV load's
-/// CPU). `None` when any non-null value is spelled otherwise: the caller then
-/// casts the whole column with arrow, so results never differ from arrow's.
+/// CPU). Values spelled otherwise are cast by arrow, all of them in one call, so
+/// every value's result is arrow's; `None` for types without a fast path.
 fn fast_cast(col: &StringArray, dt: &DataType) -> Option<ArrayRef> {
     match dt {
         DataType::Decimal128(precision, scale) if *scale >= 0 => {
             let digits = *scale as u32;
-            let mut values = Vec::with_capacity(col.len());
-            for i in 0..col.len() {
-                values.push(if col.is_null(i) {
-                    0
-                } else {
-                    let v = fast_decimal(col.value(i).as_bytes(), digits)?;
-                    // Out of precision: arrow gives null, and a reason is recorded.
-                    <arrow::datatypes::Decimal128Type as arrow::datatypes::DecimalType>::is_valid_decimal_precision(v, *precision)
-                        .then_some(v)?
-                });
-            }
-            let array = arrow::array::Decimal128Array::new(values.into(), col.nulls().cloned())
+            let (values, nulls) = cast_each::<Decimal128Type>(col, dt, |s| {
+                let v = fast_decimal(s, digits)?;
+                // Out of precision: arrow gives null, and a reason is recorded.
+                Decimal128Type::is_valid_decimal_precision(v, *precision).then_some(v)
+            })?;
+            let array = Decimal128Array::new(values.into(), nulls)
                 .with_precision_and_scale(*precision, *scale)
                 .ok()?;
             Some(Arc::new(array))
@@ -91,20 +90,58 @@ fn fast_cast(col: &StringArray, dt: &DataType) -> Option<ArrayRef> {
         DataType::Timestamp(TimeUnit::Microsecond, tz)
             if tz.as_deref().is_none_or(|z| z == "UTC" || z == "+00:00") =>
         {
-            let mut values = Vec::with_capacity(col.len());
-            for i in 0..col.len() {
-                values.push(if col.is_null(i) {
-                    0
-                } else {
-                    fast_timestamp_micros(col.value(i).as_bytes())?
-                });
-            }
-            let array = TimestampMicrosecondArray::new(values.into(), col.nulls().cloned())
-                .with_timezone_opt(tz.clone());
+            let (values, nulls) =
+                cast_each::<TimestampMicrosecondType>(col, dt, fast_timestamp_micros)?;
+            let array =
+                TimestampMicrosecondArray::new(values.into(), nulls).with_timezone_opt(tz.clone());
             Some(Arc::new(array))
         }
         _ => None,
     }
+}
+
+/// The values and validity of `col` cast to `dt` (of native type `T`): `fast`
+/// reads each value, and the values it does not take are cast by arrow in one
+/// call (null where arrow cannot cast them). `None` when arrow's cast fails as a
+/// whole.
+fn cast_each<T: ArrowPrimitiveType>(
+    col: &StringArray,
+    dt: &DataType,
+    fast: impl Fn(&[u8]) -> Option<T::Native>,
+) -> Option<(Vec<T::Native>, Option<NullBuffer>)> {
+    let mut values = Vec::with_capacity(col.len());
+    let mut misses: Vec<u32> = Vec::new();
+    for i in 0..col.len() {
+        values.push(if col.is_null(i) {
+            T::Native::default()
+        } else if let Some(v) = fast(col.value(i).as_bytes()) {
+            v
+        } else {
+            misses.push(u32::try_from(i).ok()?);
+            T::Native::default()
+        });
+    }
+    if misses.is_empty() {
+        return Some((values, col.nulls().cloned()));
+    }
+    let indices = UInt32Array::from(misses);
+    let slow = take(col, &indices, None).ok()?;
+    let slow = cast_with_options(&slow, dt, &SAFE).ok()?;
+    let slow = slow.as_primitive_opt::<T>()?;
+    let mut valid = BooleanBufferBuilder::new(col.len());
+    match col.nulls() {
+        Some(n) => valid.append_buffer(n.inner()),
+        None => valid.append_n(col.len(), true),
+    }
+    for (j, i) in indices.values().iter().enumerate() {
+        let i = *i as usize;
+        if slow.is_null(j) {
+            valid.set_bit(i, false);
+        } else {
+            values[i] = slow.value(j);
+        }
+    }
+    Some((values, Some(NullBuffer::new(valid.finish()))))
 }
 
 /// `[+-]digits[.digits]` with at most `scale` fraction digits, as an unscaled
@@ -182,27 +219,8 @@ fn fast_timestamp_micros(s: &[u8]) -> Option<i64> {
 }
 
 fn parse_timestamps(col: &StringArray, fmt: &str, tz: Option<Arc<str>>) -> ArrayRef {
-    let has_offset = fmt.contains("%z") || fmt.contains("%:z") || fmt.contains("%#z");
-    let values: TimestampMicrosecondArray = col
-        .iter()
-        .map(|v| {
-            let v = v?;
-            if has_offset {
-                chrono::DateTime::parse_from_str(v, fmt)
-                    .ok()
-                    .map(|d| d.timestamp_micros())
-            } else {
-                chrono::NaiveDateTime::parse_from_str(v, fmt)
-                    .ok()
-                    .or_else(|| {
-                        chrono::NaiveDate::parse_from_str(v, fmt)
-                            .ok()
-                            .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    })
-                    .map(|d| d.and_utc().timestamp_micros())
-            }
-        })
-        .collect();
+    let format = TimestampFormat::new(fmt);
+    let values: TimestampMicrosecondArray = col.iter().map(|v| format.micros(v?)).collect();
     Arc::new(values.with_timezone_opt(tz))
 }
 
@@ -678,13 +696,13 @@ mod tests {
             for v in decimals {
                 let col = StringArray::from(vec![Some(v), None, Some("1")]);
                 let expected = cast_with_options(&col, &dt, &SAFE).unwrap();
-                if let Some(fast) = fast_cast(&col, &dt) {
-                    assert_eq!(&fast, &expected, "decimal {v:?} as {dt}");
-                }
+                let fast = fast_cast(&col, &dt).unwrap();
+                assert_eq!(&fast, &expected, "decimal {v:?} as {dt}");
             }
-            // Every value in the common spelling takes the fast path.
-            let col = StringArray::from(vec![Some("0"), None, Some("-0")]);
-            assert!(fast_cast(&col, &dt).is_some(), "{dt}");
+            // All spellings in one column: each value is arrow's.
+            let col: StringArray = decimals.iter().map(Some).chain([None]).collect();
+            let expected = cast_with_options(&col, &dt, &SAFE).unwrap();
+            assert_eq!(&fast_cast(&col, &dt).unwrap(), &expected, "{dt}");
         }
         let timestamps = [
             "2026-01-01T00:00:00Z",
@@ -718,6 +736,11 @@ mod tests {
                 if let Some(fast) = fast_cast(&col, &dt) {
                     assert_eq!(&fast, &expected, "timestamp {v:?} as {dt}");
                 }
+            }
+            let col: StringArray = timestamps.iter().map(Some).chain([None]).collect();
+            let expected = cast_with_options(&col, &dt, &SAFE).unwrap();
+            if let Some(fast) = fast_cast(&col, &dt) {
+                assert_eq!(&fast, &expected, "mixed timestamps as {dt}");
             }
         }
         let col = StringArray::from(vec![Some("2026-01-01T00:00:00Z"), None]);

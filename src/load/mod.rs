@@ -15,6 +15,7 @@ mod files;
 mod ndjson;
 mod quarantine;
 mod readers;
+mod timestamps;
 
 pub use conflict::ConcurrentFile;
 pub use quarantine::rejected_schema;
