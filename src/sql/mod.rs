@@ -6,6 +6,7 @@
 
 mod capped;
 mod checked;
+mod checked_sum;
 mod depth;
 mod file_checks;
 pub(crate) mod file_functions;
@@ -198,6 +199,9 @@ impl Engine {
         for f in capped::capped_functions(&functions, limit) {
             ctx.register_udf(f);
         }
+        ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
+            checked_sum::CheckedSum::default(),
+        ));
         let weak = ctx.state_weak_ref();
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
         ctx.register_catalog(CATALOG, catalog.clone());
