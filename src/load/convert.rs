@@ -3,7 +3,7 @@
 //! shaped into the table's schema.
 
 use super::quarantine::Rejected;
-use super::timestamps::TimestampFormat;
+use super::timestamps::{iso_micros, TimestampFormat};
 use crate::error::{Error, Result};
 use arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Decimal128Array,
@@ -16,7 +16,6 @@ use arrow::datatypes::{
     TimestampMicrosecondType,
 };
 use arrow::record_batch::RecordBatch;
-use chrono::Datelike;
 use std::sync::Arc;
 
 /// How one file column is typed.
@@ -90,8 +89,7 @@ fn fast_cast(col: &StringArray, dt: &DataType) -> Option<ArrayRef> {
         DataType::Timestamp(TimeUnit::Microsecond, tz)
             if tz.as_deref().is_none_or(|z| z == "UTC" || z == "+00:00") =>
         {
-            let (values, nulls) =
-                cast_each::<TimestampMicrosecondType>(col, dt, fast_timestamp_micros)?;
+            let (values, nulls) = cast_each::<TimestampMicrosecondType>(col, dt, iso_micros)?;
             let array =
                 TimestampMicrosecondArray::new(values.into(), nulls).with_timezone_opt(tz.clone());
             Some(Arc::new(array))
@@ -171,51 +169,6 @@ fn fast_decimal(s: &[u8], scale: u32) -> Option<i128> {
     }
     v *= 10i128.pow(scale - frac.len() as u32);
     Some(if negative { -v } else { v })
-}
-
-/// `YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}][Z|+00:00]` as microseconds since the epoch
-/// (UTC); `None` for anything else, including impossible dates.
-fn fast_timestamp_micros(s: &[u8]) -> Option<i64> {
-    fn num(s: &[u8]) -> Option<i64> {
-        let mut v = 0i64;
-        for b in s {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(b - b'0');
-        }
-        Some(v)
-    }
-    if s.len() < 19
-        || s[4] != b'-'
-        || s[7] != b'-'
-        || !matches!(s[10], b'T' | b' ')
-        || s[13] != b':'
-        || s[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
-    let (hour, minute, second) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut micros = 0i64;
-    if let [b'.', tail @ ..] = rest {
-        let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || digits > 6 {
-            return None;
-        }
-        micros = num(&tail[..digits])? * 10i64.pow(6 - digits as u32);
-        rest = &tail[digits..];
-    }
-    if !matches!(rest, b"" | b"Z" | b"+00:00") {
-        return None;
-    }
-    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-    let days = i64::from(date.num_days_from_ce()) - 719_163;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
 }
 
 fn parse_timestamps(col: &StringArray, fmt: &str, tz: Option<Arc<str>>) -> ArrayRef {

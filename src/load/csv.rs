@@ -610,13 +610,7 @@ mod tests {
     #[test]
     fn pieces_cut_at_record_boundaries_read_like_one_pass() {
         // Deterministic pseudo-random texts over the bytes that matter to quoting.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::load::test_rng();
         let mut plain_pieces = 0;
         let mut refused = 0;
         for case in 0..6000 {

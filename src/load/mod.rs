@@ -500,3 +500,15 @@ fn initial_schema(src: &SourceDecl, plans: &[readers::FilePlan]) -> Schema {
     }
     Schema::new(fields)
 }
+
+/// A deterministic xorshift generator for randomised unit tests.
+#[cfg(test)]
+pub(crate) fn test_rng() -> impl FnMut() -> u64 {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

@@ -81,6 +81,71 @@ impl<'a> TimestampFormat<'a> {
     }
 }
 
+/// `YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}][Z|+00:00]` (the default spelling, no
+/// format declared) as microseconds since the epoch (UTC); `None` for anything
+/// else, including impossible dates.
+pub(super) fn iso_micros(s: &[u8]) -> Option<i64> {
+    if s.len() < 19
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b'T' | b' ')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let field = |at: usize, n: usize| digits(&s[at..], n);
+    let mut rest = &s[19..];
+    let mut micros = 0i64;
+    if let [b'.', tail @ ..] = rest {
+        let n = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 || n > 6 {
+            return None;
+        }
+        micros = digits(tail, n)? * 10i64.pow(6 - n as u32);
+        rest = &tail[n..];
+    }
+    if !matches!(rest, b"" | b"Z" | b"+00:00") {
+        return None;
+    }
+    let date = [field(0, 4)?, field(5, 2)?, field(8, 2)?];
+    let time = [field(11, 2)?, field(14, 2)?, field(17, 2)?];
+    epoch_micros(date, time, micros)
+}
+
+/// The first `n` bytes of `s` as a decimal number; `None` unless all are
+/// ASCII digits.
+fn digits(s: &[u8], n: usize) -> Option<i64> {
+    let d = s.get(..n)?;
+    let mut v = 0i64;
+    for b in d {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(b - b'0');
+    }
+    Some(v)
+}
+
+/// Microseconds since the epoch of a wall-clock time taken as UTC; `None` for
+/// an impossible date or time of day (no leap seconds).
+fn epoch_micros(
+    [year, month, day]: [i64; 3],
+    [hour, minute, second]: [i64; 3],
+    micros: i64,
+) -> Option<i64> {
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(year).ok()?,
+        u32::try_from(month).ok()?,
+        u32::try_from(day).ok()?,
+    )?;
+    let days = i64::from(date.num_days_from_ce()) - 719_163;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Literal(Vec<u8>),
@@ -210,17 +275,6 @@ impl Layout {
     /// Microseconds since the epoch (UTC) of `s` in the canonical spelling of
     /// the layout; `None` for anything else.
     fn parse(&self, mut s: &[u8]) -> Option<i64> {
-        fn digits(s: &[u8], n: usize) -> Option<i64> {
-            let d = s.get(..n)?;
-            let mut v = 0i64;
-            for b in d {
-                if !b.is_ascii_digit() {
-                    return None;
-                }
-                v = v * 10 + i64::from(b - b'0');
-            }
-            Some(v)
-        }
         let (mut year, mut month, mut day) = (0, 0, 0);
         let (mut hour, mut minute, mut second, mut micros) = (0, 0, 0, 0);
         let mut offset_secs = 0i64;
@@ -294,12 +348,10 @@ impl Layout {
             };
             s = &s[width..];
         }
-        if !s.is_empty() || hour > 23 || minute > 59 || second > 59 {
+        if !s.is_empty() {
             return None;
         }
-        let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-        let days = i64::from(date.num_days_from_ce()) - 719_163;
-        let wall = ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros;
+        let wall = epoch_micros([year, month, day], [hour, minute, second], micros)?;
         Some(wall - offset_secs * 1_000_000)
     }
 }
@@ -433,13 +485,7 @@ mod tests {
     /// separators and lengths perturbed.
     #[test]
     fn layout_agrees_with_chrono_on_perturbed_values() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::load::test_rng();
         let alphabet = b"0123456789-:T .Z+z/";
         for fmt in FORMATS {
             let f = TimestampFormat::new(fmt);
