@@ -61,6 +61,11 @@ pub struct QueryLimits {
     pub memory: Option<usize>,
 }
 
+/// `t` as people write it in `sluice.toml` ("30s", "1.5s").
+fn humantime_secs(t: Duration) -> String {
+    format!("{}s", t.as_secs_f64())
+}
+
 /// A prepared statement (its handle is the key in [`FlightSqlServer::prepared`]).
 struct Prepared {
     sql: String,
@@ -212,9 +217,30 @@ impl FlightSqlServer {
             .with_session(schema.as_deref(), self.limits.memory)
     }
 
+    /// `work` within the server's `query_timeout`: planning, statements that
+    /// write, and starting a query (streams check their own deadline between
+    /// batches). Work that never yields (one long synchronous step of the
+    /// optimizer) is cut at its next await.
+    async fn timed<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        match self.limits.timeout {
+            None => work.await,
+            Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "the statement ran longer than the server's query_timeout ({}) and was cancelled; raise [server] query_timeout or make the statement cheaper",
+                    humantime_secs(t)
+                )))
+            }),
+        }
+    }
+
     /// Plans one statement and checks the caller may run it.
     async fn plan(&self, engine: &Engine, p: &Principal, sql: &str) -> Result<LogicalPlan, Status> {
-        let plan = engine.plan(sql).await.map_err(status)?;
+        let plan = self
+            .timed(async { engine.plan(sql).await.map_err(status) })
+            .await?;
         if let LogicalPlan::Statement(s) = &plan {
             if matches!(s, datafusion::logical_expr::Statement::SetVariable(_)) {
                 return Err(Status::invalid_argument(
@@ -243,15 +269,18 @@ impl FlightSqlServer {
         sql: &str,
     ) -> Result<i64, Status> {
         let started = Instant::now();
-        let out = engine.run_plan(plan).await.map_err(status)?;
-        let rows = match out {
-            Executed::Changed { rows } => rows.unwrap_or(0) as i64,
-            Executed::Rows(df) => {
-                // A query sent as an update: run it, report its rows.
-                let batches = df.collect().await.map_err(|e| status(e.into()))?;
-                batches.iter().map(|b| b.num_rows() as i64).sum()
-            }
-        };
+        let rows = self
+            .timed(async {
+                Ok(match engine.run_plan(plan).await.map_err(status)? {
+                    Executed::Changed { rows } => rows.unwrap_or(0) as i64,
+                    Executed::Rows(df) => {
+                        // A query sent as an update: run it, report its rows.
+                        let batches = df.collect().await.map_err(|e| status(e.into()))?;
+                        batches.iter().map(|b| b.num_rows() as i64).sum()
+                    }
+                })
+            })
+            .await?;
         tracing::info!(
             user = %p.user,
             rows,
@@ -324,7 +353,9 @@ impl FlightSqlServer {
         sql: &str,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let schema = client_schema(df.schema().as_arrow());
-        let batches = df.execute_stream().await.map_err(|e| status(e.into()))?;
+        let batches = self
+            .timed(async { df.execute_stream().await.map_err(|e| status(e.into())) })
+            .await?;
         self.stream_batches(schema, batches, p, sql, "planned")
     }
 
@@ -687,7 +718,10 @@ impl FlightSqlService for FlightSqlServer {
                 "the ticket names a statement that writes",
             ));
         }
-        match engine.run_plan(plan).await.map_err(status)? {
+        match self
+            .timed(async { engine.run_plan(plan).await.map_err(status) })
+            .await?
+        {
             Executed::Rows(df) => self.stream(df, &p, &sql).await,
             Executed::Changed { rows } => {
                 Ok(Self::batch_response(count_batch(rows.unwrap_or(0) as i64)?))
@@ -876,7 +910,10 @@ impl FlightSqlService for FlightSqlServer {
             Some(Bound::Plan(plan)) => plan,
             _ => self.plan_prepared(&engine, &p, &sql, &params).await?,
         };
-        match engine.run_plan(plan).await.map_err(status)? {
+        match self
+            .timed(async { engine.run_plan(plan).await.map_err(status) })
+            .await?
+        {
             Executed::Rows(df) => self.stream(df, &p, &sql).await,
             Executed::Changed { rows } => {
                 Ok(Self::batch_response(count_batch(rows.unwrap_or(0) as i64)?))

@@ -944,8 +944,62 @@ def test_query_timeout(sluice_bin, tmp_path):
             assert e.value.status_code == adbc_driver_manager.AdbcStatusCode.TIMEOUT, str(e.value)
             assert time.monotonic() - t0 < 60
             assert rows(conn, "SELECT 1 AS x") == [(1,)]
+
+            # A statement that writes is timed too (before: it ran to the end,
+            # however long), and nothing is committed.
+            cur = conn.cursor()
+            t0 = time.monotonic()
+            with pytest.raises(adbc_driver_manager.Error) as e:
+                cur.execute("CREATE TABLE main.slow AS SELECT count(*) AS n FROM generate_series(1, 100000000000)")
+            took = time.monotonic() - t0
+            cur.close()
+            assert e.value.status_code == adbc_driver_manager.AdbcStatusCode.TIMEOUT, str(e.value)
+            assert "query_timeout" in str(e.value), str(e.value)
+            assert took < 30, f"the statement was cancelled after {took:.1f}s, query_timeout is 2s"
+            with pytest.raises(adbc_driver_manager.Error):
+                rows(conn, "SELECT * FROM main.slow")
         finally:
             conn.close()
+    finally:
+        stop_server(srv)
+
+
+def test_other_clients_are_answered_while_one_query_hogs_the_cpu(sluice_bin, tmp_path):
+    """A query that keeps every core busy does not stall other clients: their
+    `SELECT 1` is answered within a second while it runs."""
+    import threading
+
+    project = write_project(tmp_path / "hog", '\n[server]\nquery_timeout = "8s"\n')
+    srv = start_server(sluice_bin, project, {})
+    try:
+        hog = adbc_connect(srv, user=None)
+        other = adbc_connect(srv, user=None)
+        started = threading.Event()
+        hog_error = []
+
+        def run_hog():
+            started.set()
+            try:
+                rows(hog, "SELECT count(*) FROM generate_series(1, 100000000000) WHERE value % 7 = 3")
+            except Exception as e:  # cancelled by query_timeout
+                hog_error.append(str(e))
+
+        t = threading.Thread(target=run_hog, daemon=True)
+        try:
+            t.start()
+            started.wait()
+            time.sleep(1.0)  # the hog is running on every worker by now
+            took = []
+            for _ in range(5):
+                t0 = time.monotonic()
+                assert rows(other, "SELECT 1 AS x") == [(1,)]
+                took.append(time.monotonic() - t0)
+            assert t.is_alive(), f"the hog finished early ({hog_error}); the test measured nothing"
+            assert max(took) < 1.0, f"SELECT 1 took {took} while another query ran"
+        finally:
+            t.join(timeout=60)
+            hog.close()
+            other.close()
     finally:
         stop_server(srv)
 
