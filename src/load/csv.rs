@@ -14,13 +14,13 @@ use crate::formats::framing::BadRecord;
 use crate::formats::lines::{line_breaks, trim_terminator};
 use crate::formats::CsvFormat;
 use crate::project::CsvOptions;
-use arrow::array::StringBuilder;
+use arrow::array::{Array, StringArray, StringBuilder};
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 /// One batch of tokenized records: all fields as strings.
 pub struct RawBatch {
     /// One column per header field (null where a null marker was found).
-    pub columns: Vec<arrow::array::StringArray>,
+    pub columns: Vec<StringArray>,
     /// Physical line where each kept record starts.
     pub lines: Vec<u64>,
     /// Bytes holding the kept records' raw text: record i is `raw[spans[i]]`.
@@ -327,10 +327,18 @@ impl CsvTokenizer {
 
     fn take_batch(&mut self) -> RawBatch {
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let columns: Vec<StringArray> = self.builders.iter_mut().map(|b| b.finish()).collect();
+        // The next batch is likely as large: make room for it up front rather
+        // than by doubling (each doubling copies, and touches fresh pages).
+        self.builders = columns
+            .iter()
+            .map(|c| StringBuilder::with_capacity(c.len(), c.value_data().len()))
+            .collect();
+        let raw_len = self.raw.len();
         RawBatch {
-            columns: self.builders.iter_mut().map(|b| b.finish()).collect(),
+            columns,
             lines: std::mem::take(&mut self.lines),
-            raw: std::mem::take(&mut self.raw).into(),
+            raw: std::mem::replace(&mut self.raw, Vec::with_capacity(raw_len)).into(),
             spans: offsets.windows(2).map(|w| w[0]..w[1]).collect(),
             rejected: std::mem::take(&mut self.rejected),
         }
