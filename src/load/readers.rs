@@ -295,11 +295,24 @@ pub fn spawn_reader(
     file: SourceFile,
     plan: FilePlan,
 ) -> (mpsc::Receiver<Result<Chunk>>, tokio::task::JoinHandle<()>) {
+    spawn_reader_with_pieces(source, format, csv, file, plan, CSV_PIECE_BYTES)
+}
+
+/// [`spawn_reader`] cutting CSV files into pieces of about `csv_piece_bytes`
+/// (the fuzz targets cut tiny files into many pieces).
+pub(crate) fn spawn_reader_with_pieces(
+    source: String,
+    format: SourceFormat,
+    csv: CsvOptions,
+    file: SourceFile,
+    plan: FilePlan,
+    csv_piece_bytes: usize,
+) -> (mpsc::Receiver<Result<Chunk>>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(2);
     let handle = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let result = match format {
-            SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx),
+            SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx, csv_piece_bytes),
             SourceFormat::Ndjson => super::ndjson::read_ndjson(&handle, &file, &plan, &tx),
             SourceFormat::Parquet => read_parquet(&handle, &file, &plan, &tx),
         };
@@ -340,13 +353,14 @@ fn read_csv(
     file: &SourceFile,
     plan: &FilePlan,
     tx: &Tx,
+    piece_bytes: usize,
 ) -> Result<()> {
     let mut stream = byte_stream(handle, file)?;
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let mut cutter = PieceCutter::new(&csv_format(csv), CSV_PIECE_BYTES);
+    let mut cutter = PieceCutter::new(&csv_format(csv), piece_bytes);
     let mut pieces = Vec::new();
     // Pieces being read, in file order: at most `workers + 1` in flight.
     let mut running = std::collections::VecDeque::new();
