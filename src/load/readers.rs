@@ -156,7 +156,10 @@ pub async fn plan_file(
             } else {
                 prefix.len()
             };
-            let mut t = CsvTokenizer::new(csv, usize::MAX, Some(hints.declared.len()));
+            // Without a header, the declared columns; without those, one
+            // column per field of the first record.
+            let known = (!hints.declared.is_empty()).then_some(hints.declared.len());
+            let mut t = CsvTokenizer::new(csv, usize::MAX, known);
             let mut out = Vec::new();
             let framed = frame_all(&csv_format(csv), &prefix[..cut]);
             tokenize_piece(&mut t, &framed.bytes, &framed.bad, &mut out);
@@ -593,4 +596,31 @@ fn row_as_json(batch: &RecordBatch, i: usize) -> Option<String> {
 fn parquet_reader(file: &SourceFile) -> parquet::arrow::async_reader::ParquetObjectReader {
     parquet::arrow::async_reader::ParquetObjectReader::new(file.store.clone(), file.path.clone())
         .with_file_size(file.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fuzzing::read_file;
+    use crate::project::{CsvOptions, SourceFormat};
+
+    /// `header = false` without declared columns: one column per field of the
+    /// first record (found by the csv fuzz target: no column at all, and the
+    /// load failed with "must either specify a row count or at least one
+    /// column").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_csv_file_without_header_or_declared_columns_loads() {
+        let csv = CsvOptions {
+            header: false,
+            ..CsvOptions::default()
+        };
+        let out = read_file(SourceFormat::Csv, &csv, &[], b"1,x\n3,\n5\n", usize::MAX, 4)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.columns, vec!["column_1 Int64", "column_2 Utf8"]);
+        assert_eq!(out.rows, vec![vec!["1", "x"], vec!["3", "NULL"]]);
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].0, 3);
+        assert_eq!(out.rejected[0].2, "expected 2 fields, found 1");
+    }
 }
