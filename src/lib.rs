@@ -29,6 +29,8 @@ pub mod asof;
 pub mod error;
 pub mod features;
 pub mod formats;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod load;
 pub mod models;
 pub mod project;

@@ -8,7 +8,7 @@
 
 use super::framing::{Piece, PieceCutter};
 use super::lines::{line_breaks, trim_terminator};
-use super::CsvFormat;
+use super::{csv_core_input, CsvFormat};
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 /// Bytes per piece the framer hands over (memory stays about this size).
@@ -129,11 +129,14 @@ impl CsvCheck {
         let mut consumed = range.start;
         let mut rec_start = range.start;
         let mut fields = 0;
+        let mut first = true;
         loop {
             // Field values are not kept: the buffers are reused from the start.
-            let (res, nin, _, nend) = self
-                .reader
-                .read_record(input, &mut self.out, &mut self.ends);
+            let (res, nin, _, nend) = self.reader.read_record(
+                csv_core_input(input, std::mem::take(&mut first)),
+                &mut self.out,
+                &mut self.ends,
+            );
             input = &input[nin..];
             consumed += nin;
             fields += nend;
@@ -306,6 +309,13 @@ mod tests {
         let (line, reason) = bad_line(b"a,b\n\n1,x\0\n");
         assert_eq!(line, 3);
         assert!(reason.contains("NUL byte"), "{reason}");
+        // The file's byte-order mark goes, a second one is data: here a
+        // record of one field (csv_core would drop it too).
+        let (line, reason) = bad_line(b"\xEF\xBB\xBF\xEF\xBB\xBF\n1,2\n");
+        assert_eq!(
+            (line, reason.as_str()),
+            (2, "expected 1 fields (as in the header on line 1), found 2")
+        );
         // A bad record after a legal one in the same piece, after many lines.
         let mut text = b"a,b\n".to_vec();
         for i in 0..100_000 {

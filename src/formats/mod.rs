@@ -25,3 +25,19 @@ pub struct CsvFormat {
     /// (e.g. "raise [source.csv] max_record_bytes").
     pub raise_max_record_bytes: &'static str,
 }
+
+/// What of `input` to hand to a `csv_core` reader's `read_record`.
+///
+/// `csv_core` drops a UTF-8 byte-order mark at the start of the first input a
+/// reader is given (after `new` or `reset`). The framer drops the file's own
+/// mark; anywhere else, as at the start of a piece whose first record begins
+/// with U+FEFF, those bytes are data, and dropping them would make a file read
+/// differently depending on where it is cut. So the first read of a reader
+/// gets one byte when its input starts with the mark (csv_core strips only a
+/// whole mark).
+pub(crate) fn csv_core_input(input: &[u8], first_read: bool) -> &[u8] {
+    match input {
+        [0xEF, 0xBB, 0xBF, ..] if first_read => &input[..1],
+        _ => input,
+    }
+}

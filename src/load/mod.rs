@@ -10,11 +10,11 @@
 mod commit;
 mod conflict;
 mod convert;
-mod csv;
-mod files;
+pub(crate) mod csv;
+pub(crate) mod files;
 mod ndjson;
 mod quarantine;
-mod readers;
+pub(crate) mod readers;
 mod timestamps;
 
 pub use conflict::ConcurrentFile;

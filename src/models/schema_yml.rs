@@ -77,19 +77,24 @@ pub fn read_all(dirs: &[PathBuf]) -> Result<Vec<PropertiesFile>> {
         if text.trim().is_empty() {
             continue;
         }
-        let mut p: PropertiesFile = serde_yaml::from_str(&text).map_err(|e| {
-            Error::config(
-                &f,
-                match e.location() {
-                    Some(l) => format!("line {}: {e}", l.line()),
-                    None => e.to_string(),
-                },
-            )
-        })?;
-        p.file = f;
-        out.push(p);
+        out.push(parse(&text, f)?);
     }
     Ok(out)
+}
+
+/// Parses the text of the properties file `file`.
+pub fn parse(text: &str, file: PathBuf) -> Result<PropertiesFile> {
+    let mut p: PropertiesFile = serde_yaml::from_str(text).map_err(|e| {
+        Error::config(
+            &file,
+            match e.location() {
+                Some(l) => format!("line {}: {e}", l.line()),
+                None => e.to_string(),
+            },
+        )
+    })?;
+    p.file = file;
+    Ok(p)
 }
 
 /// A generic test as written: its name and its arguments.

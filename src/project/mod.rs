@@ -5,7 +5,7 @@
 
 mod config;
 mod dbt;
-mod source;
+pub(crate) mod source;
 
 pub use dbt::{ModelSettings, ProjectKind, DBT_PROJECT_FILE};
 

@@ -306,25 +306,32 @@ pub(crate) fn load_catalog(dir: &Path) -> Result<Vec<SourceDecl>> {
     let mut out: Vec<SourceDecl> = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-        let parsed: CatalogFile =
-            toml::from_str(&text).map_err(|e| Error::config(&file, super::line_of(&text, &e)))?;
-        for mut src in parsed.source {
-            src.declared_in = file.clone();
-            src.validate()?;
-            if let Some(prev) = out.iter().find(|s| s.name == src.name) {
-                return Err(Error::config(
-                    &file,
-                    format!(
-                        "source `{}` is already declared in {}",
-                        src.name,
-                        prev.declared_in.display()
-                    ),
-                ));
-            }
-            out.push(src);
-        }
+        parse_catalog(&text, &file, &mut out)?;
     }
     Ok(out)
+}
+
+/// Parses the text of one catalog file, `file`, adding its sources (validated)
+/// to those already declared in `out`.
+pub fn parse_catalog(text: &str, file: &Path, out: &mut Vec<SourceDecl>) -> Result<()> {
+    let parsed: CatalogFile =
+        toml::from_str(text).map_err(|e| Error::config(file, super::line_of(text, &e)))?;
+    for mut src in parsed.source {
+        src.declared_in = file.to_path_buf();
+        src.validate()?;
+        if let Some(prev) = out.iter().find(|s| s.name == src.name) {
+            return Err(Error::config(
+                file,
+                format!(
+                    "source `{}` is already declared in {}",
+                    src.name,
+                    prev.declared_in.display()
+                ),
+            ));
+        }
+        out.push(src);
+    }
+    Ok(())
 }
 
 /// `catalog/sources.toml` written by `sluice init`.

@@ -125,7 +125,7 @@ fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> Status {
 
 /// Decodes a Flight SQL command (`Any` plus the message it wraps); a malformed
 /// one is the client's error.
-fn command(bytes: &[u8]) -> Result<Command, Status> {
+pub(crate) fn command(bytes: &[u8]) -> Result<Command, Status> {
     let any = Any::decode(bytes)
         .map_err(|e| Status::invalid_argument(format!("not a Flight SQL command: {e}")))?;
     let type_url = any.type_url.clone();
@@ -139,7 +139,7 @@ fn command(bytes: &[u8]) -> Result<Command, Status> {
 
 /// A short description of a request for the log: the RPC and its SQL or
 /// command kind.
-fn describe(rpc: &str, command: Option<&Command>) -> String {
+pub(crate) fn describe(rpc: &str, command: Option<&Command>) -> String {
     let sql = match command {
         Some(Command::CommandStatementQuery(q)) => Some(q.query.as_str()),
         Some(Command::CommandStatementUpdate(q)) => Some(q.query.as_str()),

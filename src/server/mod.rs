@@ -8,11 +8,11 @@
 //! - [`status`] (below): the one place errors become gRPC status codes.
 
 pub mod auth;
-mod flight;
+pub(crate) mod flight;
 mod lookup;
 mod metadata;
 mod service;
-mod session;
+pub(crate) mod session;
 mod types;
 
 pub use auth::{hash_password, Auth, PasswordHash, Role, User};

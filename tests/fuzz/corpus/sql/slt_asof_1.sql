@@ -1,0 +1,1 @@
+SELECT l.tag, r.v FROM l ASOF JOIN r MATCH_CONDITION (l.ts < r.ts) ON l.k = r.k

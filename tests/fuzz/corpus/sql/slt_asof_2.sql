@@ -1,0 +1,1 @@
+SELECT l.tag, r.v FROM l ASOF LEFT JOIN r ON l.k = r.k AND l.ts >= r.ts TIEBREAK BY -r.created

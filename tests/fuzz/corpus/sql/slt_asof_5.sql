@@ -1,0 +1,1 @@
+SELECT * FROM l ASOF JOIN r ON l.k = r.k

@@ -1,0 +1,1 @@
+SELECT * FROM l ASOF JOIN r MATCH_CONDITION (l.ts >= r.ts AND l.k = r.k)

@@ -1,0 +1,1 @@
+SELECT * FROM l ASOF JOIN r ON l.k = r.v AND l.ts >= r.ts

@@ -1,0 +1,1 @@
+SELECT * FROM read_csv('tests/fixtures/read_files/text_after_quote.csv')

@@ -1,0 +1,1 @@
+SELECT count(*) FROM read_csv('tests/fixtures/read_files/empty.csv')

@@ -1,0 +1,1 @@
+SELECT * FROM read_json('tests/fixtures/read_files/not_object.ndjson')

@@ -1,0 +1,1 @@
+SELECT * FROM read_ndjson('tests/fixtures/read_files/malformed.ndjson')

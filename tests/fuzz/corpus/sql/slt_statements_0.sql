@@ -1,0 +1,1 @@
+CREATE TABLE main.items AS SELECT * FROM (VALUES (1, 'apple', 1.5), (2, 'pear', 2.0)) v(id, name, price)

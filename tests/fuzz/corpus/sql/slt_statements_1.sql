@@ -1,0 +1,1 @@
+SELECT count(*) FROM items VERSION AS OF 0

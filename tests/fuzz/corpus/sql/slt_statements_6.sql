@@ -1,0 +1,1 @@
+SELECT tens FROM main.items_v ORDER BY tens

@@ -1,0 +1,1 @@
+DROP TABLE main.items_v

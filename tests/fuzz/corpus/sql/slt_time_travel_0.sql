@@ -1,0 +1,1 @@
+SELECT * FROM (VALUES (1, 10.0), (2, 20.0)) t(id, price)

@@ -1,0 +1,1 @@
+INSERT INTO main.prices VALUES (3, 30.0)

@@ -1,0 +1,1 @@
+INSERT INTO main.prices VALUES (4, 40.0)

@@ -1,0 +1,1 @@
+SELECT count(*), max(id) FROM prices VERSION AS OF 1

@@ -1,0 +1,1 @@
+SELECT * FROM prices VERSION AS OF 9
