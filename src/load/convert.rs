@@ -358,12 +358,9 @@ pub fn infer_type(sample: &StringArray) -> DataType {
         return DataType::Utf8;
     }
     let has_zone = sample.iter().flatten().any(|v| {
-        v.ends_with('Z') || v.ends_with('z') || {
-            let tail = &v[v.len().saturating_sub(6)..];
-            tail.len() == 6
-                && (tail.starts_with('+') || tail.starts_with('-'))
-                && tail.as_bytes()[3] == b':'
-        }
+        // Bytes: the last six may start inside a character.
+        let tail = &v.as_bytes()[v.len().saturating_sub(6)..];
+        v.ends_with('Z') || v.ends_with('z') || matches!(tail, [b'+' | b'-', _, _, b':', _, _])
     });
     let candidates = [
         DataType::Int64,
@@ -529,6 +526,16 @@ mod tests {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
         assert_eq!(infer_type(&s(vec![Some("x1")])), DataType::Utf8);
+        // Text whose last six bytes start inside a character (found by the csv
+        // fuzz target: slicing the string there panicked).
+        assert_eq!(
+            infer_type(&s(vec![Some("München"), Some("a\u{feff}b")])),
+            DataType::Utf8
+        );
+        assert_eq!(
+            infer_type(&s(vec![Some("2026-01-02T10:00:00+01:00")])),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
     }
 
     #[test]

@@ -106,19 +106,56 @@ pub async fn schema_names(engine: &Engine) -> crate::Result<Vec<String>> {
 }
 
 /// SQL `LIKE` with `%` and `_` (and `\` escapes), as Flight SQL filter patterns.
+///
+/// Greedy, going back only to the last `%`: time is at most the product of
+/// the lengths, whatever the pattern (a client's pattern of many `%` must not
+/// take the server's CPU for ever, as trying every split would).
 pub fn like(pattern: &str, s: &str) -> bool {
-    fn go(p: &[char], s: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('%') => (0..=s.len()).any(|i| go(&p[1..], &s[i..])),
-            Some('_') => !s.is_empty() && go(&p[1..], &s[1..]),
-            Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && go(&p[2..], &s[1..]),
-            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
-        }
+    enum Part {
+        Any,
+        One,
+        Char(char),
     }
-    let p: Vec<char> = pattern.chars().collect();
+    let mut parts = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        parts.push(match c {
+            '%' => Part::Any,
+            '_' => Part::One,
+            // A final `\` is itself.
+            '\\' => Part::Char(chars.next().unwrap_or('\\')),
+            c => Part::Char(c),
+        });
+    }
     let s: Vec<char> = s.chars().collect();
-    go(&p, &s)
+    let (mut p, mut i) = (0, 0);
+    // The last `%` seen, and where in `s` its match ends now.
+    let mut any: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match parts.get(p) {
+            Some(Part::Any) => {
+                any = Some((p, i));
+                p += 1;
+                continue;
+            }
+            Some(Part::One) => {
+                (p, i) = (p + 1, i + 1);
+                continue;
+            }
+            Some(Part::Char(c)) if *c == s[i] => {
+                (p, i) = (p + 1, i + 1);
+                continue;
+            }
+            _ => {}
+        }
+        // No match here: let the last `%` take one more character.
+        let Some((at, end)) = any else {
+            return false;
+        };
+        any = Some((at, end + 1));
+        (p, i) = (at + 1, end + 1);
+    }
+    parts[p..].iter().all(|part| matches!(part, Part::Any))
 }
 
 fn catalog_matches(filter: Option<&str>) -> bool {
@@ -418,5 +455,60 @@ mod tests {
         assert!(like("user\\_%", "user_features"));
         assert!(!like("user\\_%", "userxfeatures"));
         assert!(like("%feat%", "user_features"));
+        assert!(like("a\\", "a\\"));
+        assert!(like("%a%b", "xaybzb"));
+        assert!(!like("%a%b", "xaybzc"));
+    }
+
+    /// Every split tried, as `like` once did.
+    fn like_by_splits(p: &[char], s: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('%') => (0..=s.len()).any(|i| like_by_splits(&p[1..], &s[i..])),
+            Some('_') => !s.is_empty() && like_by_splits(&p[1..], &s[1..]),
+            Some('\\') if p.len() > 1 => {
+                s.first() == Some(&p[1]) && like_by_splits(&p[2..], &s[1..])
+            }
+            Some(c) => s.first() == Some(c) && like_by_splits(&p[1..], &s[1..]),
+        }
+    }
+
+    #[test]
+    fn like_agrees_with_trying_every_split_and_takes_linear_time() {
+        fn all(alphabet: &[char], max: usize) -> Vec<Vec<char>> {
+            let mut out = vec![vec![]];
+            let mut last = vec![vec![]];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|w: &Vec<char>| {
+                        alphabet.iter().map(move |c| {
+                            let mut w = w.clone();
+                            w.push(*c);
+                            w
+                        })
+                    })
+                    .collect();
+                out.extend(last.clone());
+            }
+            out
+        }
+        let strings = all(&['a', 'b', '%'], 4);
+        for p in all(&['a', 'b', '%', '_', '\\'], 5) {
+            let pattern: String = p.iter().collect();
+            for s in &strings {
+                let text: String = s.iter().collect();
+                assert_eq!(
+                    like(&pattern, &text),
+                    like_by_splits(&p, s),
+                    "{pattern:?} LIKE {text:?}"
+                );
+            }
+        }
+        // A client's pattern of many `%` (found by reading the code while
+        // adding the flight fuzz target: every split took for ever).
+        let started = std::time::Instant::now();
+        assert!(!like(&format!("{}b", "%".repeat(200)), &"a".repeat(200)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }
