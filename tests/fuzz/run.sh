@@ -78,7 +78,10 @@ for t in "${TARGETS[@]}"; do
         -max_total_time="$SECONDS_EACH" -max_len="$(max_len "$t")" \
         -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$artifacts/" \
         -print_final_stats=1 2>"$scratch.log"; then
-        tail -n 60 "$scratch.log"
+        # The panic (or libFuzzer's report), then cargo fuzz's replay hints.
+        grep -m 1 -A 12 -E 'panicked at|ERROR: libFuzzer|^==[0-9]+== ' "$scratch.log" || true
+        echo "..."
+        tail -n 12 "$scratch.log"
         crash=$(ls -t "$artifacts" 2>/dev/null | head -n 1)
         echo "error: fuzz target $t failed; input: tests/fuzz/artifacts/$t/$crash" >&2
         echo "replay: cargo +nightly fuzz run ${OPTS[*]} $t artifacts/$t/$crash (in tests/fuzz)" >&2

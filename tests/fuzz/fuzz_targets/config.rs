@@ -1,20 +1,27 @@
 //! Project files: `sluice.toml`, catalog source declarations
-//! (`catalog/*.toml`) and `schema.yml` properties (model config, generic
-//! tests, sources), as the project loader and the model compiler read them.
+//! (`catalog/*.toml`), `schema.yml` properties (model config, generic tests,
+//! sources) and model headers (`{{ config(...) }}`), as the project loader and
+//! the model compiler read them.
 //!
 //! Input: one byte choosing the file kind, then its text.
 //!
 //! Invariant: no text panics; each is accepted or refused with a
 //! configuration error that names the file. An accepted source has one-byte
 //! delimiter and quote and typed columns; an accepted model config validates
-//! or is refused with a message.
+//! or is refused with a message; a template error names the model's file.
+//!
+//! Templates are code the project's author runs: one that loops for ever or
+//! builds a huge string is not a bug in sluice. Model texts with `{%`
+//! statements, `*` or numbers of five digits or more are skipped.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sluice::models::config::{Materialization, ModelConfig};
+use sluice::models::jinja::{self, RenderContext};
 use sluice::models::schema_yml;
 use sluice::project::ProjectConfig;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn refused_by_name(e: &sluice::Error, file: &str) {
     let message = e.to_string();
@@ -72,6 +79,38 @@ fn schema_yml(text: &str) {
     }
 }
 
+fn model_header(text: &str) {
+    if text.contains("{%") || text.contains('*') {
+        return;
+    }
+    let digits = text.split(|c: char| !c.is_ascii_digit()).map(str::len);
+    if digits.max().unwrap_or(0) >= 5 {
+        return;
+    }
+    let ctx = RenderContext {
+        vars: Default::default(),
+        resolve_ref: Arc::new(|n: &str| Ok(n.to_string())),
+        resolve_source: Arc::new(|s: &str, t: &str| Ok(format!("{s}.{t}"))),
+        this: "staging.orders".into(),
+        is_incremental: false,
+        target_name: "dev".into(),
+        target_schema: "raw".into(),
+        model_name: "orders".into(),
+        macros: None,
+    };
+    match jinja::render("sql/staging/orders.sql", text, &ctx) {
+        Ok(rendered) => {
+            let map = rendered.config.into_iter().collect();
+            let mut config = ModelConfig::defaults(Materialization::Table);
+            if config.apply(&map).is_ok() {
+                let _ = config.validate();
+            }
+            let _ = sluice::models::deps::model_relations(&rendered.sql);
+        }
+        Err(e) => assert_eq!(e.file, "sql/staging/orders.sql"),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let [kind, text @ ..] = data else {
         return;
@@ -79,10 +118,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(text) else {
         return;
     };
-    match kind % 3 {
+    match kind % 4 {
         0 => project_toml(text),
         1 => catalog_toml(text),
-        _ => schema_yml(text),
+        2 => schema_yml(text),
+        _ => model_header(text),
     }
     let _ = sluice::models::config::parse_duration(text);
     let _ = sluice::project::parse_type(text);
