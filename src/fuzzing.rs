@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::sync::Arc;
 
 pub use crate::load::csv::{
-    csv_format, tokenize_piece, tokenize_plain_piece, CsvTokenizer, RawBatch,
+    csv_format, tokenize_fast_piece, tokenize_piece, CsvTokenizer, RawBatch,
 };
 pub use crate::project::source::parse_catalog;
 pub use arrow::array::Array;

@@ -10,7 +10,7 @@
 //! Invariants:
 //! 1. Pieces cut at record boundaries, at any size, read exactly like one pass:
 //!    the same refused records, the same records with the same lines, fields
-//!    and raw text; a piece the plain fast path takes gives what the tokenizer
+//!    and raw text; a piece the fast path takes gives what the tokenizer
 //!    gives.
 //! 2. Every record is loaded or rejected: rows + rejected = the records of the
 //!    input, and the reader reports every input byte.
@@ -26,7 +26,7 @@ use sluice::formats::csv_check::CsvCheck;
 use sluice::formats::framing::{frame_all, BadRecord, PieceCutter};
 use sluice::formats::lines::line_breaks;
 use sluice::fuzzing::{
-    csv_format, read_file, tokenize_piece, tokenize_plain_piece, CsvTokenizer, RawBatch,
+    csv_format, read_file, tokenize_piece, tokenize_fast_piece, CsvTokenizer, RawBatch,
 };
 use sluice::project::{parse_type, ColumnDecl, CsvOptions, SourceFormat};
 use std::sync::OnceLock;
@@ -158,13 +158,13 @@ fn pieces_read_like_one_pass(c: &Case) -> (u64, bool) {
             header_error = t.header_error().map(str::to_string);
         } else if piece.bad.is_empty() {
             let bytes = bytes_of(&piece.bytes);
-            if let Some(fast) = tokenize_plain_piece(opts, &bytes, columns, line, 3) {
+            if let Some(fast) = tokenize_fast_piece(opts, &bytes, columns, line, 3) {
                 let mut slow_t = CsvTokenizer::for_piece(opts, 3, columns, line);
                 let mut slow = Vec::new();
                 tokenize_piece(&mut slow_t, &piece.bytes, &[], &mut slow);
-                assert_eq!(records(&fast), records(&slow), "plain path, piece {k}");
+                assert_eq!(records(&fast), records(&slow), "fast path, piece {k}");
                 let sizes = |b: &[RawBatch]| b.iter().map(|b| b.lines.len()).collect::<Vec<_>>();
-                assert_eq!(sizes(&fast), sizes(&slow), "plain path batches, piece {k}");
+                assert_eq!(sizes(&fast), sizes(&slow), "fast path batches, piece {k}");
             }
         }
         line += piece.count_lines();
