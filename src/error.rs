@@ -218,10 +218,45 @@ impl From<datafusion::error::DataFusionError> for Error {
             },
             D::Collection(mut errors) if !errors.is_empty() => Error::from(errors.remove(0)),
             D::Diagnostic(_, inner) => Error::from(*inner),
-            D::ParquetError(e) => Error::Execution(format!("Parquet: {e}")),
+            D::ParquetError(e) => parquet_error(*e),
             other => Error::Sql(strip_df_prefix(&other.to_string())),
         }
     }
+}
+
+/// A Parquet reader's error. An error of the data while the reader evaluated a
+/// pushed-down filter (an overflow in a join key, a division by zero) reaches
+/// us only as text (`Error evaluating filter predicate: ArrowError(...)`): it
+/// is reported as the same error evaluated elsewhere would be.
+fn parquet_error(e: parquet::errors::ParquetError) -> Error {
+    use parquet::errors::ParquetError as P;
+    let e = match e {
+        P::External(inner) => match inner.downcast::<arrow::error::ArrowError>() {
+            Ok(arrow) => return Error::from(*arrow),
+            Err(inner) => match inner.downcast::<datafusion::error::DataFusionError>() {
+                Ok(df) => return Error::from(*df),
+                Err(inner) => P::External(inner),
+            },
+        },
+        other => other,
+    };
+    let text = e.to_string();
+    data_error_in(&text).unwrap_or_else(|| Error::Execution(format!("Parquet: {text}")))
+}
+
+/// The error of the data that `text` (an error that arrived only as text, with
+/// the original in debug form) is about, if any.
+fn data_error_in(text: &str) -> Option<Error> {
+    const OVERFLOW: &str = "ArithmeticOverflow(\"";
+    if let Some(at) = text.find(OVERFLOW) {
+        let rest = &text[at + OVERFLOW.len()..];
+        let what = rest.split("\")").next().unwrap_or(rest);
+        return Some(Error::Execution(format!("Arithmetic overflow: {what}")));
+    }
+    if text.contains("DivideByZero") {
+        return Some(Error::Execution("division by zero".into()));
+    }
+    None
 }
 
 /// sqlparser's errors as a person reads them (not `ParserError("...")`).
@@ -253,6 +288,7 @@ impl From<arrow::error::ArrowError> for Error {
             },
             A::DivideByZero => Error::Execution("division by zero".into()),
             A::MemoryError(m) => Error::ResourcesExhausted(m),
+            A::ComputeError(m) => data_error_in(&m).unwrap_or(Error::Execution(m)),
             other => Error::Execution(other.to_string()),
         }
     }

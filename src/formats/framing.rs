@@ -96,6 +96,9 @@ pub struct PieceCutter {
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The most a cutter reserves ahead for its next piece.
+const MAX_RESERVE: usize = 256 << 20;
+
 impl PieceCutter {
     pub fn new(format: &CsvFormat, min_piece: usize) -> Self {
         PieceCutter {
@@ -156,7 +159,17 @@ impl PieceCutter {
 
     /// Takes `buf[..at]` (`at` is a record boundary) as a piece.
     fn cut(&mut self, at: usize) -> Piece {
-        let rest = self.buf.split_off(at);
+        // The next piece grows to about `min_piece` plus a push: make room for
+        // that now rather than by doubling (each doubling copies the piece and
+        // touches fresh pages).
+        // (Not for a cutter that never cuts before the end: `usize::MAX`.)
+        let next = match self.min_piece.checked_add(self.min_piece / 2) {
+            Some(n) if n <= MAX_RESERVE => n,
+            _ => 0,
+        };
+        let mut rest = Vec::with_capacity((self.buf.len() - at).max(next));
+        rest.extend_from_slice(&self.buf[at..]);
+        self.buf.truncate(at);
         let bytes = std::mem::replace(&mut self.buf, rest);
         let keep = self.bad.iter().take_while(|b| b.range.start < at).count();
         let mut bad: Vec<BadRecord> = self.bad.drain(..keep).collect();

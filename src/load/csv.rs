@@ -385,12 +385,13 @@ pub fn tokenize_fast_piece(
     }
     let text_str = std::str::from_utf8(text).ok()?;
     let nulls: Vec<&[u8]> = opts.null_values.iter().map(|n| n.as_bytes()).collect();
-    let new_builders = || {
+    // Values take at most the bytes left in the piece, split over the columns.
+    let new_builders = |left: usize| {
         (0..columns)
-            .map(|_| StringBuilder::with_capacity(batch_rows, text.len() / columns.max(1)))
+            .map(|_| StringBuilder::with_capacity(batch_rows, left / columns.max(1)))
             .collect::<Vec<_>>()
     };
-    let mut builders = new_builders();
+    let mut builders = new_builders(text.len());
     let mut lines = Vec::new();
     let mut spans = Vec::new();
     let mut rejected = Vec::new();
@@ -512,7 +513,7 @@ pub fn tokenize_fast_piece(
         spans.push(rec_start..rec_end);
         if lines.len() >= batch_rows {
             done.push(RawBatch {
-                columns: std::mem::replace(&mut builders, new_builders())
+                columns: std::mem::replace(&mut builders, new_builders(len - pos))
                     .iter_mut()
                     .map(|b| b.finish())
                     .collect(),

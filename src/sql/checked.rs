@@ -8,10 +8,16 @@
 //! - evaluation: [`CheckedPlanner`] turns the arithmetic of physical plans into
 //!   DataFusion's own checked form (`BinaryExpr::with_fail_on_overflow`).
 //!
-//! Covered at evaluation: projections, filters (`WHERE`, `HAVING`) and the
-//! arguments of aggregates. Not covered yet: join conditions (`ON a.x + 1 =
-//! b.y` is evaluated wrapping), window function arguments and `sum` over
-//! integers (wraps).
+//! Covered at evaluation: projections (also those later pushed into file
+//! scans), filters (`WHERE`, `HAVING`), the arguments of aggregates, join keys
+//! and join filters (hash and nested-loop joins), and the arguments,
+//! `PARTITION BY` and `ORDER BY` expressions of window functions. The
+//! rewrite runs twice: as the first physical optimizer rule
+//! ([`CheckedArithmetic`]), so that what later rules move (a projection pushed
+//! into a Parquet scan, a join key projected below the join) is already
+//! checked, and once more on the final plan. Integer `sum` is checked by
+//! [`super::checked_sum`]. Not covered: sort-merge and symmetric hash joins
+//! (planned only when `prefer_hash_join` is off, or for unbounded inputs).
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema};
@@ -24,11 +30,18 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Operator};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::expressions::BinaryExpr;
+use datafusion::physical_expr::expressions::{lit, IsNullExpr};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::joins::utils::JoinFilter;
+use datafusion::physical_plan::joins::{
+    HashJoinExec, HashJoinExecBuilder, NestedLoopJoinExec, NestedLoopJoinExecBuilder,
+};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use std::sync::Arc;
 
 fn is_arithmetic(op: &Operator) -> bool {
@@ -131,8 +144,111 @@ impl<P: QueryPlanner + Send + Sync + std::fmt::Debug> QueryPlanner for CheckedPl
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = self.0.create_physical_plan(logical_plan, session).await?;
-        Ok(plan.transform_up(check_plan)?.data)
+        Ok(plan.transform_up(|p| check_plan(p, true))?.data)
     }
+}
+
+/// The first physical optimizer rule: checks the arithmetic of the plan as
+/// the physical planner made it, before other rules move expressions around.
+#[derive(Debug)]
+pub(crate) struct CheckedArithmetic;
+
+impl PhysicalOptimizerRule for CheckedArithmetic {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(plan.transform_up(|p| check_plan(p, false))?.data)
+    }
+
+    fn name(&self) -> &str {
+        "sluice_checked_arithmetic"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// DataFusion's physical optimizer rules with [`CheckedArithmetic`] first.
+pub(crate) fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+        vec![Arc::new(CheckedArithmetic)];
+    rules.extend(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules);
+    rules
+}
+
+/// A join filter with its arithmetic checked.
+fn checked_join_filter(filter: Option<&JoinFilter>) -> Result<Transformed<Option<JoinFilter>>> {
+    let Some(f) = filter else {
+        return Ok(Transformed::no(None));
+    };
+    let t = checked(f.expression(), f.schema())?;
+    Ok(t.map_data(|e| {
+        Ok(Some(JoinFilter::new(
+            e,
+            f.column_indices().to_vec(),
+            Arc::clone(f.schema()),
+        )))
+    })?)
+}
+
+/// The window expressions' arithmetic (arguments, `PARTITION BY`, `ORDER BY`),
+/// checked, as one always-true predicate that evaluates every one of them:
+/// `(e1 IS NULL OR true) AND (e2 IS NULL OR true) ...` (`AND` only skips its
+/// right side when its left side is all false, `OR` always evaluates its left).
+/// DataFusion cannot rebuild most window expressions with new arguments, so the
+/// window keeps evaluating its own (unchecked) copy, which is then known not
+/// to overflow.
+fn window_check(
+    exprs: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
+    schema: &Schema,
+) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+    let mut predicate: Option<Arc<dyn PhysicalExpr>> = None;
+    for w in exprs {
+        let all = w.all_expressions();
+        for e in all
+            .args
+            .iter()
+            .chain(&all.partition_by_exprs)
+            .chain(&all.order_by_exprs)
+        {
+            let t = checked(e, schema)?;
+            if !t.transformed {
+                continue;
+            }
+            let evaluated: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+                Arc::new(IsNullExpr::new(t.data)),
+                Operator::Or,
+                lit(true),
+            ));
+            predicate = Some(match predicate {
+                None => evaluated,
+                Some(p) => Arc::new(BinaryExpr::new(p, Operator::And, evaluated)),
+            });
+        }
+    }
+    Ok(predicate)
+}
+
+/// `input` behind a filter that evaluates the window's checked arithmetic
+/// (see [`window_check`]); `None` when there is none.
+fn with_window_check(
+    exprs: &[Arc<dyn datafusion::physical_expr::window::WindowExpr>],
+    input: &Arc<dyn ExecutionPlan>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(predicate) = window_check(exprs, &input.schema())? else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(FilterExec::try_new(
+        predicate,
+        Arc::clone(input),
+    )?)))
+}
+
+fn recompute() -> ReplaceChildrenOptions {
+    ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)
 }
 
 /// `expr` (evaluated against `schema`) with its integer and decimal
@@ -155,7 +271,13 @@ fn checked(
     })
 }
 
-fn check_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+/// `plan`'s node with its arithmetic checked; `windows`: also window functions
+/// (only on the final plan: their check is a filter that later rules would
+/// move).
+fn check_plan(
+    plan: Arc<dyn ExecutionPlan>,
+    windows: bool,
+) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
     let any: &dyn std::any::Any = plan.as_ref();
     if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
         let schema = projection.input().schema();
@@ -226,6 +348,54 @@ fn check_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Transformed<Arc<dyn Execut
             aggregate.with_new_aggr_exprs(exprs),
         )));
     }
+    if let Some(join) = any.downcast_ref::<HashJoinExec>() {
+        let (left, right) = (join.left().schema(), join.right().schema());
+        let mut changed = false;
+        let mut on = Vec::with_capacity(join.on().len());
+        for (l, r) in join.on() {
+            let (l, r) = (checked(l, &left)?, checked(r, &right)?);
+            changed |= l.transformed || r.transformed;
+            on.push((l.data, r.data));
+        }
+        let filter = checked_join_filter(join.filter())?;
+        if !changed && !filter.transformed {
+            return Ok(Transformed::no(plan));
+        }
+        let rebuilt = HashJoinExecBuilder::from(join)
+            .with_on(on)
+            .with_filter(filter.data)
+            .build_exec()?;
+        return Ok(Transformed::yes(rebuilt));
+    }
+    if let Some(join) = any.downcast_ref::<NestedLoopJoinExec>() {
+        let filter = checked_join_filter(join.filter())?;
+        if !filter.transformed {
+            return Ok(Transformed::no(plan));
+        }
+        let rebuilt = NestedLoopJoinExecBuilder::from(join)
+            .with_filter(filter.data)
+            .build()?;
+        return Ok(Transformed::yes(Arc::new(rebuilt)));
+    }
+    if let Some(window) = any
+        .downcast_ref::<BoundedWindowAggExec>()
+        .filter(|_| windows)
+    {
+        let Some(input) = with_window_check(window.window_expr(), window.input())? else {
+            return Ok(Transformed::no(plan));
+        };
+        return Ok(Transformed::yes(
+            plan.replace_children(vec![input], recompute())?,
+        ));
+    }
+    if let Some(window) = any.downcast_ref::<WindowAggExec>().filter(|_| windows) {
+        let Some(input) = with_window_check(window.window_expr(), window.input())? else {
+            return Ok(Transformed::no(plan));
+        };
+        return Ok(Transformed::yes(
+            plan.replace_children(vec![input], recompute())?,
+        ));
+    }
     Ok(Transformed::no(plan))
 }
 
@@ -237,6 +407,68 @@ mod tests {
     async fn engine() -> Engine {
         let wh = Warehouse::open("memory://checked", &Default::default()).unwrap();
         Engine::new(wh, "main").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn joins_windows_and_scans_check_their_arithmetic() {
+        let e = engine().await;
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.parquet");
+        let b = dir.path().join("b.parquet");
+        let (a, b) = (a.display(), b.display());
+        e.query(&format!(
+            "COPY (SELECT CAST(x AS BIGINT) AS x FROM (VALUES (2), (3)) t(x)) TO '{a}'"
+        ))
+        .await
+        .unwrap();
+        e.query(&format!(
+            "COPY (SELECT CAST(y AS BIGINT) AS y FROM (VALUES (-2), (5)) t(y)) TO '{b}'"
+        ))
+        .await
+        .unwrap();
+        const MAX: &str = "9223372036854775807";
+        // Each of these wrapped before (2 * MAX is -2, and matched or summed).
+        for sql in [
+            // A projection pushed into the Parquet scan.
+            format!("SELECT x * {MAX} AS v FROM '{a}'"),
+            // Join keys, hash join filters, nested-loop join filters.
+            format!("SELECT * FROM '{a}' a JOIN '{b}' b ON a.x * {MAX} = b.y"),
+            format!("SELECT * FROM '{a}' a JOIN '{b}' b ON a.x * {MAX} < b.y"),
+            format!("SELECT * FROM '{a}' a JOIN '{b}' b ON a.x = b.y - 3 AND a.x * {MAX} < b.y"),
+            format!("SELECT * FROM '{a}' a LEFT JOIN '{b}' b ON a.x + {MAX} > b.y"),
+            // Window arguments, PARTITION BY and ORDER BY.
+            format!("SELECT sum(x * {MAX}) OVER () AS s FROM '{a}'"),
+            format!("SELECT sum(x * {MAX}) OVER (ORDER BY x ROWS 1 PRECEDING) AS s FROM '{a}'"),
+            format!("SELECT lag(x * {MAX}) OVER (ORDER BY x) AS s FROM '{a}'"),
+            format!("SELECT row_number() OVER (PARTITION BY x * {MAX}) AS s FROM '{a}'"),
+            format!("SELECT rank() OVER (ORDER BY x + {MAX}) AS s FROM '{a}'"),
+        ] {
+            let err = e.query(&sql).await.unwrap_err();
+            assert!(err.to_string().contains("overflow"), "{sql}: {err}");
+        }
+        // In range: the same shapes answer as before.
+        for (sql, want) in [
+            (format!("SELECT sum(x * 2) AS v FROM '{a}'"), "10"),
+            (
+                format!("SELECT count(*) AS v FROM '{a}' a JOIN '{b}' b ON a.x * -1 = b.y"),
+                "1",
+            ),
+            (
+                format!("SELECT max(s) AS v FROM (SELECT sum(x * 2) OVER (ORDER BY x) AS s FROM '{a}')"),
+                "10",
+            ),
+            (
+                format!("SELECT max(r) AS v FROM (SELECT row_number() OVER (PARTITION BY x % 2 ORDER BY x * 3) AS r FROM '{a}')"),
+                "1",
+            ),
+        ] {
+            let batches = e.query(&sql).await.unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string();
+            let row = text.lines().nth(3).unwrap_or_default().to_string();
+            assert!(row.contains(want), "{sql}: {text}");
+        }
     }
 
     #[tokio::test]

@@ -193,6 +193,7 @@ impl Engine {
             )))
             .with_relation_planners(vec![Arc::new(crate::asof::AsOfRelationPlanner)])
             .with_optimizer_rules(optimizer_rules())
+            .with_physical_optimizer_rules(checked::physical_optimizer_rules())
             .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
         let functions = ctx.state().scalar_functions().clone();

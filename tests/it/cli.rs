@@ -205,6 +205,77 @@ fn killed_load_leaves_previous_version() {
     assert_eq!(count_big(p), "n\n3000001\n");
 }
 
+/// `sluice load` killed with SIGKILL at moments spread over its run (reading,
+/// encoding, around the quarantine and target commits), while a new file
+/// arrives before each run: after one load that completes, every good row is in
+/// the table once and every bad row in the quarantine once. (The exact moment
+/// between the quarantine commit and the target commit is also pinned
+/// deterministically by `load::killed_between_quarantine_and_target_*`.)
+#[test]
+fn loads_killed_at_any_moment_lose_and_duplicate_nothing() {
+    use std::fmt::Write;
+    let dir = project_with(
+        "[[source]]\nname = \"arrivals\"\nformat = \"csv\"\nlocation = \"data/*.csv\"\n\n[[source.columns]]\nname = \"id\"\ntype = \"bigint\"\nnot_null = true\n\n[[source.columns]]\nname = \"amount\"\ntype = \"decimal(10,2)\"\n",
+    );
+    let p = dir.path();
+    const FILES: u64 = 8;
+    const GOOD: u64 = 40_000;
+    const BAD: u64 = 40;
+    let mut hit_running = 0;
+    for (k, delay_ms) in (0..FILES).zip([30u64, 200, 450, 700, 950, 1300, 1700, 2300]) {
+        let mut csv = String::from("id,amount\n");
+        for i in 0..GOOD {
+            writeln!(csv, "{},{}.{:02}", k * 1_000_000 + i, i % 1000, i % 100).unwrap();
+            if i % (GOOD / BAD) == 0 {
+                writeln!(csv, "{},not-a-number", k * 1_000_000 + 900_000 + i).unwrap();
+            }
+        }
+        let tmp = p.join(format!("data/.{k}.tmp"));
+        std::fs::write(&tmp, csv).unwrap();
+        std::fs::rename(&tmp, p.join(format!("data/{k:02}.csv"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["load", "--progress", "never"])
+            .current_dir(p)
+            .env_remove("SLUICE_WAREHOUSE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            hit_running += 1;
+        }
+        // SIGKILL: no clean-up of any kind.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        hit_running >= FILES / 2,
+        "only {hit_running} of {FILES} kills hit a running load: the loads are too short"
+    );
+    let o = sluice(&["load", "--progress", "never"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let query = |sql: &str| {
+        let o = sluice(&["sql", sql, "--format", "csv"], p);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        query("SELECT count(*), count(DISTINCT id) FROM raw.arrivals"),
+        format!("{},{}", FILES * GOOD, FILES * GOOD),
+        "every good row exactly once"
+    );
+    assert_eq!(
+        query("SELECT count(*), count(DISTINCT file || ':' || CAST(line AS VARCHAR)) FROM raw.arrivals__rejected"),
+        format!("{},{}", FILES * BAD, FILES * BAD),
+        "every bad row exactly once in the quarantine"
+    );
+}
+
 /// `sluice init` makes a project that loads and answers queries, also with a
 /// `file://` warehouse given on the command line.
 #[test]
