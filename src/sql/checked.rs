@@ -185,13 +185,13 @@ fn checked_join_filter(filter: Option<&JoinFilter>) -> Result<Transformed<Option
         return Ok(Transformed::no(None));
     };
     let t = checked(f.expression(), f.schema())?;
-    Ok(t.map_data(|e| {
+    t.map_data(|e| {
         Ok(Some(JoinFilter::new(
             e,
             f.column_indices().to_vec(),
             Arc::clone(f.schema()),
         )))
-    })?)
+    })
 }
 
 /// The window expressions' arithmetic (arguments, `PARTITION BY`, `ORDER BY`),
