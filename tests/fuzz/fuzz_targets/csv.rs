@@ -26,7 +26,7 @@ use sluice::formats::csv_check::CsvCheck;
 use sluice::formats::framing::{frame_all, BadRecord, PieceCutter};
 use sluice::formats::lines::line_breaks;
 use sluice::fuzzing::{
-    csv_format, read_file, tokenize_piece, tokenize_fast_piece, CsvTokenizer, RawBatch,
+    csv_format, read_file, tokenize_fast_piece, tokenize_piece, CsvTokenizer, RawBatch,
 };
 use sluice::project::{parse_type, ColumnDecl, CsvOptions, SourceFormat};
 use std::sync::OnceLock;
