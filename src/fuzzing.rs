@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::load::files::SourceFile;
 use crate::load::readers::{self, TypeHints};
-use crate::project::{ColumnDecl, CsvOptions, SourceFormat};
+use crate::project::{ColumnDecl, CsvOptions, NdjsonOptions, SourceFormat};
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -77,7 +77,13 @@ pub async fn read_file(
     let (mut rx, task) = readers::spawn_reader_with_pieces(
         "fuzz".into(),
         format,
-        csv.clone(),
+        // NDJSON lines have the same cap as CSV records here.
+        (
+            csv.clone(),
+            NdjsonOptions {
+                max_line_bytes: csv.max_record_bytes,
+            },
+        ),
         file,
         plan,
         csv_piece_bytes,

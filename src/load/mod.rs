@@ -331,7 +331,7 @@ async fn load_source_once(
         let (mut rx, task) = readers::spawn_reader(
             src.name.clone(),
             src.format,
-            src.csv.clone(),
+            (src.csv.clone(), src.ndjson.clone()),
             file.clone(),
             plan,
         );

@@ -11,6 +11,7 @@ use super::convert::{type_columns, Column, ColumnPlan};
 use super::quarantine::Rejected;
 use super::readers::{byte_stream, send, Chunk, FilePlan, Tx, BATCH_ROWS};
 use crate::error::{Error, Result};
+use crate::formats::lines::{Line, LineSplitter};
 use crate::formats::ndjson::check_line;
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -24,71 +25,86 @@ pub(super) fn read_ndjson(
     handle: &tokio::runtime::Handle,
     file: &super::files::SourceFile,
     plan: &FilePlan,
+    max_line_bytes: usize,
     tx: &Tx,
 ) -> Result<()> {
     let text = TextPlan::new(plan);
     let mut stream = byte_stream(handle, file)?;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut lines: Vec<(u64, Range<usize>)> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut line_no = 0u64;
-    let mut pending_bytes = 0u64;
-    let mut eof = false;
-    while !eof {
+    let mut splitter = LineSplitter::new(max_line_bytes);
+    let mut batch = Batch::default();
+    loop {
         match handle.block_on(stream.next()) {
             Some(bytes) => {
                 let bytes = bytes.map_err(|e| Error::storage(&file.display, e))?;
-                pending_bytes += bytes.len() as u64;
-                carry.extend_from_slice(&bytes);
+                batch.pending_bytes += bytes.len() as u64;
+                let _: std::result::Result<(), ()> =
+                    splitter.push(&bytes, |line| batch.take(line, max_line_bytes));
             }
             None => {
-                eof = true;
-                if !carry.is_empty() && !carry.ends_with(b"\n") {
-                    carry.push(b'\n');
-                }
+                let _: std::result::Result<(), ()> =
+                    splitter.finish(|line| batch.take(line, max_line_bytes));
+                break;
             }
         }
-        let mut start = 0;
-        while let Some(pos) = memchr::memchr(b'\n', &carry[start..]) {
-            line_no += 1;
-            let mut line = &carry[start..start + pos];
-            start += pos + 1;
-            if line_no == 1 {
-                line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-            }
-            // Blank lines are not records.
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let s = buf.len();
-            buf.extend_from_slice(line);
-            lines.push((line_no, s..buf.len()));
-            if lines.len() >= BATCH_ROWS / 4 {
-                let chunk = decode_lines(&buf, &lines, plan, &text)?;
-                let chunk = Chunk {
-                    bytes: std::mem::take(&mut pending_bytes),
-                    ..chunk
-                };
-                buf.clear();
-                lines.clear();
-                if !send(tx, chunk) {
-                    return Ok(());
-                }
-            }
+        if batch.lines.len() >= BATCH_ROWS / 4 && !send(tx, batch.decode(plan, &text)?) {
+            return Ok(());
         }
-        carry.drain(..start);
     }
-    if !lines.is_empty() || pending_bytes > 0 {
-        let chunk = decode_lines(&buf, &lines, plan, &text)?;
-        send(
-            tx,
-            Chunk {
-                bytes: pending_bytes,
-                ..chunk
-            },
-        );
+    if !batch.lines.is_empty() || !batch.too_long.is_empty() || batch.pending_bytes > 0 {
+        send(tx, batch.decode(plan, &text)?);
     }
     Ok(())
+}
+
+/// Lines gathered for the next chunk.
+#[derive(Default)]
+struct Batch {
+    /// The lines' bytes, one after another: line `n` is `buf[range]`.
+    buf: Vec<u8>,
+    lines: Vec<(u64, Range<usize>)>,
+    /// Lines over `max_line_bytes`, rejected.
+    too_long: Vec<Rejected>,
+    /// Input bytes read since the last chunk.
+    pending_bytes: u64,
+}
+
+impl Batch {
+    fn take(&mut self, line: Line<'_>, max_line_bytes: usize) -> std::result::Result<(), ()> {
+        match line {
+            // Blank lines are not records.
+            Line::Text { text, .. } if text.iter().all(u8::is_ascii_whitespace) => {}
+            Line::Text { number, text } => {
+                let s = self.buf.len();
+                self.buf.extend_from_slice(text);
+                self.lines.push((number, s..self.buf.len()));
+            }
+            Line::TooLong { blank: true, .. } => {}
+            Line::TooLong { number, prefix, .. } => self.too_long.push(Rejected {
+                line: number,
+                raw: String::from_utf8_lossy(prefix).into_owned(),
+                reason: format!(
+                    "line is longer than max_line_bytes ({max_line_bytes} bytes); raw holds its first \
+                     {max_line_bytes} bytes; raise [source.ndjson] max_line_bytes if the line is real"
+                ),
+            }),
+        }
+        Ok(())
+    }
+
+    /// The gathered lines as a chunk; the batch starts again empty.
+    fn decode(&mut self, plan: &FilePlan, text: &TextPlan) -> Result<Chunk> {
+        let chunk = decode_lines(&self.buf, &self.lines, plan, text)?;
+        let mut rejected = chunk.rejected;
+        rejected.append(&mut self.too_long);
+        rejected.sort_by_key(|r| r.line);
+        self.buf.clear();
+        self.lines.clear();
+        Ok(Chunk {
+            bytes: std::mem::take(&mut self.pending_bytes),
+            rejected,
+            ..chunk
+        })
+    }
 }
 
 /// Which columns are decoded as text and typed like CSV.

@@ -7,7 +7,7 @@ use super::files::SourceFile;
 use super::quarantine::Rejected;
 use crate::error::{Error, Result};
 use crate::formats::framing::{frame_all, Piece, PieceCutter};
-use crate::project::{CsvOptions, SourceFormat};
+use crate::project::{CsvOptions, NdjsonOptions, SourceFormat};
 use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -294,11 +294,11 @@ pub async fn plan_file(
 pub fn spawn_reader(
     source: String,
     format: SourceFormat,
-    csv: CsvOptions,
+    options: (CsvOptions, NdjsonOptions),
     file: SourceFile,
     plan: FilePlan,
 ) -> (mpsc::Receiver<Result<Chunk>>, tokio::task::JoinHandle<()>) {
-    spawn_reader_with_pieces(source, format, csv, file, plan, CSV_PIECE_BYTES)
+    spawn_reader_with_pieces(source, format, options, file, plan, CSV_PIECE_BYTES)
 }
 
 /// [`spawn_reader`] cutting CSV files into pieces of about `csv_piece_bytes`
@@ -306,7 +306,7 @@ pub fn spawn_reader(
 pub(crate) fn spawn_reader_with_pieces(
     source: String,
     format: SourceFormat,
-    csv: CsvOptions,
+    (csv, ndjson): (CsvOptions, NdjsonOptions),
     file: SourceFile,
     plan: FilePlan,
     csv_piece_bytes: usize,
@@ -316,7 +316,9 @@ pub(crate) fn spawn_reader_with_pieces(
     let task = tokio::task::spawn_blocking(move || {
         let result = match format {
             SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx, csv_piece_bytes),
-            SourceFormat::Ndjson => super::ndjson::read_ndjson(&handle, &file, &plan, &tx),
+            SourceFormat::Ndjson => {
+                super::ndjson::read_ndjson(&handle, &file, &plan, ndjson.max_line_bytes, &tx)
+            }
             SourceFormat::Parquet => read_parquet(&handle, &file, &plan, &tx),
         };
         if let Err(e) = result {

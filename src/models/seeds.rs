@@ -146,6 +146,7 @@ pub async fn seed(
             schema_evolution: SchemaEvolution::AddColumns,
             max_rejected: Some(0),
             csv: CsvOptions::default(),
+            ndjson: Default::default(),
             columns: s.columns.clone(),
             declared_in: s.file.clone(),
         })

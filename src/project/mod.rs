@@ -11,7 +11,8 @@ pub use dbt::{ModelSettings, ProjectKind, DBT_PROJECT_FILE};
 
 pub use config::{ProjectConfig, ProjectSection, ServerSection, ServerUser, WarehouseSection};
 pub use source::{
-    parse_type, ColumnDecl, CsvOptions, LoadMode, SchemaEvolution, SourceDecl, SourceFormat,
+    parse_type, ColumnDecl, CsvOptions, LoadMode, NdjsonOptions, SchemaEvolution, SourceDecl,
+    SourceFormat,
 };
 
 use crate::error::{did_you_mean, Error, Result};

@@ -113,6 +113,31 @@ fn single_byte(s: &str) -> Option<u8> {
     }
 }
 
+/// NDJSON format options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonOptions {
+    /// A line longer than this (bytes, line break excluded) is rejected with its
+    /// first this-many bytes as raw text, and reading resumes after it.
+    #[serde(default = "max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+/// Default `max_line_bytes`: 16 MiB (DuckDB's `maximum_object_size`).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
+
+fn max_line_bytes() -> usize {
+    DEFAULT_MAX_LINE_BYTES
+}
+
+impl Default for NdjsonOptions {
+    fn default() -> Self {
+        NdjsonOptions {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
 /// A declared column.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +172,8 @@ pub struct SourceDecl {
     pub max_rejected: Option<u64>,
     #[serde(default)]
     pub csv: CsvOptions,
+    #[serde(default)]
+    pub ndjson: NdjsonOptions,
     #[serde(default)]
     pub columns: Vec<ColumnDecl>,
     /// File that declared this source (for error messages).

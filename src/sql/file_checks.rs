@@ -12,6 +12,7 @@
 //! longest record or line: files are never held whole.
 
 use crate::formats::csv_check::{BadLine, CsvCheck};
+use crate::formats::lines::{Line, LineSplitter};
 use crate::formats::CsvFormat;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::{DataFusionError, Result};
@@ -29,6 +30,10 @@ pub(super) enum Check {
 /// Records of `read_csv` longer than this are refused (the default of `sluice
 /// load`'s `[source.csv] max_record_bytes`).
 pub(super) const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Lines of `read_json` longer than this are refused (the default of `sluice
+/// load`'s `[source.ndjson] max_line_bytes`).
+pub(super) const MAX_LINE_BYTES: usize = crate::project::source::DEFAULT_MAX_LINE_BYTES;
 
 /// Checks every file `path` names (a file, folder, glob or URL, listed as
 /// DataFusion lists it, with files ending in `extension`). `function` is the
@@ -86,42 +91,36 @@ async fn check_ndjson(
     // No column is declared: any value is allowed under any key.
     let scalars = HashMap::new();
     let mut stream = store.get(&meta.location).await?.into_stream();
-    let mut carry: Vec<u8> = Vec::new();
-    let mut line_no = 0u64;
-    let mut eof = false;
-    while !eof {
-        match stream.next().await {
-            Some(bytes) => carry.extend_from_slice(&bytes.map_err(|e| storage(shown, e))?),
-            None => {
-                eof = true;
-                if !carry.is_empty() && !carry.ends_with(b"\n") {
-                    carry.push(b'\n');
-                }
-            }
-        }
-        let mut start = 0;
-        while let Some(pos) = memchr::memchr(b'\n', &carry[start..]) {
-            line_no += 1;
-            let mut line = &carry[start..start + pos];
-            start += pos + 1;
-            if line_no == 1 {
-                line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-            }
+    let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
+    let check = |line: Line<'_>| -> std::result::Result<(), BadLine> {
+        match line {
             // Blank lines are not records (DataFusion skips them too).
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if let Err(reason) = crate::formats::ndjson::check_line(line, &scalars) {
-                return Err(refuse(BadLine {
-                    line: line_no,
+            Line::Text { text, .. } if text.iter().all(u8::is_ascii_whitespace) => Ok(()),
+            Line::TooLong { blank: true, .. } => Ok(()),
+            Line::Text { number, text } => {
+                crate::formats::ndjson::check_line(text, &scalars).map_err(|reason| BadLine {
+                    line: number,
                     // serde_json counts lines within the line: only its column helps.
                     reason: reason.replace(" at line 1 column ", " at column "),
-                    raw: String::from_utf8_lossy(line).into_owned(),
-                }));
+                    raw: String::from_utf8_lossy(text).into_owned(),
+                })
             }
+            Line::TooLong { number, prefix, .. } => Err(BadLine {
+                line: number,
+                reason: format!(
+                    "the line is longer than {MAX_LINE_BYTES} bytes (read_json's limit; \
+                     `sluice load` takes [source.ndjson] max_line_bytes)"
+                ),
+                // The message shows the start of it only.
+                raw: String::from_utf8_lossy(&prefix[..prefix.len().min(256)]).into_owned(),
+            }),
         }
-        carry.drain(..start);
+    };
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(|e| storage(shown, e))?;
+        splitter.push(&bytes, check).map_err(&refuse)?;
     }
+    splitter.finish(check).map_err(&refuse)?;
     Ok(())
 }
 
@@ -152,8 +151,13 @@ fn refusal(function: &str, path: &str, file: &str, bad: BadLine) -> DataFusionEr
     if raw.chars().count() > 80 {
         raw = raw.chars().take(80).collect::<String>() + "...";
     }
+    // A URL table (`FROM 'x.csv'`) or a table function (`read_csv('x.csv')`).
+    let call = match function {
+        "FROM" => format!("FROM '{path}'"),
+        _ => format!("{function}('{path}')"),
+    };
     DataFusionError::Execution(format!(
-        "{function}('{path}'): {which}line {}: {}: `{raw}`; fix the file, or load it with `sluice load`, which quarantines bad records",
+        "{call}: {which}line {}: {}: `{raw}`; fix the file, or load it with `sluice load`, which quarantines bad records",
         bad.line, bad.reason
     ))
 }

@@ -8,12 +8,18 @@
 
 use super::file_checks::{check_files, Check, MAX_RECORD_BYTES};
 use crate::formats::CsvFormat;
-use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{
+    DynamicFileCatalog, TableFunctionArgs, TableFunctionImpl, TableProvider, UrlTableFactory,
+};
 use datafusion::common::ScalarValue;
+use datafusion::datasource::listing::{
+    ListingTable, ListingTableConfig, ListingTableConfigExt, ListingTableUrl,
+};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use futures::StreamExt;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
@@ -106,45 +112,146 @@ impl TableFunctionImpl for ReadFile {
         };
         // Schema inference is async; table functions are not. Run it on this
         // worker thread without blocking the runtime's other workers.
-        let name = self.name();
-        let fut = async move {
-            let df = match kind {
-                Kind::Csv => {
-                    // Quoted fields may hold line breaks: DataFusion must not cut
-                    // a file into byte ranges at arbitrary line breaks.
-                    let options = CsvReadOptions::new()
-                        .has_header(header)
-                        .delimiter(delim)
-                        .newlines_in_values(true);
-                    let check = Check::Csv(CsvFormat {
-                        delimiter: delim,
-                        quote: options.quote,
-                        header,
-                        max_record_bytes: MAX_RECORD_BYTES,
-                        raise_max_record_bytes: "load the file with `sluice load` and raise [source.csv] max_record_bytes",
-                    });
-                    let state = ctx.state();
-                    check_files(&state, name, &path, options.file_extension, &check).await?;
-                    ctx.read_csv(path.as_str(), options).await
-                }
-                Kind::Json => {
-                    let options = JsonReadOptions::default().file_extension("");
-                    let state = ctx.state();
-                    check_files(&state, name, &path, options.file_extension, &Check::Ndjson)
-                        .await?;
-                    ctx.read_json(path.as_str(), options).await
-                }
-                Kind::Parquet => {
-                    ctx.read_parquet(
-                        path.as_str(),
-                        ParquetReadOptions::default().file_extension(""),
-                    )
-                    .await
-                }
-            }?;
-            Ok::<_, DataFusionError>(df.into_view())
+        block_on(checked_table(ctx, kind, self.name(), path, header, delim))
+    }
+}
+
+/// The table `name(path)` reads: CSV and NDJSON files checked first (a record
+/// that cannot be read as written fails the query, naming the file and line),
+/// CSV read with line breaks allowed in quoted values.
+async fn checked_table(
+    ctx: SessionContext,
+    kind: Kind,
+    name: &str,
+    path: String,
+    header: bool,
+    delim: u8,
+) -> Result<Arc<dyn TableProvider>> {
+    let df = match kind {
+        Kind::Csv => {
+            // Quoted fields may hold line breaks: DataFusion must not cut
+            // a file into byte ranges at arbitrary line breaks.
+            let options = CsvReadOptions::new()
+                .has_header(header)
+                .delimiter(delim)
+                .newlines_in_values(true);
+            let check = Check::Csv(CsvFormat {
+                delimiter: delim,
+                quote: options.quote,
+                header,
+                max_record_bytes: MAX_RECORD_BYTES,
+                raise_max_record_bytes:
+                    "load the file with `sluice load` and raise [source.csv] max_record_bytes",
+            });
+            let state = ctx.state();
+            check_files(&state, name, &path, options.file_extension, &check).await?;
+            ctx.read_csv(path.as_str(), options).await
+        }
+        Kind::Json => {
+            let options = JsonReadOptions::default().file_extension("");
+            let state = ctx.state();
+            check_files(&state, name, &path, options.file_extension, &Check::Ndjson).await?;
+            ctx.read_json(path.as_str(), options).await
+        }
+        Kind::Parquet => {
+            ctx.read_parquet(
+                path.as_str(),
+                ParquetReadOptions::default().file_extension(""),
+            )
+            .await
+        }
+    }?;
+    Ok(df.into_view())
+}
+
+/// `SELECT ... FROM 'data/x.csv'` (DataFusion's URL tables) as `read_csv` and
+/// `read_json` read: CSV and NDJSON files are checked first and CSV quoted values
+/// may hold line breaks. DataFusion's own URL tables merged the rest of a file
+/// into one value after a stray quote, silently. Other files (Parquet, Arrow,
+/// Avro) are DataFusion's URL tables, unchanged.
+pub(super) fn enable_url_tables(ctx: SessionContext) -> SessionContext {
+    let factory = Arc::new(UrlTables::default());
+    let catalogs = Arc::new(DynamicFileCatalog::new(
+        Arc::clone(ctx.state().catalog_list()),
+        Arc::clone(&factory) as Arc<dyn UrlTableFactory>,
+    ));
+    let session_id = ctx.session_id();
+    let ctx: SessionContext = ctx
+        .into_state_builder()
+        .with_session_id(session_id)
+        .with_catalog_list(catalogs)
+        .build()
+        .into();
+    let weak = ctx.state_weak_ref();
+    let _ = factory.session.set(Box::new(move || {
+        weak.upgrade().map(|state| state.read().clone())
+    }));
+    ctx
+}
+
+/// The current session, if it is still alive.
+type CurrentSession = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;
+
+#[derive(Default)]
+struct UrlTables {
+    session: std::sync::OnceLock<CurrentSession>,
+}
+
+impl std::fmt::Debug for UrlTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlTables")
+    }
+}
+
+#[async_trait::async_trait]
+impl UrlTableFactory for UrlTables {
+    async fn try_new(&self, url: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Ok(table_url) = ListingTableUrl::parse(url) else {
+            return Ok(None);
         };
-        block_on(fut)
+        let state = self
+            .session
+            .get()
+            .and_then(|current| current())
+            .ok_or_else(|| DataFusionError::Internal("URL table without a session".into()))?;
+        // Plain (not compressed) CSV and NDJSON files, or globs of them, that
+        // exist; anything else is DataFusion's (`None` leaves the name unknown).
+        let name = url.to_ascii_lowercase();
+        let kind = if name.ends_with(".csv") {
+            Kind::Csv
+        } else if [".json", ".ndjson", ".jsonl"]
+            .iter()
+            .any(|e| name.ends_with(e))
+        {
+            Kind::Json
+        } else {
+            let Ok(config) = ListingTableConfig::new(table_url)
+                .infer_options(&state)
+                .await
+            else {
+                return Ok(None);
+            };
+            let config = config
+                .infer_partitions_from_path(&state)
+                .await?
+                .infer_schema(&state)
+                .await?;
+            return Ok(Some(Arc::new(ListingTable::try_new(config)?)));
+        };
+        let store = state.runtime_env().object_store(table_url.object_store())?;
+        let any_file = table_url
+            .list_all_files(&state, store.as_ref(), "")
+            .await?
+            .next()
+            .await
+            .is_some();
+        if !any_file {
+            return Ok(None);
+        }
+        let ctx = SessionContext::new_with_state(state);
+        checked_table(ctx, kind, "FROM", url.to_string(), true, b',')
+            .await
+            .map(Some)
     }
 }
 

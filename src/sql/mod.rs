@@ -195,7 +195,7 @@ impl Engine {
             .with_optimizer_rules(optimizer_rules())
             .with_physical_optimizer_rules(checked::physical_optimizer_rules())
             .build();
-        let ctx = SessionContext::new_with_state(state).enable_url_table();
+        let ctx = file_functions::enable_url_tables(SessionContext::new_with_state(state));
         let functions = ctx.state().scalar_functions().clone();
         for f in capped::capped_functions(&functions, limit) {
             ctx.register_udf(f);

@@ -873,6 +873,82 @@ type = "varchar"
     }
 }
 
+/// An NDJSON line longer than `[source.ndjson] max_line_bytes` is rejected with
+/// its first bytes, reading resumes after it, and a file that is one endless
+/// line does not sit whole in memory (before: the reader kept any line whole,
+/// however long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ndjson_line_longer_than_max_line_bytes_is_rejected() {
+    let toml = r#"
+[[source]]
+name = "events"
+format = "ndjson"
+location = "data/*.ndjson"
+
+[source.ndjson]
+max_line_bytes = 1000
+
+[[source.columns]]
+name = "id"
+type = "bigint"
+
+[[source.columns]]
+name = "name"
+type = "varchar"
+"#;
+    let long = "x".repeat(3 << 20);
+    let text = format!(
+        "{{\"id\": 1, \"name\": \"a\"}}\n{{\"id\": 2, \"name\": \"{long}\"}}\n{}\n{{\"id\": 3, \"name\": \"{}\"}}\n{{\"id\": 4}}",
+        " ".repeat(5000),
+        "y".repeat(900),
+    );
+    let endless = format!("{{\"id\": 5, \"name\": \"{long}");
+    let (report, rejected, dir) = load_files(
+        toml,
+        &[
+            ("a.ndjson", text.as_bytes()),
+            ("b.ndjson", endless.as_bytes()),
+        ],
+    )
+    .await;
+    let report = report.unwrap();
+    assert_eq!(
+        (report.rows_loaded, report.rows_rejected),
+        (3, 2),
+        "{rejected:#?}"
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let w = open(&project, None);
+    let e = engine(&project, &w).await;
+    assert_eq!(
+        rows(&e, "SELECT id, length(name) FROM raw.events ORDER BY id").await,
+        vec!["1|1", "3|900", "4|"]
+    );
+    assert_eq!(rejected.len(), 2, "{rejected:#?}");
+    for (r, line) in rejected.iter().zip(["1", "2"]) {
+        let mut p = r.splitn(3, '|');
+        assert_eq!(p.next(), Some(line), "{r:.200}");
+        let reason = p.next().unwrap_or_default();
+        assert!(
+            reason.contains("longer than max_line_bytes (1000 bytes)")
+                && reason.contains("raise [source.ndjson] max_line_bytes"),
+            "{reason}"
+        );
+        assert_eq!(p.next().unwrap_or_default().len(), 1000);
+    }
+    // A typo in the new table is an error with a suggestion.
+    std::fs::write(
+        dir.path().join("catalog/sources.toml"),
+        toml.replace("max_line_bytes = 1000", "max_lines_bytes = 1000"),
+    )
+    .unwrap();
+    let err = Project::load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("max_lines_bytes") && err.contains("max_line_bytes"),
+        "{err}"
+    );
+}
+
 /// An append source whose every file has one row that does not parse (a reject).
 const ARRIVALS: &str = r#"
 [[source]]

@@ -67,6 +67,102 @@ async fn files_are_queryable_directly() {
     assert!(err.contains("usage: read_csv"), "{err}");
 }
 
+/// `SELECT ... FROM 'x.csv'` checks the file as `read_csv` does: before, a stray
+/// quote silently merged the rest of the file into one value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_tables_check_csv_and_ndjson_like_read_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("stray.csv"), "id,v\n1,a\n2,\"oops\n3,c\n4,d\n").unwrap();
+    std::fs::write(
+        d.join("good.csv"),
+        "id,v\n1,\"two\nlines\"\n2,\"a \"\"q\"\"\"\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("bad.ndjson"), "{\"id\": 1}\n[1]\n").unwrap();
+    std::fs::write(d.join("good.json"), "{\"id\": 1}\n\n{\"id\": 2}\n").unwrap();
+    let project = Project::load(d).unwrap();
+    let w = sluice::warehouse::Warehouse::open("memory:///", &Default::default()).unwrap();
+    let e = engine(&project, &w).await;
+    let stray = d.join("stray.csv").display().to_string();
+    let err = e
+        .query(&format!("SELECT * FROM '{stray}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "FROM '{stray}': line 3: a quoted field is never closed"
+        )),
+        "{err}"
+    );
+    let good = d.join("good.csv").display().to_string();
+    assert_eq!(
+        rows(&e, &format!("SELECT id, v FROM '{good}' ORDER BY id")).await,
+        vec!["1|two\nlines", "2|a \"q\""]
+    );
+    let glob = format!("{}/*.csv", d.display());
+    let err = e
+        .query(&format!("SELECT count(*) FROM '{glob}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stray.csv, line 3: a quoted field"), "{err}");
+    let bad = d.join("bad.ndjson").display().to_string();
+    let err = e
+        .query(&format!("SELECT * FROM '{bad}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2: not a JSON object"), "{err}");
+    let json = d.join("good.json").display().to_string();
+    assert_eq!(
+        rows(&e, &format!("SELECT sum(id) FROM '{json}'")).await,
+        vec!["3"]
+    );
+    // Parquet URL tables are DataFusion's, unchanged; unknown names stay unknown.
+    let pq = d.join("t.parquet").display().to_string();
+    e.query(&format!("COPY (SELECT 5 AS x) TO '{pq}'"))
+        .await
+        .unwrap();
+    assert_eq!(rows(&e, &format!("SELECT x FROM '{pq}'")).await, vec!["5"]);
+    let missing = d.join("missing.csv").display().to_string();
+    let err = e
+        .query(&format!("SELECT * FROM '{missing}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.csv"), "{err}");
+}
+
+/// `read_json` refuses a line over 16 MiB with its number, without holding it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_json_refuses_a_line_over_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.ndjson");
+    let long = "x".repeat(17 << 20);
+    std::fs::write(
+        &file,
+        format!("{{\"id\": 1}}\n{{\"id\": 2, \"s\": \"{long}\"}}\n"),
+    )
+    .unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let w = sluice::warehouse::Warehouse::open("memory:///", &Default::default()).unwrap();
+    let e = engine(&project, &w).await;
+    let err = e
+        .query(&format!(
+            "SELECT count(*) FROM read_json('{}')",
+            file.display()
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2: the line is longer than 16777216 bytes"),
+        "{err:.300}"
+    );
+}
+
 /// `read_csv` / `read_json` over a folder or glob name the file holding the
 /// first bad record, and its line; good files next to it are not blamed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
