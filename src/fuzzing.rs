@@ -86,7 +86,10 @@ pub async fn read_file(
         ),
         file,
         plan,
-        csv_piece_bytes,
+        readers::ReadSizes {
+            csv_piece_bytes,
+            read_bytes: stream_chunk.max(1) as u64,
+        },
     );
     let mut out = ReadOutcome {
         columns,

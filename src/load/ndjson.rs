@@ -26,10 +26,11 @@ pub(super) fn read_ndjson(
     file: &super::files::SourceFile,
     plan: &FilePlan,
     max_line_bytes: usize,
+    read_bytes: u64,
     tx: &Tx,
 ) -> Result<()> {
     let text = TextPlan::new(plan);
-    let mut stream = byte_stream(handle, file)?;
+    let mut stream = byte_stream(handle, file, read_bytes)?;
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut batch = Batch::default();
     loop {

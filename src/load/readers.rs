@@ -298,7 +298,19 @@ pub fn spawn_reader(
     file: SourceFile,
     plan: FilePlan,
 ) -> (mpsc::Receiver<Result<Chunk>>, tokio::task::JoinHandle<()>) {
-    spawn_reader_with_pieces(source, format, options, file, plan, CSV_PIECE_BYTES)
+    let sizes = ReadSizes {
+        csv_piece_bytes: CSV_PIECE_BYTES,
+        read_bytes: READ_BYTES,
+    };
+    spawn_reader_with_pieces(source, format, options, file, plan, sizes)
+}
+
+/// How a file is read: CSV pieces of about `csv_piece_bytes` tokenized in
+/// parallel, and requests of `read_bytes` (the fuzz targets make both tiny).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadSizes {
+    pub csv_piece_bytes: usize,
+    pub read_bytes: u64,
 }
 
 /// [`spawn_reader`] cutting CSV files into pieces of about `csv_piece_bytes`
@@ -309,16 +321,21 @@ pub(crate) fn spawn_reader_with_pieces(
     (csv, ndjson): (CsvOptions, NdjsonOptions),
     file: SourceFile,
     plan: FilePlan,
-    csv_piece_bytes: usize,
+    sizes: ReadSizes,
 ) -> (mpsc::Receiver<Result<Chunk>>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(2);
     let handle = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let result = match format {
-            SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx, csv_piece_bytes),
-            SourceFormat::Ndjson => {
-                super::ndjson::read_ndjson(&handle, &file, &plan, ndjson.max_line_bytes, &tx)
-            }
+            SourceFormat::Csv => read_csv(&handle, &csv, &file, &plan, &tx, sizes),
+            SourceFormat::Ndjson => super::ndjson::read_ndjson(
+                &handle,
+                &file,
+                &plan,
+                ndjson.max_line_bytes,
+                sizes.read_bytes,
+                &tx,
+            ),
             SourceFormat::Parquet => read_parquet(&handle, &file, &plan, &tx),
         };
         if let Err(e) = result {
@@ -356,8 +373,10 @@ const READ_AHEAD: usize = 3;
 pub(super) fn byte_stream(
     handle: &tokio::runtime::Handle,
     file: &SourceFile,
+    read_bytes: u64,
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>> {
     use object_store::{GetOptions, GetRange};
+    let read_bytes = read_bytes.max(1);
     let storage = |e| Error::storage(&file.display, e);
     if file.size == 0 {
         // Nothing to range over (a range must start inside the file).
@@ -370,7 +389,7 @@ pub(super) fn byte_stream(
         .block_on(file.store.get_opts(
             &file.path,
             GetOptions {
-                range: Some(GetRange::Bounded(0..READ_BYTES)),
+                range: Some(GetRange::Bounded(0..read_bytes)),
                 ..Default::default()
             },
         ))
@@ -382,12 +401,14 @@ pub(super) fn byte_stream(
     let path = file.path.clone();
     let display = file.display.clone();
     let spawner = handle.clone();
-    let rest = (READ_BYTES..size)
-        .step_by(READ_BYTES as usize)
+    let rest = (read_bytes..size)
+        .step_by(usize::try_from(read_bytes).unwrap_or(usize::MAX))
         .map(move |start| {
             let (store, path, display) = (store.clone(), path.clone(), display.clone());
             let options = GetOptions {
-                range: Some(GetRange::Bounded(start..size.min(start + READ_BYTES))),
+                range: Some(GetRange::Bounded(
+                    start..size.min(start.saturating_add(read_bytes)),
+                )),
                 if_match: etag.clone(),
                 ..Default::default()
             };
@@ -433,9 +454,10 @@ fn read_csv(
     file: &SourceFile,
     plan: &FilePlan,
     tx: &Tx,
-    piece_bytes: usize,
+    sizes: ReadSizes,
 ) -> Result<()> {
-    let mut stream = byte_stream(handle, file)?;
+    let piece_bytes = sizes.csv_piece_bytes;
+    let mut stream = byte_stream(handle, file, sizes.read_bytes)?;
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
