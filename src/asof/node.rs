@@ -42,7 +42,22 @@ impl fmt::Display for AsOfOp {
     }
 }
 
-pub use super::syntax::AsOfKind;
+/// Inner (unmatched left rows dropped) or left (unmatched left rows kept, right side NULL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub enum AsOfKind {
+    Inner,
+    Left,
+}
+
+impl AsOfKind {
+    /// The marker spelling: `"inner"` or `"left"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsOfKind::Inner => "inner",
+            AsOfKind::Left => "left",
+        }
+    }
+}
 
 impl fmt::Display for AsOfKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -71,7 +71,7 @@ async fn pin_query(
 ) -> Result<String> {
     use sqlparser::ast::{ObjectName, Query, TableFactor, Visit, VisitMut, Visitor, VisitorMut};
     use std::ops::ControlFlow;
-    let dialect = crate::asof::syntax::SluiceDialect;
+    let dialect = crate::sql::parser::SluiceDialect;
     let Ok(mut statements) = sqlparser::parser::Parser::parse_sql(&dialect, sql) else {
         return Ok(sql.to_string());
     };
@@ -162,7 +162,7 @@ async fn pin_query(
                     };
                     let sql =
                         format!("SELECT * FROM (SELECT * FROM {key} VERSION AS OF {n}) AS {alias}");
-                    let dialect = crate::asof::syntax::SluiceDialect;
+                    let dialect = crate::sql::parser::SluiceDialect;
                     if let Ok(mut parsed) = sqlparser::parser::Parser::parse_sql(&dialect, &sql) {
                         if let Some(sqlparser::ast::Statement::Query(q)) = parsed.pop() {
                             if let sqlparser::ast::SetExpr::Select(sel) = *q.body {

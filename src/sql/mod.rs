@@ -10,13 +10,15 @@ mod checked_sum;
 mod depth;
 mod file_checks;
 pub(crate) mod file_functions;
-mod front_end;
 mod output;
+pub mod parser;
+pub mod planner;
 mod statements;
 
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub(crate) use depth::{check_statement as check_depth, parse_guarded};
-pub use front_end::{split_statements, TimeTravel};
+pub use parser::split_statements;
+pub use planner::TimeTravel;
 
 pub use output::{write_batches, OutputFormat};
 pub use statements::{is_read_only, is_statement, Executed, IngestMode};
@@ -137,7 +139,7 @@ impl Engine {
         };
         let front: crate::warehouse::SqlFrontEndFn = Arc::new(move |state, sql| {
             let tt = tt.clone();
-            Box::pin(async move { front_end::plan_sql(&state, &sql, &tt).await })
+            Box::pin(async move { planner::plan_sql(&state, &sql, &tt).await })
         });
         let limit = match (options.memory_limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
             (Some(l), _) => l,
@@ -189,9 +191,9 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_query_planner(Arc::new(checked::CheckedPlanner(
-                crate::asof::SluiceQueryPlanner,
+                planner::SluiceQueryPlanner::default(),
             )))
-            .with_relation_planners(vec![Arc::new(crate::asof::AsOfRelationPlanner)])
+            .with_relation_planners(vec![Arc::new(planner::asof::AsOfRelationPlanner)])
             .with_optimizer_rules(optimizer_rules())
             .with_physical_optimizer_rules(checked::physical_optimizer_rules())
             .build();
@@ -306,7 +308,7 @@ impl Engine {
             catalog: self.catalog.clone(),
             default_schema: self.default_schema.clone(),
         };
-        front_end::plan_sql(&state, sql, &tt)
+        planner::plan_sql(&state, sql, &tt)
             .await
             .map_err(|e| explain_plan_error(e.into(), sql))
     }

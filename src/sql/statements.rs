@@ -437,7 +437,7 @@ impl Engine {
 fn view_query(definition: &str) -> Option<String> {
     use datafusion::sql::sqlparser::ast::Statement;
     use datafusion::sql::sqlparser::parser::Parser;
-    let statements = Parser::parse_sql(&crate::asof::syntax::SluiceDialect, definition).ok()?;
+    let statements = Parser::parse_sql(&crate::sql::parser::SluiceDialect, definition).ok()?;
     match statements.into_iter().next()? {
         Statement::CreateView(v) => Some(v.query.to_string()),
         _ => None,

@@ -1,14 +1,7 @@
-//! sluice's SQL front end: DataFusion's parser and planner with the AS OF join
-//! syntax and Delta time travel.
-//!
-//! `plan_sql` tokenizes with [`SluiceDialect`] (DataFusion's generic dialect
-//! plus `VERSION AS OF` / `TIMESTAMP AS OF`), rewrites AS OF joins sqlparser
-//! cannot parse ([`crate::asof::syntax`]), parses with DataFusion's parser,
-//! wraps AS OF joins for the relation planner, loads the table versions time
-//! travel asks for, and plans. Every SQL entry point (queries, models, stored
-//! views, the Flight SQL server) goes through it.
+//! Delta time travel in SQL: `t VERSION AS OF n` and `t TIMESTAMP AS OF x`.
+//! Relation planners cannot do I/O, so the versions a statement asks for are
+//! loaded before planning and planned as scans of those snapshots.
 
-use crate::asof::syntax::{self, SluiceDialect};
 use crate::warehouse::{Warehouse, WarehouseCatalog};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
@@ -20,8 +13,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
-use datafusion::logical_expr::{cast, LogicalPlan, LogicalPlanBuilder, TableSource};
-use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::logical_expr::{cast, LogicalPlanBuilder, TableSource};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ExprWithAlias, ObjectName, TableFactor, TableVersion, Value,
 };
@@ -36,118 +28,10 @@ pub struct TimeTravel {
     pub(crate) default_schema: String,
 }
 
-/// Parses and plans one SQL statement (see the module doc).
-pub async fn plan_sql(state: &SessionState, sql: &str, tt: &TimeTravel) -> Result<LogicalPlan> {
-    let tokens =
-        syntax::tokenize_and_rewrite(sql).map_err(|e| DataFusionError::SQL(Box::new(e), None))?;
-    let limit = state.config().options().sql_parser.recursion_limit;
-    let mut checked = super::depth::parse_guarded(sql.len(), || -> Result<Vec<DFStatement>> {
-        let statements = DFParserBuilder::new(tokens)
-            .with_dialect(&SluiceDialect)
-            .with_recursion_limit(limit.get())
-            .build()?
-            .parse_statements()?;
-        // Every statement is checked (a refused one must be taken apart, not
-        // dropped).
-        let mut checked = Vec::with_capacity(statements.len());
-        let mut refused = None;
-        for statement in statements {
-            match super::depth::check(statement) {
-                Ok(s) => checked.push(s),
-                Err(e) => refused = refused.or(Some(e)),
-            }
-        }
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(checked),
-        }
-    })?;
-    if checked.len() > 1 {
-        return datafusion::common::not_impl_err!(
-            "The context currently only supports a single SQL statement"
-        );
-    }
-    let Some(mut statement) = checked.pop() else {
-        return plan_err!("No SQL statements were provided in the query string");
-    };
-    let mut versions = Vec::new();
-    prepare(&mut statement, &mut versions);
-    if versions.is_empty() {
-        return state.statement_to_plan(statement).await;
-    }
-    let mut planner = TimeTravelPlanner::default();
-    for (name, version) in versions {
-        let key = (name.to_string(), version.to_string());
-        if planner.tables.contains_key(&key) {
-            continue;
-        }
-        let provider = load_version(state, tt, &name, &version).await?;
-        planner.tables.insert(key, provider_as_source(provider));
-    }
-    let mut state = state.clone();
-    state.register_relation_planner(Arc::new(planner))?;
-    state.statement_to_plan(statement).await
-}
-
-/// Splits a `;`-separated list of statements (as the CLI receives them) into
-/// their texts, with sluice's dialect: semicolons inside strings, quoted names
-/// and comments do not split.
-pub fn split_statements(sql: &str) -> Vec<String> {
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(tokens) = Tokenizer::new(&SluiceDialect, sql).tokenize_with_location() else {
-        return vec![sql.to_string()];
-    };
-    let starts: Vec<usize> = std::iter::once(0)
-        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let offset = |line: u64, col: u64| -> Option<usize> {
-        let start = *starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
-        let col = usize::try_from(col).ok()?.checked_sub(1)?;
-        sql[start..].char_indices().nth(col).map(|(i, _)| start + i)
-    };
-    let mut out = Vec::new();
-    let mut from = 0;
-    for t in &tokens {
-        if t.token == Token::SemiColon {
-            let Some(at) = offset(t.span.start.line, t.span.start.column) else {
-                return vec![sql.to_string()];
-            };
-            out.push(sql[from..at].to_string());
-            from = at + 1;
-        }
-    }
-    out.push(sql[from..].to_string());
-    let out: Vec<String> = out.into_iter().filter(|s| !s.trim().is_empty()).collect();
-    if out.is_empty() {
-        vec![sql.to_string()]
-    } else {
-        out
-    }
-}
-
-/// Wraps AS OF joins and collects time-travel table factors, in every
-/// statement kind DataFusion's parser produces.
-fn prepare(statement: &mut DFStatement, versions: &mut Vec<(ObjectName, TableVersion)>) {
-    match statement {
-        DFStatement::Statement(s) => {
-            syntax::nest_asof_joins(s);
-            versions.extend(syntax::time_travel_factors(s));
-        }
-        DFStatement::Explain(e) => prepare(&mut e.statement, versions),
-        DFStatement::CopyTo(c) => {
-            if let datafusion::sql::parser::CopyToSource::Query(q) = &mut c.source {
-                syntax::nest_asof_joins_in_query(q);
-                versions.extend(syntax::time_travel_factors_in_query(q));
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Plans `t VERSION AS OF n` / `t TIMESTAMP AS OF x` as a scan of the version
 /// loaded before planning (relation planners cannot do I/O).
 #[derive(Default)]
-struct TimeTravelPlanner {
+pub(super) struct TimeTravelPlanner {
     tables: HashMap<(String, String), Arc<dyn TableSource>>,
 }
 
@@ -156,6 +40,26 @@ impl std::fmt::Debug for TimeTravelPlanner {
         f.debug_struct("TimeTravelPlanner")
             .field("tables", &self.tables.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+impl TimeTravelPlanner {
+    /// Loads every `(table, version)` a statement reads.
+    pub(super) async fn load(
+        state: &SessionState,
+        tt: &TimeTravel,
+        versions: Vec<(ObjectName, TableVersion)>,
+    ) -> Result<Self> {
+        let mut planner = TimeTravelPlanner::default();
+        for (name, version) in versions {
+            let key = (name.to_string(), version.to_string());
+            if planner.tables.contains_key(&key) {
+                continue;
+            }
+            let provider = load_version(state, tt, &name, &version).await?;
+            planner.tables.insert(key, provider_as_source(provider));
+        }
+        Ok(planner)
     }
 }
 
@@ -216,10 +120,10 @@ async fn load_version(
             schema,
             table,
         } => {
-            if catalog.as_ref() != super::CATALOG {
+            if catalog.as_ref() != crate::sql::CATALOG {
                 return plan_err!(
                     "time travel reads warehouse tables (catalog `{}`), not `{reference}`",
-                    super::CATALOG
+                    crate::sql::CATALOG
                 );
             }
             (schema.to_string(), table.to_string())
@@ -347,21 +251,5 @@ fn timestamp(state: &SessionState, expr: &SqlExpr) -> Result<chrono::DateTime<ch
             })
         }
         _ => plan_err!("TIMESTAMP AS OF needs a time such as '2026-01-01T00:00:00Z', not `{expr}`"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_statement_lists_with_sluice_syntax() {
-        let sql = "SELECT ';' AS a; SELECT * FROM l ASOF JOIN r ON l.k = r.k AND l.t >= r.t TOLERANCE 3 ;\n-- x; y\nSELECT \"a;b\" FROM t VERSION AS OF 2;";
-        let parts = split_statements(sql);
-        assert_eq!(parts.len(), 3, "{parts:?}");
-        assert_eq!(parts[0], "SELECT ';' AS a");
-        assert!(parts[1].trim().ends_with("TOLERANCE 3"), "{parts:?}");
-        assert!(parts[2].contains("VERSION AS OF 2"), "{parts:?}");
-        assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
     }
 }

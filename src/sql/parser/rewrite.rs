@@ -127,22 +127,7 @@ impl Dialect for SluiceDialect {
 /// Name of the marker function the rewrite puts inside MATCH_CONDITION.
 pub const ASOF_MARKER: &str = "__sluice_asof";
 
-/// Inner (unmatched left rows dropped) or left (unmatched left rows kept, right side NULL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
-pub enum AsOfKind {
-    Inner,
-    Left,
-}
-
-impl AsOfKind {
-    /// The marker spelling: `"inner"` or `"left"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AsOfKind::Inner => "inner",
-            AsOfKind::Left => "left",
-        }
-    }
-}
+pub use crate::asof::AsOfKind;
 
 /// Decoded AS OF join, for the relation planner.
 #[derive(Debug, Clone, PartialEq)]
