@@ -421,7 +421,7 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
                     "{:<28} {:<24} {:<10} {:>8} {:>9}  online",
                     "view", "entities", "ttl", "features", "versions"
                 )?;
-                let store = engine.feature_settings().online.clone();
+                let store = sluice::features::settings(engine)?.online.clone();
                 for v in views {
                     let ttl = v
                         .ttl_seconds
@@ -448,7 +448,7 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
                         v.versions.len()
                     )?;
                 }
-                let services = &engine.feature_settings().services;
+                let services = &sluice::features::settings(engine)?.services;
                 if !services.is_empty() {
                     writeln!(out, "\nfeature services (sluice.toml):")?;
                     for (name, s) in services.iter() {
@@ -458,7 +458,7 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
             }
         }
         FeaturesCommand::Show { name, format } => {
-            let settings = engine.feature_settings();
+            let settings = sluice::features::settings(engine)?;
             if let Some(service) = settings.services.get(&name) {
                 if format == Format::Json {
                     writeln!(out, "{}", serde_json::to_string_pretty(service)?)?;
@@ -563,7 +563,7 @@ async fn features_command(engine: &Engine, command: FeaturesCommand) -> anyhow::
             sql,
             format,
         } => {
-            let settings = engine.feature_settings();
+            let settings = sluice::features::settings(engine)?;
             let (refs, service_full) = settings.expand(&refs, service.as_deref())?;
             let options = features::Options {
                 timestamp,
@@ -682,7 +682,7 @@ async fn materialize_command(
         }
         v
     };
-    let store = engine.feature_settings().online.clone();
+    let store = sluice::features::settings(engine)?.online.clone();
     let mut reports = Vec::new();
     let mut failed = 0;
     for view in &views {
@@ -733,7 +733,7 @@ async fn materialize_command(
 /// An engine over the project's warehouse, with its online store and
 /// feature services.
 async fn project_engine(project: &Project, warehouse: Warehouse) -> anyhow::Result<Engine> {
-    Ok(Engine::for_project(project, warehouse).await?)
+    Ok(sluice::app::engine(project, warehouse).await?)
 }
 
 /// Ctrl-C or SIGTERM.
@@ -969,7 +969,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed { seeds, format } => {
             let bars = Bars::new(show_progress);
-            let report = sluice::models::seeds::seed(&project, &warehouse, &seeds, &bars).await;
+            let report = sluice::load::seeds::seed(&project, &warehouse, &seeds, &bars).await;
             bars.finish();
             print_load_report(&report?, format)?;
             Ok(())
@@ -982,7 +982,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 vars,
                 target: None,
             };
-            let compiled = sluice::models::compile(&project, &warehouse, &opts).await?;
+            let engine = project_engine(&project, warehouse).await?;
+            let compiled = sluice::models::compile(&project, &engine, &opts).await?;
             let selection = sluice::models::Selection {
                 select: args.select.clone(),
                 exclude: args.exclude.clone(),
@@ -992,9 +993,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lineage { model, format } => {
+            let engine = project_engine(&project, warehouse).await?;
             let compiled = sluice::models::compile(
                 &project,
-                &warehouse,
+                &engine,
                 &sluice::models::CompileOptions::default(),
             )
             .await?;
@@ -1068,8 +1070,8 @@ async fn run_models(
         vars: vars.clone(),
         target: None,
     };
-    let compiled = std::sync::Arc::new(sluice::models::compile(project, &warehouse, &opts).await?);
     let engine = project_engine(project, warehouse).await?;
+    let compiled = std::sync::Arc::new(sluice::models::compile(project, &engine, &opts).await?);
     let selection = sluice::models::Selection {
         select: args.select.clone(),
         exclude: args.exclude.clone(),

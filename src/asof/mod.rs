@@ -3,8 +3,8 @@
 //! sets are built with.
 //!
 //! The SQL forms (Snowflake `MATCH_CONDITION`, DuckDB `ON ... AND l.ts >= r.ts`,
-//! `TOLERANCE`, `TIEBREAK BY`) are the SQL front end's (`crate::sql::parser`,
-//! `crate::sql::planner`): this module is the operator alone and knows nothing
+//! `TOLERANCE`, `TIEBREAK BY`) are the SQL front end's (`sql::parser`,
+//! `sql::planner`): this module is the operator alone and knows nothing
 //! above it.
 //!
 //! - [`node`]: the logical node every form plans to.

@@ -1,7 +1,7 @@
 //! [`AsOfJoinNode`] → [`AsOfJoinExec`]: the extension planner (installed next
-//! to Delta's in the session's query planner, `crate::sql::planner`) and the
+//! to Delta's in the session's query planner, `sql::planner`) and the
 //! choice of strategy. SQL → node is the SQL front end's job
-//! (`crate::sql::planner::asof`).
+//! (`sql::planner::asof`).
 
 use super::exec::{AsOfJoinExec, Strategy};
 use super::node::AsOfJoinNode;

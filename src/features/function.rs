@@ -3,10 +3,10 @@
 //! SQL client.
 
 use super::historical::{training_sql, Options};
+use crate::sql::deps::ReadsFn;
 use crate::warehouse::{SqlView, Warehouse};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -15,17 +15,51 @@ struct HistoricalFeatures {
     settings: Settings,
 }
 
-type Settings = Arc<std::sync::RwLock<Arc<super::FeatureSettings>>>;
+type Settings = Arc<super::FeatureSettings>;
 
-/// Registers `historical_features` in a session over `warehouse`.
-pub fn register(ctx: &SessionContext, warehouse: Warehouse, settings: Settings) {
-    ctx.register_udtf(
-        "historical_features",
-        Arc::new(HistoricalFeatures {
-            warehouse,
-            settings,
-        }),
-    );
+/// The name of the table function.
+pub const NAME: &str = "historical_features";
+
+/// `historical_features` over `warehouse`.
+pub fn function(warehouse: Warehouse, settings: Settings) -> Arc<dyn TableFunctionImpl> {
+    Arc::new(HistoricalFeatures {
+        warehouse,
+        settings,
+    })
+}
+
+/// What `historical_features(...)` reads, for model dependencies: the entity
+/// table (or the tables of the entity query) and every feature view named
+/// directly or through `service=NAME`.
+pub fn reads(settings: Settings) -> ReadsFn {
+    Arc::new(move |args: &[Option<String>]| {
+        let Some((Some(entity), rest)) = args.split_first() else {
+            return Vec::new();
+        };
+        let rest: Vec<String> = rest.iter().flatten().cloned().collect();
+        let (options, mut refs): (Vec<String>, Vec<String>) =
+            rest.into_iter().partition(|v| v.contains('='));
+        if let Ok(Options {
+            service: Some(service),
+            ..
+        }) = Options::parse(&options)
+        {
+            if let Ok((expanded, _)) = settings.expand(&[], Some(&service)) {
+                refs.extend(expanded);
+            }
+        }
+        std::iter::once(entity.clone())
+            .chain(refs.iter().map(|r| view_of(r).to_string()))
+            .collect()
+    })
+}
+
+/// The view of `view` or `view:feature`.
+pub(crate) fn view_of(reference: &str) -> &str {
+    reference
+        .split_once(':')
+        .map_or(reference, |(view, _)| view)
+        .trim()
 }
 
 const USAGE: &str = "usage: historical_features('schema.entity_table' or 'SELECT ...', 'view', 'view:feature', ... [, 'service=name'] [, 'timestamp=column'] [, 'full_names=true'])";
@@ -44,12 +78,8 @@ impl TableFunctionImpl for HistoricalFeatures {
         let (options, refs): (Vec<String>, Vec<String>) =
             rest.iter().cloned().partition(|v| v.contains('='));
         let mut options = Options::parse(&options).map_err(DataFusionError::from)?;
-        let settings = self
+        let (refs, full) = self
             .settings
-            .read()
-            .map(|s| s.clone())
-            .map_err(|_| DataFusionError::Internal("feature settings lock poisoned".into()))?;
-        let (refs, full) = settings
             .expand(&refs, options.service.as_deref())
             .map_err(DataFusionError::from)?;
         options.full_names |= full;

@@ -181,10 +181,6 @@ async fn pin_query(
     Ok(statements[0].to_string())
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 fn is_query(source: &str) -> bool {
     let head = source.trim_start().to_ascii_lowercase();
     head.starts_with("select")
@@ -270,9 +266,8 @@ pub async fn training_sql(
             pin_query(wh, &default_schema, entity, &mut inputs).await?
         )
     } else {
-        let parts: Vec<&str> = entity.split('.').collect();
-        match parts.as_slice() {
-            [s, t] => match wh.latest_version(s, t).await? {
+        match crate::names::split_table(entity) {
+            Some((Some(s), t)) => match wh.latest_version(s, t).await? {
                 Some(v) => {
                     inputs.push((format!("{s}.{t}"), v));
                     format!("{s}.{t} VERSION AS OF {v}")
@@ -365,17 +360,21 @@ pub async fn training_sql(
                 )));
             }
             seen.push(out.clone());
-            select.push(format!("{alias}.{} AS {}", quote(f), quote(&out)));
+            select.push(format!(
+                "{alias}.{} AS {}",
+                crate::names::quote_ident(f),
+                crate::names::quote_ident(&out)
+            ));
         }
         let mut on: Vec<String> = view
             .entities
             .iter()
-            .map(|k| format!("e.{q} = {alias}.{q}", q = quote(k)))
+            .map(|k| format!("e.{q} = {alias}.{q}", q = crate::names::quote_ident(k)))
             .collect();
         on.push(format!(
             "e.{} >= {alias}.{}",
-            quote(&timestamp),
-            quote(&view.event_timestamp)
+            crate::names::quote_ident(&timestamp),
+            crate::names::quote_ident(&view.event_timestamp)
         ));
         let mut join = format!(
             "ASOF LEFT JOIN {} VERSION AS OF {version} AS {alias} ON {}",
@@ -390,7 +389,10 @@ pub async fn training_sql(
             }
         }
         if let Some(c) = &view.created_timestamp {
-            join.push_str(&format!(" TIEBREAK BY {alias}.{}", quote(c)));
+            join.push_str(&format!(
+                " TIEBREAK BY {alias}.{}",
+                crate::names::quote_ident(c)
+            ));
         }
         joins.push(join);
     }

@@ -8,9 +8,15 @@
 //! - [`historical`]: the SQL of a training set (`historical_features(...)`,
 //!   `sluice features historical`).
 //! - [`online`]: the online store (`sluice materialize`, `online.<view>`).
+//! - [`hook`]: feature views registered after their models run.
+//!
+//! The feature store installs itself into an engine through the engine's
+//! extension points ([`install`]): the `online` schema, `historical_features`
+//! (with the tables it reads, for model dependencies) and the model hook.
 
 pub mod function;
 pub mod historical;
+pub mod hook;
 pub mod online;
 pub mod registry;
 
@@ -18,6 +24,9 @@ pub use historical::{training_sql, Options, TrainingSet};
 pub use registry::{get_view, list_views, record_view, FeatureColumn, FeatureViewDef, ViewVersion};
 
 use crate::error::{Error, Result};
+use crate::project::Project;
+use crate::sql::{Engine, EngineBuilder};
+use crate::warehouse::Warehouse;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,4 +74,77 @@ impl FeatureSettings {
         }
         Ok((out, full))
     }
+}
+
+impl FeatureSettings {
+    /// From `sluice.toml`: `[online]` and `[feature_services.*]`.
+    pub fn from_project(project: &Project, warehouse: Warehouse) -> Result<Self> {
+        let file = project.root.join(crate::project::PROJECT_FILE);
+        let online: online::OnlineSection = project.section("online")?;
+        let services: BTreeMap<String, ServiceSection> = project.section("feature_services")?;
+        let backend = online::Backend::from_config(&online).map_err(|e| match e {
+            Error::Config { message, .. } => Error::config(&file, message),
+            other => other,
+        })?;
+        for (name, service) in &services {
+            if !crate::names::is_identifier(name) {
+                return Err(Error::config(
+                    &file,
+                    format!("[feature_services.{name}]: the name must be a SQL identifier (letters, digits, _)"),
+                ));
+            }
+            if service.features.is_empty() {
+                return Err(Error::config(
+                    &file,
+                    format!("[feature_services.{name}] needs features = [\"view\", \"view:feature\", ...]"),
+                ));
+            }
+        }
+        Ok(FeatureSettings {
+            online: online::OnlineStore::new(warehouse, backend),
+            services,
+        })
+    }
+
+    /// The embedded online store and no services.
+    pub fn embedded(warehouse: Warehouse) -> Self {
+        FeatureSettings {
+            online: online::OnlineStore::new(warehouse, online::Backend::Embedded),
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+/// Installs the feature store into an engine: the `online` schema,
+/// `historical_features` and the hook that registers feature views after
+/// their models run (extended with `hooks` the caller already has).
+pub fn install(
+    builder: EngineBuilder,
+    settings: FeatureSettings,
+    mut hooks: crate::models::ModelHooks,
+) -> EngineBuilder {
+    let settings = Arc::new(settings);
+    let warehouse = builder.warehouse().clone();
+    hooks.0.push(Arc::new(hook::FeatureViewHook {
+        settings: settings.clone(),
+    }));
+    builder
+        .schema(
+            online::table::SCHEMA,
+            Arc::new(online::table::OnlineSchema::new(settings.clone())),
+        )
+        .table_function(
+            function::NAME,
+            function::function(warehouse, settings.clone()),
+            Some(function::reads(settings.clone())),
+        )
+        .extension(Arc::new(hooks))
+        .extension(settings)
+}
+
+/// The feature store installed in `engine`.
+pub fn settings(engine: &Engine) -> Result<Arc<FeatureSettings>> {
+    engine
+        .extension::<FeatureSettings>()
+        .ok_or_else(|| Error::Internal("the feature store is not installed in this engine".into()))
 }

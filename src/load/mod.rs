@@ -15,6 +15,7 @@ pub(crate) mod files;
 mod ndjson;
 mod quarantine;
 pub(crate) mod readers;
+pub mod seeds;
 mod timestamps;
 
 pub use conflict::ConcurrentFile;

@@ -17,13 +17,14 @@
 
 use super::config::{Materialization, ModelConfig};
 use super::dag::{Dag, NodeInfo};
-use super::deps;
 use super::discover::{self, SqlFile};
 use super::jinja::{self, RenderContext};
 use super::resolve::{ephemeral_cte, ExistsCache, Names, Target};
 use super::schema_yml::{self, PropertiesFile};
 use crate::error::{Error, Result};
 use crate::project::{ModelSettings, Project, ProjectKind};
+use crate::sql::deps;
+use crate::sql::Engine;
 use crate::warehouse::{Aliases, Warehouse};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -90,6 +91,8 @@ pub struct Compiled {
     pub properties: Vec<PropertiesFile>,
     pub default_schema: String,
     pub(crate) names: Arc<Names>,
+    /// The tables table functions read (from the engine it compiled with).
+    pub(crate) functions: deps::TableFunctionReads,
 }
 
 /// A file after pass 1: config known, SQL not yet final.
@@ -167,9 +170,11 @@ fn check_folder_tree(
 /// Compiles every model of `project`.
 pub async fn compile(
     project: &Project,
-    warehouse: &Warehouse,
+    engine: &Engine,
     opts: &CompileOptions,
 ) -> Result<Compiled> {
+    let warehouse = engine.warehouse();
+    let functions = engine.table_function_reads().clone();
     let settings = &project.settings;
     let default_schema = project.config.warehouse.default_schema.clone();
     if settings.kind == crate::project::ProjectKind::Sluice {
@@ -271,7 +276,7 @@ pub async fn compile(
     for s in &project.sources {
         names.sources.insert(s.name.clone(), s.target());
     }
-    for s in super::seeds::discover(project)? {
+    for s in crate::project::seeds::discover(project)? {
         names
             .seeds
             .insert(s.name.clone(), (s.schema.clone(), s.name.clone()));
@@ -325,7 +330,7 @@ pub async fn compile(
     }
     let mut occurrences = Vec::with_capacity(drafts.len());
     for (i, (sql, _)) in rendered.iter().enumerate() {
-        match deps::model_relations(sql) {
+        match deps::model_relations(sql, &functions) {
             Ok(o) => occurrences.push(o),
             Err(e) => {
                 let d = &drafts[i];
@@ -375,6 +380,9 @@ pub async fn compile(
         let mut res = Vec::new();
         for o in occ {
             match names.resolve(&o.relation, &exists) {
+                // A table function's argument that names no model or table:
+                // the function reports it when it runs.
+                Err(_) if o.declared => {}
                 Ok(t) => {
                     // A model may read its own table (`{{ this }}` in incremental
                     // models): that is not a dependency.
@@ -530,6 +538,7 @@ pub async fn compile(
         properties,
         default_schema,
         names,
+        functions,
     })
 }
 
@@ -567,7 +576,8 @@ impl Compiled {
         sql: &str,
         refs: &[String],
     ) -> std::result::Result<Vec<usize>, String> {
-        let occ = deps::relation_occurrences(sql).map_err(|e| format!("SQL syntax error: {e}"))?;
+        let occ = deps::relation_occurrences(sql, &self.functions)
+            .map_err(|e| format!("SQL syntax error: {e}"))?;
         let mut cache = ExistsCache::new(warehouse);
         for o in &occ {
             cache
@@ -578,8 +588,11 @@ impl Compiled {
         let exists = |s: &str, t: &str| cache.known(s, t);
         let mut out = Vec::new();
         for o in &occ {
-            if let Target::Model(m) = self.names.resolve(&o.relation, &exists)? {
-                out.push(m);
+            match self.names.resolve(&o.relation, &exists) {
+                Ok(Target::Model(m)) => out.push(m),
+                Ok(_) => {}
+                Err(_) if o.declared => {}
+                Err(e) => return Err(e),
             }
         }
         for r in refs {
@@ -832,7 +845,7 @@ mod tests {
     #[test]
     fn line_index_and_edits() {
         let sql = "select *\nfrom a join b on a.x = b.x";
-        let occ = deps::relation_occurrences(sql).unwrap();
+        let occ = deps::relation_occurrences(sql, &Default::default()).unwrap();
         let edits: Vec<_> = occ
             .into_iter()
             .map(|o| {

@@ -17,20 +17,11 @@ pub struct SqlFile {
     pub text: String,
 }
 
-/// Files under `dir` (recursively) whose extension is one of `exts` (any
-/// case), sorted; hidden files and folders are skipped, a missing folder is empty.
-pub(crate) fn files_with_extension(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    walk(dir, exts, &mut out)?;
-    out.sort();
-    Ok(out)
-}
-
 /// Every `.sql` file under `dirs` (sorted by path; hidden files and folders skipped).
 pub fn sql_files(root: &Path, dirs: &[PathBuf]) -> Result<Vec<SqlFile>> {
     let mut out = Vec::new();
     for dir in dirs {
-        for file in files_with_extension(dir, &["sql"])? {
+        for file in crate::project::files_with_extension(dir, &["sql"])? {
             let rel = file.strip_prefix(dir).unwrap_or(&file);
             let mut rel_dirs: Vec<String> = rel
                 .components()
@@ -62,31 +53,6 @@ pub fn sql_files(root: &Path, dirs: &[PathBuf]) -> Result<Vec<SqlFile>> {
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> Result<()> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
-        if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
-            walk(&path, exts, out)?;
-        } else if path.extension().is_some_and(|x| {
-            exts.iter()
-                .any(|e| x.to_string_lossy().eq_ignore_ascii_case(e))
-        }) {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,18 +11,18 @@ pub mod compile;
 pub mod config;
 pub mod dag;
 pub mod datatest;
-pub mod deps;
 pub mod discover;
+pub mod hooks;
 pub mod jinja;
 pub mod materialize;
 pub mod records;
 mod resolve;
 pub mod run;
 pub mod schema_yml;
-pub mod seeds;
 pub mod select;
 
 pub use compile::{compile, CompileOptions, Compiled, Model};
+pub use hooks::{ModelHook, ModelHooks};
 pub use run::{NodeResult, RunObserver, RunReport, Status};
 
 use crate::error::{Error, Result};

@@ -2,9 +2,9 @@
 //! refers to (a model, an existing table or view, a source, a seed), with the
 //! suggestions shown when it is none of them.
 
-use super::deps::Relation;
 use super::jinja;
 use crate::error::{did_you_mean, Result};
+use crate::sql::deps::Relation;
 use crate::warehouse::Warehouse;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -352,31 +352,9 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
     let t0 = Instant::now();
     let inputs = input_versions(engine.warehouse(), &model.inputs).await;
     let mut outcome = materialize::materialize(engine, model, run_id).await;
-    if let (Ok(mat), Some(fv)) = (&outcome, &model.config.feature_view) {
-        match register_feature_view(engine, model, fv, mat, run_id).await {
-            Err(e) => outcome = Err(e),
-            Ok(view) if fv.online => {
-                let store = engine.feature_settings().online.clone();
-                match crate::features::online::materialize(engine, &store, &view, None, false).await
-                {
-                    Ok(r) => tracing::info!(
-                        "online store: {} {} ({} entities written)",
-                        r.view,
-                        r.mode,
-                        r.entities_written
-                    ),
-                    Err(e) => {
-                        outcome = Err(crate::Error::Model {
-                            model: model.id(),
-                            file: model.file.display.clone(),
-                            message: format!(
-                                "the table was built, but writing the online store failed: {e}"
-                            ),
-                        })
-                    }
-                }
-            }
-            Ok(_) => {}
+    if let Ok(mat) = &outcome {
+        if let Err(e) = super::hooks::after_materialize(engine, model, mat, run_id).await {
+            outcome = Err(e);
         }
     }
     let (status, mat, message) = match outcome {
@@ -404,50 +382,6 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
         sql_hash: Some(model.sql_hash.clone()),
         file: model.file.display.clone(),
     }
-}
-
-/// Records a feature view model in the feature registry after it ran.
-async fn register_feature_view(
-    engine: &Engine,
-    model: &crate::models::compile::Model,
-    fv: &crate::models::config::FeatureView,
-    mat: &Materialized,
-    run_id: &str,
-) -> crate::Result<crate::features::FeatureViewDef> {
-    let view = crate::features::FeatureViewDef {
-        name: model.name.clone(),
-        schema: model.schema.clone(),
-        table: model.table.clone(),
-        entities: fv.entities.clone(),
-        event_timestamp: fv.event_timestamp.clone(),
-        created_timestamp: fv.created_timestamp.clone(),
-        ttl_seconds: fv.ttl_seconds,
-        features: Vec::new(),
-        description: model.description.clone(),
-        owner: model.config.owner.clone(),
-        tags: model.config.tags.clone(),
-        online: fv.online,
-        versions: Vec::new(),
-    };
-    let version = crate::features::ViewVersion {
-        sql_hash: model.sql_hash.clone(),
-        table_version: mat.version,
-        run_id: run_id.to_string(),
-        at: chrono::Utc::now().to_rfc3339(),
-    };
-    let docs: Vec<(String, Option<String>)> = model
-        .columns
-        .iter()
-        .map(|c| (c.name.clone(), c.description.clone()))
-        .collect();
-    crate::features::record_view(engine, view.clone(), version, &docs)
-        .await
-        .map_err(|e| crate::Error::Model {
-            model: model.id(),
-            file: model.file.display.clone(),
-            message: format!("feature registry: {e}"),
-        })?;
-    Ok(view)
 }
 
 async fn run_one_test(engine: &Engine, compiled: &Compiled, test: &DataTest) -> NodeResult {

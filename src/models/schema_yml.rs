@@ -69,7 +69,7 @@ pub struct SourceTableProps {
 pub fn read_all(dirs: &[PathBuf]) -> Result<Vec<PropertiesFile>> {
     let mut files = Vec::new();
     for d in dirs {
-        files.extend(super::discover::files_with_extension(d, &["yml", "yaml"])?);
+        files.extend(crate::project::files_with_extension(d, &["yml", "yaml"])?);
     }
     let mut out = Vec::new();
     for f in files {

@@ -477,7 +477,9 @@ mod tests {
     use super::*;
 
     fn n(id: &str, path: &str, tags: &[&str], deps: &[&str]) -> NodeInfo {
-        let name = id.rsplit('.').next().unwrap_or(id).to_string();
+        let name = crate::names::split_table(id)
+            .map_or(id, |(_, t)| t)
+            .to_string();
         NodeInfo {
             id: id.to_string(),
             name,

@@ -23,12 +23,14 @@ pub struct ProjectConfig {
     /// `[server]`: the Flight SQL server (`sluice serve`).
     #[serde(default)]
     pub server: ServerSection,
-    /// `[online]`: the online feature store (`sluice materialize`).
+    /// `[online]`: the online feature store (`sluice materialize`), parsed by
+    /// the feature store ([`super::Project::section`]).
     #[serde(default)]
-    pub online: crate::features::online::OnlineSection,
-    /// `[feature_services.<name>]`: named sets of features.
+    pub online: toml::Table,
+    /// `[feature_services.<name>]`: named sets of features, parsed by the
+    /// feature store.
     #[serde(default)]
-    pub feature_services: std::collections::BTreeMap<String, crate::features::ServiceSection>,
+    pub feature_services: toml::Table,
 }
 
 /// `[server]`
@@ -157,7 +159,7 @@ impl ProjectConfig {
     pub fn parse(text: &str, file: &Path) -> Result<Self> {
         let cfg: ProjectConfig =
             toml::from_str(text).map_err(|e| Error::config(file, super::line_of(text, &e)))?;
-        if !crate::warehouse::is_identifier(&cfg.warehouse.default_schema) {
+        if !crate::names::is_identifier(&cfg.warehouse.default_schema) {
             return Err(Error::config(
                 file,
                 format!(

@@ -5,9 +5,12 @@
 
 mod config;
 mod dbt;
+mod files;
+pub mod seeds;
 pub(crate) mod source;
 
 pub use dbt::{ModelSettings, ProjectKind, DBT_PROJECT_FILE};
+pub use files::files_with_extension;
 
 pub use config::{ProjectConfig, ProjectSection, ServerSection, ServerUser, WarehouseSection};
 pub use source::{
@@ -17,6 +20,48 @@ pub use source::{
 
 use crate::error::{did_you_mean, Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Deserializes the value of one top-level key of a TOML document, skipping
+/// the others (errors keep their position in the file).
+struct Section<'k, T> {
+    key: &'k str,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for Section<'_, T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Section<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a TOML document")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.key {
+                found = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
 
 /// The name of the project file.
 pub const PROJECT_FILE: &str = "sluice.toml";
@@ -34,6 +79,8 @@ pub struct Project {
     pub sources: Vec<SourceDecl>,
     /// Models, seeds and tests (from `sluice.toml` or `dbt_project.yml`).
     pub settings: ModelSettings,
+    /// The text of `sluice.toml` (empty without one), for [`Project::section`].
+    text: Arc<str>,
 }
 
 impl Project {
@@ -56,6 +103,7 @@ impl Project {
                 has_config: true,
                 sources,
                 settings,
+                text: text.into(),
             });
         }
         let mut config = ProjectConfig::default();
@@ -69,6 +117,7 @@ impl Project {
                 has_config: true,
                 sources: Vec::new(),
                 settings,
+                text: "".into(),
             });
         }
         let settings = ModelSettings::from_sluice(root, &config)?;
@@ -78,7 +127,25 @@ impl Project {
             has_config: false,
             sources: Vec::new(),
             settings,
+            text: "".into(),
         })
+    }
+
+    /// The table `[key]` of `sluice.toml` as `T` (its default when the file or
+    /// the table is missing). Sections owned by other parts of sluice (the
+    /// feature store's `[online]`, ...) are parsed by their owners with the
+    /// types they define; errors name the line, and unknown keys get a
+    /// suggestion, as everywhere in the file.
+    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, key: &str) -> Result<T> {
+        let file = self.root.join(PROJECT_FILE);
+        let seed = Section {
+            key,
+            value: std::marker::PhantomData::<T>,
+        };
+        let de = toml::Deserializer::new(&self.text);
+        serde::de::DeserializeSeed::deserialize(seed, de)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| Error::config(&file, line_of(&self.text, &e)))
     }
 
     /// Whether this is a dbt project (no `sluice.toml`).

@@ -185,9 +185,9 @@ impl SourceDecl {
     /// `(schema, table)` of the target.
     pub fn target(&self) -> (String, String) {
         match &self.target {
-            Some(t) => match t.split_once('.') {
-                Some((s, n)) => (s.to_string(), n.to_string()),
-                None => ("raw".to_string(), t.clone()),
+            Some(t) => match crate::names::split_table(t) {
+                Some((Some(s), n)) => (s.to_string(), n.to_string()),
+                _ => ("raw".to_string(), t.clone()),
             },
             None => ("raw".to_string(), self.name.clone()),
         }
@@ -202,7 +202,7 @@ impl SourceDecl {
     fn validate(&mut self) -> Result<()> {
         let file = self.declared_in.clone();
         let bad = |msg: String| Error::config(&file, format!("source `{}`: {msg}", self.name));
-        if !crate::warehouse::is_identifier(&self.name) {
+        if !crate::names::is_identifier(&self.name) {
             return Err(Error::config(
                 &file,
                 format!(
@@ -212,7 +212,7 @@ impl SourceDecl {
             ));
         }
         let (schema, table) = self.target();
-        if !crate::warehouse::is_identifier(&schema) || !crate::warehouse::is_identifier(&table) {
+        if !crate::names::is_identifier(&schema) || !crate::names::is_identifier(&table) {
             return Err(bad(format!(
                 "target `{}` must be `schema.table` with lowercase letters, digits and _",
                 self.target_name()

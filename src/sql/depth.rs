@@ -13,8 +13,8 @@
 use datafusion::common::{plan_err, Result};
 use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Query, SetExpr, SetOperator, SetQuantifier, Statement, Value, Values,
-    Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Query, SetExpr, SetOperator, SetQuantifier, Value, Values, Visit,
+    VisitMut, Visitor, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -292,18 +292,6 @@ fn flatten_sets(body: &mut Box<SetExpr>) {
         }
         drop(node);
     }
-}
-
-/// For statements parsed elsewhere (model dependency inference).
-pub(crate) fn check_statement(statement: Statement) -> Result<Statement> {
-    match check(DFStatement::Statement(Box::new(statement)))? {
-        DFStatement::Statement(s) => Ok(*s),
-        _ => unreachable_statement(),
-    }
-}
-
-fn unreachable_statement() -> Result<Statement> {
-    datafusion::common::internal_err!("depth check changed the kind of a statement")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod capped;
 mod checked;
 mod checked_sum;
+pub mod deps;
 mod depth;
 mod file_checks;
 pub(crate) mod file_functions;
@@ -16,7 +17,6 @@ pub mod planner;
 mod statements;
 
 pub use depth::MAX_EXPRESSION_DEPTH;
-pub(crate) use depth::{check_statement as check_depth, parse_guarded};
 pub use parser::split_statements;
 pub use planner::TimeTravel;
 
@@ -26,14 +26,19 @@ pub use statements::{is_read_only, is_statement, Executed, IngestMode};
 use crate::error::{Error, Result};
 use crate::warehouse::{Warehouse, WarehouseCatalog};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{SchemaProvider, TableFunctionImpl};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::planner::RelationPlanner;
+use datafusion::physical_planner::ExtensionPlanner;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The catalog name under which the warehouse appears.
-pub const CATALOG: &str = "sluice";
+pub use crate::warehouse::CATALOG;
 
 /// A query engine bound to one warehouse.
 #[derive(Clone)]
@@ -42,8 +47,16 @@ pub struct Engine {
     catalog: Arc<WarehouseCatalog>,
     warehouse: Warehouse,
     default_schema: String,
-    /// The online store and feature services (shared by sessions).
-    features: Arc<std::sync::RwLock<Arc<crate::features::FeatureSettings>>>,
+    /// What the extensions installed (shared by sessions).
+    extensions: Arc<Extensions>,
+}
+
+/// What extensions installed into an engine: values by type (an extension's
+/// settings, hooks) and the declared reads of table functions.
+#[derive(Default)]
+struct Extensions {
+    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    reads: deps::TableFunctionReads,
 }
 
 impl std::fmt::Debug for Engine {
@@ -119,18 +132,89 @@ fn default_memory_limit() -> usize {
     }
 }
 
-impl Engine {
-    /// Builds a session whose catalog is `warehouse`.
-    pub async fn new(warehouse: Warehouse, default_schema: &str) -> Result<Self> {
-        Self::with_options(warehouse, default_schema, &EngineOptions::default()).await
+/// Builds an [`Engine`]: the warehouse session plus what extensions add
+/// through its extension points (schemas, table functions with the tables
+/// they read, planners, typed values), in the spirit of DataFusion's
+/// `SessionStateBuilder`. The engine itself knows no extension: the feature
+/// store installs its `online` schema and `historical_features` here.
+pub struct EngineBuilder {
+    warehouse: Warehouse,
+    default_schema: String,
+    options: EngineOptions,
+    schemas: Vec<(String, Arc<dyn SchemaProvider>)>,
+    table_functions: Vec<(String, Arc<dyn TableFunctionImpl>)>,
+    extension_planners: Vec<Arc<dyn ExtensionPlanner + Send + Sync>>,
+    relation_planners: Vec<Arc<dyn RelationPlanner>>,
+    extensions: Extensions,
+}
+
+impl EngineBuilder {
+    /// Session settings (memory limit, AS OF mode).
+    pub fn options(mut self, options: &EngineOptions) -> Self {
+        self.options = options.clone();
+        self
     }
 
-    /// [`Engine::new`] with explicit settings.
-    pub async fn with_options(
-        warehouse: Warehouse,
-        default_schema: &str,
-        options: &EngineOptions,
-    ) -> Result<Self> {
+    /// The warehouse the engine will read.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// A schema of the warehouse catalog that is not a folder of Delta tables
+    /// (e.g. `online`).
+    pub fn schema(mut self, name: &str, schema: Arc<dyn SchemaProvider>) -> Self {
+        self.schemas.push((name.to_string(), schema));
+        self
+    }
+
+    /// A table function; `reads` declares the tables it reads from its
+    /// arguments, so models calling it depend on them ([`deps`]).
+    pub fn table_function(
+        mut self,
+        name: &str,
+        function: Arc<dyn TableFunctionImpl>,
+        reads: Option<deps::ReadsFn>,
+    ) -> Self {
+        if let Some(reads) = reads {
+            self.extensions.reads.insert(name, reads);
+        }
+        self.table_functions.push((name.to_string(), function));
+        self
+    }
+
+    /// Plans logical extension nodes into operators (after Delta's and the
+    /// AS OF join's).
+    pub fn extension_planner(mut self, planner: Arc<dyn ExtensionPlanner + Send + Sync>) -> Self {
+        self.extension_planners.push(planner);
+        self
+    }
+
+    /// Plans table factors of the SQL (after the AS OF join's).
+    pub fn relation_planner(mut self, planner: Arc<dyn RelationPlanner>) -> Self {
+        self.relation_planners.push(planner);
+        self
+    }
+
+    /// A value extensions find again with [`Engine::extension`] (one per type).
+    pub fn extension<T: Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.extensions.values.insert(TypeId::of::<T>(), value);
+        self
+    }
+
+    /// Builds the session whose catalog is the warehouse.
+    pub async fn build(self) -> Result<Engine> {
+        let EngineBuilder {
+            warehouse,
+            default_schema,
+            options,
+            schemas,
+            table_functions,
+            extension_planners,
+            relation_planners,
+            extensions,
+        } = self;
+        let default_schema = default_schema.as_str();
+        let options = &options;
         let catalog = Arc::new(WarehouseCatalog::try_new(warehouse.clone(), default_schema).await?);
         let tt = TimeTravel {
             warehouse: warehouse.clone(),
@@ -191,9 +275,15 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_query_planner(Arc::new(checked::CheckedPlanner(
-                planner::SluiceQueryPlanner::default(),
+                planner::SluiceQueryPlanner::new(extension_planners),
             )))
-            .with_relation_planners(vec![Arc::new(planner::asof::AsOfRelationPlanner)])
+            .with_relation_planners(
+                std::iter::once(
+                    Arc::new(planner::asof::AsOfRelationPlanner) as Arc<dyn RelationPlanner>
+                )
+                .chain(relation_planners)
+                .collect(),
+            )
             .with_optimizer_rules(optimizer_rules())
             .with_physical_optimizer_rules(checked::physical_optimizer_rules())
             .build();
@@ -209,63 +299,64 @@ impl Engine {
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
         ctx.register_catalog(CATALOG, catalog.clone());
         file_functions::register(&ctx);
-        let features = Arc::new(std::sync::RwLock::new(Arc::new(
-            crate::features::FeatureSettings {
-                online: crate::features::online::OnlineStore::new(
-                    warehouse.clone(),
-                    crate::features::online::Backend::Embedded,
-                ),
-                services: Default::default(),
-            },
-        )));
-        catalog.set_extra_schema(
-            crate::features::online::table::SCHEMA,
-            Arc::new(crate::features::online::table::OnlineSchema::new(
-                features.clone(),
-            )),
-        );
-        crate::features::function::register(&ctx, warehouse.clone(), features.clone());
+        for (name, schema) in schemas {
+            catalog.set_extra_schema(&name, schema);
+        }
+        for (name, function) in table_functions {
+            ctx.register_udtf(&name, function);
+        }
         Ok(Engine {
             ctx,
             catalog,
             warehouse,
             default_schema: default_schema.to_string(),
-            features,
+            extensions: Arc::new(extensions),
         })
     }
+}
 
-    /// An engine over a project's warehouse, with the project's online store
-    /// (`[online]`) and feature services (`[feature_services.*]`).
-    pub async fn for_project(
-        project: &crate::project::Project,
-        warehouse: Warehouse,
-    ) -> Result<Self> {
-        let engine = Self::new(warehouse.clone(), &project.config.warehouse.default_schema).await?;
-        let file = project.root.join(crate::project::PROJECT_FILE);
-        let backend = crate::features::online::Backend::from_config(&project.config.online)
-            .map_err(|e| match e {
-                Error::Config { message, .. } => Error::config(&file, message),
-                other => other,
-            })?;
-        for (name, service) in &project.config.feature_services {
-            if !crate::warehouse::is_identifier(name) {
-                return Err(Error::config(
-                    &file,
-                    format!("[feature_services.{name}]: the name must be a SQL identifier (letters, digits, _)"),
-                ));
-            }
-            if service.features.is_empty() {
-                return Err(Error::config(
-                    &file,
-                    format!("[feature_services.{name}] needs features = [\"view\", \"view:feature\", ...]"),
-                ));
-            }
+impl Engine {
+    /// A builder of an engine over `warehouse` whose unqualified names resolve
+    /// in `default_schema`.
+    pub fn builder(warehouse: Warehouse, default_schema: &str) -> EngineBuilder {
+        EngineBuilder {
+            warehouse,
+            default_schema: default_schema.to_string(),
+            options: EngineOptions::default(),
+            schemas: Vec::new(),
+            table_functions: Vec::new(),
+            extension_planners: Vec::new(),
+            relation_planners: Vec::new(),
+            extensions: Extensions::default(),
         }
-        engine.set_feature_settings(crate::features::FeatureSettings {
-            online: crate::features::online::OnlineStore::new(warehouse, backend),
-            services: project.config.feature_services.clone(),
-        });
-        Ok(engine)
+    }
+
+    /// Builds a session whose catalog is `warehouse`, with no extension.
+    pub async fn new(warehouse: Warehouse, default_schema: &str) -> Result<Self> {
+        Self::builder(warehouse, default_schema).build().await
+    }
+
+    /// [`Engine::new`] with explicit settings.
+    pub async fn with_options(
+        warehouse: Warehouse,
+        default_schema: &str,
+        options: &EngineOptions,
+    ) -> Result<Self> {
+        Self::builder(warehouse, default_schema)
+            .options(options)
+            .build()
+            .await
+    }
+
+    /// The value of type `T` an extension installed, if any.
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = self.extensions.values.get(&TypeId::of::<T>())?.clone();
+        value.downcast::<T>().ok()
+    }
+
+    /// The tables the engine's table functions declared they read.
+    pub fn table_function_reads(&self) -> &deps::TableFunctionReads {
+        &self.extensions.reads
     }
 
     /// The underlying DataFusion session.
@@ -377,23 +468,7 @@ impl Engine {
             catalog: self.catalog.clone(),
             warehouse: self.warehouse.clone(),
             default_schema: schema,
-            features: self.features.clone(),
-        }
-    }
-
-    /// The online store and feature services.
-    pub fn feature_settings(&self) -> Arc<crate::features::FeatureSettings> {
-        match self.features.read() {
-            Ok(f) => f.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Replaces the online store and services (from `sluice.toml`).
-    pub fn set_feature_settings(&self, settings: crate::features::FeatureSettings) {
-        match self.features.write() {
-            Ok(mut f) => *f = Arc::new(settings),
-            Err(p) => *p.into_inner() = Arc::new(settings),
+            extensions: self.extensions.clone(),
         }
     }
 

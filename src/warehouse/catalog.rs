@@ -450,7 +450,7 @@ impl SchemaProvider for WarehouseSchema {
                     if let Some(state) = state {
                         let provider = state
                             .catalog_list()
-                            .catalog(crate::sql::CATALOG)
+                            .catalog(super::CATALOG)
                             .and_then(|c| c.schema(&schema));
                         if let Some(p) = provider {
                             return p.table(&table).await;

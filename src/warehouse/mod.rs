@@ -25,12 +25,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use url::Url;
 
-/// `true` for names usable as schema and table names without quoting.
-pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
+pub use crate::names::is_identifier;
+
+/// The catalog name under which the warehouse appears in SQL.
+pub const CATALOG: &str = "sluice";
 
 /// A warehouse location with its object store.
 #[derive(Debug, Clone)]

@@ -55,7 +55,7 @@ pub fn open(project: &Project, uri: Option<&str>) -> Warehouse {
 }
 
 pub async fn engine(project: &Project, warehouse: &Warehouse) -> Engine {
-    Engine::for_project(project, warehouse.clone())
+    sluice::app::engine(project, warehouse.clone())
         .await
         .unwrap()
 }

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod features;
 mod load;
+mod model_syntax;
 mod models;
 mod online;
 mod s3;

@@ -43,7 +43,8 @@ async fn compile_at(p: &Path, full_refresh: bool) -> sluice::Result<models::Comp
         full_refresh,
         ..Default::default()
     };
-    models::compile(&project, &wh, &opts).await
+    let engine = sluice::app::engine(&project, wh).await?;
+    models::compile(&project, &engine, &opts).await
 }
 
 pub(crate) async fn execute(
@@ -58,8 +59,8 @@ pub(crate) async fn execute(
         full_refresh,
         ..Default::default()
     };
-    let compiled = Arc::new(models::compile(&project, &wh, &opts).await.unwrap());
     let engine = engine(&project, &wh).await;
+    let compiled = Arc::new(models::compile(&project, &engine, &opts).await.unwrap());
     let selection = Selection {
         select: select.iter().map(|s| s.to_string()).collect(),
         exclude: Vec::new(),
@@ -522,7 +523,7 @@ async fn a_dbt_project_runs_unchanged() {
     let project = Project::load(p).unwrap();
     assert!(project.is_dbt());
     let wh = open(&project, None);
-    let seeded = sluice::models::seeds::seed(&project, &wh, &[], &sluice::load::NoProgress)
+    let seeded = sluice::load::seeds::seed(&project, &wh, &[], &sluice::load::NoProgress)
         .await
         .unwrap();
     assert_eq!(seeded.sources.len(), 2);

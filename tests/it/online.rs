@@ -45,7 +45,7 @@ async fn materialize(
     view: &str,
     range: Option<online::Range>,
 ) -> online::MaterializeReport {
-    let store = e.feature_settings().online.clone();
+    let store = sluice::features::settings(e).unwrap().online.clone();
     let view = features::get_view(e.warehouse(), view).await.unwrap();
     online::materialize(e, &store, &view, range, false)
         .await
@@ -111,7 +111,7 @@ async fn scenario(uri: &str, online_toml: &str) {
             "4||not_found|false"
         ]
     );
-    let store = e.feature_settings().online.clone();
+    let store = sluice::features::settings(&e).unwrap().online.clone();
     let st = store.state("user_feats").await.unwrap().unwrap();
     assert_eq!(st.last.mode, "full");
     assert_eq!(st.entity_count, 3);
@@ -343,7 +343,7 @@ async fn bad_online_config_is_named() {
     .unwrap();
     let project = Project::load(dir.path()).unwrap();
     let wh = open(&project, None);
-    let err = sluice::sql::Engine::for_project(&project, wh)
+    let err = sluice::app::engine(&project, wh)
         .await
         .unwrap_err()
         .to_string();

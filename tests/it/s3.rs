@@ -104,12 +104,12 @@ async fn models_run_on_s3() {
     load(&project, &wh, &[], &LoadOptions::default(), &NoProgress)
         .await
         .unwrap();
+    let e = engine(&project, &wh).await;
     let compiled = std::sync::Arc::new(
-        sluice::models::compile(&project, &wh, &Default::default())
+        sluice::models::compile(&project, &e, &Default::default())
             .await
             .unwrap(),
     );
-    let e = engine(&project, &wh).await;
     let report = sluice::models::execute(
         &project,
         &e,

@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The schema name.
 pub const SCHEMA: &str = "online";
@@ -37,16 +37,12 @@ const MAX_KEYS: usize = 100_000;
 /// The `online` schema.
 #[derive(Debug)]
 pub struct OnlineSchema {
-    settings: Arc<RwLock<Arc<FeatureSettings>>>,
+    settings: Arc<FeatureSettings>,
 }
 
 impl OnlineSchema {
-    pub fn new(settings: Arc<RwLock<Arc<FeatureSettings>>>) -> Self {
+    pub fn new(settings: Arc<FeatureSettings>) -> Self {
         OnlineSchema { settings }
-    }
-
-    fn settings(&self) -> Option<Arc<FeatureSettings>> {
-        self.settings.read().ok().map(|s| s.clone())
     }
 }
 
@@ -57,9 +53,7 @@ fn df_err(e: Error) -> DataFusionError {
 #[async_trait]
 impl SchemaProvider for OnlineSchema {
     fn table_names(&self) -> Vec<String> {
-        let Some(settings) = self.settings() else {
-            return Vec::new();
-        };
+        let settings = &self.settings;
         let views = crate::sql::file_functions::block_on(async {
             settings.online.states().await.map_err(df_err)
         });
@@ -73,7 +67,7 @@ impl SchemaProvider for OnlineSchema {
             .iter()
             .filter(|(_, s)| {
                 s.features.iter().all(|r| {
-                    let view = r.split_once(':').map(|(v, _)| v).unwrap_or(r).trim();
+                    let view = crate::features::function::view_of(r);
                     views.iter().any(|v| v == view)
                 })
             })
@@ -86,9 +80,7 @@ impl SchemaProvider for OnlineSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let Some(settings) = self.settings() else {
-            return Ok(None);
-        };
+        let settings = &self.settings;
         if !crate::warehouse::is_identifier(name) {
             return Ok(None);
         }

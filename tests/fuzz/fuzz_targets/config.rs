@@ -105,7 +105,7 @@ fn model_header(text: &str) {
             if config.apply(&map).is_ok() {
                 let _ = config.validate();
             }
-            let _ = sluice::models::deps::model_relations(&rendered.sql);
+            let _ = sluice::sql::deps::model_relations(&rendered.sql, &Default::default());
         }
         Err(e) => assert_eq!(e.file, "sql/staging/orders.sql"),
     }

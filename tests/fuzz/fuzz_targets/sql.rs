@@ -73,7 +73,7 @@ fn fixture() -> &'static Fixture {
 
 fn plan(sql: String) {
     let _ = sluice::sql::split_statements(&sql);
-    let _ = sluice::models::deps::model_relations(&sql);
+    let _ = sluice::sql::deps::model_relations(&sql, &Default::default());
     let f = fixture();
     f.runtime.block_on(async {
         let Ok(plan) = f.engine.plan(&sql).await else {

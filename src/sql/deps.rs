@@ -1,26 +1,39 @@
-//! Dependency inference for models.
+//! Dependency inference: which tables a statement reads.
 //!
 //! Users never declare what a model reads from: the dependencies of a model are
-//! inferred from its *rendered* SQL. This module parses that SQL with sqlparser
-//! (generic dialect, DataFusion's default) and collects every table reference,
-//! resolving single-part names against the CTEs visible at that point so that a
-//! CTE is never mistaken for an upstream model. Identifier case is normalised
-//! the way DataFusion does it: unquoted lowercased, quoted kept as written.
+//! inferred from its *rendered* SQL, parsed by the same front end as every query
+//! ([`super::parser::parse_statements`]: sluice's dialect, the AS OF join forms,
+//! `VERSION AS OF` / `TIMESTAMP AS OF`), so a model accepts exactly the syntax a
+//! query does. Every table reference is collected, resolving single-part names
+//! against the CTEs visible at that point so that a CTE is never mistaken for an
+//! upstream model. Identifier case is normalised the way DataFusion does it:
+//! unquoted lowercased, quoted kept as written.
+//!
+//! Table functions read tables too: a function registered with a
+//! [`ReadsFn`] (through the engine's builder) declares the tables its literal
+//! arguments name, e.g. `historical_features('raw.labels', 'user_txn_rolling')`
+//! reads `raw.labels` and the feature view `user_txn_rolling`. Functions without
+//! a declaration (`read_parquet('x')`) read no table.
 //!
 //! The walker is hand written rather than built on sqlparser's `visitor`
-//! feature because that visitor has no notion of CTE scope.
+//! feature because that visitor has no notion of CTE scope (DataFusion's
+//! `resolve_table_references` has, but gives no positions, which model
+//! compilation needs to rewrite names in place).
 
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
 
+use datafusion::error::DataFusionError;
+use datafusion::sql::parser::Statement as DFStatement;
 use sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinConstraint,
     JoinOperator, ObjectName, OrderByExpr, Query, Select, SelectItem, SetExpr, SetOperator,
     Statement, TableFactor, TableWithJoins, WildcardAdditionalOptions, WindowSpec,
 };
-use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One table reference as written: identifier parts with case normalised like DataFusion
 /// does (unquoted identifiers lowercased, quoted kept as written), e.g. ["raw","users"] or ["stg_users"].
@@ -32,7 +45,7 @@ pub struct Relation {
 impl Relation {
     /// Parts joined by '.', double-quoting parts that are not plain lowercase identifiers.
     pub fn display(&self) -> String {
-        let parts: Vec<String> = self.parts.iter().map(|p| quote_part(p)).collect();
+        let parts: Vec<String> = self.parts.iter().map(|p| crate::names::ident(p)).collect();
         parts.join(".")
     }
 }
@@ -40,17 +53,6 @@ impl Relation {
 impl fmt::Display for Relation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display())
-    }
-}
-
-fn quote_part(part: &str) -> String {
-    let mut chars = part.chars();
-    let plain = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        part.to_string()
-    } else {
-        format!("\"{}\"", part.replace('"', "\"\""))
     }
 }
 
@@ -63,6 +65,41 @@ pub struct Occurrence {
     pub start: (u64, u64),
     /// 1-based (line, column) just past the last character of the name; (0, 0) when unknown.
     pub end: (u64, u64),
+    /// Named by a table function's argument (a string), not written as a table
+    /// name: a dependency when it names a model, and never an error otherwise
+    /// (the function reports what it cannot find when it runs). Its position is
+    /// (0, 0): there is no name to rewrite.
+    pub declared: bool,
+}
+
+/// What a table function reads, from its arguments (`None` for an argument
+/// that is not a string literal): table names (`schema.table`, `name`) or
+/// queries (`SELECT ...`, whose tables are read).
+pub type ReadsFn = Arc<dyn Fn(&[Option<String>]) -> Vec<String> + Send + Sync>;
+
+/// The declared reads of every table function that has them, by lowercase name.
+#[derive(Clone, Default)]
+pub struct TableFunctionReads {
+    functions: HashMap<String, ReadsFn>,
+}
+
+impl TableFunctionReads {
+    /// Declares what the table function `name` reads.
+    pub fn insert(&mut self, name: &str, reads: ReadsFn) {
+        self.functions.insert(name.to_ascii_lowercase(), reads);
+    }
+
+    fn get(&self, name: &str) -> Option<&ReadsFn> {
+        self.functions.get(name)
+    }
+}
+
+impl fmt::Debug for TableFunctionReads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.functions.keys().collect();
+        names.sort();
+        f.debug_set().entries(names).finish()
+    }
 }
 
 /// A SQL syntax error; `line`/`column` are 1-based, as reported by sqlparser.
@@ -118,24 +155,35 @@ impl From<ParserError> for DepsError {
 ///
 /// The target of `INSERT` / `CREATE TABLE` / `CREATE VIEW` is not a dependency, the query
 /// inside is. Table-valued functions in `FROM` (`read_csv('x')`) are not relations.
-pub fn referenced_relations(sql: &str) -> Result<Vec<Relation>, DepsError> {
-    let occurrences = relation_occurrences(sql)?;
+pub fn referenced_relations(
+    sql: &str,
+    functions: &TableFunctionReads,
+) -> Result<Vec<Relation>, DepsError> {
+    let occurrences = relation_occurrences(sql, functions)?;
     let set: BTreeSet<Relation> = occurrences.into_iter().map(|o| o.relation).collect();
     Ok(set.into_iter().collect())
 }
 
 /// Like [`referenced_relations`], but every occurrence with its position, in source order.
-pub fn relation_occurrences(sql: &str) -> Result<Vec<Occurrence>, DepsError> {
+pub fn relation_occurrences(
+    sql: &str,
+    functions: &TableFunctionReads,
+) -> Result<Vec<Occurrence>, DepsError> {
     let statements = parse(sql)?;
-    Ok(occurrences_in(&statements))
+    Ok(occurrences_in(&statements, functions))
 }
 
 /// The relations of a model: its SQL must be exactly one query (`SELECT`,
 /// `WITH ... SELECT`, `VALUES`, set operations); DDL or DML is refused.
-pub fn model_relations(sql: &str) -> Result<Vec<Occurrence>, DepsError> {
+pub fn model_relations(
+    sql: &str,
+    functions: &TableFunctionReads,
+) -> Result<Vec<Occurrence>, DepsError> {
     let statements = parse(sql)?;
     match statements.as_slice() {
-        [Statement::Query(_)] => Ok(occurrences_in(&statements)),
+        [DFStatement::Statement(s)] if matches!(**s, Statement::Query(_)) => {
+            Ok(occurrences_in(&statements, functions))
+        }
         [] => Err(DepsError {
             message: "the model is empty: write one SELECT query".into(),
             line: None,
@@ -157,43 +205,29 @@ pub fn model_relations(sql: &str) -> Result<Vec<Occurrence>, DepsError> {
     }
 }
 
-fn occurrences_in(statements: &[Statement]) -> Vec<Occurrence> {
-    let mut walker = Walker::default();
+fn occurrences_in(statements: &[DFStatement], functions: &TableFunctionReads) -> Vec<Occurrence> {
+    let mut walker = Walker::new(functions);
     for statement in statements {
-        walker.statement(statement);
+        walker.df_statement(statement);
     }
     walker.found.sort_by_key(|o| o.start);
     walker.found
 }
 
-fn parse(sql: &str) -> Result<Vec<Statement>, DepsError> {
-    crate::sql::parse_guarded(sql.len(), || parse_checked(sql))
-}
-
-fn parse_checked(sql: &str) -> Result<Vec<Statement>, DepsError> {
-    let statements = parse_unchecked(sql)?;
-    // The walk below recurses: refuse (and safely take apart) what nests too deep.
-    let mut checked = Vec::with_capacity(statements.len());
-    let mut refused = None;
-    for statement in statements {
-        match crate::sql::check_depth(statement) {
-            Ok(s) => checked.push(s),
-            Err(e) => refused = refused.or(Some(e)),
-        }
-    }
-    match refused {
-        Some(e) => Err(DepsError {
-            message: crate::Error::from(e).to_string(),
-            line: None,
-            column: None,
-        }),
-        None => Ok(checked),
-    }
-}
-
-fn parse_unchecked(sql: &str) -> Result<Vec<Statement>, DepsError> {
-    Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
-        let mut err = DepsError::from(e);
+/// Parses with the front end (which refuses, and safely takes apart, statements
+/// nested too deeply for the recursive walk below).
+fn parse(sql: &str) -> Result<Vec<DFStatement>, DepsError> {
+    let limit = datafusion::config::SqlParserOptions::default().recursion_limit;
+    super::parser::parse_statements(sql, limit.get()).map_err(|e| {
+        // DataFusion wraps the parser's error (in a diagnostic, ...).
+        let mut err = match e.find_root() {
+            DataFusionError::SQL(parse, _) => DepsError::from(parse.as_ref().clone()),
+            _ => DepsError {
+                message: crate::Error::from(e).to_string(),
+                line: None,
+                column: None,
+            },
+        };
         // sqlparser reports no position for an unexpected end of input: use the end.
         if err.line.is_none() && err.message.ends_with("found: EOF") {
             let last_line = sql.rsplit('\n').next().unwrap_or_default();
@@ -204,6 +238,36 @@ fn parse_unchecked(sql: &str) -> Result<Vec<Statement>, DepsError> {
     })
 }
 
+/// A string a table function declared it reads: a table name, or the tables
+/// of a query.
+fn declared(text: &str, functions: &TableFunctionReads) -> Vec<Occurrence> {
+    let name = Parser::new(&super::parser::SluiceDialect)
+        .try_with_sql(text)
+        .and_then(|mut p| {
+            let name = p.parse_object_name(false)?;
+            p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+            Ok(name)
+        });
+    let mut found = match name {
+        Ok(name) => {
+            let mut walker = Walker::new(functions);
+            walker.relation(&name);
+            walker.found
+        }
+        Err(_) => match parse(text) {
+            Ok(statements) => occurrences_in(&statements, functions),
+            // The function reports a bad query when it runs.
+            Err(_) => Vec::new(),
+        },
+    };
+    for o in &mut found {
+        o.declared = true;
+        o.start = (0, 0);
+        o.end = (0, 0);
+    }
+    found
+}
+
 fn normalize(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
@@ -211,15 +275,58 @@ fn normalize(ident: &Ident) -> String {
     }
 }
 
-#[derive(Default)]
-struct Walker {
+struct Walker<'f> {
     /// Normalised names of the CTEs visible at the current point; a stack: a query
     /// pushes its CTEs while it is walked and truncates them when done.
     ctes: Vec<String>,
     found: Vec<Occurrence>,
+    functions: &'f TableFunctionReads,
 }
 
-impl Walker {
+impl<'f> Walker<'f> {
+    fn new(functions: &'f TableFunctionReads) -> Self {
+        Walker {
+            ctes: Vec::new(),
+            found: Vec::new(),
+            functions,
+        }
+    }
+
+    fn df_statement(&mut self, statement: &DFStatement) {
+        match statement {
+            DFStatement::Statement(s) => self.statement(s),
+            DFStatement::Explain(e) => self.df_statement(&e.statement),
+            DFStatement::CopyTo(c) => match &c.source {
+                datafusion::sql::parser::CopyToSource::Query(q) => self.query(q, None),
+                datafusion::sql::parser::CopyToSource::Relation(name) => self.relation(name),
+            },
+            DFStatement::CreateExternalTable(_) | DFStatement::Reset(_) => {}
+        }
+    }
+
+    /// The tables a table function `name(args)` declared it reads.
+    fn function_reads(&mut self, name: &ObjectName, args: &[FunctionArg]) {
+        let Some(last) = name.0.last().and_then(|p| p.as_ident()) else {
+            return;
+        };
+        let Some(reads) = self.functions.get(&normalize(last)) else {
+            return;
+        };
+        let values: Vec<Option<String>> = args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => {
+                    v.value.clone().into_string()
+                }
+                _ => None,
+            })
+            .collect();
+        for text in reads(&values) {
+            let found = declared(&text, self.functions);
+            self.found.extend(found);
+        }
+    }
+
     fn add(&mut self, parts: Vec<String>, start: (u64, u64), end: (u64, u64)) {
         let is_cte = parts.len() == 1 && self.ctes.contains(&parts[0]);
         if !parts.is_empty() && !is_cte {
@@ -228,6 +335,7 @@ impl Walker {
                 relation,
                 start,
                 end,
+                declared: false,
             });
         }
     }
@@ -486,8 +594,12 @@ impl Walker {
                 ..
             } => {
                 match args {
-                    // `name(args)` in FROM is a table-valued function, not a relation.
-                    Some(args) => self.function_args(&args.args),
+                    // `name(args)` in FROM is a table-valued function, not a
+                    // relation; it may declare the tables it reads.
+                    Some(args) => {
+                        self.function_args(&args.args);
+                        self.function_reads(name, &args.args);
+                    }
                     None => self.relation(name),
                 }
                 self.exprs(with_hints);
@@ -508,7 +620,10 @@ impl Walker {
             TableFactor::NestedJoin {
                 table_with_joins, ..
             } => self.from([table_with_joins.as_ref()]),
-            TableFactor::Function { args, .. } => self.function_args(args),
+            TableFactor::Function { name, args, .. } => {
+                self.function_args(args);
+                self.function_reads(name, args);
+            }
             TableFactor::UNNEST { array_exprs, .. } => self.exprs(array_exprs),
             TableFactor::TableFunction { expr: e, .. }
             | TableFactor::JsonTable { json_expr: e, .. }
@@ -823,12 +938,17 @@ impl Walker {
 mod tests {
     use super::*;
 
+    fn none() -> TableFunctionReads {
+        TableFunctionReads::default()
+    }
+
     /// Each case is `"<sql> => <expected relations, space separated>"`.
     fn check(cases: &[&str]) {
         for case in cases {
             let (sql, expected) = case.rsplit_once("=>").unwrap();
             let short: String = sql.chars().take(120).collect();
-            let rels = referenced_relations(sql).unwrap_or_else(|e| panic!("{short}: {e}"));
+            let rels =
+                referenced_relations(sql, &none()).unwrap_or_else(|e| panic!("{short}: {e}"));
             let got: Vec<String> = rels.iter().map(Relation::display).collect();
             assert_eq!(got.join(" "), expected.trim(), "{short}");
         }
@@ -845,7 +965,8 @@ mod tests {
             r#"select * from cat.sch."my table" => cat.sch."my table""#,
             "select * from b join a on true join B on true, a => a b",
         ]);
-        let rels = referenced_relations(r#"select * from "Raw"."Users", RAW.USERS"#).unwrap();
+        let rels =
+            referenced_relations(r#"select * from "Raw"."Users", RAW.USERS"#, &none()).unwrap();
         assert_eq!(rels[0].parts, ["Raw", "Users"]);
         assert_eq!(rels[1].parts, ["raw", "users"]);
         let odd = Relation {
@@ -947,23 +1068,57 @@ mod tests {
 
     #[test]
     fn time_travel_is_still_a_dependency() {
-        // The generic dialect does not parse time travel; run the walker on one that does.
-        let dialect = sqlparser::dialect::DatabricksDialect {};
-        let sql = "select * from events version as of 3";
-        let statements = Parser::parse_sql(&dialect, sql).unwrap();
-        let mut walker = Walker::default();
-        walker.statement(&statements[0]);
-        let expected = Relation {
-            parts: vec!["events".into()],
-        };
-        assert_eq!(
-            walker
-                .found
-                .into_iter()
-                .map(|o| o.relation)
-                .collect::<Vec<_>>(),
-            [expected]
+        check(&[
+            "select * from events version as of 3 => events",
+            "select * from raw.events timestamp as of '2026-01-01T00:00:00Z' e => raw.events",
+            "select * from a version as of 1 join a version as of 2 on true => a",
+        ]);
+    }
+
+    #[test]
+    fn asof_joins_in_every_form_are_dependencies() {
+        check(&[
+            // Snowflake form.
+            "select * from l asof join r match_condition (l.ts >= r.ts) on l.k = r.k => l r",
+            // DuckDB forms, which sqlparser alone does not parse.
+            "select * from l asof left join q on l.k = q.k and l.ts >= q.ts => l q",
+            "select * from l asof join q using (k, ts) => l q",
+            "select * from l asof join q on l.k = q.k and l.ts >= q.ts tolerance interval '1 day' tiebreak by q.seq => l q",
+            "with q as (select * from b) select * from l asof left join q on l.k = q.k and l.ts >= q.ts => b l",
+        ]);
+    }
+
+    #[test]
+    fn table_functions_declare_what_they_read() {
+        let mut functions = TableFunctionReads::default();
+        functions.insert(
+            "historical_features",
+            Arc::new(|args: &[Option<String>]| {
+                args.iter()
+                    .flatten()
+                    .filter(|a| !a.contains('='))
+                    .map(|a| a.split(':').next().unwrap_or(a).to_string())
+                    .collect()
+            }),
         );
+        let cases = [
+            ("select * from historical_features('raw.labels', 'user_txn_rolling', 'v2:f', 'timestamp=at')", "raw.labels user_txn_rolling v2"),
+            ("select * from HISTORICAL_FEATURES('SELECT * FROM stg_users u JOIN raw.x ON true', 'fv')", "fv raw.x stg_users"),
+            // A CTE of the query is not what the function reads.
+            ("with fv as (select 1) select * from historical_features('e', 'fv')", "e fv"),
+            ("select * from read_parquet('x.parquet')", ""),
+            ("select * from historical_features('not valid sql ((', 'fv')", "fv"),
+        ];
+        for (sql, expected) in cases {
+            let rels = referenced_relations(sql, &functions).unwrap();
+            let got: Vec<String> = rels.iter().map(Relation::display).collect();
+            assert_eq!(got.join(" "), expected, "{sql}");
+            let occ = relation_occurrences(sql, &functions).unwrap();
+            assert!(
+                occ.iter().all(|o| o.declared && o.start == (0, 0)),
+                "{occ:?}"
+            );
+        }
     }
 
     #[test]
@@ -981,17 +1136,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_line_and_column() {
-        let err = referenced_relations("select *\nfrom a\nwhere x = = 1").unwrap_err();
+        let err = referenced_relations("select *\nfrom a\nwhere x = = 1", &none()).unwrap_err();
         assert_eq!((err.line, err.column), (Some(3), Some(11)));
         assert_eq!(err.message, "Expected: an expression, found: =");
         assert_eq!(
             err.to_string(),
             "Expected: an expression, found: = at line 3, column 11"
         );
-        let err = referenced_relations("select 'unterminated").unwrap_err();
+        let err = referenced_relations("select 'unterminated", &none()).unwrap_err();
         assert_eq!((err.line, err.column), (Some(1), Some(8)));
         // Unexpected end of input: sqlparser gives no position, so the end is used.
-        let err = referenced_relations("select *\nfrom a\nwhere (x").unwrap_err();
+        let err = referenced_relations("select *\nfrom a\nwhere (x", &none()).unwrap_err();
         assert_eq!((err.line, err.column), (Some(3), Some(9)));
     }
 
@@ -1009,7 +1164,7 @@ mod tests {
     fn occurrences_have_positions() {
         let sql =
             "with c as (select 1)\nselect * from c, raw.Users u\n  join \"Q\".\"T\" on true, c2";
-        let occ = relation_occurrences(sql).unwrap();
+        let occ = relation_occurrences(sql, &none()).unwrap();
         let got: Vec<_> = occ
             .iter()
             .map(|o| (o.relation.display(), o.start, o.end))

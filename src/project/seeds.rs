@@ -1,15 +1,9 @@
-//! Seeds: small CSV files under `seeds/` loaded as tables (`sluice seed`), with
-//! inferred types (or `column_types` from config), replacing the table each time.
-//! They go through the loader, so a malformed row fails the seed naming the
-//! file and line instead of being dropped.
+//! Seeds: small CSV files under `seeds/` that `sluice seed` loads as tables
+//! (`crate::load::seeds`). This finds them and their targets and column types
+//! (`column_types` from config); models resolve `ref('seed')` with it.
 
-use crate::error::{did_you_mean, Error, Result};
-use crate::load::{LoadObserver, LoadOptions, LoadReport};
-use crate::project::{
-    parse_type, ColumnDecl, CsvOptions, LoadMode, ModelSettings, Project, SchemaEvolution,
-    SourceDecl, SourceFormat,
-};
-use crate::warehouse::Warehouse;
+use super::{parse_type, ColumnDecl, ModelSettings, Project};
+use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -26,12 +20,12 @@ pub struct Seed {
 pub fn discover(project: &Project) -> Result<Vec<Seed>> {
     let mut out: Vec<Seed> = Vec::new();
     for dir in &project.settings.seed_paths {
-        for file in super::discover::files_with_extension(dir, &["csv"])? {
+        for file in super::files_with_extension(dir, &["csv"])? {
             let name = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            if !crate::warehouse::is_identifier(&name) {
+            if !crate::names::is_identifier(&name) {
                 return Err(Error::config(
                     &file,
                     "a seed's file name is its table name: use lowercase letters, digits and _",
@@ -58,7 +52,7 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
                 cfg.insert(k, v);
             }
             let schema = match cfg.get("schema") {
-                Some(Value::String(s)) if crate::warehouse::is_identifier(s) => s.clone(),
+                Some(Value::String(s)) if crate::names::is_identifier(s) => s.clone(),
                 Some(other) => {
                     return Err(Error::config(
                         &file,
@@ -100,60 +94,4 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
         }
     }
     Ok(out)
-}
-
-/// Loads the seeds named in `names` (all when empty), replacing their tables.
-pub async fn seed(
-    project: &Project,
-    warehouse: &Warehouse,
-    names: &[String],
-    observer: &dyn LoadObserver,
-) -> Result<LoadReport> {
-    let seeds = discover(project)?;
-    if seeds.is_empty() {
-        return Err(Error::config(
-            project
-                .settings
-                .seed_paths
-                .first()
-                .cloned()
-                .unwrap_or_else(|| project.root.join("seeds")),
-            "no seed files (*.csv) found; put CSV files in the seeds folder",
-        ));
-    }
-    for n in names {
-        if !seeds.iter().any(|s| &s.name == n) {
-            return Err(Error::config(
-                project.root.join("seeds"),
-                format!(
-                    "no seed named `{n}`{}",
-                    did_you_mean(n, seeds.iter().map(|s| s.name.as_str()))
-                ),
-            ));
-        }
-    }
-    let mut seed_project = project.clone();
-    seed_project.sources = seeds
-        .iter()
-        .filter(|s| names.is_empty() || names.contains(&s.name))
-        .map(|s| SourceDecl {
-            name: s.name.clone(),
-            format: SourceFormat::Csv,
-            location: s.file.to_string_lossy().into_owned(),
-            target: Some(format!("{}.{}", s.schema, s.name)),
-            mode: LoadMode::Overwrite,
-            merge_keys: Vec::new(),
-            schema_evolution: SchemaEvolution::AddColumns,
-            max_rejected: Some(0),
-            csv: CsvOptions::default(),
-            ndjson: Default::default(),
-            columns: s.columns.clone(),
-            declared_in: s.file.clone(),
-        })
-        .collect();
-    let options = LoadOptions {
-        force: true,
-        max_rejected: Some(0),
-    };
-    crate::load::load(&seed_project, warehouse, &[], &options, observer).await
 }
