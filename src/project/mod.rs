@@ -5,6 +5,7 @@
 
 mod config;
 mod dbt;
+mod open;
 pub(crate) mod source;
 
 pub use dbt::{ModelSettings, ProjectKind, DBT_PROJECT_FILE};
