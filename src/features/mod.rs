@@ -9,6 +9,7 @@
 //!   `sluice features historical`).
 //! - [`online`]: the online store (`sluice materialize`, `online.<view>`).
 
+pub mod export;
 pub mod function;
 pub mod historical;
 pub mod online;
