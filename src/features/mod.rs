@@ -14,6 +14,7 @@
 //! extension points ([`install`]): the `online` schema, `historical_features`
 //! (with the tables it reads, for model dependencies) and the model hook.
 
+pub mod export;
 pub mod function;
 pub mod historical;
 pub mod hook;

@@ -161,3 +161,26 @@ pub async fn get_view(wh: &crate::warehouse::Warehouse, name: &str) -> Result<Fe
         ))),
     }
 }
+
+/// The views named in `names` (as [`get_view`] finds them), or every
+/// registered view when `names` is empty; an error when none is registered.
+pub async fn select_views(
+    wh: &crate::warehouse::Warehouse,
+    names: &[String],
+) -> Result<Vec<FeatureViewDef>> {
+    if names.is_empty() {
+        let all = list_views(wh).await?;
+        if all.is_empty() {
+            return Err(Error::Usage(
+                "no feature views yet: give a model feature_view config and run it (`sluice run`)"
+                    .into(),
+            ));
+        }
+        return Ok(all);
+    }
+    let mut views = Vec::with_capacity(names.len());
+    for name in names {
+        views.push(get_view(wh, name).await?);
+    }
+    Ok(views)
+}

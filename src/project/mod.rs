@@ -6,6 +6,7 @@
 mod config;
 mod dbt;
 mod files;
+mod open;
 pub mod seeds;
 pub(crate) mod source;
 

@@ -202,6 +202,21 @@ pub fn history_batch(records: &[CommitRecord]) -> Result<arrow::record_batch::Re
     Ok(arrow::record_batch::RecordBatch::try_new(schema, cols)?)
 }
 
+/// All commits of the warehouse table `name`, oldest first (`sluice history`);
+/// an [`Error::UnknownTable`] when there is no such table.
+pub async fn table_history(
+    wh: &super::Warehouse,
+    name: &super::TableName,
+) -> Result<Vec<CommitRecord>> {
+    let Some(table) = wh.open_table(&name.schema, &name.table).await? else {
+        return Err(Error::UnknownTable {
+            table: name.to_string(),
+            hint: format!(" in warehouse {}", wh.root()),
+        });
+    };
+    history(&table).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

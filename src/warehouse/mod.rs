@@ -6,12 +6,14 @@
 mod catalog;
 mod history;
 mod table_cache;
+mod table_name;
 pub use table_cache::{InMemoryTable, KeyIndex};
 mod views;
 mod write;
 
 pub use catalog::WarehouseCatalog;
-pub use history::{history, history_after, history_batch, CommitRecord};
+pub use history::{history, history_after, history_batch, table_history, CommitRecord};
+pub use table_name::TableName;
 pub use views::{
     plan_in_session, plan_reads_files, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef,
 };

@@ -679,3 +679,290 @@ fn overlapping_load_processes_load_each_file_once() {
         format!("n,d\n{0},{0}\n", files * 100)
     );
 }
+
+/// Each command's --format accepts only what the command can print; clap
+/// refuses the rest (exit 2) and lists the valid values.
+#[test]
+fn a_format_a_command_cannot_print_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = "[possible values: table, json]";
+    for (args, valid) in [
+        (&["load", "--format", "csv"][..], summary),
+        (&["seed", "--format", "csv"][..], summary),
+        (&["run", "--format", "csv"][..], summary),
+        (&["run", "models", "--format", "csv"][..], summary),
+        (&["build", "--format", "csv"][..], summary),
+        (&["test", "--format", "csv"][..], summary),
+        (&["compile", "--format", "csv"][..], summary),
+        (&["materialize", "--format", "csv"][..], summary),
+        (&["features", "list", "--format", "csv"][..], summary),
+        (&["features", "show", "v", "--format", "csv"][..], summary),
+        (
+            &["lineage", "m", "--format", "table"][..],
+            "[possible values: text, dot, json]",
+        ),
+        (
+            &["sql", "SELECT 1", "--format", "dot"][..],
+            "[possible values: table, csv, json]",
+        ),
+        (
+            &["history", "t", "--format", "yaml"][..],
+            "[possible values: table, csv, json]",
+        ),
+    ] {
+        let o = sluice(args, dir.path());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains("invalid value '"), "{args:?}: {e}");
+        assert!(e.contains(valid), "{args:?}: {e}");
+    }
+    // --start and --end are checked by the parser too.
+    let o = sluice(&["materialize", "--start", "yesterday"], dir.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("not a time: use 2026-01-31"), "{e}");
+}
+
+/// A reader that stops reading (`sluice sql ... | head`) ends the command
+/// quietly with exit 0 (was 1 for csv and json, 3 for table, with an error
+/// line; `hash-password` panicked with 70).
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["csv", "table", "json"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "sql",
+                "SELECT * FROM generate_series(1, 300000)",
+                "--format",
+                format,
+            ])
+            .current_dir(dir.path())
+            .env_remove("SLUICE_WAREHOUSE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 5];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // The read end is closed here.
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{format}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{format}");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["hash-password", "secret"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+/// Output that cannot be written (a full disk) is an I/O error, exit 3, on
+/// one line (was 1 for csv, and a panic, 70, for `init` and `hash-password`);
+/// a full stderr does not turn a user error into a crash (was 70).
+#[test]
+fn unwritable_output_is_an_io_error() {
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipped: no /dev/full here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let to_full = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SLUICE_WAREHOUSE")
+            .stdout(std::fs::OpenOptions::new().write(true).open(full).unwrap())
+            .output()
+            .unwrap();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+        assert!(e.contains("No space left on device"), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    };
+    to_full(&["sql", "SELECT 1 AS x", "--format", "csv"]);
+    to_full(&["sql", "SELECT 1 AS x", "--format", "json"]);
+    to_full(&["sql", "SELECT 1 AS x"]);
+    to_full(&["hash-password", "secret"]);
+    to_full(&["init", dir.path().join("p").to_str().unwrap()]);
+
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sql", "SELEC 1"])
+        .current_dir(dir.path())
+        .env_remove("SLUICE_WAREHOUSE")
+        .stderr(std::fs::OpenOptions::new().write(true).open(full).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// `history` reads a table name as SQL does; a name that is no table name is
+/// a user error (an empty one was a storage error, exit 3).
+#[test]
+fn history_reads_table_names_as_sql_does() {
+    let dir = project_with(
+        "[[source]]\nname = \"events\"\nformat = \"csv\"\nlocation = \"data/*.csv\"\n",
+    );
+    let p = dir.path();
+    std::fs::write(p.join("data/0.csv"), "id\n1\n2\n").unwrap();
+    let o = sluice(&["load", "--progress", "never"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for name in ["raw.events", "Raw.Events", "events", "sluice.raw.events"] {
+        let o = sluice(&["history", name, "--format", "json"], p);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(h[0]["rows_added"], 2, "{name}");
+    }
+    for name in ["", "../events", "a.b.c", "raw events"] {
+        let o = sluice(&["history", name], p);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {e}");
+        assert!(e.contains("is not a table name"), "{name}: {e}");
+    }
+    let o = sluice(&["history", "raw.nope"], p);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("table `raw.nope` does not exist"));
+}
+
+/// The feature commands end to end: list, show, a training set printed, as
+/// SQL, into files (.ndjson was refused by COPY) and a table, and
+/// materialize. With no views yet, materialize is a user error (was 1).
+#[test]
+fn feature_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sluice.toml"),
+        "[project]\nname = \"t\"\nmodels = \"models\"\n\n[warehouse]\nuri = \"warehouse\"\ndefault_schema = \"main\"\n",
+    )
+    .unwrap();
+    let o = sluice(&["materialize"], p);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("no feature views yet"), "{e}");
+
+    let ts = |s: &str| format!("arrow_cast('{s}', 'Timestamp(Microsecond, Some(\"UTC\"))')");
+    std::fs::create_dir_all(p.join("models/features")).unwrap();
+    std::fs::write(
+        p.join("models/features/user_feats.sql"),
+        format!(
+            "{{{{ config(feature_view={{'entities': ['user_id'], 'event_timestamp': 'ts'}}) }}}}\n\
+             SELECT * FROM (VALUES (1, {}, 10), (2, {}, 20)) v(user_id, ts, amount)\n",
+            ts("2026-01-01T00:00:00Z"),
+            ts("2026-01-02T00:00:00Z")
+        ),
+    )
+    .unwrap();
+    let o = sluice(&["run", "models", "--progress", "never"], p);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = sluice(
+        &[
+            "sql",
+            &format!(
+                "CREATE TABLE main.labels AS SELECT * FROM (VALUES (1, {}), (2, {})) v(user_id, event_timestamp)",
+                ts("2026-01-03T00:00:00Z"),
+                ts("2026-01-01T00:00:00Z")
+            ),
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = sluice(&["features", "list", "--format", "json"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let views: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(views[0]["name"], "user_feats", "{views}");
+    let o = sluice(&["features", "show", "user_feats"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("entities:        user_id"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sluice(&["features", "show", "user_feat"], p);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("did you mean `user_feats`?"),
+        "{}",
+        stderr(&o)
+    );
+
+    let historical = |extra: &[&str]| {
+        let mut args = vec![
+            "features",
+            "historical",
+            "--entities",
+            "main.labels",
+            "--features",
+            "user_feats",
+        ];
+        args.extend_from_slice(extra);
+        sluice(&args, p)
+    };
+    let o = historical(&["--format", "csv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "1,2026-01-03T00:00:00Z,10",
+            "2,2026-01-01T00:00:00Z,",
+            "user_id,event_timestamp,amount"
+        ]
+    );
+    assert!(
+        stderr(&o).contains("training set read main.labels@v0"),
+        "{}",
+        stderr(&o)
+    );
+    let o = historical(&["--sql"]);
+    assert!(stdout(&o).contains("VERSION AS OF"), "{}", stdout(&o));
+
+    for (out, rows) in [
+        ("set.ndjson", 2),
+        ("set.parquet", 2),
+        ("set.csv", 3),
+        ("features.training", 0),
+    ] {
+        let o = historical(&["--out", out]);
+        assert_eq!(o.status.code(), Some(0), "{out}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with(&format!("wrote 2 rows to {out}")),
+            "{out}: {}",
+            stderr(&o)
+        );
+        if rows > 0 && !out.ends_with(".parquet") {
+            let text = std::fs::read_to_string(p.join(out)).unwrap();
+            assert_eq!(text.lines().count(), rows, "{out}: {text}");
+        }
+    }
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT (SELECT count(*) FROM 'set.parquet') AS f, (SELECT count(*) FROM features.training) AS t",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(stdout(&o), "f,t\n2,2\n", "{}", stderr(&o));
+    for bad in ["out/", "out/set.txt", "Not A Table"] {
+        let o = historical(&["--out", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+    }
+
+    let o = sluice(&["materialize", "--format", "json"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(reports[0]["entity_count"], 2, "{reports}");
+}

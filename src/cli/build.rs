@@ -1,0 +1,9 @@
+//! `sluice build`: the selected models, each followed by its tests.
+
+use super::args::ModelArgs;
+use super::Context;
+use sluice::models::Steps;
+
+pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
+    super::run::models(ctx, &args, Steps::Build, "build").await
+}

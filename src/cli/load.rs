@@ -1,0 +1,39 @@
+//! `sluice load [SOURCE...]`: declared sources into Delta tables.
+
+use super::args::{LoadArgs, SummaryFormat};
+use super::progress::LoadBars;
+use super::stdio::stdout;
+use super::{print_format, render, Context};
+use sluice::load::{LoadOptions, LoadReport};
+use std::io::Write;
+
+pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<()> {
+    ctx.project.require_config("sluice load")?;
+    let options = LoadOptions {
+        force: args.force,
+        max_rejected: args.max_rejected,
+    };
+    let report = load(ctx, &args.sources, &options).await?;
+    print(&report, args.format)
+}
+
+/// Loads `sources` (all when empty) with progress bars.
+pub async fn load(
+    ctx: &Context,
+    sources: &[String],
+    options: &LoadOptions,
+) -> anyhow::Result<LoadReport> {
+    let bars = LoadBars::new(ctx.progress);
+    Ok(sluice::load::load(&ctx.project, &ctx.warehouse, sources, options, &bars).await?)
+}
+
+/// A load's (or seed's) report in `format`.
+pub fn print(report: &LoadReport, format: SummaryFormat) -> anyhow::Result<()> {
+    let mut out = stdout();
+    match format {
+        SummaryFormat::Json => print_format::json(&mut out, report)?,
+        SummaryFormat::Table => render::load_report(&mut out, report)?,
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `sluice materialize [VIEW...]`: the latest feature values per entity into
+//! the online store.
+
+use super::args::{MaterializeArgs, SummaryFormat};
+use super::stdio::{note, stdout};
+use super::{print_format, render, Context, Failed};
+use sluice::features::online::Range;
+use std::io::Write;
+
+pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
+    let engine = ctx.engine().await?;
+    let range = (args.start.is_some() || args.end.is_some()).then_some(Range {
+        start: args.start,
+        end: args.end,
+    });
+    let views = sluice::features::registry::select_views(engine.warehouse(), &args.views).await?;
+    let store = sluice::features::settings(&engine)?.online.clone();
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    // A view that fails does not stop the others.
+    for view in &views {
+        match sluice::features::online::materialize(&engine, &store, view, range, args.full).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                failed += 1;
+                note(format!("materialize {}: {e}", view.name));
+            }
+        }
+    }
+    let mut out = stdout();
+    match args.format {
+        SummaryFormat::Json => print_format::json(&mut out, &reports)?,
+        SummaryFormat::Table => render::materialize_reports(&mut out, &reports)?,
+    }
+    out.flush()?;
+    if failed > 0 {
+        return Err(Failed(format!(
+            "{failed} of {} view(s) failed to materialize",
+            views.len()
+        ))
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The command line, over the library: `main` parses [`args::Cli`] and calls
+//! the command's `run` in `cli/<command>.rs`.
+//!
+//! A command opens what it needs through [`Context`], calls the library, and
+//! prints: rows and JSON documents through [`print_format`], summaries for
+//! people through [`render`], progress through [`progress`], all output
+//! through [`stdio`]. Deciding what an argument names (a file or a table, a
+//! table's schema) and building SQL are the library's job, never a command's.
+//!
+//! Errors are `anyhow` here; `main` maps them to exit codes by their type: a
+//! [`sluice::Error`] by its [`exit_code`](sluice::Error::exit_code), a
+//! [`Failed`] command 1, an I/O error 3.
+
+pub mod args;
+pub mod build;
+pub mod compile;
+pub mod features;
+pub mod hash_password;
+pub mod history;
+pub mod init;
+pub mod lineage;
+pub mod load;
+pub mod materialize;
+mod print_format;
+mod progress;
+mod render;
+pub mod run;
+pub mod seed;
+pub mod serve;
+pub mod sql;
+pub mod stdio;
+pub mod test;
+
+use sluice::project::Project;
+use sluice::sql::Engine;
+use sluice::warehouse::Warehouse;
+
+/// What a command works on: the project, its warehouse, and how to show
+/// progress.
+pub struct Context {
+    pub project: Project,
+    pub warehouse: Warehouse,
+    /// The warehouse as named (for messages).
+    pub warehouse_uri: String,
+    /// Whether progress bars are shown.
+    pub progress: bool,
+}
+
+impl Context {
+    /// The project and warehouse the global options name.
+    pub fn open(global: &args::GlobalArgs) -> anyhow::Result<Self> {
+        let project = Project::open(global.project.as_deref())?;
+        let warehouse_uri = project.warehouse_location(global.warehouse.as_deref());
+        let warehouse = Warehouse::open(&warehouse_uri, &project.config.warehouse.storage_options)?;
+        Ok(Context {
+            project,
+            warehouse,
+            warehouse_uri,
+            progress: progress::shown(global.progress),
+        })
+    }
+
+    /// An engine over the warehouse, with the project's online store and
+    /// feature services.
+    pub async fn engine(&self) -> anyhow::Result<Engine> {
+        Ok(sluice::app::engine(&self.project, self.warehouse.clone()).await?)
+    }
+}
+
+/// A command that ran and failed in part (models, feature views): the details
+/// are printed already; exit 1.
+#[derive(Debug)]
+pub struct Failed(pub String);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failed {}
