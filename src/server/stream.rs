@@ -37,7 +37,8 @@ pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Se
 /// A DoGet response.
 pub(super) type DataResponse = Response<BoxStream<FlightData>>;
 
-/// A query's rows for its caller (see [`query_response`]).
+/// A query's rows for its caller, from the start of its execution (see
+/// [`rows_response`]).
 pub(super) async fn query_response(
     caller: &Caller,
     df: DataFrame,
