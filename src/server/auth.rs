@@ -7,15 +7,18 @@
 //! Every later call carries `authorization: Bearer <token>`. With no user
 //! configured the server is open (and binds only to loopback, see `serve`).
 
+use super::stream::BoxStream;
+use arrow_flight::{HandshakeRequest, HandshakeResponse};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+use prost::Message;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::metadata::MetadataMap;
-use tonic::Status;
+use tonic::{Request, Response, Status, Streaming};
 
 /// PBKDF2 rounds for new hashes (OWASP's 2023 advice for PBKDF2-HMAC-SHA256).
 const ROUNDS: u32 = 600_000;
@@ -408,6 +411,43 @@ pub fn authorization(metadata: &MetadataMap) -> Option<String> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// Handshake: logs in with Basic credentials (in the `authorization` header,
+/// or as a `BasicAuth` payload) or checks a bearer token (JDBC sends its token
+/// through Handshake again), and answers with the session's token, both as the
+/// payload and in the `authorization` response header (which ADBC requires).
+pub(super) async fn handshake(
+    auth: &Auth,
+    request: Request<Streaming<HandshakeRequest>>,
+) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
+    let header = authorization(request.metadata());
+    let token = if let Some((user, password)) = header.as_deref().and_then(parse_basic) {
+        auth.login(&user, &password).await?.1
+    } else if header.is_some() {
+        let p = auth.check_header(header.as_deref()).await?;
+        match p.token {
+            Some(t) => t,
+            None => auth.login(&p.user, "").await?.1,
+        }
+    } else {
+        let first = request.into_inner().message().await?;
+        let basic = first
+            .and_then(|m| arrow_flight::BasicAuth::decode(m.payload).ok())
+            .unwrap_or_default();
+        auth.login(&basic.username, &basic.password).await?.1
+    };
+    let reply = HandshakeResponse {
+        protocol_version: 0,
+        payload: token.clone().into_bytes().into(),
+    };
+    let mut response: Response<BoxStream<HandshakeResponse>> =
+        Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Status::internal("cannot encode the token"))?;
+    response.metadata_mut().insert("authorization", value);
+    Ok(response)
 }
 
 fn hex(b: &[u8]) -> String {

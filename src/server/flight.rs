@@ -237,13 +237,13 @@ impl FlightService for Flight {
         self.call(what, async move {
             let schema = match command {
                 Command::CommandStatementQuery(q) => {
-                    let p = inner.caller(&request).await?;
-                    inner.statement_schema(&p, &q.query).await?
+                    let caller = inner.caller(&request).await?;
+                    inner.statement_schema(&caller, &q.query).await?
                 }
                 Command::CommandPreparedStatementQuery(q) => {
-                    let p = inner.caller(&request).await?;
+                    let caller = inner.caller(&request).await?;
                     inner
-                        .prepared_schema(&p, &q.prepared_statement_handle)
+                        .prepared_schema(&caller, &q.prepared_statement_handle)
                         .await?
                 }
                 _ => {
@@ -256,7 +256,7 @@ impl FlightService for Flight {
                 }
             };
             Ok(Response::new(SchemaResult {
-                schema: super::service::ipc_schema(&schema)?,
+                schema: super::stream::ipc_schema(&schema)?,
             }))
         })
         .await

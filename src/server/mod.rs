@@ -1,18 +1,32 @@
 //! `sluice serve`: the warehouse over Arrow Flight SQL, for ADBC, JDBC/BI
 //! tools, SQLAlchemy (flightsql-dbapi) and pyarrow clients.
 //!
-//! - [`auth`]: users, password hashes, bearer tokens, roles, sessions.
-//! - [`service`]: the Flight SQL RPCs over one [`Engine`].
-//! - [`metadata`]: catalogs, schemas, tables, SqlInfo, XDBC types.
+//! - [`flight`]: the gRPC service: dispatch, malformed commands, panics,
+//!   requests in flight.
+//! - [`service`]: the Flight SQL RPCs, each decoded and handed to its concern:
+//!   [`statements`], [`prepared`] (with [`lookup`]), [`ingest`], [`metadata`]
+//!   (catalogs, schemas, tables, SqlInfo, XDBC types), [`session`] (session
+//!   options).
+//! - [`caller`]: who calls, and the engine made for them (session schema,
+//!   memory limit, role checks); every RPC runs through one.
+//! - [`handles`]: the bounded, expiring store of what clients hold handles to.
+//! - [`stream`]: FlightInfo, result streams and uploads.
+//! - [`auth`]: users, password hashes, bearer tokens, roles, Handshake.
 //! - [`types`]: client-safe Arrow types and `?` parameters.
 //! - [`status`] (below): the one place errors become gRPC status codes.
 
 pub mod auth;
+mod caller;
 pub(crate) mod flight;
+mod handles;
+mod ingest;
 mod lookup;
 mod metadata;
+mod prepared;
 mod service;
 pub(crate) mod session;
+mod statements;
+mod stream;
 mod types;
 
 pub use auth::{hash_password, Auth, PasswordHash, Role, User};

@@ -178,6 +178,7 @@ fn code(err: impl std::fmt::Debug) -> (tonic::Code, String) {
         ("InvalidArgument", tonic::Code::InvalidArgument),
         ("AlreadyExists", tonic::Code::AlreadyExists),
         ("DeadlineExceeded", tonic::Code::DeadlineExceeded),
+        ("ResourceExhausted", tonic::Code::ResourceExhausted),
     ]
     .into_iter()
     .find(|(n, _)| text.contains(n))
@@ -865,4 +866,228 @@ async fn statement_tickets_plan_once_then_replan() {
     assert_eq!(code_, tonic::Code::PermissionDenied, "{text}");
     let got: Vec<RecordBatch> = a.do_get(ticket).await.unwrap().try_collect().await.unwrap();
     assert_eq!(ints(&got, 0), vec![2]);
+}
+
+/// The error of a DoGet, whether the call or its stream fails.
+async fn do_get_error(
+    c: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> (tonic::Code, String) {
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let err = match c.do_get(ticket).await {
+        Err(e) => format!("{e:?}"),
+        Ok(s) => format!(
+            "{:?}",
+            s.try_collect::<Vec<RecordBatch>>().await.unwrap_err()
+        ),
+    };
+    code(err)
+}
+
+/// SetSessionOptions with `schema` for unqualified names.
+async fn set_session_schema(c: &mut FlightSqlServiceClient<Channel>, schema: &str) {
+    use prost::Message;
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Value {
+        #[prost(string, optional, tag = "1")]
+        string_value: Option<String>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct SetRequest {
+        #[prost(map = "string, message", tag = "1")]
+        session_options: HashMap<String, Value>,
+    }
+    let mut req = SetRequest::default();
+    req.session_options.insert(
+        "schema".into(),
+        Value {
+            string_value: Some(schema.into()),
+        },
+    );
+    let mut out = c
+        .do_action(arrow_flight::Action {
+            r#type: "SetSessionOptions".into(),
+            body: req.encode_to_vec().into(),
+        })
+        .await
+        .unwrap();
+    let result = out.message().await.unwrap().unwrap();
+    assert!(result.body.is_empty(), "{:?}", result.body);
+}
+
+/// Every RPC runs on the caller's own engine: the per-query memory limit and
+/// the role checks are the same whether a client queries, prepares, ingests
+/// or asks for metadata, and a table named without a schema follows the
+/// caller's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_runs_on_the_callers_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = QueryLimits {
+        timeout: None,
+        memory: Some(4 << 20),
+    };
+    let addr = start(dir.path(), admin_and_reader(), limits).await;
+    let mut admin = login(addr, "admin", "pw").await;
+    let mut reader = login(addr, "reader", "rpw").await;
+    admin
+        .execute_update(
+            "CREATE TABLE main.t AS SELECT * FROM (VALUES (1), (2)) v(x)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Metadata answers every role.
+    for c in [&mut admin, &mut reader] {
+        let info = c.get_catalogs().await.unwrap();
+        assert_eq!(
+            strings(&fetch(c, info).await, 0),
+            vec![Some("sluice".into())]
+        );
+        let info = c
+            .get_db_schemas(CommandGetDbSchemas {
+                catalog: None,
+                db_schema_filter_pattern: None,
+            })
+            .await
+            .unwrap();
+        let schemas = strings(&fetch(c, info).await, 1);
+        assert!(schemas.contains(&Some("main".into())), "{schemas:?}");
+        let (names, _, table_schema) = get_tables(c, None, "main", "t").await;
+        assert_eq!(names, vec![Some("t".into())]);
+        assert_eq!(table_schema.field(0).name(), "x");
+        let info = c
+            .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+            .await
+            .unwrap();
+        assert_eq!(
+            fetch(c, info)
+                .await
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            1
+        );
+    }
+
+    // The memory limit refuses the same query, ad hoc or prepared, for every role.
+    let heavy = "SELECT cardinality(array_agg(value)) AS n FROM generate_series(1, 3000000)";
+    for c in [&mut admin, &mut reader] {
+        let info = c.execute(heavy.into(), None).await.unwrap();
+        let (code_, text) = do_get_error(c, info).await;
+        assert_eq!(code_, tonic::Code::ResourceExhausted, "{text}");
+        let mut stmt = c.prepare(heavy.into(), None).await.unwrap();
+        let info = stmt.execute().await.unwrap();
+        let (code_, text) = do_get_error(c, info).await;
+        assert_eq!(code_, tonic::Code::ResourceExhausted, "{text}");
+        stmt.close().await.unwrap();
+        let got = query(c, "SELECT count(*) FROM main.t").await;
+        assert_eq!(ints(&got, 0), vec![2], "small queries still run");
+    }
+    // And a statement that writes, sent as an update or prepared (the limit
+    // applies; which status the writer's wrapped error gets is the error
+    // mapping's business, so only the cause is checked), which creates nothing.
+    let heavy_write = format!("CREATE TABLE main.heavy AS {heavy}");
+    let err = admin
+        .execute_update(heavy_write.clone(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Resources exhausted"), "{err}");
+    let mut stmt = admin.prepare(heavy_write.clone(), None).await.unwrap();
+    let err = stmt.execute_update().await.unwrap_err();
+    assert!(err.to_string().contains("Resources exhausted"), "{err}");
+    assert!(admin
+        .execute("SELECT * FROM main.heavy".into(), None)
+        .await
+        .is_err());
+
+    // A read-only user's ingest is refused, whatever the mode, and writes nothing.
+    let batch = |n: i64| {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from_iter_values(0..n))],
+        )
+        .unwrap()
+    };
+    let ingest = |table: &str, not_exist: TableNotExistOption, exists: TableExistsOption| {
+        CommandStatementIngest {
+            table_definition_options: Some(TableDefinitionOptions {
+                if_not_exist: not_exist.into(),
+                if_exists: exists.into(),
+            }),
+            table: table.into(),
+            schema: None,
+            catalog: None,
+            temporary: false,
+            transaction_id: None,
+            options: HashMap::new(),
+        }
+    };
+    for (table, not_exist, exists) in [
+        ("t", TableNotExistOption::Fail, TableExistsOption::Append),
+        ("t", TableNotExistOption::Fail, TableExistsOption::Replace),
+        (
+            "r_new",
+            TableNotExistOption::Create,
+            TableExistsOption::Fail,
+        ),
+    ] {
+        let err = reader
+            .execute_ingest(
+                ingest(table, not_exist, exists),
+                futures::stream::iter(vec![Ok(batch(3))]),
+            )
+            .await
+            .unwrap_err();
+        let (code_, text) = code(err);
+        assert_eq!(code_, tonic::Code::PermissionDenied, "{table}: {text}");
+    }
+    let got = query(&mut admin, "SELECT count(*), sum(x) FROM main.t").await;
+    assert_eq!((ints(&got, 0), ints(&got, 1)), (vec![2], vec![3]));
+    assert!(admin
+        .execute("SELECT * FROM main.r_new".into(), None)
+        .await
+        .is_err());
+    for sql in ["INSERT INTO main.t VALUES (3)", "DROP TABLE main.t"] {
+        let (code_, text) = code(reader.prepare(sql.into(), None).await.unwrap_err());
+        assert_eq!(code_, tonic::Code::PermissionDenied, "{sql}: {text}");
+    }
+
+    // Ingest streams under the memory limit (far more data than the limit),
+    // into the session's schema when the command names none.
+    set_session_schema(&mut admin, "other").await;
+    // GetDbSchemas answers from the caller's engine too: the session's
+    // schema, like the server's default one, exists for unqualified names
+    // before any table is in it; other sessions do not see it.
+    let schemas = |c: &mut FlightSqlServiceClient<Channel>| {
+        let mut c = c.clone();
+        async move {
+            let info = c
+                .get_db_schemas(CommandGetDbSchemas {
+                    catalog: None,
+                    db_schema_filter_pattern: None,
+                })
+                .await
+                .unwrap();
+            strings(&fetch(&mut c, info).await, 1)
+        }
+    };
+    assert!(schemas(&mut admin).await.contains(&Some("other".into())));
+    assert!(!schemas(&mut reader).await.contains(&Some("other".into())));
+    let n = admin
+        .execute_ingest(
+            ingest("ing", TableNotExistOption::Create, TableExistsOption::Fail),
+            futures::stream::iter((0..4).map(move |_| Ok(batch(250_000)))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1_000_000);
+    let got = query(&mut admin, "SELECT count(*) FROM other.ing").await;
+    assert_eq!(ints(&got, 0), vec![1_000_000]);
+    let got = query(&mut admin, "SELECT count(*) FROM ing").await;
+    assert_eq!(ints(&got, 0), vec![1_000_000]);
+    assert!(admin
+        .execute("SELECT * FROM main.ing".into(), None)
+        .await
+        .is_err());
 }

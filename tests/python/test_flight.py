@@ -964,6 +964,80 @@ def test_query_timeout(sluice_bin, tmp_path):
         stop_server(srv)
 
 
+def test_every_path_runs_under_the_callers_limits_and_role(sluice_bin, tmp_path):
+    """[server] query_memory_limit and the user's role apply the same way
+    whatever the client calls: a query, a prepared query, metadata, ingest
+    (ADBC's adbc_ingest, flightsql-dbapi's reflection)."""
+    import adbc_driver_manager
+
+    ro_hash = hash_password(sluice_bin, RO_PASSWORD)
+    project = write_project(
+        tmp_path / "limits",
+        '\n[server]\nquery_memory_limit = "4MiB"\n\n'
+        f'[[server.users]]\nname = "{RO_USER}"\npassword_hash = {json.dumps(ro_hash)}\nrole = "read_only"\n',
+    )
+    srv = start_server(sluice_bin, project, {"SLUICE_USER": ADMIN_USER, "SLUICE_PASSWORD": ADMIN_PASSWORD})
+    heavy = "SELECT cardinality(array_agg(value)) AS n FROM generate_series(1, 3000000)"
+    try:
+        rw = adbc_connect(srv)
+        ro = adbc_connect(srv, user=RO_USER, password=RO_PASSWORD)
+        try:
+            # Ingest streams into the table: far more data than the limit.
+            n = 1_000_000
+            data = pa.table({"id": pa.array(range(n), pa.int64()),
+                             "x": pc.multiply(pa.array(range(n), pa.float64()), 0.5)})
+            assert data.nbytes > 3 * 4 * 1024 * 1024
+            with rw.cursor() as cur:
+                assert cur.adbc_ingest("big", data, mode="create", db_schema_name="main") == n
+            for conn in (rw, ro):
+                assert rows(conn, "SELECT count(*), sum(id) FROM main.big") == [(n, n * (n - 1) // 2)]
+                # The same query is refused by the limit, with or without a parameter.
+                for params in (None, (0,)):
+                    sql = heavy if params is None else heavy + " WHERE value > ?"
+                    with pytest.raises(adbc_driver_manager.Error) as e:
+                        rows(conn, sql, params)
+                    assert "ResourceExhausted" in str(e.value), str(e.value)
+                    assert "query_memory_limit" in str(e.value), str(e.value)
+                assert rows(conn, "SELECT 1 AS one") == [(1,)]
+                # Metadata answers every role.
+                objs = conn.adbc_get_objects(depth="all", db_schema_filter="main").read_all().to_pylist()
+                tables = {t["table_name"] for c in objs for s in c["catalog_db_schemas"]
+                          for t in (s["db_schema_tables"] or [])}
+                assert "big" in tables
+                schemas = conn.adbc_get_objects(depth="db_schemas").read_all().to_pylist()
+                assert "main" in {s["db_schema_name"] for s in schemas[0]["catalog_db_schemas"]}
+                assert conn.adbc_get_table_schema("big", db_schema_filter="main").names == ["id", "x"]
+
+            # The read-only user's ingest is refused and writes nothing.
+            small = data.slice(0, 3)
+            for table, mode in [("big", "append"), ("big", "replace"), ("ro_new", "create"),
+                                ("ro_new2", "create_append")]:
+                with pytest.raises(adbc_driver_manager.Error) as e:
+                    with ro.cursor() as cur:
+                        cur.adbc_ingest(table, small, mode=mode, db_schema_name="main")
+                assert e.value.status_code == adbc_driver_manager.AdbcStatusCode.UNAUTHORIZED, str(e.value)
+                assert "read-only" in str(e.value), str(e.value)
+            assert rows(rw, "SELECT count(*) FROM main.big") == [(n,)]
+            objs = rw.adbc_get_objects(depth="tables", db_schema_filter="main").read_all().to_pylist()
+            tables = {t["table_name"] for c in objs for s in c["catalog_db_schemas"]
+                      for t in (s["db_schema_tables"] or [])}
+            assert not {"ro_new", "ro_new2"} & tables, tables
+        finally:
+            ro.close()
+            rw.close()
+        # flightsql-dbapi's reflection (GetDbSchemas, GetTables) as the read-only user.
+        client = dbapi_client(srv, user=RO_USER, password=RO_PASSWORD)
+        try:
+            reader = client.do_get(client.get_db_schemas().endpoints[0].ticket)
+            assert "main" in reader.read_all().column("db_schema_name").to_pylist()
+            reader = client.do_get(client.get_tables(db_schema_filter_pattern="main").endpoints[0].ticket)
+            assert "big" in reader.read_all().column("table_name").to_pylist()
+        finally:
+            client.close()
+    finally:
+        stop_server(srv)
+
+
 def test_other_clients_are_answered_while_one_query_hogs_the_cpu(sluice_bin, tmp_path):
     """A query that keeps every core busy does not stall other clients: their
     `SELECT 1` is answered within a second while it runs."""
