@@ -1,14 +1,42 @@
 //! The one error type of the library.
 //!
-//! User mistakes (bad configuration, unknown source or table, bad SQL, unreadable
-//! input) are distinct variants whose messages name the object and the fix;
-//! [`Error::Internal`] is a bug in sluice. [`Error::exit_code`] is the single place
-//! that maps errors to process exit codes.
+//! User mistakes (bad configuration, an unknown source, table, feature view or
+//! feature service, bad SQL, a bad `--select`, an unreadable input file) are
+//! distinct variants whose messages name the object and the fix;
+//! [`Error::Internal`] is a bug in sluice. [`Error::exit_code`] is the single
+//! place that maps errors to process exit codes (and `server::status` the one
+//! that maps them to gRPC codes), both by variant, never by message text.
+//!
+//! DataFusion's errors (and Arrow's, Parquet's and sqlparser's, which reach us
+//! inside them) are kept whole as the [`source`](std::error::Error::source) of
+//! the variant they become. DataFusion gives some kinds only as text ("table
+//! 'x' not found", "Table 'x' already exists"): [`classify`] reads them once,
+//! here, and nowhere else.
+//!
+//! **Printing.** Every variant's `Display` is complete: it already holds the
+//! readable text of its cause (`{path}: {I/O error}`, DataFusion's message
+//! without its `Error during planning: ` prefix). Print errors with [`report`],
+//! which does not repeat a cause; the `source()` chain is for programs
+//! (downcasting, logs), not for people.
 
+use crate::models::select::SelectError;
+use datafusion::error::DataFusionError;
 use std::path::PathBuf;
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a statement names, in [`Error::NotFound`] and [`Error::AlreadyExists`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Table,
+    View,
+    Schema,
+    Column,
+    Function,
+    /// Anything else (a prepared statement, a table version, a catalog).
+    Other,
+}
 
 /// Everything that can go wrong in sluice.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +67,17 @@ pub enum Error {
         message: String,
     },
 
+    /// An input file cannot be read as its format says: a malformed record or
+    /// header, not Parquet, a line over the limit. `reader` is what read it (a
+    /// load's ``source `orders` ``, a query's `read_csv('data/*.csv')`);
+    /// `message` says where in `file` and what to do.
+    #[error("{reader}: {message}")]
+    BadInputFile {
+        reader: String,
+        file: String,
+        message: String,
+    },
+
     /// The schema of new data does not fit the table.
     #[error("table `{table}`: {message}")]
     Schema { table: String, message: String },
@@ -51,22 +90,92 @@ pub enum Error {
     #[error("table `{table}` does not exist{hint}")]
     UnknownTable { table: String, hint: String },
 
+    /// A feature view named in a training set or a `features` command is not
+    /// registered.
+    #[error("unknown feature view `{name}`{hint}; registered: {known} (a model with feature_view config registers when it runs)")]
+    UnknownFeatureView {
+        name: String,
+        hint: String,
+        known: String,
+    },
+
+    /// `service=NAME` names no `[feature_services.NAME]` of `sluice.toml`.
+    #[error("unknown feature service `{name}`{hint}; declared in sluice.toml [feature_services.NAME]: {known}")]
+    UnknownFeatureService {
+        name: String,
+        hint: String,
+        known: String,
+    },
+
+    /// A `--select`/`--exclude` selector is malformed or matches no model.
+    /// `option` is the option it was given to.
+    #[error("{option}: {reason}")]
+    BadSelection {
+        option: &'static str,
+        #[source]
+        reason: SelectError,
+    },
+
     /// Object storage failed (unreachable endpoint, permissions, ...).
     #[error("storage `{location}`: {message}")]
     Storage { location: String, message: String },
 
-    /// A SQL statement cannot be planned: bad syntax, unknown names, wrong types.
+    /// A SQL statement cannot be planned (sluice's own planning messages:
+    /// DataFusion's are [`Error::Plan`]).
     #[error("{0}")]
     Sql(String),
 
+    /// DataFusion cannot plan a statement: bad syntax, an unknown function,
+    /// wrong types.
+    #[error("{message}")]
+    Plan {
+        message: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// Something a statement names does not exist.
+    #[error("{message}")]
+    NotFound {
+        object: Object,
+        message: String,
+        #[source]
+        source: Option<DataFusionError>,
+    },
+
+    /// A statement would create something that exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        object: Object,
+        message: String,
+        #[source]
+        source: Option<DataFusionError>,
+    },
+
+    /// A statement uses SQL that sluice or DataFusion does not support.
+    #[error("{message}")]
+    NotSupported {
+        message: String,
+        #[source]
+        source: Option<DataFusionError>,
+    },
+
     /// A statement failed while it ran, because of the data (division by zero,
     /// overflow, a value that does not cast) or a function's own limit.
-    #[error("{0}")]
-    Execution(String),
+    #[error("{message}")]
+    Execution {
+        message: String,
+        #[source]
+        source: Option<DataFusionError>,
+    },
 
     /// A query needed more memory (or another resource) than its limit allows.
-    #[error("{0}; the query needs more memory than its limit allows ([server] query_memory_limit for the server, SLUICE_MEMORY_LIMIT elsewhere)")]
-    ResourcesExhausted(String),
+    #[error("{message}; the query needs more memory than its limit allows ([server] query_memory_limit for the server, SLUICE_MEMORY_LIMIT elsewhere)")]
+    ResourcesExhausted {
+        message: String,
+        #[source]
+        source: Option<DataFusionError>,
+    },
 
     /// Another writer committed to the table first; nothing of this write was
     /// committed.
@@ -101,20 +210,47 @@ pub enum Error {
     /// A bug in sluice: please report it.
     #[error("internal error (a bug in sluice, please report it): {0}")]
     Internal(String),
+
+    /// A bug found by the query engine: DataFusion's internal error, or a query
+    /// task that panicked.
+    #[error("internal error (a bug in sluice, please report it): {message}")]
+    EngineBug {
+        message: String,
+        #[source]
+        source: DataFusionError,
+    },
 }
 
 impl Error {
-    /// Process exit code: 2 for user errors (configuration, arguments, bad SQL),
-    /// 1 for runtime failures (a statement that failed on its data, a resource
-    /// limit), 3 for storage, I/O and write conflicts (worth retrying), 70 for
-    /// bugs.
+    /// Process exit code: 2 for user errors (configuration, arguments, bad SQL,
+    /// unknown names), 1 for runtime failures (a statement that failed on its
+    /// data or its input file, a resource limit), 3 for storage, I/O and write
+    /// conflicts (worth retrying), 70 for bugs.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Internal(_) => 70,
+            Error::Internal(_) | Error::EngineBug { .. } => 70,
             Error::Storage { .. } | Error::Io { .. } | Error::Conflict { .. } => 3,
-            Error::Execution(_) | Error::ResourcesExhausted(_) => 1,
+            Error::Execution { .. }
+            | Error::ResourcesExhausted { .. }
+            | Error::BadInputFile { .. } => 1,
             Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
-            _ => 2,
+            Error::Config { .. }
+            | Error::UnknownSource { .. }
+            | Error::Source { .. }
+            | Error::LoadAborted { .. }
+            | Error::Schema { .. }
+            | Error::Warehouse { .. }
+            | Error::UnknownTable { .. }
+            | Error::UnknownFeatureView { .. }
+            | Error::UnknownFeatureService { .. }
+            | Error::BadSelection { .. }
+            | Error::Sql(_)
+            | Error::Plan { .. }
+            | Error::NotFound { .. }
+            | Error::AlreadyExists { .. }
+            | Error::NotSupported { .. }
+            | Error::Usage(_)
+            | Error::Model { .. } => 2,
         }
     }
 
@@ -148,7 +284,7 @@ impl Error {
             // cast): deltalake wraps DataFusion's error, as Arrow or as text.
             deltalake::DeltaTableError::Arrow { source } => Error::from(source),
             deltalake::DeltaTableError::Generic(message) => {
-                Error::Execution(strip_df_prefix(&message))
+                Error::execution(strip_df_prefix(&message))
             }
             other => Error::storage(table, other),
         }
@@ -168,10 +304,79 @@ impl Error {
         }
     }
 
+    /// `file` of source `source` cannot be read as its format says.
+    pub(crate) fn bad_load_file(source: &str, file: &str, message: impl std::fmt::Display) -> Self {
+        Error::BadInputFile {
+            reader: format!("source `{source}`"),
+            file: file.to_string(),
+            message: format!("`{file}`: {message}"),
+        }
+    }
+
+    /// No registered feature view is named `name`; `registered` are the names.
+    pub(crate) fn unknown_feature_view<'a>(
+        name: &str,
+        registered: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let (hint, known) = suggest(name, registered);
+        Error::UnknownFeatureView {
+            name: name.to_string(),
+            hint,
+            known,
+        }
+    }
+
+    /// `sluice.toml` declares no feature service `name`; `declared` are the names.
+    pub(crate) fn unknown_feature_service<'a>(
+        name: &str,
+        declared: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let (hint, known) = suggest(name, declared);
+        Error::UnknownFeatureService {
+            name: name.to_string(),
+            hint,
+            known,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A statement failed on its data, with no DataFusion error to keep.
+    pub(crate) fn execution(message: impl Into<String>) -> Self {
+        Error::Execution {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// sluice does not support what a statement asks for.
+    pub(crate) fn not_supported(message: impl Into<String>) -> Self {
+        Error::NotSupported {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A statement names `object`, which does not exist.
+    pub(crate) fn not_found(object: Object, message: impl Into<String>) -> Self {
+        Error::NotFound {
+            object,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A statement would create `object`, which exists already.
+    pub(crate) fn already_exists(object: Object, message: impl Into<String>) -> Self {
+        Error::AlreadyExists {
+            object,
+            message: message.into(),
+            source: None,
         }
     }
 
@@ -192,35 +397,181 @@ impl Error {
     }
 }
 
-impl From<datafusion::error::DataFusionError> for Error {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        use datafusion::error::DataFusionError as D;
-        match e {
-            D::External(inner) => match inner.downcast::<Error>() {
-                Ok(ours) => *ours,
-                Err(other) => Error::Sql(other.to_string()),
-            },
-            D::Context(ctx, inner) => match Error::from(*inner) {
-                Error::Sql(msg) => Error::Sql(format!("{ctx}: {msg}")),
-                other => other,
-            },
-            D::Internal(msg) => Error::Internal(msg),
-            D::SQL(parse, _) => Error::Sql(parser_message(*parse)),
-            D::ResourcesExhausted(msg) => Error::ResourcesExhausted(msg),
-            D::ArrowError(e, _) => Error::from(*e),
-            D::Execution(msg) => Error::Execution(msg),
-            D::ExecutionJoin(e) => Error::Internal(format!("a query task failed: {e}")),
-            D::ObjectStore(e) => Error::storage("object store", e),
-            D::IoError(e) => Error::Execution(format!("I/O error: {e}")),
-            D::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
-                Ok(inner) => Error::from(inner),
-                Err(shared) => Error::Execution(strip_df_prefix(&shared.to_string())),
-            },
-            D::Collection(mut errors) if !errors.is_empty() => Error::from(errors.remove(0)),
-            D::Diagnostic(_, inner) => Error::from(*inner),
-            D::ParquetError(e) => parquet_error(*e),
-            other => Error::Sql(strip_df_prefix(&other.to_string())),
+/// The text to print for `err` and its causes, each once: the `Display` of
+/// each error in the chain joined by `": "`, stopping after the first
+/// [`Error`] (whose `Display` already holds its causes). An application's own
+/// context above a sluice error (anyhow's `.context(..)`) is kept.
+///
+/// ```
+/// let e = sluice::Error::io("data/x.csv", std::io::Error::other("disk on fire"));
+/// assert_eq!(sluice::error::report(&e), "data/x.csv: disk on fire");
+/// ```
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut current = err;
+    while !current.is::<Error>() {
+        match current.source() {
+            Some(next) => {
+                out.push_str(": ");
+                out.push_str(&next.to_string());
+                current = next;
+            }
+            None => break,
         }
+    }
+    out
+}
+
+/// The variant a DataFusion error becomes, read from it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plan,
+    NotFound(Object),
+    AlreadyExists(Object),
+    NotSupported,
+    Execution,
+    ResourcesExhausted,
+    Internal,
+    Storage,
+}
+
+/// The kind and the readable message of a DataFusion error. This is the one
+/// place that reads DataFusion's text, for the kinds it gives only as text:
+///
+/// - planning and execution errors that say "not found", "does not exist" or
+///   "doesn't exist" are [`Error::NotFound`] (`table 'x' not found`, `Table
+///   'x' doesn't exist.`, `Schema 'x' doesn't exist.`); "already exists" is
+///   [`Error::AlreadyExists`] (`Table 'x' already exists`); planning errors
+///   that say "not supported" or "Unsupported" are [`Error::NotSupported`];
+/// - the object (table, view, schema, column, function) is the first word of
+///   such a message.
+///
+/// Everything else is chosen by DataFusion's own variant: a missing column
+/// (`SchemaError::FieldNotFound`) is not found, a duplicate one already
+/// exists, `NotImplemented` is not supported, `Execution` an execution error,
+/// `Internal` and a panicked task a bug.
+fn classify(e: &DataFusionError) -> (Kind, String) {
+    use datafusion::common::SchemaError as S;
+    use DataFusionError as D;
+    match e {
+        D::External(inner) => {
+            if let Some(ours) = inner.downcast_ref::<Error>() {
+                // Only when shared: an owned one is taken back whole.
+                return (Kind::Execution, ours.to_string());
+            }
+            if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                return classify(df);
+            }
+            if let Some(arrow) = inner.downcast_ref::<arrow::error::ArrowError>() {
+                return classify_arrow(arrow);
+            }
+            (Kind::Plan, inner.to_string())
+        }
+        D::Context(ctx, inner) => match classify(inner) {
+            (kind @ (Kind::Execution | Kind::ResourcesExhausted | Kind::Internal), m) => (kind, m),
+            (kind, m) => (kind, format!("{ctx}: {m}")),
+        },
+        D::Diagnostic(_, inner) => classify(inner),
+        D::Shared(inner) => classify(inner),
+        D::Collection(errors) => match errors.first() {
+            Some(first) => classify(first),
+            None => (Kind::Plan, strip_df_prefix(&e.to_string())),
+        },
+        D::ArrowError(a, _) => classify_arrow(a),
+        D::ParquetError(p) => classify_parquet(p),
+        D::SQL(p, _) => (Kind::Plan, parser_message(p)),
+        D::Plan(m) => (planning_kind(m), strip_df_prefix(&e.to_string())),
+        D::SchemaError(s, _) => {
+            let kind = match s.as_ref() {
+                S::FieldNotFound { .. } => Kind::NotFound(Object::Column),
+                S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => {
+                    Kind::AlreadyExists(Object::Column)
+                }
+                S::AmbiguousReference { .. } => Kind::Plan,
+            };
+            (kind, strip_df_prefix(&e.to_string()))
+        }
+        D::NotImplemented(_) => (Kind::NotSupported, strip_df_prefix(&e.to_string())),
+        D::Execution(m) => {
+            let kind = match existence(m) {
+                Some(kind) => kind,
+                None => Kind::Execution,
+            };
+            (kind, m.clone())
+        }
+        D::ResourcesExhausted(m) => (Kind::ResourcesExhausted, m.clone()),
+        D::Internal(m) => (Kind::Internal, m.clone()),
+        D::ExecutionJoin(j) => (Kind::Internal, format!("a query task failed: {j}")),
+        D::ObjectStore(s) => (Kind::Storage, s.to_string()),
+        D::IoError(io) => (Kind::Execution, format!("I/O error: {io}")),
+        D::Configuration(_) | D::Substrait(_) | D::Ffi(_) => {
+            (Kind::Plan, strip_df_prefix(&e.to_string()))
+        }
+    }
+}
+
+/// A planning message's kind (see [`classify`]).
+fn planning_kind(message: &str) -> Kind {
+    if let Some(kind) = existence(message) {
+        return kind;
+    }
+    if message.contains("not supported") || message.contains("Unsupported") {
+        return Kind::NotSupported;
+    }
+    Kind::Plan
+}
+
+/// "not found" / "does not exist" / "already exists" in DataFusion's text.
+fn existence(message: &str) -> Option<Kind> {
+    if message.contains("already exists") {
+        Some(Kind::AlreadyExists(object_of(message)))
+    } else if message.contains("not found")
+        || message.contains("does not exist")
+        || message.contains("doesn't exist")
+    {
+        Some(Kind::NotFound(object_of(message)))
+    } else {
+        None
+    }
+}
+
+/// What DataFusion's message is about: its first word (`table 'x' not
+/// found`, `Schema 'x' doesn't exist.`, `The table x already exists`).
+fn object_of(message: &str) -> Object {
+    let lower = message.to_ascii_lowercase();
+    let lower = lower.trim_start_matches("the ");
+    let lower = lower.trim_start_matches("external ");
+    if lower.starts_with("table function") || lower.starts_with("function") {
+        Object::Function
+    } else if lower.starts_with("table") {
+        Object::Table
+    } else if lower.starts_with("view") {
+        Object::View
+    } else if lower.starts_with("schema") {
+        Object::Schema
+    } else if lower.starts_with("column") {
+        Object::Column
+    } else {
+        Object::Other
+    }
+}
+
+fn classify_arrow(e: &arrow::error::ArrowError) -> (Kind, String) {
+    use arrow::error::ArrowError as A;
+    match e {
+        A::ExternalError(inner) => {
+            if let Some(ours) = inner.downcast_ref::<Error>() {
+                return (Kind::Execution, ours.to_string());
+            }
+            if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                return classify(df);
+            }
+            (Kind::Execution, inner.to_string())
+        }
+        A::DivideByZero => (Kind::Execution, "division by zero".into()),
+        A::MemoryError(m) => (Kind::ResourcesExhausted, m.clone()),
+        A::ComputeError(m) => (Kind::Execution, data_error_in(m).unwrap_or(m.clone())),
+        other => (Kind::Execution, other.to_string()),
     }
 }
 
@@ -228,44 +579,163 @@ impl From<datafusion::error::DataFusionError> for Error {
 /// pushed-down filter (an overflow in a join key, a division by zero) reaches
 /// us only as text (`Error evaluating filter predicate: ArrowError(...)`): it
 /// is reported as the same error evaluated elsewhere would be.
-fn parquet_error(e: parquet::errors::ParquetError) -> Error {
-    use parquet::errors::ParquetError as P;
-    let e = match e {
-        P::External(inner) => match inner.downcast::<arrow::error::ArrowError>() {
-            Ok(arrow) => return Error::from(*arrow),
-            Err(inner) => match inner.downcast::<datafusion::error::DataFusionError>() {
-                Ok(df) => return Error::from(*df),
-                Err(inner) => P::External(inner),
-            },
-        },
-        other => other,
-    };
+fn classify_parquet(e: &parquet::errors::ParquetError) -> (Kind, String) {
+    if let parquet::errors::ParquetError::External(inner) = e {
+        if let Some(arrow) = inner.downcast_ref::<arrow::error::ArrowError>() {
+            return classify_arrow(arrow);
+        }
+        if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+            return classify(df);
+        }
+    }
     let text = e.to_string();
-    data_error_in(&text).unwrap_or_else(|| Error::Execution(format!("Parquet: {text}")))
+    let message = data_error_in(&text).unwrap_or_else(|| format!("Parquet: {text}"));
+    (Kind::Execution, message)
 }
 
-/// The error of the data that `text` (an error that arrived only as text, with
-/// the original in debug form) is about, if any.
-fn data_error_in(text: &str) -> Option<Error> {
+/// The message of the error of the data that `text` (an error that arrived
+/// only as text, with the original in debug form) is about, if any.
+fn data_error_in(text: &str) -> Option<String> {
     const OVERFLOW: &str = "ArithmeticOverflow(\"";
     if let Some(at) = text.find(OVERFLOW) {
         let rest = &text[at + OVERFLOW.len()..];
         let what = rest.split("\")").next().unwrap_or(rest);
-        return Some(Error::Execution(format!("Arithmetic overflow: {what}")));
+        return Some(format!("Arithmetic overflow: {what}"));
     }
     if text.contains("DivideByZero") {
-        return Some(Error::Execution("division by zero".into()));
+        return Some("division by zero".into());
     }
     None
 }
 
 /// sqlparser's errors as a person reads them (not `ParserError("...")`).
-fn parser_message(e: sqlparser::parser::ParserError) -> String {
+fn parser_message(e: &sqlparser::parser::ParserError) -> String {
     use sqlparser::parser::ParserError as P;
     match e {
         P::ParserError(m) => format!("syntax error: {m}"),
         P::TokenizerError(m) => format!("syntax error: {m}"),
         P::RecursionLimitExceeded => "the statement nests parentheses, subqueries or function calls too deeply (over the parser's recursion limit, datafusion.sql_parser.recursion_limit); flatten it, e.g. with WITH clauses".to_string(),
+    }
+}
+
+/// Takes back a sluice error that travelled through DataFusion (a table
+/// function's, a planner's), or gives `e` back. A context DataFusion added is
+/// kept in front of a planning message, as [`classify`] does.
+fn take_ours(e: DataFusionError) -> std::result::Result<Error, DataFusionError> {
+    use DataFusionError as D;
+    match e {
+        D::External(inner) => match inner.downcast::<Error>() {
+            Ok(ours) => Ok(*ours),
+            Err(inner) => match inner.downcast::<DataFusionError>() {
+                Ok(df) => take_ours(*df).map_err(|df| D::External(Box::new(df))),
+                Err(inner) => match inner.downcast::<arrow::error::ArrowError>() {
+                    Ok(arrow) => {
+                        take_ours_arrow(*arrow).map_err(|a| D::External(Box::new(a) as Box<_>))
+                    }
+                    Err(inner) => Err(D::External(inner)),
+                },
+            },
+        },
+        D::Context(ctx, inner) => match take_ours(*inner) {
+            Ok(Error::Sql(m)) => Ok(Error::Sql(format!("{ctx}: {m}"))),
+            Ok(ours) => Ok(ours),
+            Err(inner) => Err(D::Context(ctx, Box::new(inner))),
+        },
+        D::Diagnostic(d, inner) => take_ours(*inner).map_err(|i| D::Diagnostic(d, Box::new(i))),
+        D::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+            Ok(inner) => take_ours(inner),
+            Err(shared) => Err(D::Shared(shared)),
+        },
+        D::Collection(mut errors) if !errors.is_empty() => match take_ours(errors.remove(0)) {
+            Ok(ours) => Ok(ours),
+            Err(first) => {
+                errors.insert(0, first);
+                Err(D::Collection(errors))
+            }
+        },
+        D::ArrowError(a, backtrace) => {
+            take_ours_arrow(*a).map_err(|a| D::ArrowError(Box::new(a), backtrace))
+        }
+        D::ParquetError(p) => match *p {
+            parquet::errors::ParquetError::External(inner) => {
+                match inner.downcast::<DataFusionError>() {
+                    Ok(df) => take_ours(*df),
+                    Err(inner) => match inner.downcast::<arrow::error::ArrowError>() {
+                        Ok(arrow) => take_ours_arrow(*arrow).map_err(|a| {
+                            D::ParquetError(Box::new(parquet::errors::ParquetError::External(
+                                Box::new(a),
+                            )))
+                        }),
+                        Err(inner) => Err(D::ParquetError(Box::new(
+                            parquet::errors::ParquetError::External(inner),
+                        ))),
+                    },
+                }
+            }
+            other => Err(D::ParquetError(Box::new(other))),
+        },
+        other => Err(other),
+    }
+}
+
+fn take_ours_arrow(
+    e: arrow::error::ArrowError,
+) -> std::result::Result<Error, arrow::error::ArrowError> {
+    use arrow::error::ArrowError as A;
+    match e {
+        A::ExternalError(inner) => match inner.downcast::<Error>() {
+            Ok(ours) => Ok(*ours),
+            Err(inner) => match inner.downcast::<DataFusionError>() {
+                Ok(df) => take_ours(*df).map_err(|df| A::ExternalError(Box::new(df))),
+                Err(inner) => Err(A::ExternalError(inner)),
+            },
+        },
+        other => Err(other),
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        let e = match take_ours(e) {
+            Ok(ours) => return ours,
+            Err(e) => e,
+        };
+        let (kind, message) = classify(&e);
+        let source = e;
+        match kind {
+            Kind::Plan => Error::Plan { message, source },
+            Kind::NotFound(object) => Error::NotFound {
+                object,
+                message,
+                source: Some(source),
+            },
+            Kind::AlreadyExists(object) => Error::AlreadyExists {
+                object,
+                message,
+                source: Some(source),
+            },
+            Kind::NotSupported => Error::NotSupported {
+                message,
+                source: Some(source),
+            },
+            Kind::Execution => Error::Execution {
+                message,
+                source: Some(source),
+            },
+            Kind::ResourcesExhausted => Error::ResourcesExhausted {
+                message,
+                source: Some(source),
+            },
+            Kind::Internal => Error::EngineBug { message, source },
+            // Object storage has its own variant (and hints), without the cause.
+            Kind::Storage => Error::storage("object store", message),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::from(DataFusionError::ArrowError(Box::new(e), None))
     }
 }
 
@@ -275,28 +745,9 @@ impl From<arrow_flight::error::FlightError> for Error {
     }
 }
 
-impl From<arrow::error::ArrowError> for Error {
-    fn from(e: arrow::error::ArrowError) -> Self {
-        use arrow::error::ArrowError as A;
-        match e {
-            A::ExternalError(inner) => match inner.downcast::<Error>() {
-                Ok(ours) => *ours,
-                Err(other) => match other.downcast::<datafusion::error::DataFusionError>() {
-                    Ok(df) => Error::from(*df),
-                    Err(other) => Error::Execution(other.to_string()),
-                },
-            },
-            A::DivideByZero => Error::Execution("division by zero".into()),
-            A::MemoryError(m) => Error::ResourcesExhausted(m),
-            A::ComputeError(m) => data_error_in(&m).unwrap_or(Error::Execution(m)),
-            other => Error::Execution(other.to_string()),
-        }
-    }
-}
-
-impl From<Error> for datafusion::error::DataFusionError {
+impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
-        datafusion::error::DataFusionError::External(Box::new(e))
+        DataFusionError::External(Box::new(e))
     }
 }
 
@@ -331,6 +782,17 @@ pub(crate) fn first_line(msg: &str) -> String {
     msg.lines().next().unwrap_or_default().trim().to_string()
 }
 
+/// The "did you mean" hint for `name` and the list of `names` ("none" when empty).
+fn suggest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> (String, String) {
+    let names: Vec<&str> = names.into_iter().collect();
+    let known = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    (did_you_mean(name, names), known)
+}
+
 /// "did you mean `x`?" for the closest of `candidates` to `name`, or "".
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
     let best = candidates
@@ -347,6 +809,23 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::common::{Column, SchemaError, TableReference};
+    use tonic::Code;
+
+    /// The variant, exit code and gRPC code a DataFusion error becomes.
+    fn check(e: DataFusionError, exit: i32, code: Code) -> Error {
+        let err = Error::from(e);
+        assert_eq!(err.exit_code(), exit, "{err:?}");
+        assert_eq!(crate::server::code(&err), code, "{err:?}");
+        err
+    }
+
+    /// The DataFusion error a variant keeps.
+    fn cause(err: &Error) -> &DataFusionError {
+        std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<DataFusionError>())
+            .unwrap_or_else(|| panic!("no DataFusion cause: {err:?}"))
+    }
 
     #[test]
     fn suggests_close_names() {
@@ -355,5 +834,318 @@ mod tests {
             " (did you mean `warehouse`?)"
         );
         assert_eq!(did_you_mean("zzz", ["project", "warehouse"]), "");
+    }
+
+    #[test]
+    fn planning_errors_keep_datafusion_as_their_cause() {
+        let err = check(
+            DataFusionError::Plan("Invalid function 'nope'".into()),
+            2,
+            Code::InvalidArgument,
+        );
+        assert!(matches!(err, Error::Plan { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "Invalid function 'nope'");
+        assert!(matches!(cause(&err), DataFusionError::Plan(_)));
+
+        let parse = sqlparser::parser::ParserError::ParserError("Expected: end, found: x".into());
+        let err = check(
+            DataFusionError::SQL(Box::new(parse), None),
+            2,
+            Code::InvalidArgument,
+        );
+        assert_eq!(err.to_string(), "syntax error: Expected: end, found: x");
+        assert!(matches!(cause(&err), DataFusionError::SQL(..)));
+    }
+
+    #[test]
+    fn missing_things_are_not_found() {
+        for (e, object, text) in [
+            (
+                DataFusionError::Plan("table 'main.nope' not found".into()),
+                Object::Table,
+                "table 'main.nope' not found",
+            ),
+            (
+                DataFusionError::Plan("table function 'nope' not found".into()),
+                Object::Function,
+                "table function 'nope' not found",
+            ),
+            (
+                DataFusionError::Execution("Table 't' doesn't exist.".into()),
+                Object::Table,
+                "Table 't' doesn't exist.",
+            ),
+            (
+                DataFusionError::Execution("Schema 's' doesn't exist.".into()),
+                Object::Schema,
+                "Schema 's' doesn't exist.",
+            ),
+            (
+                DataFusionError::Execution("View 'v' doesn't exist.".into()),
+                Object::View,
+                "View 'v' doesn't exist.",
+            ),
+            (
+                DataFusionError::Plan(
+                    "version 7 of `main.t` does not exist: its versions are 0 to 2".into(),
+                ),
+                Object::Other,
+                "version 7 of `main.t` does not exist: its versions are 0 to 2",
+            ),
+        ] {
+            let err = check(e, 2, Code::NotFound);
+            match &err {
+                Error::NotFound { object: o, .. } => assert_eq!(*o, object, "{err}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(err.to_string(), text);
+            cause(&err);
+        }
+        // A column, by DataFusion's own variant.
+        let missing = SchemaError::FieldNotFound {
+            field: Box::new(Column::from_name("x")),
+            valid_fields: vec![Column::from_name("a")],
+        };
+        let err = check(
+            DataFusionError::SchemaError(Box::new(missing), Box::new(None)),
+            2,
+            Code::NotFound,
+        );
+        assert!(
+            matches!(
+                err,
+                Error::NotFound {
+                    object: Object::Column,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("No field named x"), "{err}");
+    }
+
+    #[test]
+    fn existing_things_already_exist() {
+        let err = check(
+            DataFusionError::Execution("Table 'main.t' already exists".into()),
+            2,
+            Code::AlreadyExists,
+        );
+        assert!(
+            matches!(
+                err,
+                Error::AlreadyExists {
+                    object: Object::Table,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "Table 'main.t' already exists");
+        let duplicate = SchemaError::DuplicateQualifiedField {
+            qualifier: Box::new(TableReference::bare("t")),
+            name: "a".into(),
+        };
+        let err = check(
+            DataFusionError::SchemaError(Box::new(duplicate), Box::new(None)),
+            2,
+            Code::AlreadyExists,
+        );
+        assert!(
+            matches!(
+                err,
+                Error::AlreadyExists {
+                    object: Object::Column,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.to_string().starts_with("Schema error"), "{err}");
+        cause(&err);
+    }
+
+    #[test]
+    fn unsupported_sql_is_not_supported() {
+        let err = check(
+            DataFusionError::NotImplemented("Unsupported SQL statement: LOCK".into()),
+            2,
+            Code::Unimplemented,
+        );
+        assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "Unsupported SQL statement: LOCK");
+        assert!(matches!(cause(&err), DataFusionError::NotImplemented(_)));
+        let err = check(
+            DataFusionError::Plan("`CURRENT` is not supported; use VERSION AS OF <n>".into()),
+            2,
+            Code::Unimplemented,
+        );
+        assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn failures_of_the_data_are_execution_errors() {
+        let err = check(
+            DataFusionError::Execution("Cast error: 'x' is not an Int32".into()),
+            1,
+            Code::InvalidArgument,
+        );
+        assert!(matches!(err, Error::Execution { .. }), "{err:?}");
+        let err = check(
+            DataFusionError::ArrowError(Box::new(arrow::error::ArrowError::DivideByZero), None),
+            1,
+            Code::InvalidArgument,
+        );
+        assert_eq!(err.to_string(), "division by zero");
+        assert!(matches!(cause(&err), DataFusionError::ArrowError(..)));
+        let overflow = arrow::error::ArrowError::ComputeError(
+            "Error evaluating filter predicate: ArithmeticOverflow(\"Overflow happened on: 1 + 2\")"
+                .into(),
+        );
+        let err = check(
+            DataFusionError::ArrowError(Box::new(overflow), None),
+            1,
+            Code::InvalidArgument,
+        );
+        assert_eq!(
+            err.to_string(),
+            "Arithmetic overflow: Overflow happened on: 1 + 2"
+        );
+        // Arrow's own errors take the same road.
+        let err = Error::from(arrow::error::ArrowError::DivideByZero);
+        assert!(matches!(err, Error::Execution { .. }), "{err:?}");
+        cause(&err);
+    }
+
+    #[test]
+    fn limits_and_bugs() {
+        let err = check(
+            DataFusionError::ResourcesExhausted("Failed to allocate 1 GB".into()),
+            1,
+            Code::ResourceExhausted,
+        );
+        assert!(err
+            .to_string()
+            .starts_with("Failed to allocate 1 GB; the query needs more memory"));
+        cause(&err);
+        let err = check(
+            DataFusionError::Internal("no plan".into()),
+            70,
+            Code::Internal,
+        );
+        assert!(matches!(err, Error::EngineBug { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "internal error (a bug in sluice, please report it): no plan"
+        );
+        assert!(matches!(cause(&err), DataFusionError::Internal(_)));
+    }
+
+    #[test]
+    fn our_errors_come_back_whole_through_datafusion() {
+        let ours = Error::UnknownTable {
+            table: "main.t".into(),
+            hint: String::new(),
+        };
+        let err = check(DataFusionError::from(ours), 2, Code::NotFound);
+        assert!(matches!(err, Error::UnknownTable { .. }), "{err:?}");
+        // Inside Arrow, inside a context, shared.
+        let bad = Error::BadInputFile {
+            reader: "read_csv('x.csv')".into(),
+            file: "/x.csv".into(),
+            message: "line 2: bad".into(),
+        };
+        let wrapped = DataFusionError::Shared(std::sync::Arc::new(DataFusionError::ArrowError(
+            Box::new(arrow::error::ArrowError::ExternalError(Box::new(bad))),
+            None,
+        )))
+        .context("while planning");
+        let err = check(wrapped, 1, Code::InvalidArgument);
+        assert!(matches!(err, Error::BadInputFile { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "read_csv('x.csv'): line 2: bad");
+        // A context DataFusion adds stays in front of a planning message.
+        let err = Error::from(DataFusionError::from(Error::Sql("bad".into())).context("rule"));
+        assert_eq!(err.to_string(), "rule: bad");
+        let err = Error::from(DataFusionError::Plan("bad plan".into()).context("rule"));
+        assert_eq!(err.to_string(), "rule: bad plan");
+        assert!(matches!(cause(&err), DataFusionError::Context(..)));
+    }
+
+    #[test]
+    fn new_variants_name_the_object_and_the_fix() {
+        let view = Error::unknown_feature_view("user_feature", ["user_features", "merchants"]);
+        assert_eq!(
+            view.to_string(),
+            "unknown feature view `user_feature` (did you mean `user_features`?); registered: user_features, merchants (a model with feature_view config registers when it runs)"
+        );
+        assert_eq!(
+            Error::unknown_feature_view("x", []).to_string(),
+            "unknown feature view `x`; registered: none (a model with feature_view config registers when it runs)"
+        );
+        let service = Error::unknown_feature_service("scorin", ["scoring"]);
+        assert_eq!(
+            service.to_string(),
+            "unknown feature service `scorin` (did you mean `scoring`?); declared in sluice.toml [feature_services.NAME]: scoring"
+        );
+        let selection = Error::BadSelection {
+            option: "--select",
+            reason: SelectError::NoTag {
+                tag: "dayly".into(),
+                suggestion: Some("daily".into()),
+            },
+        };
+        assert_eq!(
+            selection.to_string(),
+            "--select: no model has tag `dayly` — did you mean `daily`?"
+        );
+        let file = Error::bad_load_file(
+            "orders",
+            "data/o.csv",
+            "column 1 of the header contains a NUL byte",
+        );
+        assert_eq!(
+            file.to_string(),
+            "source `orders`: `data/o.csv`: column 1 of the header contains a NUL byte"
+        );
+        for (err, exit, code) in [
+            (&view, 2, Code::NotFound),
+            (&service, 2, Code::NotFound),
+            (&selection, 2, Code::InvalidArgument),
+            (&file, 1, Code::InvalidArgument),
+        ] {
+            assert_eq!(err.exit_code(), exit, "{err}");
+            assert_eq!(crate::server::code(err), code, "{err}");
+        }
+    }
+
+    /// An error wrapping a sluice error, as anyhow's `.context(..)` does.
+    #[derive(Debug)]
+    struct Context(Error);
+
+    impl std::fmt::Display for Context {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot run")
+        }
+    }
+
+    impl std::error::Error for Context {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_report_prints_each_cause_once() {
+        let io = Error::io("data/x.csv", std::io::Error::other("permission denied"));
+        assert_eq!(report(&io), "data/x.csv: permission denied");
+        assert_eq!(
+            report(&Context(io)),
+            "cannot run: data/x.csv: permission denied"
+        );
+        let plan = Error::from(DataFusionError::Plan("table 'main.t' not found".into()));
+        assert_eq!(report(&plan), "table 'main.t' not found");
+        // Other errors' causes are followed down to the sluice error.
+        let other = Context(Error::Usage("--threads 0".into()));
+        assert_eq!(report(&other), "cannot run: --threads 0");
     }
 }

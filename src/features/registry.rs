@@ -147,14 +147,10 @@ pub async fn get_view(wh: &crate::warehouse::Warehouse, name: &str) -> Result<Fe
         .collect();
     match found.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => {
-            let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
-            Err(Error::Sql(format!(
-                "unknown feature view `{name}`{}; registered: {} (a model with feature_view config registers when it runs)",
-                crate::error::did_you_mean(name, names.iter().map(String::as_str)),
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
-            )))
-        }
+        [] => Err(Error::unknown_feature_view(
+            name,
+            views.iter().map(|v| v.name.as_str()),
+        )),
         many => Err(Error::Sql(format!(
             "feature view `{name}` is ambiguous: {}; use schema.table",
             many.iter().map(|v| v.id()).collect::<Vec<_>>().join(", ")

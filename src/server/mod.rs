@@ -36,28 +36,35 @@ pub(crate) fn status(err: Error) -> Status {
     Status::new(code(&err), err.to_string())
 }
 
-fn code(err: &Error) -> tonic::Code {
+/// The gRPC code of each variant (the list in the README's "Errors and exit
+/// codes"). Every variant is named: a new one must be placed here.
+pub(crate) fn code(err: &Error) -> tonic::Code {
     use tonic::Code;
     match err {
-        Error::UnknownTable { .. } => Code::NotFound,
+        Error::UnknownTable { .. }
+        | Error::UnknownSource { .. }
+        | Error::UnknownFeatureView { .. }
+        | Error::UnknownFeatureService { .. }
+        | Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } => Code::AlreadyExists,
+        Error::NotSupported { .. } => Code::Unimplemented,
         Error::Storage { .. } | Error::Io { .. } => Code::Unavailable,
         Error::Conflict { .. } => Code::Aborted,
-        Error::Internal(_) => Code::Internal,
-        Error::ResourcesExhausted(_) => Code::ResourceExhausted,
+        Error::Internal(_) | Error::EngineBug { .. } => Code::Internal,
+        Error::ResourcesExhausted { .. } => Code::ResourceExhausted,
         Error::Many(errors) => errors.first().map_or(Code::InvalidArgument, code),
-        // DataFusion gives planning and catalog errors no kind beyond their text.
-        Error::Sql(m) | Error::Execution(m) if m.contains("already exists") => Code::AlreadyExists,
-        Error::Sql(m) | Error::Execution(m)
-            if m.contains("not found")
-                || m.contains("does not exist")
-                || m.contains("doesn't exist") =>
-        {
-            Code::NotFound
-        }
-        Error::Sql(m) if m.contains("not supported") || m.contains("Unsupported") => {
-            Code::Unimplemented
-        }
-        _ => Code::InvalidArgument,
+        Error::Config { .. }
+        | Error::Source { .. }
+        | Error::LoadAborted { .. }
+        | Error::BadInputFile { .. }
+        | Error::Schema { .. }
+        | Error::Warehouse { .. }
+        | Error::BadSelection { .. }
+        | Error::Sql(_)
+        | Error::Plan { .. }
+        | Error::Execution { .. }
+        | Error::Usage(_)
+        | Error::Model { .. } => Code::InvalidArgument,
     }
 }
 

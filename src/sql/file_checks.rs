@@ -156,8 +156,12 @@ fn refusal(function: &str, path: &str, file: &str, bad: BadLine) -> DataFusionEr
         "FROM" => format!("FROM '{path}'"),
         _ => format!("{function}('{path}')"),
     };
-    DataFusionError::Execution(format!(
-        "{call}: {which}line {}: {}: `{raw}`; fix the file, or load it with `sluice load`, which quarantines bad records",
-        bad.line, bad.reason
-    ))
+    DataFusionError::External(Box::new(crate::error::Error::BadInputFile {
+        reader: call,
+        file: file.to_string(),
+        message: format!(
+            "{which}line {}: {}: `{raw}`; fix the file, or load it with `sluice load`, which quarantines bad records",
+            bad.line, bad.reason
+        ),
+    }))
 }

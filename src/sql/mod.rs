@@ -404,11 +404,18 @@ impl Engine {
 /// Adds the missing-table hint DataFusion does not give.
 fn explain_plan_error(err: Error, _sql: &str) -> Error {
     match err {
-        Error::Sql(msg) if msg.contains("table '") && msg.contains("' not found") => {
-            Error::Sql(format!(
-                "{msg}; tables are `schema.table` (see `SELECT * FROM information_schema.tables`), and files can be read with 'path/file.parquet' or read_csv('path')"
-            ))
-        }
+        // A table the planner cannot find (not DROP's missing table).
+        Error::NotFound {
+            object: crate::error::Object::Table,
+            message,
+            source: Some(source),
+        } if matches!(source.find_root(), datafusion::error::DataFusionError::Plan(_)) => Error::NotFound {
+            object: crate::error::Object::Table,
+            message: format!(
+                "{message}; tables are `schema.table` (see `SELECT * FROM information_schema.tables`), and files can be read with 'path/file.parquet' or read_csv('path')"
+            ),
+            source: Some(source),
+        },
         other => other,
     }
 }
