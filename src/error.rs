@@ -19,6 +19,7 @@
 //! which does not repeat a cause; the `source()` chain is for programs
 //! (downcasting, logs), not for people.
 
+use crate::models::jinja::JinjaError;
 use crate::models::select::SelectError;
 use datafusion::error::DataFusionError;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Object {
     Table,
+    /// A model of the project (`ref('x')`).
+    Model,
     View,
     Schema,
     Column,
@@ -116,6 +119,10 @@ pub enum Error {
         reason: SelectError,
     },
 
+    /// A Jinja template (a model, test or analysis file) does not render.
+    #[error(transparent)]
+    Template(#[from] JinjaError),
+
     /// Object storage failed (unreachable endpoint, permissions, ...).
     #[error("storage `{location}`: {message}")]
     Storage { location: String, message: String },
@@ -186,6 +193,14 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A value that does not parse or is not allowed (a size, a duration, a
+    /// role, a column type, a model config or test value); the message names
+    /// the value and what is expected. Callers that know where the value came
+    /// from say so (an [`Error::Config`] naming the file and key, an
+    /// [`Error::Model`]).
+    #[error("{0}")]
+    InvalidValue(String),
+
     /// Local file I/O failed.
     #[error("{path}: {source}")]
     Io {
@@ -244,12 +259,14 @@ impl Error {
             | Error::UnknownFeatureView { .. }
             | Error::UnknownFeatureService { .. }
             | Error::BadSelection { .. }
+            | Error::Template(_)
             | Error::Sql(_)
             | Error::Plan { .. }
             | Error::NotFound { .. }
             | Error::AlreadyExists { .. }
             | Error::NotSupported { .. }
             | Error::Usage(_)
+            | Error::InvalidValue(_)
             | Error::Model { .. } => 2,
         }
     }
@@ -337,6 +354,12 @@ impl Error {
             hint,
             known,
         }
+    }
+
+    /// A value that does not parse or is not allowed; `message` says what is
+    /// expected.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidValue(message.into())
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -90,24 +90,24 @@ impl TypeHints<'_> {
     }
 }
 
-/// The names of a CSV header, or why they cannot be column names.
-fn check_header(names: &[String]) -> std::result::Result<(), String> {
+/// Why the names of a CSV header cannot be column names, if they cannot.
+fn header_problem(names: &[String]) -> Option<String> {
     for (i, name) in names.iter().enumerate() {
         if name.len() > MAX_COLUMN_NAME_BYTES {
-            return Err(format!(
+            return Some(format!(
                 "column {} of the header is {} bytes long (at most {MAX_COLUMN_NAME_BYTES} bytes); is line 1 really a header? set header = false in [source.csv] or fix the file",
                 i + 1,
                 name.len()
             ));
         }
         if name.contains('\0') {
-            return Err(format!(
+            return Some(format!(
                 "column {} of the header contains a NUL byte; is the file UTF-16? convert it to UTF-8",
                 i + 1
             ));
         }
     }
-    Ok(())
+    None
 }
 
 async fn read_prefix(file: &SourceFile, max: u64) -> Result<bytes::Bytes> {
@@ -179,7 +179,9 @@ pub async fn plan_file(
                 }
             };
             if csv.header {
-                check_header(&header).map_err(fail)?;
+                if let Some(problem) = header_problem(&header) {
+                    return Err(fail(problem));
+                }
             }
             let header = if !csv.header && !hints.declared.is_empty() {
                 hints.declared.iter().map(|d| d.name.clone()).collect()

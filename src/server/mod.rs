@@ -60,10 +60,12 @@ pub(crate) fn code(err: &Error) -> tonic::Code {
         | Error::Schema { .. }
         | Error::Warehouse { .. }
         | Error::BadSelection { .. }
+        | Error::Template(_)
         | Error::Sql(_)
         | Error::Plan { .. }
         | Error::Execution { .. }
         | Error::Usage(_)
+        | Error::InvalidValue(_)
         | Error::Model { .. } => Code::InvalidArgument,
     }
 }
@@ -134,8 +136,8 @@ impl ServeOptions {
             std::env::var("SLUICE_PASSWORD"),
         ) {
             (Ok(name), Ok(password)) if !name.is_empty() => {
-                let hash =
-                    PasswordHash::parse(&hash_password(&password)).map_err(Error::Internal)?;
+                let hash = PasswordHash::parse(&hash_password(&password))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 users.retain(|u| u.name != name);
                 users.push(User {
                     name,
@@ -207,19 +209,23 @@ impl ServeOptions {
 }
 
 /// `30s`, `5m`, `1h`, `2d`.
-fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+fn parse_duration(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))?;
+        .map_err(|_| Error::invalid(format!("`{s}` is not a duration such as 30s, 5m or 1h")))?;
     let mult = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        other => return Err(format!("`{s}`: unknown unit `{other}` (use s, m, h or d)")),
+        other => {
+            return Err(Error::invalid(format!(
+                "`{s}`: unknown unit `{other}` (use s, m, h or d)"
+            )))
+        }
     };
     Ok(n.saturating_mul(mult))
 }

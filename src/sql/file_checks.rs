@@ -101,7 +101,9 @@ async fn check_ndjson(
                 crate::formats::ndjson::check_line(text, &scalars).map_err(|reason| BadLine {
                     line: number,
                     // serde_json counts lines within the line: only its column helps.
-                    reason: reason.replace(" at line 1 column ", " at column "),
+                    reason: reason
+                        .to_string()
+                        .replace(" at line 1 column ", " at column "),
                     raw: String::from_utf8_lossy(text).into_owned(),
                 })
             }

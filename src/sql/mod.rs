@@ -65,7 +65,7 @@ pub struct EngineOptions {
 }
 
 /// `512MiB`, `4GiB`, `2GB`, `1000000` (bytes).
-pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -73,7 +73,7 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a size such as 512MiB or 4GiB"))?;
+        .map_err(|_| Error::invalid(format!("`{s}` is not a size such as 512MiB or 4GiB")))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -85,9 +85,9 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
         "t" | "tb" => 1e12,
         "tib" => 1024.0f64.powi(4),
         other => {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "`{s}`: unknown unit `{other}` (use MiB, GiB, MB, GB)"
-            ))
+            )))
         }
     };
     Ok((n * mult) as usize)
@@ -141,7 +141,9 @@ impl Engine {
         });
         let limit = match (options.memory_limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
             (Some(l), _) => l,
-            (None, Ok(v)) => parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m))?,
+            (None, Ok(v)) => {
+                parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m.to_string()))?
+            }
             (None, Err(_)) => default_memory_limit(),
         };
         let asof_mode = match (options.asof_mode, std::env::var("SLUICE_ASOF_MODE")) {
