@@ -274,6 +274,12 @@ impl Error {
         }
     }
 
+    /// A write to a closed pipe (`sluice sql ... | head`): the reader has what
+    /// it wanted, so the binary exits 0 without a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// Wraps a Delta failure while writing `table`: a lost race with another
     /// writer is a [`Error::Conflict`], a failure of the query whose rows were
     /// written an [`Error::Execution`], anything else a storage error.
@@ -573,6 +579,9 @@ mod tests {
     fn a_report_prints_each_cause_once() {
         let io = Error::io("data/x.csv", std::io::Error::other("permission denied"));
         assert_eq!(report(&io), "data/x.csv: permission denied");
+        assert!(!io.is_broken_pipe());
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(Error::io("<stdout>", pipe).is_broken_pipe());
         assert_eq!(
             report(&Context(io)),
             "cannot run: data/x.csv: permission denied"
