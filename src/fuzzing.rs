@@ -156,10 +156,10 @@ pub fn flight_command(bytes: &[u8]) -> std::result::Result<(String, Command), (C
 pub use arrow_flight::sql::Command;
 
 /// Decodes the body of a `SetSessionOptions` action as the server does.
-pub fn flight_session_options(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
+pub fn flight_session_options(bytes: &[u8]) -> Result<Vec<String>> {
     use prost::Message;
     let req = crate::server::session::SetSessionOptionsRequest::decode(bytes)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::invalid(format!("not a SetSessionOptionsRequest: {e}")))?;
     let mut names: Vec<String> = req.session_options.into_keys().collect();
     names.sort();
     Ok(names)

@@ -329,7 +329,7 @@ pub async fn training_sql(
             }
         }
         let version = wh.latest_version(&view.schema, &view.table).await?.ok_or_else(|| {
-            Error::Sql(format!(
+            Error::not_found(crate::error::Object::Table, format!(
                 "feature view `{}`: table {} does not exist; run its model (sluice run models -s {})",
                 view.name,
                 view.id(),

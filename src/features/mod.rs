@@ -60,15 +60,7 @@ impl FeatureSettings {
         let mut full = false;
         if let Some(name) = service {
             let s = self.services.get(name).ok_or_else(|| {
-                Error::Sql(format!(
-                    "unknown feature service `{name}`{}; declared in sluice.toml [feature_services.NAME]: {}",
-                    crate::error::did_you_mean(name, self.services.keys().map(String::as_str)),
-                    if self.services.is_empty() {
-                        "none".to_string()
-                    } else {
-                        self.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ))
+                Error::unknown_feature_service(name, self.services.keys().map(String::as_str))
             })?;
             out.extend(s.features.iter().cloned());
             full = s.full_names;

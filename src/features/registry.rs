@@ -147,14 +147,10 @@ pub async fn get_view(wh: &crate::warehouse::Warehouse, name: &str) -> Result<Fe
         .collect();
     match found.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => {
-            let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
-            Err(Error::Sql(format!(
-                "unknown feature view `{name}`{}; registered: {} (a model with feature_view config registers when it runs)",
-                crate::error::did_you_mean(name, names.iter().map(String::as_str)),
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
-            )))
-        }
+        [] => Err(Error::unknown_feature_view(
+            name,
+            views.iter().map(|v| v.name.as_str()),
+        )),
         many => Err(Error::Sql(format!(
             "feature view `{name}` is ambiguous: {}; use schema.table",
             many.iter().map(|v| v.id()).collect::<Vec<_>>().join(", ")
@@ -183,4 +179,65 @@ pub async fn select_views(
         views.push(get_view(wh, name).await?);
     }
     Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+    use crate::sql::Engine;
+    use crate::warehouse::Warehouse;
+
+    async fn engine(name: &str) -> Engine {
+        let wh = Warehouse::open(&format!("memory://{name}"), &Default::default()).unwrap();
+        crate::app::bare_engine(wh, "main").await.unwrap()
+    }
+
+    /// An unknown feature view or service comes back through DataFusion as its
+    /// own variant: NOT_FOUND for Flight SQL clients, exit 2 for the CLI.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_views_and_services_are_their_own_errors() {
+        let e = engine("unknown-features").await;
+        let err = e
+            .query("SELECT * FROM historical_features('SELECT 1 AS user_id', 'user_featurs')")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownFeatureView { name, .. } if name == "user_featurs"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "unknown feature view `user_featurs`; registered: none (a model with feature_view config registers when it runs)"
+        );
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::server::code(&err), tonic::Code::NotFound);
+
+        let err = e
+            .query("SELECT * FROM historical_features('SELECT 1 AS user_id', 'service=scoring')")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownFeatureService { name, .. } if name == "scoring"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("unknown feature service `scoring`; declared in sluice.toml"),
+            "{err}"
+        );
+        assert_eq!(crate::server::code(&err), tonic::Code::NotFound);
+    }
+
+    /// `historical_features` plans by blocking its worker thread: on a
+    /// current-thread runtime that is an error, not `block_in_place`'s panic.
+    #[tokio::test]
+    async fn training_sets_on_a_current_thread_runtime_are_an_error() {
+        let e = engine("current-thread-features").await;
+        let err = e
+            .query("SELECT * FROM historical_features('SELECT 1 AS user_id', 'user_features')")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("multi-threaded runtime"), "{err}");
+    }
 }

@@ -8,12 +8,41 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+/// Why a line is not a record. Its text is the reason a load's quarantine
+/// keeps, and what `read_json` reports.
+#[derive(Debug, thiserror::Error)]
+pub enum LineProblem {
+    #[error("not a JSON object (found {found}); each line must be one JSON object")]
+    NotObject { found: &'static str },
+    #[error("duplicate key `{key}`: its value is ambiguous")]
+    DuplicateKey { key: String },
+    #[error("duplicate key `{key}` in a nested object: its value is ambiguous")]
+    DuplicateNestedKey { key: String },
+    /// An object or array where a scalar column's value is expected.
+    #[error("column `{column}`: {found} is not a valid {type_name}")]
+    NotScalar {
+        column: String,
+        found: &'static str,
+        type_name: String,
+    },
+    #[error("column `{column}`: a number out of range{}", match .type_name {
+        Some(t) => format!(" for {t}"),
+        None => String::new(),
+    })]
+    OutOfRange {
+        column: String,
+        type_name: Option<String>,
+    },
+    #[error("malformed JSON: {0}")]
+    Malformed(serde_json::Error),
+}
+
 /// Checks one line: a JSON object, no key twice (its value would be ambiguous),
-/// no object or array as the value of a scalar column. `Err` holds the reason.
+/// no object or array as the value of a scalar column.
 pub fn check_line(
     line: &[u8],
     scalars: &HashMap<String, String>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), LineProblem> {
     let mut problem = None;
     let mut de = serde_json::Deserializer::from_slice(line);
     let checked = (&mut de)
@@ -24,21 +53,19 @@ pub fn check_line(
         .and_then(|()| de.end());
     match checked {
         Ok(()) => Ok(()),
-        Err(e) => Err(problem.unwrap_or_else(|| format!("malformed JSON: {e}"))),
+        Err(e) => Err(problem.unwrap_or(LineProblem::Malformed(e))),
     }
 }
 
 /// The top level of a line.
 struct Line<'a> {
     scalars: &'a HashMap<String, String>,
-    problem: &'a mut Option<String>,
+    problem: &'a mut Option<LineProblem>,
 }
 
 impl Line<'_> {
-    fn not_object<E: de::Error>(self, found: &str) -> std::result::Result<(), E> {
-        *self.problem = Some(format!(
-            "not a JSON object (found {found}); each line must be one JSON object"
-        ));
+    fn not_object<E: de::Error>(self, found: &'static str) -> std::result::Result<(), E> {
+        *self.problem = Some(LineProblem::NotObject { found });
         Err(E::custom("not an object"))
     }
 }
@@ -54,7 +81,9 @@ impl<'de> Visitor<'de> for Line<'_> {
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key_seed(Key)? {
             if keys.contains(&key) {
-                *self.problem = Some(format!("duplicate key `{key}`: its value is ambiguous"));
+                *self.problem = Some(LineProblem::DuplicateKey {
+                    key: key.into_owned(),
+                });
                 return Err(de::Error::custom("duplicate key"));
             }
             let checked = match self.scalars.get(key.as_ref()) {
@@ -69,12 +98,10 @@ impl<'de> Visitor<'de> for Line<'_> {
             };
             if let Err(e) = checked {
                 if self.problem.is_none() && e.to_string().starts_with("number out of range") {
-                    let ty = self
-                        .scalars
-                        .get(key.as_ref())
-                        .map(|ty| format!(" for {ty}"))
-                        .unwrap_or_default();
-                    *self.problem = Some(format!("column `{key}`: a number out of range{ty}"));
+                    *self.problem = Some(LineProblem::OutOfRange {
+                        column: key.to_string(),
+                        type_name: self.scalars.get(key.as_ref()).cloned(),
+                    });
                 }
                 return Err(e);
             }
@@ -136,7 +163,7 @@ impl<'de> Visitor<'de> for Key {
 struct Scalar<'a> {
     column: &'a str,
     type_name: &'a str,
-    problem: &'a mut Option<String>,
+    problem: &'a mut Option<LineProblem>,
 }
 
 /// Visitor methods that accept every JSON scalar (null, booleans, numbers,
@@ -165,11 +192,12 @@ macro_rules! accept_scalars {
 }
 
 impl Scalar<'_> {
-    fn nested<E: de::Error>(self, what: &str) -> std::result::Result<(), E> {
-        *self.problem = Some(format!(
-            "column `{}`: {what} is not a valid {}",
-            self.column, self.type_name
-        ));
+    fn nested<E: de::Error>(self, found: &'static str) -> std::result::Result<(), E> {
+        *self.problem = Some(LineProblem::NotScalar {
+            column: self.column.to_string(),
+            found,
+            type_name: self.type_name.to_string(),
+        });
         Err(E::custom("nested value"))
     }
 }
@@ -197,7 +225,7 @@ impl<'de> Visitor<'de> for Scalar<'_> {
 
 /// Any other value: objects inside it may not repeat a key either.
 struct Nested<'a> {
-    problem: &'a mut Option<String>,
+    problem: &'a mut Option<LineProblem>,
 }
 
 impl<'de> DeserializeSeed<'de> for Nested<'_> {
@@ -226,9 +254,9 @@ impl<'de> Visitor<'de> for Nested<'_> {
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key_seed(Key)? {
             if keys.contains(&key) {
-                *self.problem = Some(format!(
-                    "duplicate key `{key}` in a nested object: its value is ambiguous"
-                ));
+                *self.problem = Some(LineProblem::DuplicateNestedKey {
+                    key: key.into_owned(),
+                });
                 return Err(de::Error::custom("duplicate key"));
             }
             map.next_value_seed(Nested {

@@ -175,10 +175,10 @@ fn decode_lines(
     for (no, r) in lines {
         match check_line(&buf[r.clone()], &text.scalars) {
             Ok(()) => valid.push((*no, r.clone())),
-            Err(reason) => rejected.push(Rejected {
+            Err(problem) => rejected.push(Rejected {
                 line: *no,
                 raw: raw(r),
-                reason,
+                reason: problem.to_string(),
             }),
         }
     }

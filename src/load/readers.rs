@@ -90,24 +90,24 @@ impl TypeHints<'_> {
     }
 }
 
-/// The names of a CSV header, or why they cannot be column names.
-fn check_header(names: &[String]) -> std::result::Result<(), String> {
+/// Why the names of a CSV header cannot be column names, if they cannot.
+fn header_problem(names: &[String]) -> Option<String> {
     for (i, name) in names.iter().enumerate() {
         if name.len() > MAX_COLUMN_NAME_BYTES {
-            return Err(format!(
+            return Some(format!(
                 "column {} of the header is {} bytes long (at most {MAX_COLUMN_NAME_BYTES} bytes); is line 1 really a header? set header = false in [source.csv] or fix the file",
                 i + 1,
                 name.len()
             ));
         }
         if name.contains('\0') {
-            return Err(format!(
+            return Some(format!(
                 "column {} of the header contains a NUL byte; is the file UTF-16? convert it to UTF-8",
                 i + 1
             ));
         }
     }
-    Ok(())
+    None
 }
 
 async fn read_prefix(file: &SourceFile, max: u64) -> Result<bytes::Bytes> {
@@ -137,7 +137,7 @@ pub async fn plan_file(
     if file.size == 0 {
         return Ok(None);
     }
-    let fail = |message: String| Error::source(source, format!("`{}`: {message}", file.display));
+    let fail = |message: String| Error::bad_load_file(source, &file.display, message);
     let plan = match format {
         SourceFormat::Csv => {
             let probe = PROBE_BYTES.max(csv.max_record_bytes.saturating_add(2) as u64);
@@ -179,7 +179,9 @@ pub async fn plan_file(
                 }
             };
             if csv.header {
-                check_header(&header).map_err(fail)?;
+                if let Some(problem) = header_problem(&header) {
+                    return Err(fail(problem));
+                }
             }
             let header = if !csv.header && !hints.declared.is_empty() {
                 hints.declared.iter().map(|d| d.name.clone()).collect()
@@ -230,7 +232,7 @@ pub async fn plan_file(
                 .take(10_000)
                 .map(Ok::<_, arrow::error::ArrowError>);
             let inferred = arrow::json::reader::infer_json_schema_from_iterator(lines)
-                .map_err(|e| Error::source(source, format!("`{}`: {e}", file.display)))?;
+                .map_err(|e| Error::bad_load_file(source, &file.display, e))?;
             let mut names: Vec<String> = hints.declared.iter().map(|d| d.name.clone()).collect();
             for f in inferred.fields() {
                 if !names.contains(f.name()) {
@@ -254,11 +256,10 @@ pub async fn plan_file(
             let reader = parquet_reader(file);
             let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
                 .await
-                .map_err(|e| {
-                    Error::source(
-                        source,
-                        format!("`{}` is not a readable Parquet file: {e}", file.display),
-                    )
+                .map_err(|e| Error::BadInputFile {
+                    reader: format!("source `{source}`"),
+                    file: file.display.clone(),
+                    message: format!("`{}` is not a readable Parquet file: {e}", file.display),
                 })?;
             let schema = builder.schema().clone();
             let columns = schema
@@ -288,6 +289,16 @@ pub async fn plan_file(
         }
     }
     Ok(Some(plan))
+}
+
+/// A problem of the file being read, found on the reader's thread:
+/// [`spawn_reader_with_pieces`] names the source and the file.
+fn bad_file(message: impl std::fmt::Display) -> Error {
+    Error::BadInputFile {
+        reader: String::new(),
+        file: String::new(),
+        message: message.to_string(),
+    }
 }
 
 /// Reads `file` on a blocking thread; chunks arrive on the returned channel.
@@ -340,7 +351,9 @@ pub(crate) fn spawn_reader_with_pieces(
         };
         if let Err(e) = result {
             let e = match e {
-                Error::Sql(m) => Error::source(&source, format!("`{}`: {m}", file.display)),
+                Error::BadInputFile { message, .. } => {
+                    Error::bad_load_file(&source, &file.display, message)
+                }
                 other => other,
             };
             let _ = tx.blocking_send(Err(e));
@@ -555,7 +568,7 @@ fn read_csv_piece(
             let mut done = Vec::new();
             tokenize_piece(&mut t, &bytes, &piece.bad, &mut done);
             if let Some(e) = t.header_error() {
-                return Err(Error::Sql(format!("{e}; fix the header line")));
+                return Err(bad_file(format!("{e}; fix the header line")));
             }
             done
         }
@@ -641,18 +654,18 @@ fn read_parquet(
     let reader = parquet_reader(file);
     let builder = handle
         .block_on(parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader))
-        .map_err(|e| Error::Sql(format!("not a readable Parquet file: {e}")))?;
+        .map_err(|e| bad_file(format!("not a readable Parquet file: {e}")))?;
     let rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
     let mut stream = builder
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| Error::Sql(e.to_string()))?;
+        .map_err(bad_file)?;
     let mut row = 0u64;
     while let Some(batch) = handle.block_on(stream.next()) {
-        let batch = batch.map_err(|e| Error::Sql(e.to_string()))?;
+        let batch = batch.map_err(bad_file)?;
         let n = batch.num_rows() as u64;
         let typed = super::convert::conform(&batch, &plan.schema).map_err(|e| {
-            Error::Sql(format!(
+            bad_file(format!(
                 "cannot read it with the declared column types: {}",
                 match e {
                     Error::Schema { message, .. } => message,

@@ -19,9 +19,9 @@ use super::config::{Materialization, ModelConfig};
 use super::dag::{Dag, NodeInfo};
 use super::discover::{self, SqlFile};
 use super::jinja::{self, RenderContext};
-use super::resolve::{ephemeral_cte, ExistsCache, Names, Target};
+use super::resolve::{ephemeral_cte, ExistsCache, NameError, Names, Target};
 use super::schema_yml::{self, PropertiesFile};
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 use crate::project::{ModelSettings, Project, ProjectKind};
 use crate::sql::deps;
 use crate::sql::Engine;
@@ -393,10 +393,10 @@ pub async fn compile(
                     }
                     res.push((o, t));
                 }
-                Err(msg) => errors.push(Error::Model {
+                Err(e) => errors.push(Error::Model {
                     model: names.ids[i].clone(),
                     file: drafts[i].file.display.clone(),
-                    message: msg,
+                    message: e.to_string(),
                 }),
             }
         }
@@ -545,9 +545,12 @@ pub async fn compile(
 impl Compiled {
     /// Index of the model `name` (id or unique bare name).
     pub fn find(&self, name: &str) -> Result<usize> {
-        self.names
-            .lookup_model(name)
-            .map_err(|m| Error::Sql(m.replace("no model named", "unknown model")))
+        self.names.lookup_model(name).map_err(|e| match e {
+            NameError::NoModel { name, hint } => {
+                Error::not_found(Object::Model, format!("unknown model `{name}`{hint}"))
+            }
+            other => other.into(),
+        })
     }
 
     /// Renders a test or analysis file against this project's names.
@@ -555,7 +558,7 @@ impl Compiled {
         &self,
         file: &SqlFile,
         vars: &BTreeMap<String, serde_json::Value>,
-    ) -> std::result::Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>)> {
         let ctx = render_context(
             &self.names,
             vars,
@@ -565,7 +568,7 @@ impl Compiled {
             &file.name,
             false,
         );
-        let r = jinja::render(&file.display, &file.text, &ctx).map_err(|e| e.to_string())?;
+        let r = jinja::render(&file.display, &file.text, &ctx)?;
         Ok((clean_sql(&r.sql), r.refs))
     }
 
@@ -575,15 +578,12 @@ impl Compiled {
         warehouse: &Warehouse,
         sql: &str,
         refs: &[String],
-    ) -> std::result::Result<Vec<usize>, String> {
+    ) -> Result<Vec<usize>> {
         let occ = deps::relation_occurrences(sql, &self.functions)
-            .map_err(|e| format!("SQL syntax error: {e}"))?;
+            .map_err(|e| Error::Sql(format!("SQL syntax error: {e}")))?;
         let mut cache = ExistsCache::new(warehouse);
         for o in &occ {
-            cache
-                .probe(&self.names, &o.relation)
-                .await
-                .map_err(|e| e.to_string())?;
+            cache.probe(&self.names, &o.relation).await?;
         }
         let exists = |s: &str, t: &str| cache.known(s, t);
         let mut out = Vec::new();
@@ -592,7 +592,7 @@ impl Compiled {
                 Ok(Target::Model(m)) => out.push(m),
                 Ok(_) => {}
                 Err(_) if o.declared => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         for r in refs {
@@ -677,7 +677,9 @@ fn draft(
     if !config.enabled {
         return Err((Some(file.name.clone()), None));
     }
-    config.validate().map_err(|m| (None, Some(model_err(m))))?;
+    config
+        .validate()
+        .map_err(|e| (None, Some(model_err(e.to_string()))))?;
     let schema = match (&config.schema, settings.kind) {
         (Some(s), _) => s.clone(),
         (None, ProjectKind::Sluice) => match file.rel_dirs.first() {
@@ -723,7 +725,8 @@ fn render_context(
     is_incremental: bool,
 ) -> RenderContext {
     let n = names.clone();
-    let resolve_ref: jinja::RefResolver = Arc::new(move |name: &str| n.ref_text(name));
+    let resolve_ref: jinja::RefResolver =
+        Arc::new(move |name: &str| n.ref_text(name).map_err(Error::from));
     let n = names.clone();
     let resolve_source: jinja::SourceResolver = Arc::new(move |s: &str, t: &str| {
         if let Some((schema, table)) = n.yml_sources.get(&(s.to_string(), t.to_string())) {
@@ -735,8 +738,9 @@ fn render_context(
         if crate::warehouse::is_identifier(s) && crate::warehouse::is_identifier(t) {
             return Ok(format!("{s}.{t}"));
         }
-        Err(format!(
-            "unknown source ('{s}', '{t}'): declare it under `sources:` in a schema.yml or in catalog/*.toml"
+        Err(Error::not_found(
+            Object::Other,
+            format!("unknown source ('{s}', '{t}'): declare it under `sources:` in a schema.yml or in catalog/*.toml"),
         ))
     });
     RenderContext {

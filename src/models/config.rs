@@ -2,7 +2,7 @@
 //! `sluice.toml` / `dbt_project.yml`, and `schema.yml`. Later sources win:
 //! folder defaults < schema.yml `config:` < the file's own `config()`.
 
-use crate::error::did_you_mean;
+use crate::error::{did_you_mean, Error, Result};
 use serde_json::Value;
 use std::fmt;
 
@@ -182,7 +182,7 @@ impl ModelConfig {
 
     /// Applies `map` over the current values. `tags` accumulate (as in dbt);
     /// everything else replaces. Errors are messages for the user.
-    pub fn apply(&mut self, map: &serde_json::Map<String, Value>) -> Result<(), String> {
+    pub fn apply(&mut self, map: &serde_json::Map<String, Value>) -> Result<()> {
         for (k, v) in map {
             match k.as_str() {
                 "enabled" => self.enabled = as_bool(k, v)?,
@@ -193,10 +193,10 @@ impl ModelConfig {
                         "incremental" => Materialization::Incremental,
                         "ephemeral" => Materialization::Ephemeral,
                         other => {
-                            return Err(format!(
+                            return Err(Error::invalid(format!(
                                 "materialized='{other}' is not supported{}; use view, table, incremental or ephemeral",
                                 did_you_mean(other, ["view", "table", "incremental", "ephemeral"])
-                            ))
+                            )))
                         }
                     }
                 }
@@ -220,9 +220,9 @@ impl ModelConfig {
                             IncrementalStrategy::DeleteInsert
                         }
                         other => {
-                            return Err(format!(
+                            return Err(Error::invalid(format!(
                                 "incremental_strategy='{other}' is not supported; use append, merge or delete+insert"
-                            ))
+                            )))
                         }
                     })
                 }
@@ -234,9 +234,9 @@ impl ModelConfig {
                             OnSchemaChange::AppendNewColumns
                         }
                         other => {
-                            return Err(format!(
+                            return Err(Error::invalid(format!(
                                 "on_schema_change='{other}' is not supported; use ignore, fail or append_new_columns"
-                            ))
+                            )))
                         }
                     }
                 }
@@ -248,7 +248,7 @@ impl ModelConfig {
                         "warn" => true,
                         "error" => false,
                         other => {
-                            return Err(format!("severity='{other}': use 'error' or 'warn'"))
+                            return Err(Error::invalid(format!("severity='{other}': use 'error' or 'warn'")))
                         }
                     }
                 }
@@ -259,7 +259,7 @@ impl ModelConfig {
                 other => {
                     let hint = did_you_mean(other, KEYS.iter().copied());
                     if !hint.is_empty() {
-                        return Err(format!("unknown config `{other}`{hint}"));
+                        return Err(Error::invalid(format!("unknown config `{other}`{hint}")));
                     }
                     tracing::warn!("config `{other}` is not a sluice setting and is ignored");
                 }
@@ -269,11 +269,11 @@ impl ModelConfig {
     }
 
     /// Checks combinations; called once all layers are applied.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         if self.materialized == Materialization::Incremental {
             let strategy = self.strategy();
             if strategy != IncrementalStrategy::Append && self.unique_key.is_empty() {
-                return Err(format!(
+                return Err(Error::invalid(format!(
                     "incremental_strategy='{}' needs unique_key (the column(s) that identify a row{})",
                     match strategy {
                         IncrementalStrategy::Merge => "merge",
@@ -284,17 +284,19 @@ impl ModelConfig {
                     } else {
                         ""
                     }
-                ));
+                )));
             }
         }
         if let Some(fv) = &self.feature_view {
             if self.materialized == Materialization::Ephemeral {
-                return Err(
-                    "a feature view cannot be ephemeral: its table is its offline store".into(),
-                );
+                return Err(Error::invalid(
+                    "a feature view cannot be ephemeral: its table is its offline store",
+                ));
             }
             if fv.entities.is_empty() {
-                return Err("feature_view needs at least one entity column".into());
+                return Err(Error::invalid(
+                    "feature_view needs at least one entity column",
+                ));
             }
         }
         Ok(())
@@ -311,35 +313,39 @@ impl ModelConfig {
     }
 }
 
-fn as_str(k: &str, v: &Value) -> Result<String, String> {
+fn as_str(k: &str, v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.clone()),
-        other => Err(format!("`{k}` must be a string, not {other}")),
+        other => Err(Error::invalid(format!(
+            "`{k}` must be a string, not {other}"
+        ))),
     }
 }
 
-fn as_bool(k: &str, v: &Value) -> Result<bool, String> {
+fn as_bool(k: &str, v: &Value) -> Result<bool> {
     match v {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(format!("`{k}` must be true or false, not {other}")),
+        other => Err(Error::invalid(format!(
+            "`{k}` must be true or false, not {other}"
+        ))),
     }
 }
 
-fn as_list(k: &str, v: &Value) -> Result<Vec<String>, String> {
+fn as_list(k: &str, v: &Value) -> Result<Vec<String>> {
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(a) => a.iter().map(|x| as_str(k, x)).collect(),
         Value::Null => Ok(Vec::new()),
-        other => Err(format!(
+        other => Err(Error::invalid(format!(
             "`{k}` must be a string or a list of strings, not {other}"
-        )),
+        ))),
     }
 }
 
 /// Column lists: `'a'`, `'a, b'` or `['a', 'b']`.
-fn as_key_list(k: &str, v: &Value) -> Result<Vec<String>, String> {
+fn as_key_list(k: &str, v: &Value) -> Result<Vec<String>> {
     Ok(as_list(k, v)?
         .iter()
         .flat_map(|s| s.split(','))
@@ -348,21 +354,21 @@ fn as_key_list(k: &str, v: &Value) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn identifier(k: &str, s: &str) -> Result<String, String> {
+fn identifier(k: &str, s: &str) -> Result<String> {
     if crate::warehouse::is_identifier(s) {
         Ok(s.to_string())
     } else {
-        Err(format!(
+        Err(Error::invalid(format!(
             "{k}='{s}' is not a valid name (lowercase letters, digits and _, not starting with a digit)"
-        ))
+        )))
     }
 }
 
-fn feature_view(v: &Value) -> Result<FeatureView, String> {
+fn feature_view(v: &Value) -> Result<FeatureView> {
     let Value::Object(m) = v else {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "feature_view must be a mapping such as {{'entities': ['user_id'], 'event_timestamp': 'ts', 'ttl': '30d'}}, not {v}"
-        ));
+        )));
     };
     let known = [
         "entities",
@@ -375,38 +381,47 @@ fn feature_view(v: &Value) -> Result<FeatureView, String> {
     ];
     for k in m.keys() {
         if !known.contains(&k.as_str()) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "feature_view: unknown key `{k}`{}; allowed: {}",
                 did_you_mean(k, known.iter().copied()),
                 known.join(", ")
-            ));
+            )));
         }
     }
     let entities = match m.get("entities").or_else(|| m.get("entity")) {
         Some(v) => as_key_list("entities", v)?,
-        None => return Err("feature_view needs `entities` (the entity key columns)".into()),
+        None => {
+            return Err(Error::invalid(
+                "feature_view needs `entities` (the entity key columns)",
+            ))
+        }
     };
     let event_timestamp = match m.get("event_timestamp").or_else(|| m.get("timestamp")) {
         Some(v) => as_str("event_timestamp", v)?,
-        None => return Err("feature_view needs `event_timestamp` (the event-time column)".into()),
+        None => {
+            return Err(Error::invalid(
+                "feature_view needs `event_timestamp` (the event-time column)",
+            ))
+        }
     };
     let created_timestamp = m
         .get("created_timestamp")
         .map(|v| as_str("created_timestamp", v))
         .transpose()?;
-    let ttl_seconds =
-        match m.get("ttl") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-                format!("feature_view ttl {n} must be a positive number of seconds")
-            })?),
-            Some(Value::String(s)) => Some(parse_duration(s)?),
-            Some(other) => {
-                return Err(format!(
-                    "feature_view ttl must be a duration such as '30d', not {other}"
-                ))
-            }
-        };
+    let ttl_seconds = match m.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+            Error::invalid(format!(
+                "feature_view ttl {n} must be a positive number of seconds"
+            ))
+        })?),
+        Some(Value::String(s)) => Some(parse_duration(s)?),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "feature_view ttl must be a duration such as '30d', not {other}"
+            )))
+        }
+    };
     let online = match m.get("online") {
         Some(v) => as_bool("online", v)?,
         None => false,
@@ -421,12 +436,14 @@ fn feature_view(v: &Value) -> Result<FeatureView, String> {
 }
 
 /// `90s`, `15m`, `12h`, `30d`, `2w` or a number of seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub fn parse_duration(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
-        format!("duration '{s}': expected a number and a unit (s, m, h, d, w), e.g. '30d'")
+        Error::invalid(format!(
+            "duration '{s}': expected a number and a unit (s, m, h, d, w), e.g. '30d'"
+        ))
     })?;
     let mult = match unit.trim() {
         "" | "s" => 1,
@@ -435,13 +452,13 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         other => {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "duration '{s}': unknown unit `{other}`; use s, m, h, d or w"
-            ))
+            )))
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("duration '{s}' is too large"))
+        .ok_or_else(|| Error::invalid(format!("duration '{s}' is too large")))
 }
 
 #[cfg(test)]
@@ -476,9 +493,12 @@ mod tests {
     fn typos_and_bad_values_are_errors() {
         let mut c = ModelConfig::defaults(Materialization::Table);
         let e = c.apply(&obj(json!({"materialised": "view"}))).unwrap_err();
-        assert!(e.contains("did you mean `materialized`?"), "{e}");
+        assert!(
+            e.to_string().contains("did you mean `materialized`?"),
+            "{e}"
+        );
         let e = c.apply(&obj(json!({"materialized": "tabel"}))).unwrap_err();
-        assert!(e.contains("did you mean `table`?"), "{e}");
+        assert!(e.to_string().contains("did you mean `table`?"), "{e}");
         // dbt-only keys are accepted.
         c.apply(&obj(json!({"persist_docs": {"relation": true}})))
             .unwrap();
@@ -487,7 +507,11 @@ mod tests {
             json!({"materialized": "incremental", "incremental_strategy": "delete+insert"}),
         ))
         .unwrap();
-        assert!(c.validate().unwrap_err().contains("needs unique_key"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("needs unique_key"));
     }
 
     #[test]
@@ -498,6 +522,9 @@ mod tests {
         let fv = c.feature_view.unwrap();
         assert_eq!(fv.ttl_seconds, Some(30 * 86_400));
         assert_eq!(parse_duration("90").unwrap(), 90);
-        assert!(parse_duration("3y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("3y")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
     }
 }

@@ -148,10 +148,10 @@ pub async fn compile_tests(
                     declared_in: f.display.clone(),
                 });
             }
-            Err(msg) => errors.push(Error::Model {
+            Err(e) => errors.push(Error::Model {
                 model: format!("test {}", f.name),
                 file: f.display.clone(),
-                message: msg,
+                message: e.to_string(),
             }),
         }
     }
@@ -232,13 +232,17 @@ fn ident(c: &str) -> String {
     }
 }
 
-fn sql_literal(v: &Value, quote: bool) -> std::result::Result<String, String> {
+fn sql_literal(v: &Value, quote: bool) -> Result<String> {
     Ok(match v {
         Value::String(s) if quote => format!("'{}'", s.replace('\'', "''")),
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        other => return Err(format!("accepted_values: unsupported value {other}")),
+        other => {
+            return Err(Error::invalid(format!(
+                "accepted_values: unsupported value {other}"
+            )))
+        }
     })
 }
 
@@ -248,7 +252,7 @@ fn generic(
     m: usize,
     column: Option<&str>,
     spec: &TestSpec,
-) -> std::result::Result<(String, Vec<usize>), String> {
+) -> Result<(String, Vec<usize>)> {
     let model = &compiled.models[m];
     let mut rel = relation(model);
     if let Some(Value::String(w)) = spec.args.get("where") {
@@ -261,10 +265,10 @@ fn generic(
         .or(column);
     let need_col = || {
         col_arg.map(ident).ok_or_else(|| {
-            format!(
+            Error::invalid(format!(
                 "test `{}` needs a column: declare it under `columns:` or pass column_name",
                 spec.name
-            )
+            ))
         })
     };
     let sql = match spec.name.as_str() {
@@ -289,8 +293,8 @@ fn generic(
                 Some(Value::Array(a)) if !a.is_empty() => a
                     .iter()
                     .map(|v| sql_literal(v, quote))
-                    .collect::<std::result::Result<Vec<_>, _>>()?,
-                _ => return Err("accepted_values needs `values: [...]`".into()),
+                    .collect::<Result<Vec<_>>>()?,
+                _ => return Err(Error::invalid("accepted_values needs `values: [...]`")),
             };
             format!(
                 "SELECT {c} AS value_field, count(*) AS n_records FROM {rel} WHERE {c} IS NOT NULL AND {c} NOT IN ({}) GROUP BY {c}",
@@ -303,12 +307,12 @@ fn generic(
                 .args
                 .get("to")
                 .and_then(Value::as_str)
-                .ok_or("relationships needs `to: ref('model')`")?;
+                .ok_or_else(|| Error::invalid("relationships needs `to: ref('model')`"))?;
             let field = spec
                 .args
                 .get("field")
                 .and_then(Value::as_str)
-                .ok_or("relationships needs `field: column`")?;
+                .ok_or_else(|| Error::invalid("relationships needs `field: column`"))?;
             let (to_rel, to_dep) = parse_to(compiled, to)?;
             let f = ident(field);
             let mut deps = vec![m];
@@ -327,7 +331,7 @@ fn generic(
                 .args
                 .get("expression")
                 .and_then(Value::as_str)
-                .ok_or("expression_is_true needs `expression`")?;
+                .ok_or_else(|| Error::invalid("expression_is_true needs `expression`"))?;
             let e = match col_arg {
                 Some(c) => format!("{} {e}", ident(c)),
                 None => e.to_string(),
@@ -335,20 +339,20 @@ fn generic(
             format!("SELECT * FROM {rel} WHERE NOT ({e})")
         }
         other => {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "unknown test `{other}`{}; sluice runs unique, not_null, accepted_values, relationships and expression_is_true (write others as singular tests in the tests folder)",
                 crate::error::did_you_mean(
                     other,
                     ["unique", "not_null", "accepted_values", "relationships"]
                 )
-            ))
+            )))
         }
     };
     Ok((sql, vec![m]))
 }
 
 /// `ref('x')`, `source('a', 'b')` or a plain `schema.table`.
-fn parse_to(compiled: &Compiled, to: &str) -> std::result::Result<(String, Option<usize>), String> {
+fn parse_to(compiled: &Compiled, to: &str) -> Result<(String, Option<usize>)> {
     let t = to.trim();
     let args = |prefix: &str| -> Option<Vec<String>> {
         let inner = t.strip_prefix(prefix)?.trim_start().strip_prefix('(')?;
@@ -362,14 +366,16 @@ fn parse_to(compiled: &Compiled, to: &str) -> std::result::Result<(String, Optio
     };
     if let Some(a) = args("ref") {
         let name = a.last().cloned().unwrap_or_default();
-        let i = compiled.find(&name).map_err(|e| e.to_string())?;
+        let i = compiled.find(&name)?;
         return Ok((relation(&compiled.models[i]), Some(i)));
     }
     if let Some(a) = args("source") {
         if let [s, tb] = a.as_slice() {
             return Ok((format!("{s}.{tb}"), None));
         }
-        return Err(format!("relationships: cannot read `to: {to}`"));
+        return Err(Error::invalid(format!(
+            "relationships: cannot read `to: {to}`"
+        )));
     }
     match compiled.find(t) {
         Ok(i) => Ok((relation(&compiled.models[i]), Some(i))),

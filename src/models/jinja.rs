@@ -46,11 +46,12 @@ use minijinja::value::{from_args, Kwargs, Object, ObjectRepr, Rest, Value, Value
 use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
 
 /// Resolves `ref('name')` / `ref('package', 'name')` to the SQL text of a relation (e.g. `staging.stg_users`);
-/// `Err(message)` for an unknown model (the message is user-facing and already includes a suggestion).
-pub type RefResolver = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+/// an error for an unknown model (its message is user-facing and already includes a suggestion:
+/// it becomes the template's error).
+pub type RefResolver = Arc<dyn Fn(&str) -> crate::Result<String> + Send + Sync>;
 
 /// Resolves `source('source_name', 'table_name')` to a relation text.
-pub type SourceResolver = Arc<dyn Fn(&str, &str) -> Result<String, String> + Send + Sync>;
+pub type SourceResolver = Arc<dyn Fn(&str, &str) -> crate::Result<String> + Send + Sync>;
 
 /// Everything a model template can see.
 pub struct RenderContext {
@@ -256,7 +257,7 @@ fn build_environment<'s>(
             "ref",
             move |first: String, second: Option<String>, _kwargs: Kwargs| {
                 let name = second.unwrap_or(first);
-                let relation = resolve(&name).map_err(user_error)?;
+                let relation = resolve(&name).map_err(|e| user_error(e.to_string()))?;
                 let mut c = lock(&collected);
                 if !c.refs.contains(&name) {
                     c.refs.push(name);
@@ -272,7 +273,7 @@ fn build_environment<'s>(
         let collected = Arc::clone(collected);
         let default_schema = Arc::clone(&default_schema);
         env.add_function("source", move |source: String, table: String| {
-            let relation = resolve(&source, &table).map_err(user_error)?;
+            let relation = resolve(&source, &table).map_err(|e| user_error(e.to_string()))?;
             let mut c = lock(&collected);
             if !c.sources.iter().any(|(s, t)| *s == source && *t == table) {
                 c.sources.push((source, table));
@@ -720,15 +721,15 @@ mod tests {
             vars,
             resolve_ref: Arc::new(|name: &str| match name {
                 "stg_users" | "stg_orders" | "stg_events" => Ok(format!("staging.{name}")),
-                _ => Err(format!(
+                _ => Err(crate::Error::Sql(format!(
                     "unknown model `{name}` in ref() (did you mean `stg_users`?)"
-                )),
+                ))),
             }),
             resolve_source: Arc::new(|source: &str, table: &str| {
                 if source == "raw" {
                     Ok(format!("raw.{table}"))
                 } else {
-                    Err(format!("unknown source `{source}`"))
+                    Err(crate::Error::Sql(format!("unknown source `{source}`")))
                 }
             }),
             this: "features.user_features".to_string(),

@@ -40,10 +40,12 @@ pub struct Selection {
 impl Selection {
     /// Indices of the selected models, in execution order.
     pub fn apply(&self, compiled: &Compiled) -> Result<Vec<usize>> {
-        let sel = select::Selector::parse(&self.select).map_err(|e| Error::Sql(e.to_string()))?;
-        let exc = select::Selector::parse(&self.exclude).map_err(|e| Error::Sql(e.to_string()))?;
-        select::select(&compiled.dag, &sel, &exc)
-            .map_err(|e| Error::Sql(format!("--select/--exclude: {e}")))
+        let bad = |option: &'static str| {
+            move |reason: select::SelectError| Error::BadSelection { option, reason }
+        };
+        let sel = select::Selector::parse(&self.select).map_err(bad("--select"))?;
+        let exc = select::Selector::parse(&self.exclude).map_err(bad("--exclude"))?;
+        select::select(&compiled.dag, &sel, &exc).map_err(bad("--select/--exclude"))
     }
 }
 

@@ -3,7 +3,7 @@
 //! suggestions shown when it is none of them.
 
 use super::jinja;
-use crate::error::{did_you_mean, Result};
+use crate::error::{did_you_mean, Error, Object, Result};
 use crate::sql::deps::Relation;
 use crate::warehouse::Warehouse;
 use std::collections::{HashMap, HashSet};
@@ -30,6 +30,52 @@ pub(crate) struct Names {
     pub(crate) macros: Option<Arc<jinja::Macros>>,
 }
 
+/// Why a name in a model's SQL or a `ref()` does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NameError {
+    /// `ref('x')` where `x` is the bare name of several models.
+    #[error("`{name}` is ambiguous: it names {}; use ref('schema.name')", quoted(.ids))]
+    AmbiguousRef { name: String, ids: Vec<String> },
+    /// `ref('x')` of a model with `enabled=false`.
+    #[error("model `{0}` is disabled (enabled=false)")]
+    Disabled(String),
+    /// `ref('x')` where no model is `x`.
+    #[error("no model named `{name}`{hint}")]
+    NoModel { name: String, hint: String },
+    /// A bare table name that is the name of several models.
+    #[error("table `{name}` is ambiguous: it names {}; qualify it", quoted(.ids))]
+    AmbiguousTable { name: String, ids: Vec<String> },
+    /// A table that is no model, stored table or declared source.
+    #[error(
+        "references unknown table `{name}`{hint}: it is not a model, an existing table or a declared source{}",
+        if .hint.is_empty() { " (load it with `sluice load`, or add a model or seed)" } else { "" }
+    )]
+    UnknownTable { name: String, hint: String },
+    /// More than `schema.table`.
+    #[error("`{0}` is not a table of the warehouse (use `schema.table`)")]
+    NotATable(String),
+}
+
+fn quoted(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+impl From<NameError> for Error {
+    fn from(e: NameError) -> Self {
+        let object = match &e {
+            NameError::Disabled(_) | NameError::NoModel { .. } => Object::Model,
+            NameError::UnknownTable { .. } => Object::Table,
+            NameError::AmbiguousRef { .. }
+            | NameError::AmbiguousTable { .. }
+            | NameError::NotATable(_) => return Error::Sql(e.to_string()),
+        };
+        Error::not_found(object, e.to_string())
+    }
+}
+
 /// What a name in a model's SQL is.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Target {
@@ -42,7 +88,7 @@ pub(crate) enum Target {
 
 impl Names {
     /// `ref('x')`: a model id or a unique bare name.
-    pub(crate) fn lookup_model(&self, name: &str) -> std::result::Result<usize, String> {
+    pub(crate) fn lookup_model(&self, name: &str) -> std::result::Result<usize, NameError> {
         if let Some(i) = self.by_id.get(name) {
             return Ok(*i);
         }
@@ -51,27 +97,24 @@ impl Names {
         }
         match self.by_bare.get(name).map(Vec::as_slice) {
             Some([i]) => Ok(*i),
-            Some(many) if !many.is_empty() => Err(format!(
-                "`{name}` is ambiguous: it names {}; use ref('schema.name')",
-                many.iter()
-                    .map(|i| format!("`{}`", self.ids[*i]))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            )),
+            Some(many) if !many.is_empty() => Err(NameError::AmbiguousRef {
+                name: name.to_string(),
+                ids: many.iter().map(|i| self.ids[*i].clone()).collect(),
+            }),
             _ => {
                 if self.disabled.contains(name) {
-                    return Err(format!("model `{name}` is disabled (enabled=false)"));
+                    return Err(NameError::Disabled(name.to_string()));
                 }
-                Err(format!(
-                    "no model named `{name}`{}",
-                    did_you_mean(
+                Err(NameError::NoModel {
+                    name: name.to_string(),
+                    hint: did_you_mean(
                         name,
                         self.by_bare
                             .keys()
                             .map(String::as_str)
-                            .chain(self.ids.iter().map(String::as_str))
-                    )
-                ))
+                            .chain(self.ids.iter().map(String::as_str)),
+                    ),
+                })
             }
         }
     }
@@ -82,7 +125,7 @@ impl Names {
         &self,
         rel: &Relation,
         exists: &dyn Fn(&str, &str) -> bool,
-    ) -> std::result::Result<Target, String> {
+    ) -> std::result::Result<Target, NameError> {
         let parts: &[String] = match rel.parts.as_slice() {
             [c, rest @ ..] if rest.len() == 2 && c == crate::sql::CATALOG => rest,
             p => p,
@@ -102,13 +145,10 @@ impl Names {
                 match self.by_bare.get(one).map(Vec::as_slice) {
                     Some([i]) => return Ok(Target::Model(*i)),
                     Some(many) if many.len() > 1 => {
-                        return Err(format!(
-                            "table `{one}` is ambiguous: it names {}; qualify it",
-                            many.iter()
-                                .map(|i| format!("`{}`", self.ids[*i]))
-                                .collect::<Vec<_>>()
-                                .join(" and ")
-                        ))
+                        return Err(NameError::AmbiguousTable {
+                            name: one.clone(),
+                            ids: many.iter().map(|i| self.ids[*i].clone()).collect(),
+                        })
                     }
                     _ => {}
                 }
@@ -138,14 +178,11 @@ impl Names {
                 }
                 Err(self.unknown(&rel.display()))
             }
-            _ => Err(format!(
-                "`{}` is not a table of the warehouse (use `schema.table`)",
-                rel.display()
-            )),
+            _ => Err(NameError::NotATable(rel.display())),
         }
     }
 
-    pub(crate) fn unknown(&self, name: &str) -> String {
+    pub(crate) fn unknown(&self, name: &str) -> NameError {
         let mut candidates: Vec<&str> = self.ids.iter().map(String::as_str).collect();
         candidates.extend(self.by_bare.keys().map(String::as_str));
         let source_targets: Vec<String> = self
@@ -154,19 +191,14 @@ impl Names {
             .map(|(s, t)| format!("{s}.{t}"))
             .collect();
         candidates.extend(source_targets.iter().map(String::as_str));
-        let hint = did_you_mean(name, candidates);
-        format!(
-            "references unknown table `{name}`{hint}: it is not a model, an existing table or a declared source{}",
-            if hint.is_empty() {
-                " (load it with `sluice load`, or add a model or seed)"
-            } else {
-                ""
-            }
-        )
+        NameError::UnknownTable {
+            name: name.to_string(),
+            hint: did_you_mean(name, candidates),
+        }
     }
 
     /// `ref('x')` as SQL text: a model's relation, else a seed's table.
-    pub(crate) fn ref_text(&self, name: &str) -> std::result::Result<String, String> {
+    pub(crate) fn ref_text(&self, name: &str) -> std::result::Result<String, NameError> {
         match self.lookup_model(name) {
             Ok(i) => Ok(self.relation_text(i)),
             Err(e) => match self.seeds.get(name) {

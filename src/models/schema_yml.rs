@@ -107,7 +107,7 @@ pub struct TestSpec {
 
 /// Parses `unique`, `{accepted_values: {values: [..]}}`, and dbt 1.10's
 /// `{accepted_values: {arguments: {values: [..]}, config: {severity: warn}}}`.
-pub fn parse_test(v: &Value) -> std::result::Result<TestSpec, String> {
+pub fn parse_test(v: &Value) -> Result<TestSpec> {
     match v {
         Value::String(s) => Ok(TestSpec {
             name: s.clone(),
@@ -115,11 +115,18 @@ pub fn parse_test(v: &Value) -> std::result::Result<TestSpec, String> {
             warn_only: false,
         }),
         Value::Object(m) if m.len() == 1 => {
-            let (name, body) = m.iter().next().ok_or("empty test")?;
+            let (name, body) = m
+                .iter()
+                .next()
+                .ok_or_else(|| Error::invalid("empty test"))?;
             let mut args = match body {
                 Value::Object(b) => b.clone(),
                 Value::Null => Default::default(),
-                other => return Err(format!("test `{name}`: expected a mapping of arguments, not {other}")),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "test `{name}`: expected a mapping of arguments, not {other}"
+                    )))
+                }
             };
             let mut warn_only = false;
             if let Some(Value::Object(c)) = args.remove("config") {
@@ -139,9 +146,9 @@ pub fn parse_test(v: &Value) -> std::result::Result<TestSpec, String> {
                 warn_only,
             })
         }
-        other => Err(format!(
+        other => Err(Error::invalid(format!(
             "a test is a name (`unique`) or a mapping (`accepted_values: {{values: [...]}}`), not {other}"
-        )),
+        ))),
     }
 }
 

@@ -269,7 +269,7 @@ impl SourceDecl {
 const TYPE_NAMES: &str = "bigint, int, smallint, tinyint, double, float, decimal(p,s), boolean, varchar, string, date, timestamp, timestamptz";
 
 /// Parses a SQL type name as used in source declarations.
-pub fn parse_type(name: &str) -> std::result::Result<DataType, String> {
+pub fn parse_type(name: &str) -> Result<DataType> {
     let lower = name.trim().to_ascii_lowercase();
     let dt = match lower.as_str() {
         "bigint" | "int64" | "long" => DataType::Int64,
@@ -295,9 +295,9 @@ pub fn parse_type(name: &str) -> std::result::Result<DataType, String> {
                 let p: u8 = p.trim().parse().map_err(|_| bad_type(name))?;
                 let s: i8 = s.trim().parse().map_err(|_| bad_type(name))?;
                 if p == 0 || p > 38 || s < 0 || s as u8 > p {
-                    return Err(format!(
+                    return Err(Error::invalid(format!(
                         "decimal({p},{s}) is out of range: precision 1..=38, 0 <= scale <= precision"
-                    ));
+                    )));
                 }
                 DataType::Decimal128(p, s)
             } else {
@@ -308,8 +308,8 @@ pub fn parse_type(name: &str) -> std::result::Result<DataType, String> {
     Ok(dt)
 }
 
-fn bad_type(name: &str) -> String {
-    format!("unknown type `{name}`; use one of {TYPE_NAMES}")
+fn bad_type(name: &str) -> Error {
+    Error::invalid(format!("unknown type `{name}`; use one of {TYPE_NAMES}"))
 }
 
 #[derive(Deserialize)]
@@ -405,6 +405,7 @@ mod tests {
         assert!(parse_type("decimal(50,2)").is_err());
         assert!(parse_type("blob")
             .unwrap_err()
+            .to_string()
             .contains("unknown type `blob`"));
     }
 

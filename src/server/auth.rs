@@ -42,16 +42,16 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn parse(s: Option<&str>) -> Result<Role, String> {
+    pub fn parse(s: Option<&str>) -> crate::Result<Role> {
         match s
             .map(|r| r.to_ascii_lowercase().replace('-', "_"))
             .as_deref()
         {
             None | Some("read_write") | Some("readwrite") | Some("admin") => Ok(Role::ReadWrite),
             Some("read_only") | Some("readonly") | Some("reader") => Ok(Role::ReadOnly),
-            Some(other) => Err(format!(
+            Some(other) => Err(crate::Error::invalid(format!(
                 "unknown role `{other}`; use read_write or read_only"
-            )),
+            ))),
         }
     }
 }
@@ -87,10 +87,10 @@ pub struct PasswordHash {
 }
 
 impl PasswordHash {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> crate::Result<Self> {
         let parts: Vec<&str> = s.trim().split('$').collect();
         let bad = || {
-            format!("not a sluice password hash (expected `{PREFIX}$rounds$salt$hash`; create one with `sluice hash-password`)")
+            crate::Error::invalid(format!("not a sluice password hash (expected `{PREFIX}$rounds$salt$hash`; create one with `sluice hash-password`)"))
         };
         let [prefix, rounds, salt, hash] = parts.as_slice() else {
             return Err(bad());

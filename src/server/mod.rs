@@ -50,28 +50,37 @@ pub(crate) fn status(err: Error) -> Status {
     Status::new(code(&err), err.to_string())
 }
 
-fn code(err: &Error) -> tonic::Code {
+/// The gRPC code of each variant (the list in the README's "Errors and exit
+/// codes"). Every variant is named: a new one must be placed here.
+pub(crate) fn code(err: &Error) -> tonic::Code {
     use tonic::Code;
     match err {
-        Error::UnknownTable { .. } => Code::NotFound,
+        Error::UnknownTable { .. }
+        | Error::UnknownSource { .. }
+        | Error::UnknownFeatureView { .. }
+        | Error::UnknownFeatureService { .. }
+        | Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } => Code::AlreadyExists,
+        Error::NotSupported { .. } => Code::Unimplemented,
         Error::Storage { .. } | Error::Io { .. } => Code::Unavailable,
         Error::Conflict { .. } => Code::Aborted,
-        Error::Internal(_) => Code::Internal,
-        Error::ResourcesExhausted(_) => Code::ResourceExhausted,
+        Error::Internal(_) | Error::EngineBug { .. } => Code::Internal,
+        Error::ResourcesExhausted { .. } => Code::ResourceExhausted,
         Error::Many(errors) => errors.first().map_or(Code::InvalidArgument, code),
-        // DataFusion gives planning and catalog errors no kind beyond their text.
-        Error::Sql(m) | Error::Execution(m) if m.contains("already exists") => Code::AlreadyExists,
-        Error::Sql(m) | Error::Execution(m)
-            if m.contains("not found")
-                || m.contains("does not exist")
-                || m.contains("doesn't exist") =>
-        {
-            Code::NotFound
-        }
-        Error::Sql(m) if m.contains("not supported") || m.contains("Unsupported") => {
-            Code::Unimplemented
-        }
-        _ => Code::InvalidArgument,
+        Error::Config { .. }
+        | Error::Source { .. }
+        | Error::LoadAborted { .. }
+        | Error::BadInputFile { .. }
+        | Error::Schema { .. }
+        | Error::Warehouse { .. }
+        | Error::BadSelection { .. }
+        | Error::Template(_)
+        | Error::Sql(_)
+        | Error::Plan { .. }
+        | Error::Execution { .. }
+        | Error::Usage(_)
+        | Error::InvalidValue(_)
+        | Error::Model { .. } => Code::InvalidArgument,
     }
 }
 
@@ -141,8 +150,8 @@ impl ServeOptions {
             std::env::var("SLUICE_PASSWORD"),
         ) {
             (Ok(name), Ok(password)) if !name.is_empty() => {
-                let hash =
-                    PasswordHash::parse(&hash_password(&password)).map_err(Error::Internal)?;
+                let hash = PasswordHash::parse(&hash_password(&password))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 users.retain(|u| u.name != name);
                 users.push(User {
                     name,
@@ -214,19 +223,23 @@ impl ServeOptions {
 }
 
 /// `30s`, `5m`, `1h`, `2d`.
-fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+fn parse_duration(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))?;
+        .map_err(|_| Error::invalid(format!("`{s}` is not a duration such as 30s, 5m or 1h")))?;
     let mult = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        other => return Err(format!("`{s}`: unknown unit `{other}` (use s, m, h or d)")),
+        other => {
+            return Err(Error::invalid(format!(
+                "`{s}`: unknown unit `{other}` (use s, m, h or d)"
+            )))
+        }
     };
     Ok(n.saturating_mul(mult))
 }

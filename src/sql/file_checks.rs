@@ -101,7 +101,9 @@ async fn check_ndjson(
                 crate::formats::ndjson::check_line(text, &scalars).map_err(|reason| BadLine {
                     line: number,
                     // serde_json counts lines within the line: only its column helps.
-                    reason: reason.replace(" at line 1 column ", " at column "),
+                    reason: reason
+                        .to_string()
+                        .replace(" at line 1 column ", " at column "),
                     raw: String::from_utf8_lossy(text).into_owned(),
                 })
             }
@@ -156,8 +158,12 @@ fn refusal(function: &str, path: &str, file: &str, bad: BadLine) -> DataFusionEr
         "FROM" => format!("FROM '{path}'"),
         _ => format!("{function}('{path}')"),
     };
-    DataFusionError::Execution(format!(
-        "{call}: {which}line {}: {}: `{raw}`; fix the file, or load it with `sluice load`, which quarantines bad records",
-        bad.line, bad.reason
-    ))
+    DataFusionError::External(Box::new(crate::error::Error::BadInputFile {
+        reader: call,
+        file: file.to_string(),
+        message: format!(
+            "{which}line {}: {}: `{raw}`; fix the file, or load it with `sluice load`, which quarantines bad records",
+            bad.line, bad.reason
+        ),
+    }))
 }

@@ -266,8 +266,108 @@ pub(crate) fn session_state(args: &TableFunctionArgs) -> Result<SessionState> {
 
 /// Runs async planning work from a (synchronous) table function on this worker
 /// thread, without blocking the runtime's other workers.
+///
+/// That needs tokio's multi-threaded runtime (`block_in_place` panics on a
+/// current-thread one): elsewhere this is an error, not a panic. Every sluice
+/// entry point runs on the multi-threaded runtime.
 pub(crate) fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| DataFusionError::Internal("table functions need a tokio runtime".into()))?;
-    tokio::task::block_in_place(|| handle.block_on(fut))
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let unsupported = |runtime: &str| {
+        DataFusionError::from(crate::error::Error::not_supported(format!(
+            "this statement reads files or feature views while it is planned (read_csv, read_json, read_parquet, FROM 'file', training sets, the online schema), which needs tokio's multi-threaded runtime; it ran {runtime} (use #[tokio::main] or Builder::new_multi_thread())"
+        )))
+    };
+    let handle = Handle::try_current().map_err(|_| unsupported("outside a tokio runtime"))?;
+    match handle.runtime_flavor() {
+        RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| handle.block_on(fut)),
+        _ => Err(unsupported("on a current-thread runtime")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+    use crate::sql::Engine;
+    use crate::warehouse::Warehouse;
+
+    async fn engine(name: &str) -> Engine {
+        let wh = Warehouse::open(&format!("memory://{name}"), &Default::default()).unwrap();
+        Engine::new(wh, "main").await.unwrap()
+    }
+
+    /// `#[tokio::test]` runs on a current-thread runtime, where `block_in_place`
+    /// panics: planning `read_csv` there is an error naming the fix.
+    #[tokio::test]
+    async fn table_functions_on_a_current_thread_runtime_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, "a\n1\n").unwrap();
+        let e = engine("current-thread").await;
+        for f in ["read_csv", "read_json", "read_parquet"] {
+            let sql = format!("SELECT * FROM {f}('{}')", path.display());
+            let err = e.query(&sql).await.unwrap_err();
+            assert!(matches!(err, Error::NotSupported { .. }), "{f}: {err:?}");
+            assert!(
+                err.to_string().contains(
+                    "needs tokio's multi-threaded runtime; it ran on a current-thread runtime"
+                ),
+                "{f}: {err}"
+            );
+            assert_eq!(err.exit_code(), 2, "{f}: {err}");
+        }
+        // Listing the schemas (the online schema blocks to list its tables)
+        // answers rather than panicking.
+        e.query("SELECT count(*) FROM information_schema.tables")
+            .await
+            .unwrap();
+    }
+
+    /// The same statement on the multi-threaded runtime reads the file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn table_functions_on_the_multi_threaded_runtime_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, "a\n1\n2\n").unwrap();
+        let e = engine("multi-thread").await;
+        let sql = format!("SELECT count(*) FROM read_csv('{}')", path.display());
+        let rows: usize = e
+            .query(&sql)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 1);
+    }
+
+    /// A malformed file is a [`Error::BadInputFile`] naming the call, the
+    /// line and the fix; it fails the statement on its data (exit 1).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_malformed_file_is_a_bad_input_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.csv");
+        std::fs::write(&path, "a,b\n1,\"x\n").unwrap();
+        let e = engine("bad-file").await;
+        let call = format!("read_csv('{}')", path.display());
+        let err = e.query(&format!("SELECT * FROM {call}")).await.unwrap_err();
+        match &err {
+            Error::BadInputFile { reader, file, .. } => {
+                assert_eq!(reader, &call);
+                assert!(file.ends_with("bad.csv"), "{file}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{call}: line 2: a quoted field is never closed")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().ends_with(
+                "fix the file, or load it with `sluice load`, which quarantines bad records"
+            ),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 1);
+    }
 }

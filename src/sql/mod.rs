@@ -80,7 +80,7 @@ pub struct EngineOptions {
 }
 
 /// `512MiB`, `4GiB`, `2GB`, `1000000` (bytes).
-pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -88,7 +88,7 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a size such as 512MiB or 4GiB"))?;
+        .map_err(|_| Error::invalid(format!("`{s}` is not a size such as 512MiB or 4GiB")))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -100,9 +100,9 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
         "t" | "tb" => 1e12,
         "tib" => 1024.0f64.powi(4),
         other => {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "`{s}`: unknown unit `{other}` (use MiB, GiB, MB, GB)"
-            ))
+            )))
         }
     };
     Ok((n * mult) as usize)
@@ -227,7 +227,9 @@ impl EngineBuilder {
         });
         let limit = match (options.memory_limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
             (Some(l), _) => l,
-            (None, Ok(v)) => parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m))?,
+            (None, Ok(v)) => {
+                parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m.to_string()))?
+            }
             (None, Err(_)) => default_memory_limit(),
         };
         let asof_mode = match (options.asof_mode, std::env::var("SLUICE_ASOF_MODE")) {
@@ -481,11 +483,18 @@ impl Engine {
 /// Adds the missing-table hint DataFusion does not give.
 fn explain_plan_error(err: Error, _sql: &str) -> Error {
     match err {
-        Error::Sql(msg) if msg.contains("table '") && msg.contains("' not found") => {
-            Error::Sql(format!(
-                "{msg}; tables are `schema.table` (see `SELECT * FROM information_schema.tables`), and files can be read with 'path/file.parquet' or read_csv('path')"
-            ))
-        }
+        // A table the planner cannot find (not DROP's missing table).
+        Error::NotFound {
+            object: crate::error::Object::Table,
+            message,
+            source: Some(source),
+        } if matches!(source.find_root(), datafusion::error::DataFusionError::Plan(_)) => Error::NotFound {
+            object: crate::error::Object::Table,
+            message: format!(
+                "{message}; tables are `schema.table` (see `SELECT * FROM information_schema.tables`), and files can be read with 'path/file.parquet' or read_csv('path')"
+            ),
+            source: Some(source),
+        },
         other => other,
     }
 }

@@ -16,13 +16,15 @@ pub enum OutputFormat {
 }
 
 impl std::str::FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "table" => Ok(OutputFormat::Table),
             "csv" => Ok(OutputFormat::Csv),
             "json" => Ok(OutputFormat::Json),
-            other => Err(format!("invalid format '{other}': use table, csv or json")),
+            other => Err(Error::invalid(format!(
+                "invalid format '{other}': use table, csv or json"
+            ))),
         }
     }
 }

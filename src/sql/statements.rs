@@ -13,7 +13,7 @@
 //! `TEMPORARY` tables and views stay in the process, as in DataFusion.
 
 use super::{Engine, CATALOG};
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 use crate::warehouse::{
     added_rows, check_columns, is_identifier, writer_properties, ViewDef, TARGET_FILE_SIZE,
 };
@@ -163,9 +163,12 @@ impl Engine {
             }
             if !c.or_replace {
                 let what = if view { "a view" } else { "a table" };
-                return Err(Error::Sql(format!(
-                    "`{full}` already exists ({what}); use CREATE OR REPLACE TABLE {full} to replace it, or CREATE TABLE IF NOT EXISTS"
-                )));
+                return Err(Error::already_exists(
+                    Object::Table,
+                    format!(
+                        "`{full}` already exists ({what}); use CREATE OR REPLACE TABLE {full} to replace it, or CREATE TABLE IF NOT EXISTS"
+                    ),
+                ));
             }
         }
         let handle = match existing {
@@ -254,9 +257,10 @@ impl Engine {
             )));
         }
         if wh.get_view(&schema, &name).await?.is_some() && !v.or_replace {
-            return Err(Error::Sql(format!(
-                "view `{full}` already exists; use CREATE OR REPLACE VIEW {full}"
-            )));
+            return Err(Error::already_exists(
+                Object::View,
+                format!("view `{full}` already exists; use CREATE OR REPLACE VIEW {full}"),
+            ));
         }
         wh.put_view(&ViewDef {
             schema: schema.clone(),
@@ -348,7 +352,7 @@ impl Engine {
                 self.update(delta, &full, updates).await?
             }
             other => {
-                return Err(Error::Sql(format!(
+                return Err(Error::not_supported(format!(
                     "{other} on warehouse table `{full}` is not supported; use INSERT, DELETE, UPDATE or CREATE OR REPLACE TABLE ... AS"
                 )))
             }
@@ -383,7 +387,7 @@ impl Engine {
             InsertOp::Append => SaveMode::Append,
             InsertOp::Overwrite => SaveMode::Overwrite,
             InsertOp::Replace => {
-                return Err(Error::Sql(format!(
+                return Err(Error::not_supported(format!(
                     "REPLACE INTO {full} is not supported; use a model with incremental_strategy='merge', or DELETE then INSERT"
                 )))
             }
@@ -510,13 +514,17 @@ fn update_assignments(input: &LogicalPlan) -> Option<Update> {
 
 fn missing_hint(err: Error, full: &str, fix: &str) -> Error {
     match err {
-        Error::Sql(m) | Error::Execution(m)
-            if m.contains("doesn't exist") || m.contains("not found") =>
-        {
-            Error::Sql(format!(
-                "`{full}` does not exist ({m}); use {fix} to ignore a missing one"
-            ))
-        }
+        Error::NotFound {
+            object,
+            message,
+            source,
+        } => Error::NotFound {
+            object,
+            message: format!(
+                "`{full}` does not exist ({message}); use {fix} to ignore a missing one"
+            ),
+            source,
+        },
         other => other,
     }
 }
@@ -632,9 +640,10 @@ impl Engine {
         let existing = wh.open_table(&schema, &table).await?;
         let (handle, save, replace_schema) = match (existing, mode.existing) {
             (Some(_), None) => {
-                return Err(Error::Sql(format!(
-                    "table `{full}` already exists; ingest with mode append or replace"
-                )))
+                return Err(Error::already_exists(
+                    Object::Table,
+                    format!("table `{full}` already exists; ingest with mode append or replace"),
+                ))
             }
             (Some(t), Some(replace)) => {
                 if replace {

@@ -1,5 +1,6 @@
 //! Writing data files: the Parquet settings every table write uses.
 
+use crate::error::Error;
 use arrow::datatypes::SchemaRef;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -45,25 +46,25 @@ pub async fn added_rows(table: &deltalake::DeltaTable) -> Option<u64> {
 }
 
 /// Checks that a result's column names can be Delta columns (named, valid, unique).
-pub fn check_columns(schema: &SchemaRef) -> std::result::Result<(), String> {
+pub fn check_columns(schema: &SchemaRef) -> crate::Result<()> {
     let mut seen = std::collections::HashSet::new();
     for f in schema.fields() {
         if f.name().is_empty() {
-            return Err(
-                "a result column has no name; give every expression an alias (AS name)".into(),
-            );
+            return Err(Error::invalid(
+                "a result column has no name; give every expression an alias (AS name)",
+            ));
         }
         if f.name().chars().any(|c| " ,;{}()\n\t=".contains(c)) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "result column `{}` is not a valid Delta column name; give the expression an alias (AS name)",
                 f.name()
-            ));
+            )));
         }
         if !seen.insert(f.name().to_ascii_lowercase()) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "the result has two columns named `{}`; alias one of them",
                 f.name()
-            ));
+            )));
         }
     }
     Ok(())

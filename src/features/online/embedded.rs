@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::warehouse::Warehouse;
 use datafusion::arrow::array::{Array, AsArray, BinaryBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -126,23 +127,23 @@ pub fn encode(map: &Map) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, String> {
-    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None)
-        .map_err(|e| e.to_string())?;
+fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, ArrowError> {
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None)?;
     let mut map = Map::default();
+    let bad = |what: &str| ArrowError::SchemaError(what.to_string());
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch?;
         if batch.num_columns() != 2 {
-            return Err("expected key and value columns".into());
+            return Err(bad("expected key and value columns"));
         }
         let k = batch
             .column(0)
             .as_binary_opt::<i32>()
-            .ok_or("key is not binary")?;
+            .ok_or_else(|| bad("key is not binary"))?;
         let v = batch
             .column(1)
             .as_binary_opt::<i32>()
-            .ok_or("value is not binary")?;
+            .ok_or_else(|| bad("value is not binary"))?;
         map.reserve(k.len());
         for i in 0..k.len() {
             map.insert(k.value(i).into(), v.value(i).into());

@@ -171,14 +171,14 @@ impl Conn {
         for _ in 0..n {
             match self.read_reply().await? {
                 Ok(r) => replies.push(r),
-                Err(msg) => {
-                    first_error.get_or_insert(msg);
+                Err(e) => {
+                    first_error.get_or_insert(e);
                     replies.push(Reply::Nil);
                 }
             }
         }
         match first_error {
-            Some(msg) => Err(io_err(&self.addr, msg)),
+            Some(e) => Err(e),
             None => Ok(replies),
         }
     }
@@ -191,14 +191,15 @@ impl Conn {
             .ok_or_else(|| io_err(&self.addr, "no reply to a command"))
     }
 
-    /// Reads a reply; `Ok(Err(msg))` is an error reply.
-    async fn read_reply(&mut self) -> Result<std::result::Result<Reply, String>> {
+    /// Reads a reply; `Ok(Err(e))` is an error reply (the connection is still
+    /// in step), `Err(e)` a failure of the connection.
+    async fn read_reply(&mut self) -> Result<Result<Reply>> {
         // Arrays nest: iterative with an explicit stack.
         let mut stack: Vec<(usize, Vec<Reply>)> = Vec::new();
         loop {
             let item = self.read_item().await?;
             let mut value = match item {
-                Item::Error(m) => return Ok(Err(m)),
+                Item::Error(m) => return Ok(Err(io_err(&self.addr, m))),
                 Item::Array(len) if len > 0 => {
                     stack.push((len, Vec::with_capacity(len.min(1 << 16))));
                     continue;

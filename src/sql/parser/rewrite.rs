@@ -560,8 +560,8 @@ fn unnest(e: &Expr) -> Expr {
 }
 
 /// Decodes `JoinOperator::AsOf { match_condition, constraint }`: the marker call, or a plain
-/// Snowflake match condition (kind Left, no options). `Err(message)` for a malformed marker.
-pub fn decode(match_condition: &Expr, constraint: &JoinConstraint) -> Result<AsOfSpec, String> {
+/// Snowflake match condition (kind Left, no options). An error for a malformed marker.
+pub fn decode(match_condition: &Expr, constraint: &JoinConstraint) -> crate::Result<AsOfSpec> {
     let mut spec = AsOfSpec {
         kind: AsOfKind::Left,
         condition: Some(match_condition.clone()),
@@ -573,7 +573,11 @@ pub fn decode(match_condition: &Expr, constraint: &JoinConstraint) -> Result<AsO
         Expr::Function(f) if is_marker_name(&f.name) => f,
         _ => return Ok(spec),
     };
-    let bad = |why: &str| format!("malformed ASOF JOIN marker {match_condition}: {why}");
+    let bad = |why: &str| {
+        crate::Error::Sql(format!(
+            "malformed ASOF JOIN marker {match_condition}: {why}"
+        ))
+    };
     let args = match &f.args {
         FunctionArguments::List(l)
             if l.duplicate_treatment.is_none()
@@ -607,11 +611,11 @@ pub fn decode(match_condition: &Expr, constraint: &JoinConstraint) -> Result<AsO
     spec.tolerance = marker_arg(tolerance);
     spec.tiebreak = tiebreak.iter().map(|e| unnest(e)).collect();
     if spec.condition.is_none() && matches!(constraint, JoinConstraint::None) {
-        return Err(
+        return Err(crate::Error::Sql(
             "ASOF JOIN needs MATCH_CONDITION (l.ts >= r.ts), or ON <keys AND time \
                     comparison>, or USING (keys..., ts)"
                 .to_string(),
-        );
+        ));
     }
     Ok(spec)
 }
