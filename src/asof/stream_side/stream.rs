@@ -36,6 +36,16 @@ enum Phase {
     Done,
 }
 
+/// What a step of a phase leads to.
+enum Step {
+    /// An input is not ready: stay in this phase.
+    Wait(Phase),
+    /// Go on with this phase.
+    Next(Phase),
+    /// An output batch, then this phase.
+    Output(RecordBatch, Phase),
+}
+
 /// The stream strategy's join of one partition.
 pub struct AsOfStreamSideStream {
     left: SendableRecordBatchStream,
@@ -48,7 +58,7 @@ pub struct AsOfStreamSideStream {
     baseline: BaselineMetrics,
     partition: usize,
     /// When the partition started (for the phase timings in the debug log).
-    started: Option<Instant>,
+    started: Instant,
 }
 
 impl AsOfStreamSideStream {
@@ -62,113 +72,134 @@ impl AsOfStreamSideStream {
             reservation: p.reservation,
             baseline: p.baseline,
             partition,
-            started: None,
+            started: Instant::now(),
         }
     }
 
+    /// Steps through the phases until an output batch, the end, an error
+    /// (the phase is then `Done`) or an input that is not ready.
     fn poll_join(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<RecordBatch>>> {
-        let started = *self.started.get_or_insert_with(Instant::now);
         loop {
-            match std::mem::replace(&mut self.phase, Phase::Done) {
-                Phase::Indexing(mut builder) => {
-                    let next = match self.right.poll_next_left(&mut self.left, cx) {
-                        Poll::Pending => {
-                            self.phase = Phase::Indexing(builder);
-                            return Poll::Pending;
-                        }
-                        Poll::Ready(next) => next.transpose()?,
-                    };
-                    let start = Instant::now();
-                    match next {
-                        Some(b) if b.num_rows() == 0 => self.phase = Phase::Indexing(builder),
-                        Some(b) => {
-                            builder.push(&self.spec, b, &self.reservation, &mut self.right)?;
-                            self.phase = Phase::Indexing(builder);
-                        }
-                        None => {
-                            let idx = builder.finish();
-                            tracing::debug!(
-                                "AS OF stream [{}]: left side indexed ({} entries) after {:?}",
-                                self.partition,
-                                idx.entries.len(),
-                                started.elapsed()
-                            );
-                            self.phase = if idx.entries.is_empty() {
-                                // No left row can match: the right side need not be read.
-                                Phase::Emitting(idx, Kept::new(0), 0)
-                            } else {
-                                let pass = RightPass::new(
-                                    &self.spec,
-                                    &self.rebuild,
-                                    &idx,
-                                    &self.reservation,
-                                );
-                                Phase::Joining(idx, pass)
-                            };
-                        }
-                    }
-                    self.baseline.elapsed_compute().add_elapsed(start);
-                }
-                Phase::Joining(mut idx, mut pass) => {
-                    let next = match self.right.poll_next_right(cx) {
-                        Poll::Pending => {
-                            self.phase = Phase::Joining(idx, pass);
-                            return Poll::Pending;
-                        }
-                        Poll::Ready(next) => next.transpose()?,
-                    };
-                    let start = Instant::now();
-                    match next {
-                        Some(b) => {
-                            if b.num_rows() > 0 {
-                                pass.push(&self.spec, &mut idx, &b, &self.reservation)?;
-                            }
-                            self.phase = Phase::Joining(idx, pass);
-                        }
-                        None => {
-                            let kept = pass.finish(&self.spec, &mut idx, &self.reservation)?;
-                            tracing::debug!(
-                                "AS OF stream [{}]: right side joined ({} rows kept) after {:?}",
-                                self.partition,
-                                kept.rows,
-                                started.elapsed()
-                            );
-                            self.phase = Phase::Emitting(idx, kept, 0);
-                        }
-                    }
-                    self.baseline.elapsed_compute().add_elapsed(start);
-                }
-                Phase::Emitting(mut idx, kept, first_row) => {
-                    let Some(batch) = idx.batches.pop_front() else {
-                        self.baseline.done();
-                        tracing::debug!(
-                            "AS OF stream [{}]: output emitted after {:?}",
-                            self.partition,
-                            started.elapsed()
-                        );
-                        return Poll::Ready(None);
-                    };
-                    let start = Instant::now();
-                    let out = emit(&self.spec, &self.rebuild, &idx, &kept, &batch, first_row)?;
-                    let rows = batch.num_rows();
-                    self.reservation
-                        .shrink(batch.get_array_memory_size().min(self.reservation.size()));
-                    self.baseline.elapsed_compute().add_elapsed(start);
-                    self.phase = Phase::Emitting(idx, kept, first_row + rows);
-                    if out.num_rows() > 0 {
-                        self.baseline.record_output(out.num_rows());
-                        return Poll::Ready(Some(Ok(out)));
-                    }
-                }
+            let step = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Indexing(builder) => self.index(cx, builder)?,
+                Phase::Joining(idx, pass) => self.join(cx, idx, pass)?,
+                Phase::Emitting(idx, kept, row) => self.emit(idx, kept, row)?,
                 Phase::Done => return Poll::Ready(None),
+            };
+            match step {
+                Step::Wait(phase) => {
+                    self.phase = phase;
+                    return Poll::Pending;
+                }
+                Step::Next(phase) => self.phase = phase,
+                Step::Output(out, phase) => {
+                    self.phase = phase;
+                    return Poll::Ready(Some(Ok(out)));
+                }
             }
         }
     }
+
+    /// Indexes the next left batch; at the end of the left side, goes on to
+    /// the right side (or straight to the output when no left row can match).
+    fn index(&mut self, cx: &mut Context<'_>, mut builder: LeftIndexBuilder) -> Result<Step> {
+        let next = match self.right.poll_next_left(&mut self.left, cx) {
+            Poll::Pending => return Ok(Step::Wait(Phase::Indexing(builder))),
+            Poll::Ready(next) => next.transpose()?,
+        };
+        let start = Instant::now();
+        let phase = match next {
+            Some(b) => {
+                if b.num_rows() > 0 {
+                    builder.push(&self.spec, b, &self.reservation, &mut self.right)?;
+                }
+                Phase::Indexing(builder)
+            }
+            None => {
+                let idx = builder.finish();
+                tracing::debug!(
+                    "AS OF stream [{}]: left side indexed ({} entries) after {:?}",
+                    self.partition,
+                    idx.entries.len(),
+                    self.started.elapsed()
+                );
+                if idx.entries.is_empty() {
+                    // No left row can match: the right side need not be read.
+                    Phase::Emitting(idx, Kept::new(0), 0)
+                } else {
+                    let pass = RightPass::new(&self.spec, &self.rebuild, &idx, &self.reservation);
+                    Phase::Joining(idx, pass)
+                }
+            }
+        };
+        self.baseline.elapsed_compute().add_elapsed(start);
+        Ok(Step::Next(phase))
+    }
+
+    /// Streams the next right batch past the index; at the end of the right
+    /// side, settles every left row's match and goes on to the output.
+    fn join(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut idx: LeftIndex,
+        mut pass: RightPass,
+    ) -> Result<Step> {
+        let next = match self.right.poll_next_right(cx) {
+            Poll::Pending => return Ok(Step::Wait(Phase::Joining(idx, pass))),
+            Poll::Ready(next) => next.transpose()?,
+        };
+        let start = Instant::now();
+        let phase = match next {
+            Some(b) => {
+                if b.num_rows() > 0 {
+                    pass.push(&self.spec, &mut idx, &b, &self.reservation)?;
+                }
+                Phase::Joining(idx, pass)
+            }
+            None => {
+                let kept = pass.finish(&self.spec, &mut idx, &self.reservation)?;
+                tracing::debug!(
+                    "AS OF stream [{}]: right side joined ({} rows kept) after {:?}",
+                    self.partition,
+                    kept.rows,
+                    self.started.elapsed()
+                );
+                Phase::Emitting(idx, kept, 0)
+            }
+        };
+        self.baseline.elapsed_compute().add_elapsed(start);
+        Ok(Step::Next(phase))
+    }
+
+    /// The output of the next left batch (whose first row is left row
+    /// `first_row`), giving its memory back; the end after the last.
+    fn emit(&mut self, mut idx: LeftIndex, kept: Kept, first_row: usize) -> Result<Step> {
+        let Some(batch) = idx.batches.pop_front() else {
+            self.baseline.done();
+            tracing::debug!(
+                "AS OF stream [{}]: output emitted after {:?}",
+                self.partition,
+                self.started.elapsed()
+            );
+            return Ok(Step::Next(Phase::Done));
+        };
+        let start = Instant::now();
+        let out = output(&self.spec, &self.rebuild, &idx, &kept, &batch, first_row)?;
+        self.reservation
+            .shrink(batch.get_array_memory_size().min(self.reservation.size()));
+        self.baseline.elapsed_compute().add_elapsed(start);
+        let phase = Phase::Emitting(idx, kept, first_row + batch.num_rows());
+        if out.num_rows() == 0 {
+            return Ok(Step::Next(phase));
+        }
+        self.baseline.record_output(out.num_rows());
+        Ok(Step::Output(out, phase))
+    }
 }
 
-/// The output batch for the next left batch (`batch`, whose first row is
-/// left row `first_row` of the partition).
-fn emit(
+/// The output batch of a left batch (`batch`, whose first row is left row
+/// `first_row` of the partition).
+fn output(
     spec: &JoinSpec,
     rebuild: &[Rebuild],
     idx: &LeftIndex,
