@@ -214,7 +214,6 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             .get_extension::<AsOfMode>()
             .map(|m| *m)
             .unwrap_or_default();
-        let (left, right) = (&physical_inputs[0], &physical_inputs[1]);
         let condition = AsOfCondition {
             on,
             match_left,
@@ -226,7 +225,8 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             implicit_tiebreak: n.implicit_tiebreak,
         };
         let schema = Arc::new(n.schema.as_arrow().clone());
-        let (left, right) = (Arc::clone(left), Arc::clone(right));
+        let left = Arc::clone(&physical_inputs[0]);
+        let right = Arc::clone(&physical_inputs[1]);
         let plan: Arc<dyn ExecutionPlan> = match choose_strategy(mode, &left, &right, session) {
             Strategy::Merge => Arc::new(AsOfMergeExec::try_new(left, right, condition, schema)?),
             Strategy::Probe => Arc::new(AsOfProbeExec::try_new(left, right, condition, schema)?),
