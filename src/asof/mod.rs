@@ -8,19 +8,37 @@
 //! above it.
 //!
 //! - [`node`]: the logical node every form plans to.
-//! - [`physical_planner`]: node → operator (an extension planner) and the
-//!   choice of strategy.
-//! - [`exec`]: the operator, a per-partition merge over inputs DataFusion has
-//!   hash-partitioned and sorted (spilling through the memory pool).
+//! - [`physical_planner`]: node → plan (an extension planner), choosing one of
+//!   three strategies, each its own `ExecutionPlan` with its own stream, so
+//!   `EXPLAIN` names what runs:
+//!   - [`merge`]: [`AsOfMergeExec`], a forward merge of inputs DataFusion has
+//!     sorted (its sorts spill through the memory pool);
+//!   - [`probe`]: [`AsOfProbeExec`], the right side indexed in memory, each
+//!     left row looked up;
+//!   - [`stream_side`]: [`AsOfStreamExec`], the left side indexed in memory,
+//!     the right side streamed past it.
+//! - What they share, once: [`join`] (the condition, plan properties,
+//!   `EXPLAIN` line, distribution, statistics, partition setup), `matching`
+//!   (times, the operator's rules, tolerance, tie-breaks), `output` (output
+//!   batches) and `key_index` (rows grouped by key, for the two indexes).
+//! - [`pushdown`]: filters on left columns go below the join.
 
-pub mod exec;
+pub mod join;
+mod key_index;
+mod matching;
+pub mod merge;
 pub mod node;
+mod output;
 pub mod physical_planner;
-mod probe;
+pub mod probe;
 pub mod pushdown;
-mod stream;
+pub mod stream_side;
 
-pub use exec::{is_time_type, AsOfJoinExec, Strategy};
+pub use join::{AsOfCondition, AsOfJoin};
+pub use matching::is_time_type;
+pub use merge::AsOfMergeExec;
 pub use node::{AsOfJoinNode, AsOfKind, AsOfOp};
 pub use physical_planner::{tolerance_value, AsOfExtensionPlanner, AsOfMode};
+pub use probe::AsOfProbeExec;
 pub use pushdown::PushLeftFiltersThroughAsOf;
+pub use stream_side::AsOfStreamExec;

@@ -1,10 +1,15 @@
-//! [`AsOfJoinNode`] → [`AsOfJoinExec`]: the extension planner (installed next
-//! to Delta's in the session's query planner, `sql::planner`) and the
-//! choice of strategy. SQL → node is the SQL front end's job
+//! [`AsOfJoinNode`] → one of the three AS OF plans: the extension planner
+//! (installed next to Delta's in the session's query planner,
+//! `sql::planner`) and the choice of strategy, which is the choice of
+//! plan ([`AsOfMergeExec`], [`AsOfProbeExec`] or [`AsOfStreamExec`]), so
+//! `EXPLAIN` shows what runs. SQL → node is the SQL front end's job
 //! (`sql::planner::asof`).
 
-use super::exec::{AsOfJoinExec, Strategy};
+use super::join::AsOfCondition;
+use super::merge::AsOfMergeExec;
 use super::node::AsOfJoinNode;
+use super::probe::AsOfProbeExec;
+use super::stream_side::AsOfStreamExec;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::Session;
@@ -124,6 +129,18 @@ fn estimated_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     Some(bytes.saturating_mul(3))
 }
 
+/// How a plan finds matches in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// Both inputs sorted by key and time, then merged ([`AsOfMergeExec`]).
+    Merge,
+    /// The right side indexed in memory, each left row looked up ([`AsOfProbeExec`]).
+    Probe,
+    /// The left side indexed in memory, the right side streamed past it
+    /// ([`AsOfStreamExec`]).
+    Stream,
+}
+
 /// Which strategy runs: in auto mode, index the smaller input when it fits in
 /// a quarter of the memory limit, else sort-merge (which spills).
 fn choose_strategy(
@@ -154,7 +171,7 @@ fn choose_strategy(
     }
 }
 
-/// Turns [`AsOfJoinNode`] into [`AsOfJoinExec`].
+/// Turns [`AsOfJoinNode`] into the plan of the chosen strategy.
 #[derive(Debug, Default)]
 pub struct AsOfExtensionPlanner;
 
@@ -197,21 +214,24 @@ impl ExtensionPlanner for AsOfExtensionPlanner {
             .get_extension::<AsOfMode>()
             .map(|m| *m)
             .unwrap_or_default();
-        let strategy = choose_strategy(mode, &physical_inputs[0], &physical_inputs[1], session);
-        let exec = AsOfJoinExec::try_new(
-            Arc::clone(&physical_inputs[0]),
-            Arc::clone(&physical_inputs[1]),
+        let condition = AsOfCondition {
             on,
             match_left,
             match_right,
-            n.op,
-            n.kind,
+            op: n.op,
+            kind: n.kind,
             tolerance,
             tiebreak,
-            n.implicit_tiebreak,
-            strategy,
-            Arc::new(n.schema.as_arrow().clone()),
-        )?;
-        Ok(Some(Arc::new(exec)))
+            implicit_tiebreak: n.implicit_tiebreak,
+        };
+        let schema = Arc::new(n.schema.as_arrow().clone());
+        let left = Arc::clone(&physical_inputs[0]);
+        let right = Arc::clone(&physical_inputs[1]);
+        let plan: Arc<dyn ExecutionPlan> = match choose_strategy(mode, &left, &right, session) {
+            Strategy::Merge => Arc::new(AsOfMergeExec::try_new(left, right, condition, schema)?),
+            Strategy::Probe => Arc::new(AsOfProbeExec::try_new(left, right, condition, schema)?),
+            Strategy::Stream => Arc::new(AsOfStreamExec::try_new(left, right, condition, schema)?),
+        };
+        Ok(Some(plan))
     }
 }

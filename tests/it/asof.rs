@@ -186,9 +186,9 @@ async fn right_side_larger_than_memory_in(mode: sluice::asof::AsOfMode) {
         .sum::<u64>();
     if mode == sluice::asof::AsOfMode::Auto {
         assert!(spilled > 0, "expected the sorts to spill:\n{plan}");
-        assert!(plan.contains("AsOfJoinExec:"), "{plan}");
+        assert!(plan.contains("AsOfMergeExec:"), "{plan}");
     } else {
-        assert!(plan.contains("AsOfJoinExec(stream)"), "{plan}");
+        assert!(plan.contains("AsOfStreamExec:"), "{plan}");
     }
 }
 
@@ -274,4 +274,45 @@ async fn stream_mode_left_side_over_the_limit_is_a_clear_error() {
         .to_string();
     assert!(err.contains("left side does not fit"), "{err}");
     assert!(err.contains("SLUICE_ASOF_MODE=merge"), "{err}");
+}
+
+/// Each mode plans its own operator, and `EXPLAIN` and `EXPLAIN ANALYZE` name
+/// it: only the sort-merge asks for sorted inputs; all three give the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mode_plans_and_explains_its_own_operator() {
+    use sluice::asof::AsOfMode;
+    const NAMES: [&str; 3] = ["AsOfMergeExec", "AsOfProbeExec", "AsOfStreamExec"];
+    let q =
+        "SELECT l.id, r.v FROM (SELECT value AS id, value % 7 AS k, value AS t FROM range(100)) l \
+             ASOF LEFT JOIN (SELECT value % 7 AS k, value * 3 AS t, value AS v FROM range(300)) r \
+             ON l.k = r.k AND l.t >= r.t";
+    let mut results = Vec::new();
+    for (mode, name) in [
+        (AsOfMode::Merge, "AsOfMergeExec"),
+        (AsOfMode::Probe, "AsOfProbeExec"),
+        (AsOfMode::Stream, "AsOfStreamExec"),
+    ] {
+        let (_d, e) = engine_mode(None, Some(mode)).await;
+        let plan = rows(&e, &format!("EXPLAIN {q}")).await.join("\n");
+        assert!(
+            plan.contains(&format!("{name}: kind=left, on=[(k@")),
+            "{mode:?}: {plan}"
+        );
+        for other in NAMES.iter().filter(|&&n| n != name) {
+            assert!(!plan.contains(other), "{mode:?}: {plan}");
+        }
+        assert_eq!(plan.contains("SortExec"), mode == AsOfMode::Merge, "{plan}");
+        let analyzed = rows(&e, &format!("EXPLAIN ANALYZE {q}")).await.join("\n");
+        let line = analyzed
+            .lines()
+            .find(|l| l.contains(&format!("{name}: kind=left")))
+            .unwrap_or_else(|| panic!("{mode:?}: {analyzed}"));
+        assert!(line.contains("output_rows=100"), "{mode:?}: {line}");
+        let mut got = rows(&e, q).await;
+        got.sort();
+        results.push(got);
+    }
+    assert_eq!(results[0].len(), 100);
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0], results[2]);
 }
