@@ -435,7 +435,10 @@ impl Error {
 /// context above a sluice error (anyhow's `.context(..)`) is kept.
 ///
 /// ```
-/// let e = sluice::Error::io("data/x.csv", std::io::Error::other("disk on fire"));
+/// let e = sluice::Error::Io {
+///     path: "data/x.csv".into(),
+///     source: std::io::Error::other("disk on fire"),
+/// };
 /// assert_eq!(sluice::error::report(&e), "data/x.csv: disk on fire");
 /// ```
 pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
