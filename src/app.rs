@@ -6,6 +6,8 @@
 
 use crate::error::Result;
 use crate::features::FeatureSettings;
+use crate::load::{LoadObserver, LoadReport};
+use crate::models::{Compiled, Selection};
 use crate::project::Project;
 use crate::sql::{Engine, EngineOptions};
 use crate::warehouse::Warehouse;
@@ -38,4 +40,35 @@ pub async fn bare_engine(warehouse: Warehouse, default_schema: &str) -> Result<E
     crate::features::install(builder, settings, Default::default())
         .build()
         .await
+}
+
+/// Loads the seeds that the selected models read, as `dbt build` builds the
+/// seeds upstream of what it builds: each one whose table is missing or whose
+/// file changed since it was loaded. `None` when the selection reads no seed.
+pub async fn seed_inputs(
+    project: &Project,
+    warehouse: &Warehouse,
+    compiled: &Compiled,
+    selection: &Selection,
+    observer: &dyn LoadObserver,
+) -> Result<Option<LoadReport>> {
+    let models = selection.apply(compiled)?;
+    let needed: Vec<String> = crate::project::seeds::discover(project)?
+        .into_iter()
+        .filter(|s| {
+            models.iter().any(|&m| {
+                compiled.models[m]
+                    .inputs
+                    .iter()
+                    .any(|(schema, table)| *schema == s.schema && *table == s.name)
+            })
+        })
+        .map(|s| s.name)
+        .collect();
+    if needed.is_empty() {
+        return Ok(None);
+    }
+    crate::load::seeds::seed(project, warehouse, &needed, false, observer)
+        .await
+        .map(Some)
 }

@@ -1,10 +1,11 @@
--- Transactions with a known user; amounts as DOUBLE, currency codes upper-case.
+-- Transactions with a known user; amounts stay DECIMAL(10,2) (exact money:
+-- sums are exact too), currency codes upper-case.
 {{ config(materialized='view') }}
 SELECT
     txn_id,
     user_id,
     merchant_id,
-    CAST(amount AS DOUBLE) AS amount,
+    amount,
     upper(currency) AS currency,
     ts
 FROM raw.transactions

@@ -152,9 +152,15 @@ pub struct InitArgs {
 pub struct LoadArgs {
     /// Source names from catalog/*.toml. Default: every source.
     pub sources: Vec<String>,
-    /// Reload files even if they were loaded before.
+    /// Reload files even if they were loaded before. On an append source this
+    /// adds their rows a second time, so it also needs --allow-duplicates.
     #[arg(long)]
     pub force: bool,
+    /// Let an append source load rows it already holds again: with --force,
+    /// every file; alone, the files that changed since they were loaded
+    /// (otherwise an error names them).
+    #[arg(long)]
+    pub allow_duplicates: bool,
     /// Fail the load (committing nothing) when more than N rows are rejected.
     #[arg(long, value_name = "N")]
     pub max_rejected: Option<u64>,

@@ -7,6 +7,7 @@ use sluice::models::CompileOptions;
 use std::io::Write;
 
 pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
+    ctx.project.require_config("sluice compile")?;
     let t0 = std::time::Instant::now();
     let options = CompileOptions {
         full_refresh: args.full_refresh,

@@ -7,6 +7,7 @@ use sluice::models::CompileOptions;
 use std::io::Write;
 
 pub async fn run(ctx: &Context, args: LineageArgs) -> anyhow::Result<()> {
+    ctx.project.require_config("sluice lineage")?;
     let engine = ctx.engine().await?;
     let compiled =
         sluice::models::compile(&ctx.project, &engine, &CompileOptions::default()).await?;

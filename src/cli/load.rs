@@ -11,6 +11,7 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<()> {
     ctx.project.require_config("sluice load")?;
     let options = LoadOptions {
         force: args.force,
+        allow_duplicates: args.allow_duplicates,
         max_rejected: args.max_rejected,
     };
     let report = load(ctx, &args.sources, &options).await?;

@@ -3,7 +3,7 @@
 //! and `test`.
 
 use super::args::{ModelArgs, RunArgs, SummaryFormat};
-use super::progress::RunBars;
+use super::progress::{LoadBars, RunBars};
 use super::stdio::stdout;
 use super::{print_format, render, Context, Failed};
 use sluice::models::{CompileOptions, Steps};
@@ -12,6 +12,11 @@ use std::sync::Arc;
 
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     let with_load = args.step.is_none();
+    ctx.project.require_config(if with_load {
+        "sluice run"
+    } else {
+        "sluice run models"
+    })?;
     if with_load && !ctx.project.sources.is_empty() {
         let report = super::load::load(ctx, &[], &Default::default()).await?;
         // The JSON document is the run's report alone.
@@ -42,6 +47,23 @@ pub async fn models(
     };
     let engine = ctx.engine().await?;
     let compiled = Arc::new(sluice::models::compile(&ctx.project, &engine, &options).await?);
+    if steps == Steps::Build {
+        let bars = LoadBars::new(ctx.progress);
+        let seeded = sluice::app::seed_inputs(
+            &ctx.project,
+            &ctx.warehouse,
+            &compiled,
+            &args.selection(),
+            &bars,
+        )
+        .await?;
+        drop(bars);
+        if let Some(report) = seeded.filter(|r| r.sources.iter().any(|s| s.version.is_some())) {
+            if args.format == SummaryFormat::Table {
+                super::load::print(&report, SummaryFormat::Table)?;
+            }
+        }
+    }
     let report = {
         let bars = RunBars::new(ctx.progress);
         sluice::models::execute(

@@ -5,5 +5,6 @@ use super::Context;
 use sluice::models::Steps;
 
 pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
+    ctx.project.require_config("sluice test")?;
     super::run::models(ctx, &args, Steps::Tests, "test").await
 }

@@ -34,6 +34,11 @@ use std::sync::Arc;
 pub struct LoadOptions {
     /// Reload files even when already loaded.
     pub force: bool,
+    /// Let an append source load rows it already holds again: with `force`,
+    /// every file; without, the files that changed since they were loaded
+    /// (each is loaded whole). Without it both are errors naming the files,
+    /// since their earlier rows stay in the table.
+    pub allow_duplicates: bool,
     /// Overrides each source's `max_rejected`.
     pub max_rejected: Option<u64>,
 }
@@ -167,6 +172,114 @@ async fn load_source(
     })
 }
 
+/// The last of `commits` that loaded a file at `f`'s path, with what it
+/// recorded for it.
+fn loaded_before<'a>(
+    f: &files::SourceFile,
+    commits: &[&'a crate::warehouse::CommitRecord],
+) -> Option<(&'a crate::warehouse::CommitRecord, &'a serde_json::Value)> {
+    commits.iter().rev().find_map(|c| {
+        c.source_files
+            .iter()
+            .find(|r| r.get("path").and_then(|p| p.as_str()) == Some(f.display.as_str()))
+            .map(|r| (*c, r))
+    })
+}
+
+/// Rows an identity recorded as loaded from its file.
+fn recorded_rows(recorded: &serde_json::Value) -> u64 {
+    recorded
+        .get("rows_loaded")
+        .and_then(|r| r.as_u64())
+        .unwrap_or(0)
+}
+
+/// `files` listed for a message: the first few, then how many more.
+fn list_files<'a>(files: impl Iterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = files.collect();
+    let mut text = all.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    if all.len() > 5 {
+        text.push_str(&format!(" and {} more", all.len() - 5));
+    }
+    text
+}
+
+/// An append source's files that were loaded before and have changed since
+/// (another size or modification time): an error naming them, unless there
+/// are none. Loading one again would add its earlier rows a second time;
+/// skipping it would lose whatever changed. The user decides.
+fn refuse_changed_files(
+    src: &SourceDecl,
+    target: &str,
+    fresh: &[files::SourceFile],
+    ours: &[&crate::warehouse::CommitRecord],
+) -> Result<()> {
+    let changed: Vec<String> = fresh
+        .iter()
+        .filter_map(|f| {
+            let (commit, rec) = loaded_before(f, ours)?;
+            let size = rec.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
+            let modified = rec.get("modified").and_then(|m| m.as_str()).unwrap_or("?");
+            Some(format!(
+                "`{}` ({} rows loaded at version {} from {size} bytes modified {modified}; now {} bytes modified {})",
+                f.display,
+                recorded_rows(rec),
+                commit.version,
+                f.size,
+                f.modified
+            ))
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::source(
+        &src.name,
+        format!(
+            "{} {} changed since loaded into {target}: {}. An append source loads each file once and keeps its rows, so loading a changed file again would add its earlier rows a second time. Put new records in a new file (a new name in the source's location), or run `sluice load {} --allow-duplicates` to load the changed files whole again, or declare the source `mode = \"overwrite\"` (the table is its files) or `mode = \"merge\"` with `merge_keys` (rows replaced by key)",
+            changed.len(),
+            if changed.len() == 1 { "file has" } else { "files have" },
+            changed.join("; "),
+            src.name
+        ),
+    ))
+}
+
+/// `--force` on an append source whose table already holds rows of some of
+/// `files`: an error saying what would be duplicated.
+fn refuse_forced_duplicates(
+    src: &SourceDecl,
+    target: &str,
+    files: &[files::SourceFile],
+    ours: &[&crate::warehouse::CommitRecord],
+) -> Result<()> {
+    let loaded: Vec<(&files::SourceFile, u64)> = files
+        .iter()
+        .filter_map(|f| {
+            let rows: u64 = ours
+                .iter()
+                .flat_map(|c| c.source_files.iter())
+                .filter(|r| r.get("path").and_then(|p| p.as_str()) == Some(f.display.as_str()))
+                .map(recorded_rows)
+                .sum();
+            loaded_before(f, ours).map(|_| (f, rows))
+        })
+        .collect();
+    if loaded.is_empty() {
+        return Ok(());
+    }
+    let rows: u64 = loaded.iter().map(|(_, r)| r).sum();
+    Err(Error::source(
+        &src.name,
+        format!(
+            "--force would load again {} of its {} files whose rows {target} already holds ({rows} rows, loaded before from {}); an append source adds every row it loads, so they would be in the table twice. Add --allow-duplicates to do that anyway, or declare the source `mode = \"overwrite\"` to replace the table from its files",
+            loaded.len(),
+            files.len(),
+            list_files(loaded.iter().map(|(f, _)| f.display.as_str())),
+        ),
+    ))
+}
+
 /// One attempt of [`load_source`].
 enum Attempt {
     Done(SourceReport),
@@ -211,6 +324,9 @@ async fn load_source_once(
         seconds: 0.0,
     };
     let new_files: Vec<files::SourceFile> = if options.force {
+        if src.mode == LoadMode::Append && !options.allow_duplicates {
+            refuse_forced_duplicates(src, &target, &all_files, &ours)?;
+        }
         all_files
     } else if src.mode == LoadMode::Overwrite {
         // Overwrite reloads the whole set when any file changed.
@@ -236,6 +352,11 @@ async fn load_source_once(
             })
             .collect();
         report.skipped_files = before - fresh.len();
+        // A merge source upserts a changed file's rows again, which is what
+        // it is for; an append source would add them a second time.
+        if src.mode == LoadMode::Append && !options.allow_duplicates {
+            refuse_changed_files(src, &target, &fresh, &ours)?;
+        }
         fresh
     };
     if new_files.is_empty() {
@@ -482,20 +603,28 @@ async fn load_source_once(
 /// The schema of a new table: declared columns first (declared order), then the
 /// files' other columns in the order they appear.
 fn initial_schema(src: &SourceDecl, plans: &[readers::FilePlan]) -> Schema {
-    let mut fields: Vec<arrow::datatypes::Field> = Vec::new();
-    for d in &src.columns {
-        if let Some(dt) = &d.data_type {
-            fields.push(arrow::datatypes::Field::new(
-                &d.name,
-                dt.clone(),
-                !d.not_null,
-            ));
-        }
-    }
+    use arrow::datatypes::Field;
+    let declared = |name: &str| {
+        src.columns
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.data_type.as_ref().map(|dt| (d, dt)))
+    };
+    // The first file's column order (as `CREATE TABLE AS read_csv(...)`
+    // would give), with declared types; then declared columns it lacks.
+    let mut fields: Vec<Field> = Vec::new();
     if let Some(first) = plans.first() {
         for f in first.schema.fields() {
-            if !fields.iter().any(|x| x.name() == f.name()) {
-                fields.push(f.as_ref().clone().with_nullable(true));
+            fields.push(match declared(f.name()) {
+                Some((d, dt)) => Field::new(&d.name, dt.clone(), !d.not_null),
+                None => f.as_ref().clone().with_nullable(true),
+            });
+        }
+    }
+    for d in &src.columns {
+        if let Some(dt) = &d.data_type {
+            if !fields.iter().any(|x| x.name() == &d.name) {
+                fields.push(Field::new(&d.name, dt.clone(), !d.not_null));
             }
         }
     }

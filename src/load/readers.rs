@@ -67,6 +67,10 @@ pub struct TypeHints<'a> {
 }
 
 impl TypeHints<'_> {
+    fn is_declared(&self, name: &str) -> bool {
+        self.declared.iter().any(|d| d.name == name)
+    }
+
     fn plan(
         &self,
         name: &str,
@@ -123,6 +127,47 @@ async fn read_prefix(file: &SourceFile, max: u64) -> Result<bytes::Bytes> {
 
 /// Header names longer than this are refused: such a "header" is data.
 const MAX_COLUMN_NAME_BYTES: usize = 1024;
+
+/// The keys of the JSON objects on the lines of `text` (the first 10,000),
+/// in the order they first appear.
+fn first_seen_keys(text: &[u8]) -> Vec<String> {
+    /// An object's keys in document order (values skipped).
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> std::result::Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for line in text.split(|b| *b == b'\n').take(10_000) {
+        if let Ok(Keys(keys)) = serde_json::from_slice::<Keys>(line) {
+            for k in keys {
+                if seen.insert(k.clone()) {
+                    names.push(k);
+                }
+            }
+        }
+    }
+    names
+}
 
 /// Plans a file's schema from its first bytes (CSV, NDJSON) or footer (Parquet).
 /// `None` for a file that holds no record (empty, or only blank lines): the load
@@ -233,10 +278,15 @@ pub async fn plan_file(
                 .map(Ok::<_, arrow::error::ArrowError>);
             let inferred = arrow::json::reader::infer_json_schema_from_iterator(lines)
                 .map_err(|e| Error::bad_load_file(source, &file.display, e))?;
-            let mut names: Vec<String> = hints.declared.iter().map(|d| d.name.clone()).collect();
-            for f in inferred.fields() {
-                if !names.contains(f.name()) {
-                    names.push(f.name().clone());
+            // Columns in the order keys first appear in the file (inference
+            // sorts them), then declared columns the sample lacks.
+            let mut names = first_seen_keys(prefix);
+            names.retain(|n| inferred.field_with_name(n).is_ok() || hints.is_declared(n));
+            let mut seen: std::collections::HashSet<String> = names.iter().cloned().collect();
+            let rest = inferred.fields().iter().map(|f| f.name().clone());
+            for name in rest.chain(hints.declared.iter().map(|d| d.name.clone())) {
+                if seen.insert(name.clone()) {
+                    names.push(name);
                 }
             }
             let columns = names

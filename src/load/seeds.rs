@@ -9,11 +9,14 @@ use crate::project::seeds::discover;
 use crate::project::{CsvOptions, LoadMode, Project, SchemaEvolution, SourceDecl, SourceFormat};
 use crate::warehouse::Warehouse;
 
-/// Loads the seeds named in `names` (all when empty), replacing their tables.
+/// Loads the seeds named in `names` (all when empty), replacing their tables:
+/// always with `force` (`sluice seed`), else only those whose table is
+/// missing or whose file changed since it was loaded.
 pub async fn seed(
     project: &Project,
     warehouse: &Warehouse,
     names: &[String],
+    force: bool,
     observer: &dyn LoadObserver,
 ) -> Result<LoadReport> {
     let seeds = discover(project)?;
@@ -59,7 +62,8 @@ pub async fn seed(
         })
         .collect();
     let options = LoadOptions {
-        force: true,
+        force,
+        allow_duplicates: false,
         max_rejected: Some(0),
     };
     crate::load::load(&seed_project, warehouse, &[], &options, observer).await

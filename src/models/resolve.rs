@@ -172,6 +172,7 @@ impl Names {
                     || self
                         .yml_sources
                         .values()
+                        .chain(self.seeds.values())
                         .any(|(s, t)| s == schema && t == table)
                 {
                     return Ok(Target::External(schema.clone(), table.clone()));

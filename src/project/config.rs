@@ -182,7 +182,9 @@ catalog = "catalog"   # source declarations (*.toml)
 
 [warehouse]
 uri = "warehouse"     # a local folder, file://..., s3://bucket/prefix or memory://
-default_schema = "raw"
+# Unqualified table names resolve here, and seeds and models outside a
+# schema folder are built here. Loaded sources go to raw.<source>.
+default_schema = "main"
 
 # [warehouse.storage_options]
 # aws_endpoint_url = "http://127.0.0.1:9000"

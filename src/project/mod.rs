@@ -92,6 +92,8 @@ impl Project {
     /// models, seeds, tests and vars come from there, its default schema is `main`
     /// (as with dbt-duckdb) and it has no load sources.
     pub fn load(root: &Path) -> Result<Self> {
+        // Absolute once, here: every path below derives from the root.
+        let root = &std::path::absolute(root).map_err(|e| Error::io(root, e))?;
         let file = root.join(PROJECT_FILE);
         if file.exists() {
             let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
@@ -217,7 +219,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
         (file, config::skeleton(&name)),
         (dir.join("catalog/sources.toml"), source::SKELETON.to_string()),
         (
-            dir.join("catalog/data/events.csv"),
+            dir.join("catalog/data/events/2026-01-01.csv"),
             "event_id,user_id,kind,ts\n1,1,signup,2026-01-01T00:00:00Z\n2,1,purchase,2026-01-02T10:30:00Z\n3,2,signup,2026-01-03T08:00:00Z\n"
                 .to_string(),
         ),

@@ -1,10 +1,18 @@
 //! Which project and which warehouse a command works on, as the command line
 //! names them (`--project DIR`, `--warehouse URI`, or neither).
 //!
-//! Without `--project` the current folder is the project, and a folder
-//! without `sluice.toml` is fine (`sluice sql` works anywhere, as `duckdb -c`
-//! does). A folder named with `--project` must hold a project: a typo there
-//! would otherwise silently query an empty warehouse.
+//! Without `--project` the project is the nearest folder, from the current
+//! one upwards, that holds `sluice.toml` or `dbt_project.yml` (as git and dbt
+//! find theirs), so every command works from any subfolder. Outside any
+//! project, the current folder stands in for one without a project file:
+//! `sluice sql` works anywhere (as `duckdb -c` does), and the commands that
+//! need declarations say so ([`Project::require_config`]). A folder named
+//! with `--project` must hold a project: a typo there would otherwise
+//! silently query an empty warehouse.
+//!
+//! The project's root is made absolute once, here, so every path derived
+//! from it (sources, seeds, models, `target/`) resolves the same way whatever
+//! the current folder and however `--project` was spelled.
 
 use super::{Project, DBT_PROJECT_FILE, PROJECT_FILE};
 use crate::error::{Error, Result};
@@ -15,9 +23,10 @@ impl Project {
     pub fn open(dir: Option<&Path>) -> Result<Self> {
         let Some(dir) = dir else {
             let here = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-            return Project::load(&here);
+            let root = find_root(&here).unwrap_or(&here);
+            return Project::load(root);
         };
-        if !dir.join(PROJECT_FILE).exists() && !dir.join(DBT_PROJECT_FILE).exists() {
+        if !holds_project(dir) {
             return Err(Error::config(
                 dir.join(PROJECT_FILE),
                 "not found; pass the folder holding sluice.toml to --project, or create one with `sluice init DIR`",
@@ -46,9 +55,19 @@ impl Project {
         }
         Err(Error::config(
             self.root.join(PROJECT_FILE),
-            format!("not found: `{command}` needs a project; run it in the folder holding sluice.toml, pass --project DIR, or create one with `sluice init DIR`"),
+            format!("not found here or in any parent folder: `{command}` needs a project; run it inside the folder holding sluice.toml (or dbt_project.yml), pass --project DIR, or create one with `sluice init DIR`"),
         ))
     }
+}
+
+/// Whether `dir` holds a project file.
+fn holds_project(dir: &Path) -> bool {
+    dir.join(PROJECT_FILE).is_file() || dir.join(DBT_PROJECT_FILE).is_file()
+}
+
+/// The nearest of `start` and its ancestors that holds a project file.
+fn find_root(start: &Path) -> Option<&Path> {
+    start.ancestors().find(|d| holds_project(d))
 }
 
 #[cfg(test)]
@@ -63,6 +82,26 @@ mod tests {
         assert!(e
             .to_string()
             .contains("pass the folder holding sluice.toml"));
+    }
+
+    #[test]
+    fn the_project_is_found_upwards_from_a_subfolder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("proj");
+        let deep = root.join("sql").join("staging");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(root.join(PROJECT_FILE), "[project]\nname = \"p\"\n").unwrap();
+        assert_eq!(find_root(&deep), Some(root.as_path()));
+        assert_eq!(find_root(&root), Some(root.as_path()));
+        // A sibling folder is outside the project.
+        assert_eq!(find_root(dir.path()), None);
+    }
+
+    #[test]
+    fn a_relative_root_is_made_absolute() {
+        let p = Project::load(Path::new("tests/fixtures/dbt_shop")).unwrap();
+        assert!(p.root.is_absolute(), "{}", p.root.display());
+        assert!(p.root.ends_with("tests/fixtures/dbt_shop"));
     }
 
     #[test]

@@ -366,7 +366,7 @@ pub(crate) const SKELETON: &str = r#"# One [[source]] per raw data set. `sluice 
 [[source]]
 name = "events"
 format = "csv"                        # csv | ndjson | parquet
-location = "catalog/data/*.csv"       # path or glob, or s3://bucket/prefix/*.csv
+location = "catalog/data/events/*.csv"  # a folder per source: path or glob, or s3://bucket/prefix/*.csv
 mode = "append"                       # append | overwrite | merge (with merge_keys)
 
 [source.csv]

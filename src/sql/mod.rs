@@ -15,6 +15,7 @@ mod output;
 pub mod parser;
 pub mod planner;
 mod statements;
+pub mod types;
 
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub use parser::split_statements;

@@ -293,7 +293,7 @@ fn init_then_load_with_file_uri_warehouse() {
             "--warehouse",
             &wh,
             "sql",
-            "SELECT count(*) AS n FROM events",
+            "SELECT count(*) AS n FROM raw.events",
             "--format",
             "csv",
         ],

@@ -113,20 +113,83 @@ async fn example_loads_and_second_load_is_a_no_op() {
     assert_eq!(last.load_id.as_deref(), Some(third.load_id.as_str()));
     assert_eq!(last.source_files.len(), 1);
 
-    // --force reloads everything.
-    let forced = load(
+    // A loaded file that changed (a line appended) is an error naming it:
+    // loading it again would add its first two rows a second time.
+    let day6 = dir.path().join("catalog/data/transactions/2026-01-06.csv");
+    let mut text = std::fs::read_to_string(&day6).unwrap();
+    text.push_str("9003,3,3,1.25,EUR,2026-01-06T03:00:00Z\n");
+    std::fs::write(&day6, text).unwrap();
+    let only = |force, allow_duplicates| LoadOptions {
+        force,
+        allow_duplicates,
+        max_rejected: None,
+    };
+    let err = load(
         &project,
         &w,
         &["transactions".into()],
-        &LoadOptions {
-            force: true,
-            max_rejected: None,
-        },
+        &only(false, false),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("2026-01-06.csv"), "{err}");
+    assert!(
+        err.contains("changed since loaded into raw.transactions"),
+        "{err}"
+    );
+    assert!(err.contains("2 rows loaded at version"), "{err}");
+    assert!(err.contains("--allow-duplicates"), "{err}");
+    let t = w.open_table("raw", "transactions").await.unwrap().unwrap();
+    assert_eq!(t.version(), s.version, "nothing committed");
+    // Asked for, the changed file is loaded whole again, and only it.
+    let again = load(
+        &project,
+        &w,
+        &["transactions".into()],
+        &only(false, true),
         &NoProgress,
     )
     .await
     .unwrap();
-    assert_eq!(forced.sources[0].rows_loaded, 5002);
+    assert_eq!(again.sources[0].rows_loaded, 3);
+    assert_eq!(again.sources[0].skipped_files, 5);
+    assert_eq!(
+        scalar(
+            &engine(&project, &w).await,
+            "SELECT count(*) FROM raw.transactions"
+        )
+        .await,
+        "5005"
+    );
+
+    // --force on an append source says what it would duplicate...
+    let err = load(
+        &project,
+        &w,
+        &["transactions".into()],
+        &only(true, false),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--force would load again 6 of its 6 files whose rows raw.transactions already holds (5005 rows"),
+        "{err}"
+    );
+    // ...and reloads everything when told to.
+    let forced = load(
+        &project,
+        &w,
+        &["transactions".into()],
+        &only(true, true),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(forced.sources[0].rows_loaded, 5003);
 }
 
 const EVENTS: &str = r#"
@@ -170,8 +233,8 @@ async fn malformed_rows_are_quarantined_not_lost() {
         &w,
         &[],
         &LoadOptions {
-            force: false,
             max_rejected: Some(2),
+            ..Default::default()
         },
         &NoProgress,
     )

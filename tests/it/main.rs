@@ -4,6 +4,7 @@ mod asof;
 mod cli;
 mod common;
 mod features;
+mod first_hour;
 mod load;
 mod model_syntax;
 mod models;

@@ -523,7 +523,7 @@ async fn a_dbt_project_runs_unchanged() {
     let project = Project::load(p).unwrap();
     assert!(project.is_dbt());
     let wh = open(&project, None);
-    let seeded = sluice::load::seeds::seed(&project, &wh, &[], &sluice::load::NoProgress)
+    let seeded = sluice::load::seeds::seed(&project, &wh, &[], true, &sluice::load::NoProgress)
         .await
         .unwrap();
     assert_eq!(seeded.sources.len(), 2);

@@ -39,13 +39,15 @@ pub async fn plan_sql(state: &SessionState, sql: &str, tt: &TimeTravel) -> Resul
     };
     let mut versions = Vec::new();
     prepare(&mut statement, &mut versions);
-    if versions.is_empty() {
-        return state.statement_to_plan(statement).await;
-    }
-    let planner = time_travel::TimeTravelPlanner::load(state, tt, versions).await?;
-    let mut state = state.clone();
-    state.register_relation_planner(Arc::new(planner))?;
-    state.statement_to_plan(statement).await
+    let plan = if versions.is_empty() {
+        state.statement_to_plan(statement).await?
+    } else {
+        let planner = time_travel::TimeTravelPlanner::load(state, tt, versions).await?;
+        let mut state = state.clone();
+        state.register_relation_planner(Arc::new(planner))?;
+        state.statement_to_plan(statement).await?
+    };
+    crate::sql::types::with_sql_type_names(plan)
 }
 
 /// Wraps AS OF joins and collects time-travel table factors, in every
