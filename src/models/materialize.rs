@@ -187,13 +187,25 @@ impl Ctx<'_> {
         })
     }
 
+    /// The engine's hooks check the columns about to be written (a feature
+    /// view's entity and time columns): nothing is written when they fail.
+    async fn check(&self, df: &DataFrame) -> Result<()> {
+        super::hooks::before_write(self.engine, self.model, df.schema().as_arrow())
+            .await
+            .map_err(|e| match e {
+                Error::Model { message, .. } => self.err(format!("{message}; nothing was written")),
+                other => other,
+            })
+    }
+
     fn state(&self) -> Arc<dyn datafusion::catalog::Session> {
         Arc::new(self.engine.context().state())
     }
 
     async fn view(&self) -> Result<Materialized> {
         // Planning checks the SQL (and every table it names) now, not at first read.
-        self.plan().await?;
+        let df = self.plan().await?;
+        self.check(&df).await?;
         let m = self.model;
         self.engine.unpin(&m.schema, &m.table);
         if self.wh.relation_exists(&m.schema, &m.table).await?
@@ -224,6 +236,7 @@ impl Ctx<'_> {
         let df = self.plan().await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         check_columns(&schema).map_err(|m| self.err(m))?;
+        self.check(&df).await?;
         let m = self.model;
         let mut write = self
             .writer(self.handle().await?, &df, &schema, SaveMode::Overwrite)
@@ -246,6 +259,7 @@ impl Ctx<'_> {
         let snapshot = table.snapshot().map_err(self.storage_err())?;
         let table_schema: SchemaRef = snapshot.snapshot().arrow_schema();
         let (df, add_columns) = self.conform(df, &table_schema)?;
+        self.check(&df).await?;
         let m = self.model;
         match m.config.strategy() {
             IncrementalStrategy::Append => {

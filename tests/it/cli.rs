@@ -966,3 +966,121 @@ fn feature_commands() {
     let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(reports[0]["entity_count"], 2, "{reports}");
 }
+
+/// The commits of `table` (`sluice history`), oldest first; none when the
+/// table does not exist.
+fn versions(p: &std::path::Path, table: &str) -> Vec<String> {
+    let o = sluice(&["history", table, "--format", "csv"], p);
+    if o.status.code() != Some(0) {
+        return Vec::new();
+    }
+    stdout(&o)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next().map(String::from))
+        .collect()
+}
+
+/// Issue 20: a feature view whose columns are wrong commits nothing (a first
+/// run creates no table, a later one leaves the table's version as it was),
+/// with an error naming the model, the column and the fix; what can only fail
+/// after the commit (writing the online store) says which version was
+/// committed, in the summary and in the JSON report.
+#[test]
+fn a_bad_feature_view_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let toml = "[project]\nname = \"t\"\nmodels = \"models\"\n\n[warehouse]\nuri = \"warehouse\"\ndefault_schema = \"main\"\n";
+    std::fs::write(p.join("sluice.toml"), toml).unwrap();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    let model = |fv: &str| {
+        std::fs::write(
+            p.join("models/user_feats.sql"),
+            format!(
+                "{{{{ config(feature_view={fv}) }}}}\n\
+                 SELECT * FROM (VALUES (1, arrow_cast('2026-01-01T00:00:00Z', 'Timestamp(Microsecond, Some(\"UTC\"))'), 'a', 10)) v(user_id, ts, label, amount)\n"
+            ),
+        )
+        .unwrap();
+    };
+    let run = || sluice(&["run", "models", "--progress", "never"], p);
+
+    // First run, an event_timestamp the model does not produce: no table.
+    model("{'entities': ['user_id'], 'event_timestamp': 'event_ts'}");
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ERROR   main.user_feats"), "{out}");
+    assert!(
+        out.contains(
+            "model `main.user_feats` (models/user_feats.sql): feature_view event_timestamp `event_ts` is not a column of the model's result; columns: user_id, ts, label, amount. Set 'event_timestamp' in the feature_view config to one of them, or add `event_ts` to the model's SELECT; nothing was written"
+        ),
+        "{out}"
+    );
+    assert!(!p.join("warehouse/main/user_feats").exists());
+    assert_eq!(versions(p, "main.user_feats"), Vec::<String>::new());
+    let o = sluice(&["features", "list", "--format", "json"], p);
+    assert_eq!(stdout(&o).trim(), "[]", "not registered either");
+
+    // A good run commits version 0.
+    model("{'entities': ['user_id'], 'event_timestamp': 'ts'}");
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(versions(p, "main.user_feats"), ["0"]);
+
+    // Wrong types: nothing more is committed, and the registry keeps one version.
+    for (fv, message) in [
+        (
+            "{'entities': ['user_id'], 'event_timestamp': 'label'}",
+            "feature_view event_timestamp `label` is ",
+        ),
+        (
+            "{'entities': ['user_id'], 'event_timestamp': 'ts', 'created_timestamp': 'amount'}",
+            "feature_view created_timestamp `amount` is Int64; it must be a timestamp or a date",
+        ),
+        (
+            "{'entities': ['usr_id'], 'event_timestamp': 'ts'}",
+            "feature_view entity `usr_id` is not a column of the model's result (did you mean `user_id`?)",
+        ),
+    ] {
+        model(fv);
+        let o = run();
+        assert_eq!(o.status.code(), Some(1), "{fv}: {}", stderr(&o));
+        assert!(stdout(&o).contains(message), "{fv}: {}", stdout(&o));
+        assert_eq!(versions(p, "main.user_feats"), ["0"], "{fv}");
+    }
+    let o = sluice(&["features", "list", "--format", "json"], p);
+    let views: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        views[0]["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{views}"
+    );
+
+    // The online store fails after the commit (nothing listens on port 1):
+    // the model is an error that names the committed version, and the JSON
+    // report keeps it.
+    std::fs::write(
+        p.join("sluice.toml"),
+        format!("{toml}\n[online]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1/0\"\n"),
+    )
+    .unwrap();
+    model("{'entities': ['user_id'], 'event_timestamp': 'ts', 'online': true}");
+    let o = sluice(
+        &["run", "models", "--progress", "never", "--format", "json"],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let node = &report["results"][0];
+    assert_eq!(node["status"], "error", "{report}");
+    assert_eq!(node["version"], 1, "{report}");
+    let message = node["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "model `main.user_feats` (models/user_feats.sql): committed version 1 of table main.user_feats, then failed: writing the online store: "
+        ) && message.contains("run `sluice materialize user_feats`"),
+        "{message}"
+    );
+    assert_eq!(versions(p, "main.user_feats"), ["0", "1"]);
+}
