@@ -1084,3 +1084,185 @@ fn a_bad_feature_view_commits_nothing() {
     );
     assert_eq!(versions(p, "main.user_feats"), ["0", "1"]);
 }
+
+/// The README's shell snippet that starts with `first_line`, through its last
+/// continued (`\`) line or, inside a quoted argument, its closing quote.
+fn readme_snippet(first_line: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(first_line)
+        .unwrap_or_else(|| panic!("README.md has no `{first_line}`"));
+    let mut snippet = String::new();
+    let mut open_quote = false;
+    for line in readme[start..].lines() {
+        snippet.push_str(line);
+        snippet.push('\n');
+        if line.matches('"').count() % 2 == 1 {
+            open_quote = !open_quote;
+        }
+        if !open_quote && !line.ends_with('\\') {
+            break;
+        }
+    }
+    snippet
+}
+
+/// Issue 20, the feature store on the example project: the README's
+/// training-set examples run as pasted (its tables and features exist; the
+/// entities' `txn_id` and `amount` overlap the view's features without
+/// full_names), a TTL prints as written and needs a unit, a registered view
+/// not in the online store says to materialize it, and a subset of an
+/// online view's columns can keep `_status`.
+#[test]
+fn feature_store_readme_examples_run_as_pasted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let root = repo_root();
+    for d in ["catalog", "sql", "tests/data"] {
+        copy_dir(&root.join(d), &p.join(d));
+    }
+    std::fs::copy(root.join("sluice.toml"), p.join("sluice.toml")).unwrap();
+    let o = sluice(&["run", "--progress", "never"], p);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // The README's snippets, with `cargo run --` as the binary.
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let shell = |snippet: &str| {
+        let script = snippet
+            .replace("cargo run --", &format!("'{bin}'"))
+            .replace("/tmp/train.parquet", "train.parquet");
+        Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(p)
+            .env_remove("SLUICE_WAREHOUSE")
+            .output()
+            .unwrap()
+    };
+    let o = shell(&readme_snippet("cargo run -- features historical"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("wrote 5000 rows to train.parquet"),
+        "{}",
+        stderr(&o)
+    );
+    let o = shell(&readme_snippet(
+        "cargo run -- sql \"SELECT * FROM historical_features(",
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let header = out.lines().nth(1).unwrap_or_default();
+    let columns: Vec<&str> = header
+        .split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "txn_id",
+            "user_id",
+            "amount",
+            "label_ts",
+            "is_fraud",
+            "user_txn_rolling__txn_id",
+            "user_txn_rolling__amount",
+            "txn_count_30d",
+            "amount_30d",
+            "avg_amount_30d",
+            "txn_count_24h",
+            "amount_24h"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("| ")).count(),
+        6,
+        "{out}"
+    );
+
+    // The TTL as written.
+    let o = sluice(&["features", "list"], p);
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("features.user_txn_rolling"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(
+        line.contains(" 30d ")
+            && line.contains("not materialized: run `sluice materialize user_txn_rolling`"),
+        "{line}"
+    );
+    let o = sluice(&["features", "show", "user_txn_rolling"], p);
+    assert!(
+        stdout(&o).contains("  ttl:             30d (a value exactly 30d old is still used)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Registered, never materialized: what to run.
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT * FROM online.user_txn_rolling WHERE user_id = 1",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "feature view `user_txn_rolling` has no values in the online store yet: run `sluice materialize user_txn_rolling`"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = sluice(&["materialize", "user_txn_rolling"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT * FROM online.user_txn_rolling WHERE user_id = 1",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A subset of columns keeps `_status` when it is selected (the README's
+    // query), telling a missing entity from a NULL feature.
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT txn_count_30d IS NOT NULL AS has_count, _status FROM online.user_features WHERE user_id IN (1, 99999) ORDER BY _status DESC",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "has_count,_status\ntrue,present\nfalse,not_found\n"
+    );
+
+    // A bare number as TTL: an error asking for a unit, naming the model.
+    let file = p.join("sql/features/user_txn_rolling.sql");
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("'ttl': '30d'"), "{sql}");
+    std::fs::write(&file, sql.replace("'ttl': '30d'", "'ttl': 7")).unwrap();
+    let o = sluice(
+        &[
+            "run",
+            "models",
+            "-s",
+            "user_txn_rolling",
+            "--progress",
+            "never",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("user_txn_rolling")
+            && e.contains("feature_view ttl 7 has no unit: write '7d' (days), '7h' (hours)"),
+        "{e}"
+    );
+}
