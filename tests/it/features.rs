@@ -304,3 +304,65 @@ SELECT user_id, ts, amount * 10 AS amount FROM raw.events
     assert_eq!(before, vec!["a", "b", "c", "d"]);
     assert_eq!(after, before);
 }
+
+/// An incremental feature view is checked against the columns the run writes
+/// (the table's): a new event-time column the run would drop is refused with
+/// the way out, and the table keeps its version; a full refresh takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_view_is_checked_against_the_columns_it_writes() {
+    let model = |fv: &str, cols: &str| {
+        format!(
+            "{{{{ config(materialized='incremental', unique_key='user_id', feature_view={fv}) }}}}\n\
+             SELECT {cols} FROM (VALUES (1, {}, 10)) v(user_id, ts, amount)\n",
+            ts("2026-01-01T00:00:00Z")
+        )
+    };
+    let dir = project_of(&[(
+        "models/user_inc.sql",
+        &model(
+            "{'entities': ['user_id'], 'event_timestamp': 'ts'}",
+            "user_id, ts, amount",
+        ),
+    )]);
+    let report = execute(dir.path(), Steps::Models, &[], false).await;
+    assert_eq!(
+        report.results[0].status,
+        Status::Success,
+        "{:?}",
+        report.results
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    assert_eq!(version_of(&wh, "main", "user_inc").await, Some(0));
+
+    // The event time renamed in the query: an incremental run keeps the
+    // table's columns, so `event_ts` would not be written.
+    std::fs::write(
+        dir.path().join("models/user_inc.sql"),
+        model(
+            "{'entities': ['user_id'], 'event_timestamp': 'event_ts'}",
+            "user_id, ts AS event_ts, amount",
+        ),
+    )
+    .unwrap();
+    let report = execute(dir.path(), Steps::Models, &[], false).await;
+    let node = &report.results[0];
+    assert_eq!(node.status, Status::Error);
+    let message = node.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(
+            "feature_view event_timestamp `event_ts` is not a column of the model's result"
+        ) && message.contains("the query's new columns event_ts are not added")
+            && message.contains("--full-refresh"),
+        "{message}"
+    );
+    assert_eq!(version_of(&wh, "main", "user_inc").await, Some(0));
+    let report = execute(dir.path(), Steps::Models, &[], true).await;
+    assert_eq!(
+        report.results[0].status,
+        Status::Success,
+        "{:?}",
+        report.results
+    );
+    assert_eq!(version_of(&wh, "main", "user_inc").await, Some(1));
+}
