@@ -20,7 +20,7 @@
 //! |-------|---------|------|
 //! | binary | `main.rs`, `cli/` | clap commands, progress bars, output rendering, exit codes |
 //! | top | [`server`], [`app`] | the Flight SQL server; [`app`] builds a project's engine with every extension installed |
-//! | domain | [`models`], [`features`], [`load`] | models: discovery, Jinja, DAG, scheduler, materializations, tests, run records, post-materialize hooks. features: registry, training sets, online store, installed through the engine's extension points and models' hook. load: readers, typing, quarantine, idempotent single-commit loads, seeds |
+//! | domain | [`models`], [`features`], [`load`] | models: discovery, Jinja, DAG, scheduler, materializations, tests, run records, hooks (checks before a write, work after it). features: registry, training sets, online store, installed through the engine's extension points and models' hook. load: readers, typing, quarantine, idempotent single-commit loads, seeds |
 //! | engine | [`sql`] | the DataFusion session and its builder (schemas, table functions with the tables they read, planners, typed extensions); the one SQL front end (`sql::parser`, `sql::planner`, `sql::deps`): dialect, AS OF and time-travel rewrites, dependency extraction |
 //! | operator | [`asof`] | the AS OF logical node and its operator |
 //! | storage | [`warehouse`] | URIs, object stores, Delta tables, history, metadata files, the catalog provider and its name |

@@ -212,10 +212,7 @@ pub fn feature_views(
         "view", "entities", "ttl", "features", "versions"
     )?;
     for (v, state) in views {
-        let ttl = v
-            .ttl_seconds
-            .map(|s| format!("{s}s"))
-            .unwrap_or_else(|| "-".into());
+        let ttl = v.ttl_text().unwrap_or_else(|| "-".into());
         let online = match state {
             Some(st) => format!(
                 "{} entities, table v{}, {}",
@@ -223,7 +220,7 @@ pub fn feature_views(
                 version(st.table_version),
                 st.materialized_at
             ),
-            None => "not materialized".into(),
+            None => format!("not materialized: run `sluice materialize {}`", v.name),
         };
         writeln!(
             out,
@@ -279,12 +276,12 @@ pub fn feature_view(
             "  created:         {c} (newest wins among equal event times)"
         )?;
     }
-    match v.ttl_seconds {
+    match v.ttl_text() {
         Some(t) => writeln!(
             out,
-            "  ttl:             {t} s (a value exactly ttl old is used)"
+            "  ttl:             {t} (a value exactly {t} old is still used)"
         )?,
-        None => writeln!(out, "  ttl:             none")?,
+        None => writeln!(out, "  ttl:             none (values never expire)")?,
     }
     if let Some(o) = &v.owner {
         writeln!(out, "  owner:           {o}")?;
@@ -314,7 +311,7 @@ pub fn feature_view(
         )?,
         None => writeln!(
             out,
-            "  online:          not materialized (sluice materialize {})",
+            "  online:          not materialized: run `sluice materialize {}`",
             v.name
         )?,
     }

@@ -6,6 +6,11 @@
 //! The result is one SQL query of chained `ASOF LEFT JOIN`s (the AS OF
 //! operator: fast, memory-bounded with many views) over pinned table versions
 //! (`VERSION AS OF n`), so the same SQL rebuilds the same rows later.
+//!
+//! Column names: the entity source's columns keep theirs; a feature named like
+//! one of them is prefixed with its view (`user_txn_rolling__amount`), as all
+//! features are with `full_names`. Two views with a feature of the same name
+//! are an error asking for `full_names` (Feast's `FeatureNameCollisionError`).
 
 use super::registry::{get_view, FeatureViewDef};
 use crate::error::{Error, Result};
@@ -311,11 +316,13 @@ pub async fn training_sql(
     };
 
     let mut select = vec!["e.*".to_string()];
-    let mut seen: Vec<String> = entity_schema
+    let entity_columns: Vec<String> = entity_schema
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
+    // Output feature names: (name, view) of each, to name collisions.
+    let mut seen: Vec<(String, String)> = Vec::new();
     let mut joins = Vec::new();
     for (i, (view, features)) in views.iter().enumerate() {
         let alias = format!("v{i}");
@@ -349,17 +356,26 @@ pub async fn training_sql(
                 ))
             })?;
         for f in features {
-            let out = if options.full_names {
+            // Entity columns keep their names: a feature named like one
+            // comes back prefixed with its view, as with full_names.
+            let out = if options.full_names || entity_columns.contains(f) {
                 format!("{}__{f}", view.name)
             } else {
                 f.clone()
             };
-            if seen.contains(&out) {
+            if entity_columns.contains(&out) {
                 return Err(Error::Sql(format!(
-                    "column `{out}` would appear twice in the training set; pass full_names=true to prefix features with their view"
+                    "feature `{f}` of view `{}` would be named `{out}`, a column of the entity source `{entity}`; rename that column in the entity source",
+                    view.name
                 )));
             }
-            seen.push(out.clone());
+            if let Some((_, other)) = seen.iter().find(|(n, _)| n == &out) {
+                return Err(Error::Sql(format!(
+                    "feature views `{other}` and `{}` both have a feature `{out}`; pass full_names=true (--full-names) to name features `<view>__<feature>`, or ask for one of them (`{other}:{f}`)",
+                    view.name
+                )));
+            }
+            seen.push((out.clone(), view.name.clone()));
             select.push(format!(
                 "{alias}.{} AS {}",
                 crate::names::quote_ident(f),

@@ -1,13 +1,17 @@
-//! Feature views are models: after a model with `feature_view` config is
-//! materialized, this hook records the view in the registry and, for online
-//! views, writes its latest values to the online store. The model runner calls
-//! it through [`crate::models::ModelHook`] without knowing the feature store.
+//! Feature views are models: before a model with `feature_view` config is
+//! written, this hook checks that its result has the view's entity and time
+//! columns with usable types (so a bad view commits nothing); after it is
+//! materialized, it records the view in the registry and, for online views,
+//! writes its latest values to the online store. The model runner calls it
+//! through [`crate::models::ModelHook`] without knowing the feature store.
 
+use crate::error::did_you_mean;
 use crate::models::config::FeatureView;
 use crate::models::materialize::Materialized;
 use crate::models::{Model, ModelHook};
 use crate::sql::Engine;
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use std::sync::Arc;
 
 /// Registers feature views and fills the online store after their models run.
@@ -16,8 +20,34 @@ pub struct FeatureViewHook {
     pub(crate) settings: Arc<super::FeatureSettings>,
 }
 
+fn model_err(model: &Model, message: impl Into<String>) -> crate::Error {
+    crate::Error::Model {
+        model: model.id(),
+        file: model.file.display.clone(),
+        message: message.into(),
+    }
+}
+
 #[async_trait]
 impl ModelHook for FeatureViewHook {
+    async fn before_write(
+        &self,
+        _engine: &Engine,
+        model: &Model,
+        schema: &Schema,
+    ) -> crate::Result<()> {
+        let Some(fv) = &model.config.feature_view else {
+            return Ok(());
+        };
+        check_columns(fv, schema).map_err(|m| model_err(model, m))?;
+        if fv.online {
+            // What the online store would refuse after the commit is refused now.
+            super::online::Layout::for_table(&view_def(model, fv), schema)
+                .map_err(|e| model_err(model, format!("feature_view with 'online': true: {e}")))?;
+        }
+        Ok(())
+    }
+
     async fn after_materialize(
         &self,
         engine: &Engine,
@@ -43,12 +73,123 @@ impl ModelHook for FeatureViewHook {
                 );
                 Ok(())
             }
-            Err(e) => Err(crate::Error::Model {
-                model: model.id(),
-                file: model.file.display.clone(),
-                message: format!("the table was built, but writing the online store failed: {e}"),
-            }),
+            Err(e) => Err(model_err(
+                model,
+                format!(
+                    "writing the online store: {e}; the online store still serves the values it had: fix the cause, then run `sluice materialize {}`",
+                    model.name
+                ),
+            )),
         }
+    }
+}
+
+/// Whether `schema` (the model's result) has the columns `fv` names, with
+/// types a feature view can use: entity keys comparable exactly, event and
+/// created times timestamps or dates. The message names the column and the fix.
+pub fn check_columns(fv: &FeatureView, schema: &Schema) -> std::result::Result<(), String> {
+    let columns = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+    };
+    let field = |role: &str, key: &str, name: &str| {
+        schema.field_with_name(name).map_err(|_| {
+            format!(
+                "feature_view {role} `{name}` is not a column of the model's result{}; columns: {}. Set '{key}' in the feature_view config to one of them, or add `{name}` to the model's SELECT",
+                did_you_mean(name, columns()),
+                columns().join(", ")
+            )
+        })
+    };
+    for (i, e) in fv.entities.iter().enumerate() {
+        if fv.entities[..i].contains(e) {
+            return Err(format!("feature_view entities name `{e}` twice"));
+        }
+        let f = field("entity", "entities", e)?;
+        if !is_key_type(f.data_type()) {
+            return Err(format!(
+                "feature_view entity `{e}` is {}, which cannot be an entity key{}; cast it in the model's SQL (e.g. CAST({e} AS BIGINT) AS {e}, or a string)",
+                f.data_type(),
+                if f.data_type().is_floating() { " (floating-point values do not compare exactly)" } else { "" }
+            ));
+        }
+    }
+    let times = std::iter::once(("event_timestamp", &fv.event_timestamp)).chain(
+        fv.created_timestamp
+            .iter()
+            .map(|c| ("created_timestamp", c)),
+    );
+    for (role, name) in times {
+        if fv.entities.contains(name) {
+            return Err(format!(
+                "feature_view {role} `{name}` is also an entity; name the column holding each row's time"
+            ));
+        }
+        let f = field(role, role, name)?;
+        if !matches!(
+            f.data_type(),
+            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+        ) {
+            return Err(format!(
+                "feature_view {role} `{name}` is {}; it must be a timestamp or a date: cast it in the model's SQL (e.g. CAST({name} AS TIMESTAMP) AS {name}) or name another column",
+                f.data_type()
+            ));
+        }
+    }
+    if fv.created_timestamp.as_ref() == Some(&fv.event_timestamp) {
+        return Err(format!(
+            "feature_view created_timestamp and event_timestamp are both `{}`; leave created_timestamp out, or name the column holding when each row was written",
+            fv.event_timestamp
+        ));
+    }
+    Ok(())
+}
+
+/// Types whose values compare exactly, so rows can be joined and looked up by them.
+fn is_key_type(t: &DataType) -> bool {
+    t.is_integer()
+        || matches!(
+            t,
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+                | DataType::Boolean
+                | DataType::Decimal32(..)
+                | DataType::Decimal64(..)
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(..)
+        )
+        || matches!(t, DataType::Dictionary(_, v) if is_key_type(v))
+}
+
+/// The registry entry of a feature view model (features and versions are
+/// filled when it is recorded).
+fn view_def(model: &Model, fv: &FeatureView) -> super::FeatureViewDef {
+    super::FeatureViewDef {
+        name: model.name.clone(),
+        schema: model.schema.clone(),
+        table: model.table.clone(),
+        entities: fv.entities.clone(),
+        event_timestamp: fv.event_timestamp.clone(),
+        created_timestamp: fv.created_timestamp.clone(),
+        ttl_seconds: fv.ttl_seconds,
+        ttl: fv.ttl.clone(),
+        features: Vec::new(),
+        description: model.description.clone(),
+        owner: model.config.owner.clone(),
+        tags: model.config.tags.clone(),
+        online: fv.online,
+        versions: Vec::new(),
     }
 }
 
@@ -60,21 +201,7 @@ async fn register_feature_view(
     mat: &Materialized,
     run_id: &str,
 ) -> crate::Result<super::FeatureViewDef> {
-    let view = super::FeatureViewDef {
-        name: model.name.clone(),
-        schema: model.schema.clone(),
-        table: model.table.clone(),
-        entities: fv.entities.clone(),
-        event_timestamp: fv.event_timestamp.clone(),
-        created_timestamp: fv.created_timestamp.clone(),
-        ttl_seconds: fv.ttl_seconds,
-        features: Vec::new(),
-        description: model.description.clone(),
-        owner: model.config.owner.clone(),
-        tags: model.config.tags.clone(),
-        online: fv.online,
-        versions: Vec::new(),
-    };
+    let view = view_def(model, fv);
     let version = super::ViewVersion {
         sql_hash: model.sql_hash.clone(),
         table_version: mat.version,
@@ -88,10 +215,77 @@ async fn register_feature_view(
         .collect();
     super::record_view(engine, view.clone(), version, &docs)
         .await
-        .map_err(|e| crate::Error::Model {
-            model: model.id(),
-            file: model.file.display.clone(),
-            message: format!("feature registry: {e}"),
+        .map_err(|e| {
+            model_err(
+                model,
+                format!("recording the feature view in the registry: {e}"),
+            )
         })?;
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, TimeUnit};
+
+    fn fv(entities: &[&str], ts: &str, created: Option<&str>) -> FeatureView {
+        FeatureView {
+            entities: entities.iter().map(|s| s.to_string()).collect(),
+            event_timestamp: ts.into(),
+            created_timestamp: created.map(String::from),
+            ttl_seconds: None,
+            ttl: None,
+            online: false,
+        }
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("user_id", DataType::Int64, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("label", DataType::Utf8, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("day", DataType::Date32, true),
+        ])
+    }
+
+    #[test]
+    fn views_name_existing_columns_of_usable_types() {
+        let s = schema();
+        check_columns(&fv(&["user_id"], "ts", None), &s).unwrap();
+        check_columns(&fv(&["user_id", "label"], "day", Some("ts")), &s).unwrap();
+
+        let e = check_columns(&fv(&["user_id"], "event_ts", None), &s).unwrap_err();
+        assert!(
+            e.starts_with("feature_view event_timestamp `event_ts` is not a column of the model's result; columns: user_id, score, label, ts, day."),
+            "{e}"
+        );
+        let e = check_columns(&fv(&["usr_id"], "ts", None), &s).unwrap_err();
+        assert!(
+            e.contains("entity `usr_id`") && e.contains("did you mean `user_id`?"),
+            "{e}"
+        );
+        let e = check_columns(&fv(&["user_id"], "label", None), &s).unwrap_err();
+        assert!(
+            e.starts_with(
+                "feature_view event_timestamp `label` is Utf8; it must be a timestamp or a date"
+            ),
+            "{e}"
+        );
+        let e = check_columns(&fv(&["user_id"], "ts", Some("score")), &s).unwrap_err();
+        assert!(e.contains("created_timestamp `score` is Float64"), "{e}");
+        let e = check_columns(&fv(&["score"], "ts", None), &s).unwrap_err();
+        assert!(e.contains("floating-point"), "{e}");
+        let e = check_columns(&fv(&["user_id", "user_id"], "ts", None), &s).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = check_columns(&fv(&["ts"], "ts", None), &s).unwrap_err();
+        assert!(e.contains("is also an entity"), "{e}");
+        let e = check_columns(&fv(&["user_id"], "ts", Some("ts")), &s).unwrap_err();
+        assert!(e.contains("are both `ts`"), "{e}");
+    }
 }

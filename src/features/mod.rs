@@ -8,7 +8,8 @@
 //! - [`historical`]: the SQL of a training set (`historical_features(...)`,
 //!   `sluice features historical`).
 //! - [`online`]: the online store (`sluice materialize`, `online.<view>`).
-//! - [`hook`]: feature views registered after their models run.
+//! - [`hook`]: feature views checked before their model writes its table
+//!   (a bad view commits nothing), registered after it.
 //!
 //! The feature store installs itself into an engine through the engine's
 //! extension points ([`install`]): the `online` schema, `historical_features`

@@ -38,6 +38,9 @@ pub struct FeatureViewDef {
     /// Maximum feature age, in seconds.
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// The TTL as written in the config (`30d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
     pub features: Vec<FeatureColumn>,
     #[serde(default)]
     pub description: Option<String>,
@@ -57,6 +60,20 @@ impl FeatureViewDef {
     /// `schema.table`.
     pub fn id(&self) -> String {
         format!("{}.{}", self.schema, self.table)
+    }
+
+    /// The TTL as written (`30d`); for views registered before the text was
+    /// kept, the seconds in the largest unit that divides them.
+    pub fn ttl_text(&self) -> Option<String> {
+        self.ttl.clone().or_else(|| {
+            self.ttl_seconds.map(|s| {
+                [(604_800, "w"), (86_400, "d"), (3600, "h"), (60, "m")]
+                    .iter()
+                    .find(|(unit, _)| s > 0 && s % unit == 0)
+                    .map(|(unit, name)| format!("{}{name}", s / unit))
+                    .unwrap_or_else(|| format!("{s}s"))
+            })
+        })
     }
 }
 

@@ -62,6 +62,8 @@ pub struct FeatureView {
     pub created_timestamp: Option<String>,
     /// Maximum feature age in seconds.
     pub ttl_seconds: Option<u64>,
+    /// The TTL as written (`30d`), for display.
+    pub ttl: Option<String>,
     /// Whether `sluice run` writes the online store after the model.
     pub online: bool,
 }
@@ -408,19 +410,34 @@ fn feature_view(v: &Value) -> Result<FeatureView> {
         .get("created_timestamp")
         .map(|v| as_str("created_timestamp", v))
         .transpose()?;
-    let ttl_seconds = match m.get("ttl") {
+    let ttl = match m.get("ttl") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-            Error::invalid(format!(
-                "feature_view ttl {n} must be a positive number of seconds"
-            ))
-        })?),
-        Some(Value::String(s)) => Some(parse_duration(s)?),
-        Some(other) => {
+        Some(Value::String(t)) => Some(t.trim().to_string()),
+        Some(Value::Number(n)) if n.is_u64() => {
             return Err(Error::invalid(format!(
-                "feature_view ttl must be a duration such as '30d', not {other}"
+                "feature_view ttl {n} has no unit: write '{n}d' (days), '{n}h' (hours), '{n}m' (minutes), '{n}s' (seconds) or '{n}w' (weeks)"
             )))
         }
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "feature_view ttl must be a duration such as '30d' or '12h', not {other}"
+            )))
+        }
+    };
+    let ttl_seconds = match &ttl {
+        Some(t) => {
+            let seconds = parse_duration(t).map_err(|e| match e {
+                Error::InvalidValue(m) => Error::invalid(format!("feature_view ttl: {m}")),
+                other => other,
+            })?;
+            if seconds == 0 {
+                return Err(Error::invalid(format!(
+                    "feature_view ttl '{t}' would only match rows at exactly the entity's time; leave ttl out for no age limit (Feast's ttl=0)"
+                )));
+            }
+            Some(seconds)
+        }
+        None => None,
     };
     let online = match m.get("online") {
         Some(v) => as_bool("online", v)?,
@@ -431,26 +448,36 @@ fn feature_view(v: &Value) -> Result<FeatureView> {
         event_timestamp,
         created_timestamp,
         ttl_seconds,
+        ttl,
         online,
     })
 }
 
-/// `90s`, `15m`, `12h`, `30d`, `2w` or a number of seconds.
+/// `90s`, `15m`, `12h`, `30d`, `2w` (or the unit spelled out: `30 days`,
+/// `12 hours`), in seconds. A number needs its unit: a bare `7` is an error,
+/// as a bare number of seconds is rarely what anyone means.
 pub fn parse_duration(s: &str) -> Result<u64> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
         Error::invalid(format!(
-            "duration '{s}': expected a number and a unit (s, m, h, d, w), e.g. '30d'"
+            "duration '{s}': expected a whole number and a unit (s, m, h, d, w), e.g. '30d'"
         ))
     })?;
-    let mult = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" => {
+            return Err(Error::invalid(format!(
+                "duration '{s}' has no unit: write '{n}d' (days), '{n}h' (hours), '{n}m' (minutes), '{n}s' (seconds) or '{n}w' (weeks)"
+            )))
+        }
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
         other => {
             return Err(Error::invalid(format!(
                 "duration '{s}': unknown unit `{other}`; use s, m, h, d or w"
@@ -521,10 +548,38 @@ mod tests {
             .unwrap();
         let fv = c.feature_view.unwrap();
         assert_eq!(fv.ttl_seconds, Some(30 * 86_400));
-        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(fv.ttl.as_deref(), Some("30d"), "kept as written");
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert_eq!(parse_duration("12 hours").unwrap(), 12 * 3600);
+        assert_eq!(parse_duration("2W").unwrap(), 14 * 86_400);
         assert!(parse_duration("3y")
             .unwrap_err()
             .to_string()
             .contains("unknown unit"));
+    }
+
+    /// `'ttl': 7` could mean seconds or days: an error asking for a unit, as
+    /// is the string '7'; a zero TTL (Feast's "no limit") is refused too.
+    #[test]
+    fn a_ttl_needs_a_unit() {
+        let ttl = |v: Value| {
+            let mut c = ModelConfig::defaults(Materialization::Table);
+            c.apply(&obj(json!({"feature_view": {"entities": ["user_id"], "event_timestamp": "ts", "ttl": v}})))
+                .map(|_| c.feature_view.and_then(|f| f.ttl_seconds))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            ttl(json!(7)).unwrap_err(),
+            "feature_view ttl 7 has no unit: write '7d' (days), '7h' (hours), '7m' (minutes), '7s' (seconds) or '7w' (weeks)"
+        );
+        assert_eq!(
+            ttl(json!("7")).unwrap_err(),
+            "feature_view ttl: duration '7' has no unit: write '7d' (days), '7h' (hours), '7m' (minutes), '7s' (seconds) or '7w' (weeks)"
+        );
+        assert!(ttl(json!(1.5)).unwrap_err().contains("such as '30d'"));
+        assert!(ttl(json!("0d")).unwrap_err().contains("leave ttl out"));
+        assert!(ttl(json!("1.5d")).unwrap_err().contains("whole number"));
+        assert_eq!(ttl(json!("7d")).unwrap(), Some(7 * 86_400));
+        assert_eq!(ttl(json!(null)).unwrap(), None);
     }
 }

@@ -187,13 +187,35 @@ impl Ctx<'_> {
         })
     }
 
+    /// The engine's hooks check the columns about to be written (a feature
+    /// view's entity and time columns): nothing is written when they fail.
+    /// `dropped`: the query's columns an incremental run does not write.
+    async fn check(&self, df: &DataFrame, dropped: &[String]) -> Result<()> {
+        super::hooks::before_write(self.engine, self.model, df.schema().as_arrow())
+            .await
+            .map_err(|e| match e {
+                // The hint only when the message names a dropped column.
+                Error::Model { message, .. }
+                    if !dropped.iter().any(|c| message.contains(&format!("`{c}`"))) =>
+                {
+                    self.err(format!("{message}; nothing was written"))
+                }
+                Error::Model { message, .. } => self.err(format!(
+                    "{message}; nothing was written (this incremental run writes the table's columns: the query's new columns {} are not added with on_schema_change='ignore'; run with --full-refresh, or set on_schema_change='append_new_columns')",
+                    dropped.join(", ")
+                )),
+                other => other,
+            })
+    }
+
     fn state(&self) -> Arc<dyn datafusion::catalog::Session> {
         Arc::new(self.engine.context().state())
     }
 
     async fn view(&self) -> Result<Materialized> {
         // Planning checks the SQL (and every table it names) now, not at first read.
-        self.plan().await?;
+        let df = self.plan().await?;
+        self.check(&df, &[]).await?;
         let m = self.model;
         self.engine.unpin(&m.schema, &m.table);
         if self.wh.relation_exists(&m.schema, &m.table).await?
@@ -224,6 +246,7 @@ impl Ctx<'_> {
         let df = self.plan().await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         check_columns(&schema).map_err(|m| self.err(m))?;
+        self.check(&df, &[]).await?;
         let m = self.model;
         let mut write = self
             .writer(self.handle().await?, &df, &schema, SaveMode::Overwrite)
@@ -245,7 +268,18 @@ impl Ctx<'_> {
         let df = self.plan().await?;
         let snapshot = table.snapshot().map_err(self.storage_err())?;
         let table_schema: SchemaRef = snapshot.snapshot().arrow_schema();
+        let query_columns: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let (df, add_columns) = self.conform(df, &table_schema)?;
+        let dropped: Vec<String> = query_columns
+            .into_iter()
+            .filter(|c| df.schema().field_with_unqualified_name(c).is_err())
+            .collect();
+        self.check(&df, &dropped).await?;
         let m = self.model;
         match m.config.strategy() {
             IncrementalStrategy::Append => {

@@ -351,15 +351,16 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
     let started_at = chrono::Utc::now().to_rfc3339();
     let t0 = Instant::now();
     let inputs = input_versions(engine.warehouse(), &model.inputs).await;
-    let mut outcome = materialize::materialize(engine, model, run_id).await;
-    if let Ok(mat) = &outcome {
-        if let Err(e) = super::hooks::after_materialize(engine, model, mat, run_id).await {
-            outcome = Err(e);
-        }
-    }
-    let (status, mat, message) = match outcome {
-        Ok(m) => (Status::Success, m, None),
+    let (status, mat, message) = match materialize::materialize(engine, model, run_id).await {
         Err(e) => (Status::Error, Materialized::default(), Some(e.to_string())),
+        Ok(mat) => match super::hooks::after_materialize(engine, model, &mat, run_id).await {
+            Ok(()) => (Status::Success, mat, None),
+            // The table is committed: the report keeps its version and says so.
+            Err(e) => {
+                let message = committed_then_failed(model, &mat, e);
+                (Status::Error, mat, Some(message))
+            }
+        },
     };
     NodeResult {
         id: model.id(),
@@ -382,6 +383,27 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
         sql_hash: Some(model.sql_hash.clone()),
         file: model.file.display.clone(),
     }
+}
+
+/// What a model that failed after its write left: the version committed (or
+/// the view stored), then what failed.
+fn committed_then_failed(model: &super::Model, mat: &Materialized, e: crate::Error) -> String {
+    let what = match e {
+        crate::Error::Model { message, .. } => message,
+        other => other.to_string(),
+    };
+    let done = match mat.version {
+        Some(v) => format!("committed version {v} of table {}", model.id()),
+        None if model.config.materialized == Materialization::View => {
+            format!("stored view {}", model.id())
+        }
+        None => format!("left table {} unchanged", model.id()),
+    };
+    format!(
+        "model `{}` ({}): {done}, then failed: {what}",
+        model.id(),
+        model.file.display
+    )
 }
 
 async fn run_one_test(engine: &Engine, compiled: &Compiled, test: &DataTest) -> NodeResult {

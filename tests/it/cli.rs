@@ -966,3 +966,303 @@ fn feature_commands() {
     let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(reports[0]["entity_count"], 2, "{reports}");
 }
+
+/// The commits of `table` (`sluice history`), oldest first; none when the
+/// table does not exist.
+fn versions(p: &std::path::Path, table: &str) -> Vec<String> {
+    let o = sluice(&["history", table, "--format", "csv"], p);
+    if o.status.code() != Some(0) {
+        return Vec::new();
+    }
+    stdout(&o)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next().map(String::from))
+        .collect()
+}
+
+/// Issue 20: a feature view whose columns are wrong commits nothing (a first
+/// run creates no table, a later one leaves the table's version as it was),
+/// with an error naming the model, the column and the fix; what can only fail
+/// after the commit (writing the online store) says which version was
+/// committed, in the summary and in the JSON report.
+#[test]
+fn a_bad_feature_view_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let toml = "[project]\nname = \"t\"\nmodels = \"models\"\n\n[warehouse]\nuri = \"warehouse\"\ndefault_schema = \"main\"\n";
+    std::fs::write(p.join("sluice.toml"), toml).unwrap();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    let model = |fv: &str| {
+        std::fs::write(
+            p.join("models/user_feats.sql"),
+            format!(
+                "{{{{ config(feature_view={fv}) }}}}\n\
+                 SELECT * FROM (VALUES (1, arrow_cast('2026-01-01T00:00:00Z', 'Timestamp(Microsecond, Some(\"UTC\"))'), 'a', 10)) v(user_id, ts, label, amount)\n"
+            ),
+        )
+        .unwrap();
+    };
+    let run = || sluice(&["run", "models", "--progress", "never"], p);
+
+    // First run, an event_timestamp the model does not produce: no table.
+    model("{'entities': ['user_id'], 'event_timestamp': 'event_ts'}");
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ERROR   main.user_feats"), "{out}");
+    assert!(
+        out.contains(
+            "model `main.user_feats` (models/user_feats.sql): feature_view event_timestamp `event_ts` is not a column of the model's result; columns: user_id, ts, label, amount. Set 'event_timestamp' in the feature_view config to one of them, or add `event_ts` to the model's SELECT; nothing was written"
+        ),
+        "{out}"
+    );
+    assert!(!p.join("warehouse/main/user_feats").exists());
+    assert_eq!(versions(p, "main.user_feats"), Vec::<String>::new());
+    let o = sluice(&["features", "list", "--format", "json"], p);
+    assert_eq!(stdout(&o).trim(), "[]", "not registered either");
+
+    // A good run commits version 0.
+    model("{'entities': ['user_id'], 'event_timestamp': 'ts'}");
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(versions(p, "main.user_feats"), ["0"]);
+
+    // Wrong types: nothing more is committed, and the registry keeps one version.
+    for (fv, message) in [
+        (
+            "{'entities': ['user_id'], 'event_timestamp': 'label'}",
+            "feature_view event_timestamp `label` is ",
+        ),
+        (
+            "{'entities': ['user_id'], 'event_timestamp': 'ts', 'created_timestamp': 'amount'}",
+            "feature_view created_timestamp `amount` is Int64; it must be a timestamp or a date",
+        ),
+        (
+            "{'entities': ['usr_id'], 'event_timestamp': 'ts'}",
+            "feature_view entity `usr_id` is not a column of the model's result (did you mean `user_id`?)",
+        ),
+    ] {
+        model(fv);
+        let o = run();
+        assert_eq!(o.status.code(), Some(1), "{fv}: {}", stderr(&o));
+        assert!(stdout(&o).contains(message), "{fv}: {}", stdout(&o));
+        assert_eq!(versions(p, "main.user_feats"), ["0"], "{fv}");
+    }
+    let o = sluice(&["features", "list", "--format", "json"], p);
+    let views: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        views[0]["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{views}"
+    );
+
+    // The online store fails after the commit (nothing listens on port 1):
+    // the model is an error that names the committed version, and the JSON
+    // report keeps it.
+    std::fs::write(
+        p.join("sluice.toml"),
+        format!("{toml}\n[online]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1/0\"\n"),
+    )
+    .unwrap();
+    model("{'entities': ['user_id'], 'event_timestamp': 'ts', 'online': true}");
+    let o = sluice(
+        &["run", "models", "--progress", "never", "--format", "json"],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let node = &report["results"][0];
+    assert_eq!(node["status"], "error", "{report}");
+    assert_eq!(node["version"], 1, "{report}");
+    let message = node["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "model `main.user_feats` (models/user_feats.sql): committed version 1 of table main.user_feats, then failed: writing the online store: "
+        ) && message.contains("run `sluice materialize user_feats`"),
+        "{message}"
+    );
+    assert_eq!(versions(p, "main.user_feats"), ["0", "1"]);
+}
+
+/// The README's shell snippet that starts with `first_line`, through its last
+/// continued (`\`) line or, inside a quoted argument, its closing quote.
+fn readme_snippet(first_line: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(first_line)
+        .unwrap_or_else(|| panic!("README.md has no `{first_line}`"));
+    let mut snippet = String::new();
+    let mut open_quote = false;
+    for line in readme[start..].lines() {
+        snippet.push_str(line);
+        snippet.push('\n');
+        if line.matches('"').count() % 2 == 1 {
+            open_quote = !open_quote;
+        }
+        if !open_quote && !line.ends_with('\\') {
+            break;
+        }
+    }
+    snippet
+}
+
+/// Issue 20, the feature store on the example project: the README's
+/// training-set examples run as pasted (its tables and features exist; the
+/// entities' `txn_id` and `amount` overlap the view's features without
+/// full_names), a TTL prints as written and needs a unit, a registered view
+/// not in the online store says to materialize it, and a subset of an
+/// online view's columns can keep `_status`.
+#[test]
+fn feature_store_readme_examples_run_as_pasted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let root = repo_root();
+    for d in ["catalog", "sql", "tests/data"] {
+        copy_dir(&root.join(d), &p.join(d));
+    }
+    std::fs::copy(root.join("sluice.toml"), p.join("sluice.toml")).unwrap();
+    let o = sluice(&["run", "--progress", "never"], p);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // The README's snippets, with `cargo run --` as the binary.
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let shell = |snippet: &str| {
+        let script = snippet
+            .replace("cargo run --", &format!("'{bin}'"))
+            .replace("/tmp/train.parquet", "train.parquet");
+        Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(p)
+            .env_remove("SLUICE_WAREHOUSE")
+            .output()
+            .unwrap()
+    };
+    let o = shell(&readme_snippet("cargo run -- features historical"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("wrote 5000 rows to train.parquet"),
+        "{}",
+        stderr(&o)
+    );
+    let o = shell(&readme_snippet(
+        "cargo run -- sql \"SELECT * FROM historical_features(",
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let header = out.lines().nth(1).unwrap_or_default();
+    let columns: Vec<&str> = header
+        .split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "txn_id",
+            "user_id",
+            "amount",
+            "label_ts",
+            "is_fraud",
+            "user_txn_rolling__txn_id",
+            "user_txn_rolling__amount",
+            "txn_count_30d",
+            "amount_30d",
+            "avg_amount_30d",
+            "txn_count_24h",
+            "amount_24h"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("| ")).count(),
+        6,
+        "{out}"
+    );
+
+    // The TTL as written.
+    let o = sluice(&["features", "list"], p);
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("features.user_txn_rolling"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(
+        line.contains(" 30d ")
+            && line.contains("not materialized: run `sluice materialize user_txn_rolling`"),
+        "{line}"
+    );
+    let o = sluice(&["features", "show", "user_txn_rolling"], p);
+    assert!(
+        stdout(&o).contains("  ttl:             30d (a value exactly 30d old is still used)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Registered, never materialized: what to run.
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT * FROM online.user_txn_rolling WHERE user_id = 1",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "feature view `user_txn_rolling` has no values in the online store yet: run `sluice materialize user_txn_rolling`"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = sluice(&["materialize", "user_txn_rolling"], p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT * FROM online.user_txn_rolling WHERE user_id = 1",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A subset of columns keeps `_status` when it is selected (the README's
+    // query), telling a missing entity from a NULL feature.
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT txn_count_30d IS NOT NULL AS has_count, _status FROM online.user_features WHERE user_id IN (1, 99999) ORDER BY _status DESC",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "has_count,_status\ntrue,present\nfalse,not_found\n"
+    );
+
+    // A bare number as TTL: an error asking for a unit, naming the model.
+    let file = p.join("sql/features/user_txn_rolling.sql");
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("'ttl': '30d'"), "{sql}");
+    std::fs::write(&file, sql.replace("'ttl': '30d'", "'ttl': 7")).unwrap();
+    let o = sluice(
+        &[
+            "run",
+            "models",
+            "-s",
+            "user_txn_rolling",
+            "--progress",
+            "never",
+        ],
+        p,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("user_txn_rolling")
+            && e.contains("feature_view ttl 7 has no unit: write '7d' (days), '7h' (hours)"),
+        "{e}"
+    );
+}

@@ -85,6 +85,7 @@ async fn registry_and_point_in_time_training_sets() {
     let user = features::get_view(&wh, "user_feats").await.unwrap();
     assert_eq!(user.entities, vec!["user_id"]);
     assert_eq!(user.ttl_seconds, Some(2 * 86400));
+    assert_eq!(user.ttl.as_deref(), Some("2d"), "the TTL as written");
     assert_eq!(user.created_timestamp.as_deref(), Some("created"));
     assert_eq!(user.owner.as_deref(), Some("ml-team"));
     assert_eq!(user.description.as_deref(), Some("Spend per user event."));
@@ -174,6 +175,73 @@ async fn registry_and_point_in_time_training_sets() {
         .to_string();
     assert!(err.contains("lacks `merchant_id`"), "{err}");
 
+    // The entities' columns keep their names; a feature named like one of
+    // them is prefixed with its view, without full_names.
+    let batches = e
+        .query(
+            "SELECT * FROM historical_features('SELECT label, user_id, event_timestamp, length(label) AS amount FROM raw.labels', 'user_feats') ORDER BY label",
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "label",
+            "user_id",
+            "event_timestamp",
+            "amount",
+            "user_feats__amount"
+        ]
+    );
+    let got = rows(
+        &e,
+        "SELECT label, amount, user_feats__amount FROM historical_features('SELECT label, user_id, event_timestamp, length(label) AS amount FROM raw.labels', 'user_feats') ORDER BY label",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec!["a|1|10", "b|1|35", "c|1|20", "d|1|", "e|1|", "f|1|"]
+    );
+    // Two views with a feature of the same name need full_names (as Feast's
+    // full_feature_names), or one of them named.
+    std::fs::write(
+        dir.path().join("models/features/user_spend.sql"),
+        "{{ config(feature_view={'entities': ['user_id'], 'event_timestamp': 'ts'}) }}
+SELECT user_id, ts, amount * 10 AS amount FROM raw.events
+",
+    )
+    .unwrap();
+    let report = execute(dir.path(), Steps::Models, &["user_spend"], false).await;
+    assert_eq!(
+        report.results[0].status,
+        Status::Success,
+        "{:?}",
+        report.results
+    );
+    let err = e
+        .query("SELECT * FROM historical_features('raw.labels', 'user_feats', 'user_spend')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("feature views `user_feats` and `user_spend` both have a feature `amount`")
+            && err.contains("full_names=true"),
+        "{err}"
+    );
+    let got = rows(
+        &e,
+        "SELECT label, user_feats__amount, user_spend__amount FROM historical_features('raw.labels', 'user_feats', 'user_spend', 'full_names=true') ORDER BY label",
+    )
+    .await;
+    assert_eq!(got[0], "a|10|100");
+    std::fs::remove_file(dir.path().join("models/features/user_spend.sql")).unwrap();
+
     // A new version of the view's SQL is recorded by the next run.
     std::fs::write(
         dir.path().join("models/features/user_feats.sql"),
@@ -235,4 +303,66 @@ async fn registry_and_point_in_time_training_sets() {
     .await;
     assert_eq!(before, vec!["a", "b", "c", "d"]);
     assert_eq!(after, before);
+}
+
+/// An incremental feature view is checked against the columns the run writes
+/// (the table's): a new event-time column the run would drop is refused with
+/// the way out, and the table keeps its version; a full refresh takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_view_is_checked_against_the_columns_it_writes() {
+    let model = |fv: &str, cols: &str| {
+        format!(
+            "{{{{ config(materialized='incremental', unique_key='user_id', feature_view={fv}) }}}}\n\
+             SELECT {cols} FROM (VALUES (1, {}, 10)) v(user_id, ts, amount)\n",
+            ts("2026-01-01T00:00:00Z")
+        )
+    };
+    let dir = project_of(&[(
+        "models/user_inc.sql",
+        &model(
+            "{'entities': ['user_id'], 'event_timestamp': 'ts'}",
+            "user_id, ts, amount",
+        ),
+    )]);
+    let report = execute(dir.path(), Steps::Models, &[], false).await;
+    assert_eq!(
+        report.results[0].status,
+        Status::Success,
+        "{:?}",
+        report.results
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    assert_eq!(version_of(&wh, "main", "user_inc").await, Some(0));
+
+    // The event time renamed in the query: an incremental run keeps the
+    // table's columns, so `event_ts` would not be written.
+    std::fs::write(
+        dir.path().join("models/user_inc.sql"),
+        model(
+            "{'entities': ['user_id'], 'event_timestamp': 'event_ts'}",
+            "user_id, ts AS event_ts, amount",
+        ),
+    )
+    .unwrap();
+    let report = execute(dir.path(), Steps::Models, &[], false).await;
+    let node = &report.results[0];
+    assert_eq!(node.status, Status::Error);
+    let message = node.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(
+            "feature_view event_timestamp `event_ts` is not a column of the model's result"
+        ) && message.contains("the query's new columns event_ts are not added")
+            && message.contains("--full-refresh"),
+        "{message}"
+    );
+    assert_eq!(version_of(&wh, "main", "user_inc").await, Some(0));
+    let report = execute(dir.path(), Steps::Models, &[], true).await;
+    assert_eq!(
+        report.results[0].status,
+        Status::Success,
+        "{:?}",
+        report.results
+    );
+    assert_eq!(version_of(&wh, "main", "user_inc").await, Some(1));
 }

@@ -127,7 +127,16 @@ impl SchemaProvider for OnlineSchema {
         }
         let state = match store.state(name).await.map_err(df_err)? {
             Some(s) => s,
-            None => return Ok(None),
+            None => {
+                // A registered view not in the store yet is not an unknown table.
+                let views = crate::features::list_views(store.warehouse())
+                    .await
+                    .map_err(df_err)?;
+                if views.iter().any(|v| v.name == name) {
+                    return Err(df_err(not_materialized(name)));
+                }
+                return Ok(None);
+            }
         };
         let layout = Layout::from_state(&state).map_err(df_err)?;
         let wanted = (0..layout.features.len()).collect();
@@ -146,11 +155,21 @@ impl SchemaProvider for OnlineSchema {
 }
 
 async fn materialized(store: &OnlineStore, view: &str) -> DfResult<OnlineState> {
-    store.state(view).await.map_err(df_err)?.ok_or_else(|| {
-        DataFusionError::Plan(format!(
-            "feature view `{view}` is not in the online store; run `sluice materialize {view}` (or set 'online': true in its feature_view config)"
-        ))
-    })
+    store
+        .state(view)
+        .await
+        .map_err(df_err)?
+        .ok_or_else(|| df_err(not_materialized(view)))
+}
+
+/// A feature view with no values in the online store.
+fn not_materialized(view: &str) -> Error {
+    Error::not_found(
+        crate::error::Object::Table,
+        format!(
+            "feature view `{view}` has no values in the online store yet: run `sluice materialize {view}` (or set 'online': true in its feature_view config, and `sluice run` writes it after the model)"
+        ),
+    )
 }
 
 /// One view of a table.
