@@ -5,5 +5,13 @@ use super::Context;
 use sluice::models::Steps;
 
 pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
-    super::run::models(ctx, &args, Steps::Build, "build").await
+    super::run::models(
+        ctx,
+        &args,
+        Steps::Build,
+        "build",
+        None,
+        std::time::Instant::now(),
+    )
+    .await
 }
