@@ -1,9 +1,17 @@
 //! `sluice test`: the data tests of the selected models.
 
-use super::args::ModelArgs;
+use super::args::TestArgs;
 use super::Context;
 use sluice::models::Steps;
 
-pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
-    super::run::models(ctx, &args, Steps::Tests, "test").await
+pub async fn run(ctx: &Context, args: TestArgs) -> anyhow::Result<()> {
+    super::run::models(
+        ctx,
+        &args.into(),
+        Steps::Tests,
+        "test",
+        None,
+        std::time::Instant::now(),
+    )
+    .await
 }
