@@ -558,7 +558,7 @@ async fn server_logs_failed_queries_and_logins() {
         Ok(stream) => futures::TryStreamExt::try_collect::<Vec<_>>(stream)
             .await
             .map(|_| ()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     };
     assert!(fetched.is_err());
     assert!(c.execute("SELECT 1 AS ok".into(), None).await.is_ok());
