@@ -8,7 +8,7 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use cli::args::{Cli, Command};
 use std::io::IsTerminal;
 
@@ -66,7 +66,8 @@ fn log_allocator() {
 fn main() {
     tune_allocator();
     // Bad arguments exit 2 here, with clap's message.
-    let cli = Cli::parse();
+    let cli =
+        Cli::from_arg_matches(&cli::args::command().get_matches()).unwrap_or_else(|e| e.exit());
     init_tracing(cli.global.verbose);
     log_allocator();
     // Every thread that plans or runs SQL gets a large stack: DataFusion walks
@@ -192,12 +193,20 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     1
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// The log filter: warnings (and the server's info lines) by default; `-v`
+/// adds sluice's own debug lines and nothing from the libraries (their info
+/// lines flood: a line per file DataFusion or Delta touches); `-vv` adds the
+/// libraries' debug lines too.
+fn log_filter(verbose: u8) -> &'static str {
+    match verbose {
         0 => "warn,deltalake_core=error,sluice::server=info",
-        1 => "info,sluice=info",
+        1 => "warn,deltalake_core=error,sluice=debug",
         _ => "debug",
-    };
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = log_filter(verbose);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

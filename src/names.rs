@@ -1,6 +1,6 @@
 //! SQL names as sluice writes and reads them: which names need no quoting,
-//! and how to quote the others. One place, used by every layer (it depends on
-//! nothing).
+//! and how to quote the others; and the ids sluice gives loads and runs. One
+//! place, used by every layer (it depends on nothing).
 
 /// `true` for names usable as schema and table names without quoting
 /// (lowercase letters, digits and `_`, not starting with a digit).
@@ -45,9 +45,31 @@ pub fn qualify(name: &str, default_schema: &str) -> Option<(String, String)> {
     ))
 }
 
+/// A new id of a load or a run (`20260131T120000Z-1a2b3c4d`): the UTC time
+/// it started, so that ids sort by time, and 8 random hex digits. Loads and
+/// runs share the format, so one pattern finds both in commit metadata,
+/// `_sluice.runs` and quarantine tables.
+pub fn new_id() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &random[..8]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_sort_by_time_and_are_unique() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "20260131T120000Z-1a2b3c4d".len(), "{a}");
+        assert_eq!(a.as_bytes()[15], b'Z', "{a}");
+        assert!(a[..8].chars().all(|c| c.is_ascii_digit()), "{a}");
+    }
 
     #[test]
     fn quotes_what_needs_it() {

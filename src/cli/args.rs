@@ -1,8 +1,12 @@
 //! The command line's grammar: the global options, one subcommand per command,
 //! and the formats each command can print. The `///` docs are the `--help`
 //! text. What a command does is in `cli/<command>.rs`.
+//!
+//! The global options are described once, in `sluice --help`; a command's
+//! help lists its own options and names the global ones it honours
+//! ([`command`]).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -20,11 +24,12 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes, before or after the command's name.
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Project folder (holding sluice.toml). Default: the current directory.
+    /// Project folder (holding sluice.toml or dbt_project.yml). Default: the
+    /// current directory.
     #[arg(long, global = true, value_name = "DIR")]
     pub project: Option<PathBuf>,
 
@@ -33,20 +38,86 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "SLUICE_WAREHOUSE", value_name = "URI")]
     pub warehouse: Option<String>,
 
-    /// Progress bars on stderr: auto (only on a terminal), always or never.
-    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    /// Progress bars on stderr (load, seed, run, build, test).
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Progress::Auto)]
     pub progress: Progress,
 
-    /// More logging (-v info, -vv debug). RUST_LOG overrides.
+    /// Log more on stderr: -v sluice's own debug lines, -vv also the
+    /// libraries' (DataFusion, Delta, ...). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
+/// When progress bars are drawn.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
+    /// Only when stderr is a terminal.
     Auto,
+    /// Always.
     Always,
+    /// Never.
     Never,
+}
+
+/// The global options (by id) each command honours: they are named at the
+/// end of its help. A command accepts the others and ignores them.
+fn honoured_globals(command: &str) -> &'static [&'static str] {
+    match command {
+        "init" | "hash-password" => &["verbose"],
+        "load" | "seed" | "run" | "build" | "test" => {
+            &["project", "warehouse", "progress", "verbose"]
+        }
+        _ => &["project", "warehouse", "verbose"],
+    }
+}
+
+/// The command line, as `main` parses it: [`Cli`]'s grammar with the global
+/// options described once, in `sluice --help`. Each command's help lists
+/// only its own options and, in a last line, the global options it honours.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    // Copies the global options into every command (what clap shows).
+    cmd.build();
+    let globals: Vec<(String, String)> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| {
+            let name = match (a.get_long(), a.get_short()) {
+                (_, Some(short)) => format!("-{short}"),
+                (Some(long), None) => format!("--{long}"),
+                (None, None) => a.get_id().to_string(),
+            };
+            let value = a
+                .get_value_names()
+                .and_then(|v| v.first())
+                .filter(|_| a.get_action().takes_values())
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
+            (a.get_id().to_string(), format!("{name}{value}"))
+        })
+        .collect();
+    for sub in cmd.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+        let honoured = honoured_globals(sub.get_name());
+        let names: Vec<&str> = globals
+            .iter()
+            .filter(|(id, _)| honoured.contains(&id.as_str()))
+            .map(|(_, shown)| shown.as_str())
+            .collect();
+        hide_globals(sub, &names.join(", "));
+    }
+    cmd
+}
+
+/// Hides the global options in `cmd` and its subcommands and names the
+/// honoured ones (`shown`) in a last line.
+fn hide_globals(cmd: &mut clap::Command, shown: &str) {
+    let note = format!("Global options: {shown} (see `sluice --help`)");
+    *cmd = std::mem::take(cmd)
+        .mut_args(|a| if a.is_global_set() { a.hide(true) } else { a })
+        .after_help(note);
+    for sub in cmd.get_subcommands_mut() {
+        hide_globals(sub, shown);
+    }
 }
 
 /// What `sql`, `history` and `features historical` print rows as.
@@ -65,6 +136,16 @@ pub enum RowsFormat {
 pub enum SummaryFormat {
     /// Aligned text, for people.
     Table,
+    /// One JSON document, for programs.
+    Json,
+}
+
+/// What `compile` and `features show` print (text that is no table).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    /// Text, for people.
+    #[value(alias = "table")]
+    Text,
     /// One JSON document, for programs.
     Json,
 }
@@ -105,12 +186,12 @@ pub enum Command {
     /// failing test skips the model's descendants.
     Build(ModelArgs),
     /// Run the data tests (schema.yml generic tests, config checks, singular tests).
-    Test(ModelArgs),
+    Test(TestArgs),
     /// Load the CSV files under seeds/ as tables (types inferred), replacing them.
     Seed(SeedArgs),
     /// Render every selected model and print the execution order and the SQL that
     /// would run, without running anything.
-    Compile(ModelArgs),
+    Compile(CompileArgs),
     /// Show the models upstream and downstream of MODEL.
     Lineage(LineageArgs),
     /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC, SQLAlchemy, pyarrow).
@@ -181,8 +262,8 @@ pub struct SqlArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// `models`: only the models (no load, no tests).
-    #[arg(value_enum)]
+    /// `models`: build only the models (no load, no tests).
+    #[arg(value_enum, value_name = "models", hide_possible_values = true)]
     pub step: Option<RunStep>,
     #[command(flatten)]
     pub models: ModelArgs,
@@ -194,9 +275,10 @@ pub enum RunStep {
     Models,
 }
 
-/// Options shared by run, build, test and compile.
-#[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
+/// Which models, and the values of var(): taken by run, build, test and
+/// compile.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectArgs {
     /// Models to include, dbt syntax: `name`, `+name` (with ancestors), `name+`
     /// (with descendants), `tag:x`, `path:dir`, `stg_*`; space = union,
     /// comma = intersection. Default: all.
@@ -205,27 +287,71 @@ pub struct ModelArgs {
     /// Models to leave out (same syntax as --select).
     #[arg(long, num_args = 1.., value_name = "SPEC")]
     pub exclude: Vec<String>,
+    /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
+    #[arg(long, value_name = "JSON")]
+    pub vars: Option<String>,
+}
+
+/// Options of run and build.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub pick: SelectArgs,
     /// Models run at once. Default: the number of cores.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Rebuild incremental models from scratch.
     #[arg(long)]
     pub full_refresh: bool,
-    /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
-    #[arg(long, value_name = "JSON")]
-    pub vars: Option<String>,
-    /// Summary format: a table for people, json for programs.
+    /// Summary format: a line per model and test for people, json for programs
+    /// (the lines then go to stderr).
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,
+}
+
+/// Options of test.
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub pick: SelectArgs,
+    /// Tests run at once. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Summary format: a line per test for people, json for programs (the
+    /// lines then go to stderr).
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+}
+
+impl From<TestArgs> for ModelArgs {
+    fn from(t: TestArgs) -> Self {
+        ModelArgs {
+            pick: t.pick,
+            threads: t.threads,
+            full_refresh: false,
+            format: t.format,
+        }
+    }
+}
+
+/// Options of compile.
+#[derive(Args, Debug, Clone)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub pick: SelectArgs,
+    /// Render incremental models as on a first run (as `run --full-refresh`
+    /// would build them).
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Output: the execution order and SQL as text, or json for programs.
+    #[arg(long, value_enum, default_value_t = TextFormat::Text)]
+    pub format: TextFormat,
 }
 
 impl ModelArgs {
     /// `--select` and `--exclude`.
     pub fn selection(&self) -> sluice::models::Selection {
-        sluice::models::Selection {
-            select: self.select.clone(),
-            exclude: self.exclude.clone(),
-        }
+        self.pick.selection()
     }
 
     /// `--threads`, else the number of cores.
@@ -235,6 +361,21 @@ impl ModelArgs {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// `--vars` as a mapping (none: empty).
+    pub fn vars(&self) -> sluice::Result<BTreeMap<String, serde_json::Value>> {
+        self.pick.vars()
+    }
+}
+
+impl SelectArgs {
+    /// `--select` and `--exclude`.
+    pub fn selection(&self) -> sluice::models::Selection {
+        sluice::models::Selection {
+            select: self.select.clone(),
+            exclude: self.exclude.clone(),
+        }
     }
 
     /// `--vars` as a mapping (none: empty).
@@ -279,10 +420,10 @@ pub struct LineageArgs {
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to bind (default: [server] host, else 127.0.0.1).
-    #[arg(long)]
+    #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
     /// Port (default: [server] port, else 50051; 0 picks a free port).
-    #[arg(long)]
+    #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 }
 
@@ -318,8 +459,8 @@ pub enum FeaturesCommand {
         /// `user_features` or `features.user_features`.
         name: String,
         /// Text for people, json (the definition) for programs.
-        #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
-        format: SummaryFormat,
+        #[arg(long, value_enum, default_value_t = TextFormat::Text)]
+        format: TextFormat,
     },
     /// Build a point-in-time training set: for each entity row, each view's
     /// newest row at or before the entity's timestamp, within the view's TTL.
@@ -400,11 +541,37 @@ fn parse_time(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    /// Every option and argument a command shows has a description, and a
+    /// command shows no global option (they are described once, at the top).
+    #[test]
+    fn every_shown_option_is_described_once() {
+        fn walk(cmd: &clap::Command, top: bool) {
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                assert!(
+                    a.get_help().is_some(),
+                    "`{}` of `{}` has no description",
+                    a.get_id(),
+                    cmd.get_name()
+                );
+                assert!(
+                    top || !a.is_global_set(),
+                    "`{}` shows the global `{}`",
+                    cmd.get_name(),
+                    a.get_id()
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, false);
+            }
+        }
+        walk(&command(), true);
     }
 
     #[test]

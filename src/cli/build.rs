@@ -6,5 +6,13 @@ use sluice::models::Steps;
 
 pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
     ctx.project.require_config("sluice build")?;
-    super::run::models(ctx, &args, Steps::Build, "build").await
+    super::run::models(
+        ctx,
+        &args,
+        Steps::Build,
+        "build",
+        None,
+        std::time::Instant::now(),
+    )
+    .await
 }

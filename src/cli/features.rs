@@ -1,7 +1,7 @@
 //! `sluice features list|show|historical`: the registered feature views,
 //! feature services, and point-in-time training sets.
 
-use super::args::{FeaturesCommand, HistoricalArgs, SummaryFormat};
+use super::args::{FeaturesCommand, HistoricalArgs, SummaryFormat, TextFormat};
 use super::stdio::{note, stdout};
 use super::{print_format, render, Context};
 use sluice::features::export::{write_training_set, Destination};
@@ -37,19 +37,19 @@ async fn list(engine: &Engine, format: SummaryFormat) -> anyhow::Result<()> {
 }
 
 /// A feature service of sluice.toml, else a registered view.
-async fn show(engine: &Engine, name: &str, format: SummaryFormat) -> anyhow::Result<()> {
+async fn show(engine: &Engine, name: &str, format: TextFormat) -> anyhow::Result<()> {
     let settings = sluice::features::settings(engine)?;
     let mut out = stdout();
     if let Some(service) = settings.services.get(name) {
         match format {
-            SummaryFormat::Json => print_format::json(&mut out, service)?,
-            SummaryFormat::Table => render::feature_service(&mut out, name, service)?,
+            TextFormat::Json => print_format::json(&mut out, service)?,
+            TextFormat::Text => render::feature_service(&mut out, name, service)?,
         }
     } else {
         let view = sluice::features::get_view(engine.warehouse(), name).await?;
         match format {
-            SummaryFormat::Json => print_format::json(&mut out, &view)?,
-            SummaryFormat::Table => {
+            TextFormat::Json => print_format::json(&mut out, &view)?,
+            TextFormat::Text => {
                 let online = settings.online.state(&view.name).await?;
                 render::feature_view(&mut out, &view, online.as_ref())?;
             }

@@ -44,6 +44,9 @@ pub struct Context {
     pub warehouse_uri: String,
     /// Whether progress bars are shown.
     pub progress: bool,
+    /// Whether progress that is not the report (a run's node lines beside
+    /// JSON) goes to stderr: unless `--progress never`.
+    pub progress_lines: bool,
 }
 
 impl Context {
@@ -57,6 +60,7 @@ impl Context {
             warehouse,
             warehouse_uri,
             progress: progress::shown(global.progress),
+            progress_lines: global.progress != args::Progress::Never,
         })
     }
 

@@ -1,15 +1,19 @@
-//! Progress bars on standard error: one for loads and seeds (bytes and rows of
-//! the current source), one for model runs (nodes done, a line per finished
-//! node). Shown per `--progress` (auto: only when stderr is a terminal);
+//! Progress on standard error: a bar for loads and seeds (bytes and rows of
+//! the current source), and for model runs a line per node as it ends (on
+//! standard output when they are the report) under a bar counting nodes.
+//! Bars are shown per `--progress` (auto: only when stderr is a terminal);
 //! hidden bars cost nothing. A bar is cleared when it is dropped, also when
 //! the command fails.
 
 use super::args::Progress;
+use super::render::{self, NodeColumns};
+use super::stdio::{note, stdout};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice::load::{FileReport, LoadObserver};
 use sluice::models::{NodeResult, RunObserver};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Whether `--progress` shows bars here.
 pub fn shown(progress: Progress) -> bool {
@@ -92,15 +96,54 @@ impl LoadObserver for LoadBars {
     }
 }
 
-/// Progress of a model run: a bar counting nodes, and a line per finished node.
+/// Where a run's node lines go.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NodeLines {
+    /// Standard output: they are the report people read (`--format table`).
+    Stdout,
+    /// Standard error, beside a JSON report on standard output.
+    Stderr,
+    /// Nowhere.
+    Off,
+}
+
+/// Progress of a model run: a line per node as it ends (also when no
+/// terminal shows bars: CI logs and pipes see the run as it goes), and on a
+/// terminal a bar counting nodes and naming the one last started.
 pub struct RunBars {
     bar: Option<ProgressBar>,
+    lines: NodeLines,
+    command: String,
+    /// Sized when the run says what it will run.
+    columns: Mutex<Option<NodeColumns>>,
 }
 
 impl RunBars {
-    pub fn new(show: bool) -> Self {
+    pub fn new(show: bool, lines: NodeLines, command: &str) -> Self {
         RunBars {
             bar: show.then(|| bar("[{bar:30}] {pos}/{len} {elapsed} {msg}")),
+            lines,
+            command: command.to_string(),
+            columns: Mutex::new(None),
+        }
+    }
+
+    /// `line` where node lines go, above the bar.
+    fn print(&self, line: &str) {
+        let write = || match self.lines {
+            NodeLines::Stdout => {
+                // A failed write is remembered by `Stdout`; the report's own
+                // write then fails and sets the exit code.
+                let mut out = stdout();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            NodeLines::Stderr => note(line),
+            NodeLines::Off => {}
+        };
+        match &self.bar {
+            Some(b) => b.suspend(write),
+            None => write(),
         }
     }
 }
@@ -114,6 +157,16 @@ impl Drop for RunBars {
 }
 
 impl RunObserver for RunBars {
+    fn planned(&self, run_id: &str, nodes: &[(String, &'static str)]) {
+        if let Ok(mut c) = self.columns.lock() {
+            *c = Some(NodeColumns::new(nodes));
+        }
+        if let Some(b) = &self.bar {
+            b.set_length(nodes.len() as u64);
+        }
+        self.print(&render::run_header(&self.command, run_id, nodes));
+    }
+
     fn started(&self, id: &str, _kind: &str) {
         if let Some(b) = &self.bar {
             b.set_message(id.to_string());
@@ -124,13 +177,11 @@ impl RunObserver for RunBars {
         if let Some(b) = &self.bar {
             b.set_length(total as u64);
             b.set_position(done as u64);
-            b.println(format!(
-                "{done} of {total} {} {} {} [{:.2}s]",
-                r.status.as_str().to_uppercase(),
-                r.kind,
-                r.id,
-                r.seconds
-            ));
         }
+        let line = match self.columns.lock() {
+            Ok(mut c) => c.get_or_insert_with(|| NodeColumns::new(&[])).line(r, done),
+            Err(_) => NodeColumns::new(&[]).line(r, done),
+        };
+        self.print(&line);
     }
 }

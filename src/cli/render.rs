@@ -4,7 +4,7 @@
 use sluice::features::online::{MaterializeReport, OnlineState};
 use sluice::features::{FeatureViewDef, ServiceSection};
 use sluice::load::LoadReport;
-use sluice::models::{Compiled, RunReport, Status};
+use sluice::models::{Compiled, NodeResult, RunReport, Status};
 use std::io::{Result, Write};
 
 /// `sluice load` and `sluice seed`: a line per source, its rejected files,
@@ -12,6 +12,14 @@ use std::io::{Result, Write};
 /// rows are.
 pub fn load_report(out: &mut impl Write, report: &LoadReport) -> Result<()> {
     writeln!(out, "load {}", report.load_id)?;
+    // A long table name widens the column of every line.
+    let width = report
+        .sources
+        .iter()
+        .map(|s| s.table.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(28);
     for s in &report.sources {
         let version = match s.version {
             Some(v) => format!("v{v}"),
@@ -19,7 +27,7 @@ pub fn load_report(out: &mut impl Write, report: &LoadReport) -> Result<()> {
         };
         writeln!(
             out,
-            "  {:<28} {:<10} {:>3} files  {:>10} rows loaded  {:>6} rejected  {:>3} skipped  {:.2}s",
+            "  {:<width$} {:<10} {:>3} files  {:>10} rows loaded  {:>6} rejected  {:>3} skipped  {:.2}s",
             s.table,
             version,
             s.files.len(),
@@ -56,38 +64,133 @@ pub fn load_report(out: &mut impl Write, report: &LoadReport) -> Result<()> {
     Ok(())
 }
 
-/// `sluice run`, `build` and `test`: a line per node, the counts, then the
-/// message of every node that failed or warned.
-pub fn run_report(out: &mut impl Write, report: &RunReport) -> Result<()> {
-    writeln!(out, "{} {}", report.command, report.run_id)?;
-    for r in &report.results {
-        let rows = match (r.rows, r.failures) {
+/// How a node's status reads in a run's lines (dbt's words: `OK` for a model
+/// built, `SKIP` for one not run).
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Success => "OK",
+        Status::Pass => "PASS",
+        Status::Warn => "WARN",
+        Status::Fail => "FAIL",
+        Status::Error => "ERROR",
+        Status::Skipped => "SKIP",
+    }
+}
+
+/// The first line of `sluice run`, `build` and `test`: the run's id and what
+/// it will run.
+pub fn run_header(command: &str, run_id: &str, nodes: &[(String, &str)]) -> String {
+    let count = |kind: &str| nodes.iter().filter(|(_, k)| *k == kind).count();
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{command} {run_id}: {}, {}",
+        plural(count("model"), "model"),
+        plural(count("test"), "test")
+    )
+}
+
+/// The columns of a run's node lines, sized before the run from every node it
+/// will report: a long name widens the name column of every line.
+pub struct NodeColumns {
+    total: usize,
+    id_width: usize,
+}
+
+impl NodeColumns {
+    /// A name longer than this shifts its own line only.
+    const MAX_ID_WIDTH: usize = 100;
+    /// Wide enough for `incremental (full)` and `expression_is_true`.
+    const KIND_WIDTH: usize = 18;
+
+    pub fn new(nodes: &[(String, &str)]) -> Self {
+        let longest = nodes
+            .iter()
+            .map(|(id, _)| id.chars().count())
+            .max()
+            .unwrap_or(0);
+        NodeColumns {
+            total: nodes.len(),
+            id_width: longest.min(Self::MAX_ID_WIDTH),
+        }
+    }
+
+    /// The line of a node that ended, the `done`-th of the run:
+    /// `3 of 8 OK    features.user_features .... table   993 rows   0.40s`.
+    pub fn line(&self, r: &NodeResult, done: usize) -> String {
+        let total = self.total.max(done);
+        let counter = format!("{done:>w$} of {total}", w = total.to_string().len());
+        let dots = ".".repeat(self.id_width.saturating_sub(r.id.chars().count()) + 3);
+        let head = format!(
+            "{counter} {:<5} {} {dots} {:<kw$}",
+            status_word(r.status),
+            r.id,
+            r.materialization,
+            kw = Self::KIND_WIDTH
+        );
+        if r.status == Status::Skipped {
+            let why = r.message.as_deref().unwrap_or("skipped");
+            return format!("{head} {why}");
+        }
+        let what = match (r.rows, r.failures) {
+            (Some(1), _) => "1 row".to_string(),
             (Some(n), _) => format!("{n} rows"),
             (None, Some(f)) if f > 0 => format!("{f} failing"),
             _ => String::new(),
         };
-        writeln!(
-            out,
-            "  {:<7} {:<40} {:<20} {:>14} {:>8.2}s",
-            r.status.as_str().to_uppercase(),
-            r.id,
-            r.materialization,
-            rows,
-            r.seconds
-        )?;
+        format!("{head} {what:>14} {:>7.2}s", r.seconds)
     }
-    let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
-    writeln!(
-        out,
-        "done in {:.2}s: {} built, {} passed, {} warned, {} failed, {} errors, {} skipped",
-        report.seconds,
-        count(Status::Success),
-        count(Status::Pass),
-        count(Status::Warn),
-        count(Status::Fail),
-        count(Status::Error),
-        count(Status::Skipped)
-    )?;
+}
+
+/// What the load of `sluice run` did, for its last line and its JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct LoadTotals {
+    pub load_id: String,
+    pub seconds: f64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+}
+
+impl LoadTotals {
+    pub fn new(report: &LoadReport, seconds: f64) -> Self {
+        LoadTotals {
+            load_id: report.load_id.clone(),
+            seconds,
+            rows_loaded: report.sources.iter().map(|s| s.rows_loaded).sum(),
+            rows_rejected: report.sources.iter().map(|s| s.rows_rejected).sum(),
+        }
+    }
+}
+
+/// dbt's counts of a run: PASS (models built, tests passed), WARN, ERROR
+/// (errors and failed tests), SKIP, TOTAL.
+pub fn run_counts(report: &RunReport) -> [(&'static str, usize); 5] {
+    let count = |of: &[Status]| {
+        report
+            .results
+            .iter()
+            .filter(|r| of.contains(&r.status))
+            .count()
+    };
+    [
+        ("PASS", count(&[Status::Success, Status::Pass])),
+        ("WARN", count(&[Status::Warn])),
+        ("ERROR", count(&[Status::Error, Status::Fail])),
+        ("SKIP", count(&[Status::Skipped])),
+        ("TOTAL", report.results.len()),
+    ]
+}
+
+/// The end of `sluice run`, `build` and `test` (their node lines are printed
+/// as the nodes end): the message of every node that failed or warned, then
+/// the counts and times: `Done. PASS=7 WARN=0 ERROR=1 SKIP=1 TOTAL=9 in 2.31s`,
+/// with the load's time and rows for `sluice run`. `seconds`: the command's
+/// time (compiling included, and the load).
+pub fn run_report(
+    out: &mut impl Write,
+    report: &RunReport,
+    load: Option<&LoadTotals>,
+    seconds: f64,
+) -> Result<()> {
     for r in report
         .results
         .iter()
@@ -106,7 +209,19 @@ pub fn run_report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             }
         }
     }
-    Ok(())
+    let counts = run_counts(report)
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match load {
+        None => writeln!(out, "\nDone. {counts} in {seconds:.2}s"),
+        Some(l) => writeln!(
+            out,
+            "\nDone. {counts} in {seconds:.2}s (load {:.2}s: {} rows loaded, {} rejected)",
+            l.seconds, l.rows_loaded, l.rows_rejected,
+        ),
+    }
 }
 
 /// `sluice compile` for programs: the models in execution order.

@@ -3,41 +3,60 @@
 //! and `test`.
 
 use super::args::{ModelArgs, RunArgs, SummaryFormat};
-use super::progress::{LoadBars, RunBars};
+use super::progress::{LoadBars, NodeLines, RunBars};
+use super::render::LoadTotals;
 use super::stdio::stdout;
 use super::{print_format, render, Context, Failed};
+use sluice::load::LoadReport;
 use sluice::models::{CompileOptions, Steps};
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let with_load = args.step.is_none();
     ctx.project.require_config(if with_load {
         "sluice run"
     } else {
         "sluice run models"
     })?;
+    let mut load = None;
     if with_load && !ctx.project.sources.is_empty() {
         let report = super::load::load(ctx, &[], &Default::default()).await?;
-        // The JSON document is the run's report alone.
+        // In JSON, the load is part of the run's document.
         if args.models.format == SummaryFormat::Table {
             super::load::print(&report, SummaryFormat::Table)?;
         }
+        let seconds = started.elapsed().as_secs_f64();
+        load = Some((report, seconds));
     }
     if with_load {
-        models(ctx, &args.models, Steps::Build, "run").await
+        models(ctx, &args.models, Steps::Build, "run", load, started).await
     } else {
-        models(ctx, &args.models, Steps::Models, "run models").await
+        models(
+            ctx,
+            &args.models,
+            Steps::Models,
+            "run models",
+            None,
+            started,
+        )
+        .await
     }
 }
 
-/// Compiles the project, runs `steps` of the selected models, prints the
-/// report; [`Failed`] when a node did not succeed.
+/// Compiles the project, runs `steps` of the selected models, printing a line
+/// per node as it ends, then the report; [`Failed`] when a node did not
+/// succeed. `load`: what `sluice run` loaded first, and in how many seconds;
+/// `started`: when the command started.
 pub async fn models(
     ctx: &Context,
     args: &ModelArgs,
     steps: Steps,
     command: &str,
+    load: Option<(LoadReport, f64)>,
+    started: Instant,
 ) -> anyhow::Result<()> {
     let vars = args.vars()?;
     let options = CompileOptions {
@@ -64,8 +83,15 @@ pub async fn models(
             }
         }
     }
+    // The node lines are the report people read; beside JSON they go to
+    // stderr, unless progress is turned off.
+    let lines = match args.format {
+        SummaryFormat::Table => NodeLines::Stdout,
+        SummaryFormat::Json if ctx.progress_lines => NodeLines::Stderr,
+        SummaryFormat::Json => NodeLines::Off,
+    };
     let report = {
-        let bars = RunBars::new(ctx.progress);
+        let bars = RunBars::new(ctx.progress, lines, command);
         sluice::models::execute(
             &ctx.project,
             &engine,
@@ -79,10 +105,14 @@ pub async fn models(
         )
         .await?
     };
+    let totals = load.as_ref().map(|(r, s)| LoadTotals::new(r, *s));
+    let seconds = started.elapsed().as_secs_f64();
     let mut out = stdout();
     match args.format {
-        SummaryFormat::Json => print_format::json(&mut out, &report)?,
-        SummaryFormat::Table => render::run_report(&mut out, &report)?,
+        SummaryFormat::Json => {
+            print_format::json(&mut out, &json_report(&report, load.as_ref(), seconds)?)?
+        }
+        SummaryFormat::Table => render::run_report(&mut out, &report, totals.as_ref(), seconds)?,
     }
     out.flush()?;
     if !report.success() {
@@ -98,4 +128,31 @@ pub async fn models(
         .into());
     }
     Ok(())
+}
+
+/// The run's JSON document: the library's report, dbt's counts (`totals`),
+/// the command's `total_seconds`, and for `sluice run` what the load did
+/// (`load`: id, seconds, rows loaded and rejected, and each source).
+fn json_report(
+    report: &sluice::models::RunReport,
+    load: Option<&(LoadReport, f64)>,
+    seconds: f64,
+) -> anyhow::Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(report)?;
+    if let serde_json::Value::Object(m) = &mut doc {
+        let totals: serde_json::Map<String, serde_json::Value> = render::run_counts(report)
+            .iter()
+            .map(|(k, n)| (k.to_ascii_lowercase(), (*n).into()))
+            .collect();
+        m.insert("totals".into(), totals.into());
+        m.insert("total_seconds".into(), seconds.into());
+        if let Some((r, s)) = load {
+            let mut l = serde_json::to_value(LoadTotals::new(r, *s))?;
+            if let serde_json::Value::Object(lm) = &mut l {
+                lm.insert("sources".into(), serde_json::to_value(&r.sources)?);
+            }
+            m.insert("load".into(), l);
+        }
+    }
+    Ok(doc)
 }

@@ -1,10 +1,18 @@
 //! `sluice test`: the data tests of the selected models.
 
-use super::args::ModelArgs;
+use super::args::TestArgs;
 use super::Context;
 use sluice::models::Steps;
 
-pub async fn run(ctx: &Context, args: ModelArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, args: TestArgs) -> anyhow::Result<()> {
     ctx.project.require_config("sluice test")?;
-    super::run::models(ctx, &args, Steps::Tests, "test").await
+    super::run::models(
+        ctx,
+        &args.into(),
+        Steps::Tests,
+        "test",
+        None,
+        std::time::Instant::now(),
+    )
+    .await
 }

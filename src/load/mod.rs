@@ -97,11 +97,9 @@ pub struct LoadReport {
     pub sources: Vec<SourceReport>,
 }
 
-/// A new load id: sortable time plus randomness.
+/// A new load id, in the format of run ids ([`crate::names::new_id`]).
 pub fn new_load_id() -> String {
-    let now = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-    let rand = uuid::Uuid::new_v4().simple().to_string();
-    format!("{now}-{}", &rand[..8])
+    crate::names::new_id()
 }
 
 /// Loads `sources` (all when empty) of `project` into `warehouse`.
@@ -123,6 +121,18 @@ pub async fn load(
     let mut reports = Vec::new();
     for src in selected {
         let report = load_source(project, warehouse, src, options, &load_id, observer).await?;
+        tracing::debug!(
+            "load {load_id}: {} into {}: {} new files, {} already loaded, {} rows, {} rejected, {}",
+            report.source,
+            report.table,
+            report.files.len(),
+            report.skipped_files,
+            report.rows_loaded,
+            report.rows_rejected,
+            report
+                .version
+                .map_or_else(|| "no commit".to_string(), |v| format!("committed v{v}"))
+        );
         reports.push(report);
     }
     Ok(LoadReport {

@@ -100,21 +100,23 @@ pub async fn execute(
         threads,
         command: command.to_string(),
     };
+    tracing::debug!(
+        "run {run_id}: {} models and {} tests selected of {} models, {threads} at once",
+        opts.models.len(),
+        opts.tests.len(),
+        compiled.models.len()
+    );
     let report = run::run(engine, compiled.clone(), opts, &run_id, observer).await;
     records::write_run_results(&project.root, &project.settings.name, &report)?;
     records::append_runs(engine.warehouse(), &report).await?;
+    tracing::debug!("run {run_id}: recorded in target/run_results.json and _sluice.runs");
     if steps != Steps::Tests {
         engine.warehouse().put_aliases(&compiled.aliases).await?;
     }
     Ok(report)
 }
 
-/// A new run id: UTC time plus a random suffix (sortable, unique).
+/// A new run id, in the format of load ids ([`crate::names::new_id`]).
 pub fn new_run_id() -> String {
-    let uuid = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        &uuid[..8]
-    )
+    crate::names::new_id()
 }

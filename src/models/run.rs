@@ -105,6 +105,7 @@ pub struct RunReport {
     pub command: String,
     pub started_at: String,
     pub seconds: f64,
+    /// Every model and test, in the order they ended (execution order).
     pub results: Vec<NodeResult>,
 }
 
@@ -117,7 +118,12 @@ impl RunReport {
 
 /// Receives progress.
 pub trait RunObserver: Send + Sync {
+    /// Before anything runs: the run's id and every node the run will report,
+    /// as `(id, kind)` (`model` or `test`), in dependency order.
+    fn planned(&self, _run_id: &str, _nodes: &[(String, &'static str)]) {}
     fn started(&self, _id: &str, _kind: &str) {}
+    /// A node ended (also a node skipped because something upstream failed):
+    /// the `done`-th of `total` to end.
     fn finished(&self, _result: &NodeResult, _done: usize, _total: usize) {}
 }
 
@@ -211,7 +217,18 @@ pub async fn run(
         }
     }
 
+    let planned: Vec<(String, &'static str)> = tasks
+        .iter()
+        .map(|t| match t {
+            Task::Model(m) => (compiled.models[*m].id(), "model"),
+            Task::Test(i) => (tests[*i].name.clone(), "test"),
+        })
+        .collect();
+    observer.planned(run_id, &planned);
+
     let mut results: Vec<Option<NodeResult>> = vec![None; n];
+    // Task indices in the order they ended: the report's order.
+    let mut ended: Vec<usize> = Vec::with_capacity(n);
     let mut ready: Vec<usize> = (0..n).filter(|t| remaining[*t] == 0).collect();
     ready.reverse();
     let mut running = tokio::task::JoinSet::new();
@@ -228,6 +245,7 @@ pub async fn run(
                 Task::Model(m) => (compiled.models[*m].id(), "model"),
                 Task::Test(i) => (tests[*i].name.clone(), "test"),
             };
+            tracing::debug!("run {run_id}: {kind} {id} starts");
             observer.started(&id, kind);
             let task = tasks[t];
             running.spawn(async move {
@@ -267,9 +285,22 @@ pub async fn run(
         let failed = result.status.is_failure() && result.status != Status::Skipped;
         let blocks = failed && matches!(tasks[t], Task::Model(_) | Task::Test(_));
         done += 1;
+        tracing::debug!(
+            "run {run_id}: {} {} {} in {:.3}s{}",
+            result.kind,
+            result.id,
+            result.status.as_str(),
+            result.seconds,
+            match (result.rows, result.version) {
+                (Some(rows), Some(v)) => format!(", {rows} rows, committed v{v}"),
+                (Some(rows), None) => format!(", {rows} rows"),
+                _ => String::new(),
+            }
+        );
         observer.finished(&result, done, n);
         let failed_id = result.id.clone();
         results[t] = Some(result);
+        ended.push(t);
         if blocks {
             // Skip every task that (transitively) waits on this one.
             let mut stack = dependents[t].clone();
@@ -281,6 +312,7 @@ pub async fn run(
                 done += 1;
                 observer.finished(&r, done, n);
                 results[d] = Some(r);
+                ended.push(d);
                 stack.extend(dependents[d].iter().copied());
             }
         } else {
@@ -292,16 +324,19 @@ pub async fn run(
             }
         }
     }
+    // In execution order: what ended, in the order it ended, then what never
+    // ran (in dependency order).
+    let never_ran: Vec<usize> = (0..n).filter(|t| results[*t].is_none()).collect();
+    let report_order: Vec<usize> = ended.into_iter().chain(never_ran).collect();
     RunReport {
         run_id: run_id.to_string(),
         command: opts.command.clone(),
         started_at,
         seconds: started.elapsed().as_secs_f64(),
-        results: results
+        results: report_order
             .into_iter()
-            .enumerate()
-            .map(|(t, r)| {
-                r.unwrap_or_else(|| {
+            .map(|t| {
+                results[t].take().unwrap_or_else(|| {
                     let mut r = skipped(&tasks[t], &compiled, &tests, "");
                     r.message = Some("not run: the run stopped before it".into());
                     r

@@ -6,6 +6,10 @@
 //! payload) and get a bearer token back in the `authorization` response header.
 //! Every later call carries `authorization: Bearer <token>`. With no user
 //! configured the server is open (and binds only to loopback, see `serve`).
+//!
+//! A refused login or call (wrong password, unknown user, a bad or expired
+//! token) is logged at warn with the user it claimed to be, the client's
+//! address and the reason; never a password or a token.
 
 use super::stream::BoxStream;
 use arrow_flight::{HandshakeRequest, HandshakeResponse};
@@ -347,6 +351,23 @@ impl Auth {
         ))
     }
 
+    /// Who an `authorization` header claims to be, for the log: the user of
+    /// Basic credentials or of a known (maybe expired) bearer token, else `-`.
+    pub fn claimed_user(&self, header: Option<&str>) -> String {
+        let header = header.map(str::trim);
+        if let Some((user, _)) = header.and_then(parse_basic) {
+            return user;
+        }
+        header
+            .and_then(|h| strip_scheme(h, "bearer"))
+            .and_then(|token| {
+                self.lock_tokens()
+                    .get(token)
+                    .map(|t| t.principal.user.clone())
+            })
+            .unwrap_or_else(|| "-".into())
+    }
+
     /// A session's option (`SetSessionOptions`), e.g. `schema`.
     pub fn session_option(&self, token: Option<&str>, name: &str) -> Option<String> {
         let tokens = self.lock_tokens();
@@ -413,30 +434,67 @@ pub fn authorization(metadata: &MetadataMap) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The address of a request's client (`ip:port`), for the log; `-` when
+/// the transport does not say.
+pub fn peer<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "-".to_string(), |a| a.to_string())
+}
+
+/// Logs a refused login or call (warn): the user it claimed to be, the
+/// client's address and the reason. Never the password or the token.
+pub fn log_refused(user: &str, peer: &str, refusal: &Status) {
+    tracing::warn!(
+        user = %user,
+        peer = %peer,
+        reason = %refusal.message(),
+        "authentication failed"
+    );
+}
+
 /// Handshake: logs in with Basic credentials (in the `authorization` header,
 /// or as a `BasicAuth` payload) or checks a bearer token (JDBC sends its token
 /// through Handshake again), and answers with the session's token, both as the
 /// payload and in the `authorization` response header (which ADBC requires).
+/// A refusal is logged.
 pub(super) async fn handshake(
     auth: &Auth,
     request: Request<Streaming<HandshakeRequest>>,
 ) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
     let header = authorization(request.metadata());
-    let token = if let Some((user, password)) = header.as_deref().and_then(parse_basic) {
-        auth.login(&user, &password).await?.1
+    let peer = peer(&request);
+    let mut user = auth.claimed_user(header.as_deref());
+    let token = if let Some((name, password)) = header.as_deref().and_then(parse_basic) {
+        auth.login(&name, &password).await.map(|(_, t)| t)
     } else if header.is_some() {
-        let p = auth.check_header(header.as_deref()).await?;
-        match p.token {
-            Some(t) => t,
-            None => auth.login(&p.user, "").await?.1,
+        match auth.check_header(header.as_deref()).await {
+            Ok(Principal { token: Some(t), .. }) => Ok(t),
+            Ok(p) => auth.login(&p.user, "").await.map(|(_, t)| t),
+            Err(e) => Err(e),
         }
     } else {
-        let first = request.into_inner().message().await?;
-        let basic = first
-            .and_then(|m| arrow_flight::BasicAuth::decode(m.payload).ok())
-            .unwrap_or_default();
-        auth.login(&basic.username, &basic.password).await?.1
+        match request.into_inner().message().await {
+            Ok(first) => {
+                let basic = first
+                    .and_then(|m| arrow_flight::BasicAuth::decode(m.payload).ok())
+                    .unwrap_or_default();
+                user.clone_from(&basic.username);
+                auth.login(&basic.username, &basic.password)
+                    .await
+                    .map(|(_, t)| t)
+            }
+            Err(e) => Err(e),
+        }
     };
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            log_refused(&user, &peer, &e);
+            return Err(e);
+        }
+    };
+    tracing::debug!(user = %user, peer = %peer, "logged in");
     let reply = HandshakeResponse {
         protocol_version: 0,
         payload: token.clone().into_bytes().into(),

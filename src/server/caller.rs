@@ -6,6 +6,11 @@
 //! warehouse's shared engine is not reachable any other way, so every path
 //! (queries, prepared statements, updates, ingest, metadata, session options)
 //! runs under the same limits and the same role checks.
+//!
+//! A statement that fails (it does not parse or plan, the caller may not run
+//! it, it fails while running) is logged at info with the user, the client's
+//! address and the reason: an operator sees what clients were refused
+//! without asking them.
 
 use super::auth::{Auth, Principal, Role};
 use super::service::QueryLimits;
@@ -19,6 +24,8 @@ use tonic::Status;
 /// Who calls, and the engine their statements run on.
 pub(super) struct Caller {
     pub(super) principal: Principal,
+    /// The client's address (`ip:port`), for the log; `-` when unknown.
+    pub(super) peer: String,
     shared: Engine,
     /// The session's schema for unqualified names (`SetSessionOptions`).
     schema: Option<String>,
@@ -38,11 +45,43 @@ impl Caller {
         let schema = auth.session_option(principal.token.as_deref(), "schema");
         Caller {
             principal,
+            peer: "-".into(),
             shared: shared.clone(),
             schema,
             limits: limits.clone(),
             engine: OnceLock::new(),
         }
+    }
+
+    /// The same caller, calling from `peer`.
+    pub(super) fn with_peer(self, peer: String) -> Self {
+        Caller { peer, ..self }
+    }
+
+    /// Logs a statement that failed: who sent it, from where, the reason
+    /// and the statement.
+    pub(super) fn log_failure(&self, sql: &str, error: &Status) {
+        tracing::info!(
+            user = %self.principal.user,
+            peer = %self.peer,
+            code = ?error.code(),
+            reason = %one_line(error.message()),
+            sql = %short(sql),
+            "query failed"
+        );
+    }
+
+    /// `work`'s outcome, its failure logged ([`Caller::log_failure`]).
+    pub(super) async fn logged<T>(
+        &self,
+        sql: &str,
+        work: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let outcome = work.await;
+        if let Err(e) = &outcome {
+            self.log_failure(sql, e);
+        }
+        outcome
     }
 
     /// The caller's engine: the session's schema, the per-query memory limit.
@@ -80,8 +119,17 @@ impl Caller {
         }
     }
 
-    /// Plans one statement and checks the caller may run it.
+    /// Plans one statement and checks the caller may run it (a refusal is
+    /// logged).
     pub(super) async fn plan(&self, sql: &str) -> Result<LogicalPlan, Status> {
+        let planned = self.plan_checked(sql).await;
+        if let Err(e) = &planned {
+            self.log_failure(sql, e);
+        }
+        planned
+    }
+
+    async fn plan_checked(&self, sql: &str) -> Result<LogicalPlan, Status> {
         let engine = self.engine();
         let plan = self
             .timed(async { engine.plan(sql).await.map_err(status) })
@@ -104,24 +152,29 @@ impl Caller {
         Ok(plan)
     }
 
-    /// Runs a statement that changes the warehouse and returns its row count.
+    /// Runs a statement that changes the warehouse and returns its row count
+    /// (a failure is logged).
     pub(super) async fn run_statement(&self, plan: LogicalPlan, sql: &str) -> Result<i64, Status> {
         let started = Instant::now();
         let engine = self.engine();
         let rows = self
-            .timed(async {
-                Ok(match engine.run_plan(plan).await.map_err(status)? {
-                    Executed::Changed { rows } => rows.unwrap_or(0) as i64,
-                    Executed::Rows(df) => {
-                        // A query sent as an update: run it, report its rows.
-                        let batches = df.collect().await.map_err(|e| status(e.into()))?;
-                        batches.iter().map(|b| b.num_rows() as i64).sum()
-                    }
-                })
-            })
+            .logged(
+                sql,
+                self.timed(async {
+                    Ok(match engine.run_plan(plan).await.map_err(status)? {
+                        Executed::Changed { rows } => rows.unwrap_or(0) as i64,
+                        Executed::Rows(df) => {
+                            // A query sent as an update: run it, report its rows.
+                            let batches = df.collect().await.map_err(|e| status(e.into()))?;
+                            batches.iter().map(|b| b.num_rows() as i64).sum()
+                        }
+                    })
+                }),
+            )
             .await?;
         tracing::info!(
             user = %self.principal.user,
+            peer = %self.peer,
             rows,
             ms = started.elapsed().as_millis() as u64,
             sql = %short(sql),
@@ -140,6 +193,11 @@ fn statement_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Statement(s) => s.name().to_string(),
         _ => "statements that write".into(),
     }
+}
+
+/// A message on one line (DataFusion's errors span several), for the log.
+pub(super) fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `sql` on one line and at most 200 characters, for the log.

@@ -33,9 +33,11 @@ pub(super) async fn ingest(
         .engine()
         .ingest(target.schema.as_deref(), &target.table, data, target.mode)
         .await
-        .map_err(status)?;
+        .map_err(status)
+        .inspect_err(|e| caller.log_failure(&format!("bulk ingest into {}", target.table), e))?;
     tracing::info!(
         user = %caller.principal.user,
+        peer = %caller.peer,
         rows,
         ms = started.elapsed().as_millis() as u64,
         table = %target.table,

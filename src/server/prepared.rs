@@ -299,7 +299,7 @@ async fn plan_prepared(
     params: &[ScalarValue],
 ) -> Result<LogicalPlan, Status> {
     let plan = caller.plan(sql).await?;
-    bind(plan, params)
+    bind(plan, params).inspect_err(|e| caller.log_failure(sql, e))
 }
 
 /// Runs an update once per parameter row (once without parameters) and

@@ -81,16 +81,25 @@ impl FlightSqlServer {
         })
     }
 
-    /// The caller of a request and their engine. Not an `async fn`: the
-    /// future must not borrow the request (a streaming request is not `Sync`).
+    /// The caller of a request and their engine; a refused call is logged
+    /// (warn). Not an `async fn`: the future must not borrow the request (a
+    /// streaming request is not `Sync`).
     pub(super) fn caller<T>(
         &self,
         request: &Request<T>,
     ) -> impl std::future::Future<Output = Result<Caller, Status>> + Send + '_ {
         let header = auth::authorization(request.metadata());
+        let peer = auth::peer(request);
         async move {
-            let p = self.auth.check_header(header.as_deref()).await?;
-            Ok(Caller::new(p, &self.engine, &self.auth, &self.limits))
+            let p = match self.auth.check_header(header.as_deref()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let user = self.auth.claimed_user(header.as_deref());
+                    auth::log_refused(&user, &peer, &e);
+                    return Err(e);
+                }
+            };
+            Ok(Caller::new(p, &self.engine, &self.auth, &self.limits).with_peer(peer))
         }
     }
 }

@@ -169,18 +169,24 @@ impl FlightSqlServer {
 }
 
 /// Runs a planned query (or a statement with rows, such as EXPLAIN) and
-/// streams its rows.
+/// streams its rows; a query that fails to start is logged.
 pub(super) async fn respond(
     caller: &Caller,
     plan: LogicalPlan,
     sql: &str,
 ) -> Result<DataResponse, Status> {
     let engine = caller.engine();
-    match caller
-        .timed(async { engine.run_plan(plan).await.map_err(status) })
-        .await?
-    {
-        Executed::Rows(df) => query_response(caller, df, sql).await,
-        Executed::Changed { rows } => Ok(batch_response(count_batch(rows.unwrap_or(0) as i64)?)),
-    }
+    caller
+        .logged(sql, async {
+            match caller
+                .timed(async { engine.run_plan(plan).await.map_err(status) })
+                .await?
+            {
+                Executed::Rows(df) => query_response(caller, df, sql).await,
+                Executed::Changed { rows } => {
+                    Ok(batch_response(count_batch(rows.unwrap_or(0) as i64)?))
+                }
+            }
+        })
+        .await
 }

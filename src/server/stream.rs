@@ -4,10 +4,10 @@
 //!
 //! A query's stream ([`QueryStream`]) converts every batch to the client-safe
 //! types of [`super::types`], stops at the server's `query_timeout`, and
-//! writes one log line when it ends, fails, times out or is dropped because
-//! the client went away.
+//! writes one log line when it ends, fails (with the reason), times out or is
+//! dropped because the client went away.
 
-use super::caller::{short, Caller};
+use super::caller::{one_line, short, Caller};
 use super::status;
 use super::types::{client_schema, conform_batch};
 use arrow::array::RecordBatch;
@@ -68,6 +68,8 @@ pub(super) fn rows_response(
             .map(|d| Box::pin(tokio::time::sleep_until(d))),
         log: QueryLog {
             user: caller.principal.user.clone(),
+            peer: caller.peer.clone(),
+            reason: None,
             path,
             sql: short(sql),
             started: Instant::now(),
@@ -121,6 +123,7 @@ impl Stream for QueryStream {
                 .as_mut()
                 .is_some_and(|d| d.as_mut().poll(cx).is_ready())
         {
+            this.log.reason = Some("the query ran longer than the server's query_timeout".into());
             this.end("timed out");
             return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(
                 Status::deadline_exceeded(
@@ -140,8 +143,10 @@ impl Stream for QueryStream {
                 ))
             }
             Poll::Ready(Some(Err(e))) => {
+                let error = status(e.into());
+                this.log.reason = Some(one_line(error.message()));
                 this.end("failed");
-                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status(e.into()))))))
+                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(error)))))
             }
             Poll::Ready(None) => {
                 this.end("done");
@@ -155,6 +160,10 @@ impl Stream for QueryStream {
 /// dropped before (the client went away).
 struct QueryLog {
     user: String,
+    /// The client's address.
+    peer: String,
+    /// Why the query failed.
+    reason: Option<String>,
     /// `planned`, or `lookup` for a prepared lookup answered without planning.
     path: &'static str,
     sql: String,
@@ -168,15 +177,29 @@ impl QueryLog {
         if std::mem::replace(&mut self.written, true) {
             return;
         }
-        tracing::info!(
-            user = %self.user,
-            rows = self.rows,
-            path = self.path,
-            ms = self.started.elapsed().as_millis() as u64,
-            outcome,
-            sql = %self.sql,
-            "query"
-        );
+        match &self.reason {
+            None => tracing::info!(
+                user = %self.user,
+                peer = %self.peer,
+                rows = self.rows,
+                path = self.path,
+                ms = self.started.elapsed().as_millis() as u64,
+                outcome,
+                sql = %self.sql,
+                "query"
+            ),
+            Some(reason) => tracing::info!(
+                user = %self.user,
+                peer = %self.peer,
+                rows = self.rows,
+                path = self.path,
+                ms = self.started.elapsed().as_millis() as u64,
+                outcome,
+                reason = %reason,
+                sql = %self.sql,
+                "query failed"
+            ),
+        }
     }
 }
 

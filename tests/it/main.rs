@@ -2,6 +2,7 @@
 
 mod asof;
 mod cli;
+mod cli_output;
 mod common;
 mod features;
 mod first_hour;
