@@ -1016,7 +1016,7 @@ fn a_bad_feature_view_commits_nothing() {
     let o = run();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("ERROR   main.user_feats"), "{out}");
+    assert!(out.contains("ERROR main.user_feats"), "{out}");
     assert!(
         out.contains(
             "model `main.user_feats` (models/user_feats.sql): feature_view event_timestamp `event_ts` is not a column of the model's result; columns: user_id, ts, label, amount. Set 'event_timestamp' in the feature_view config to one of them, or add `event_ts` to the model's SELECT; nothing was written"
