@@ -16,7 +16,7 @@ SELECT
     user_id,
     TIMESTAMP '{{ as_of }}' AS as_of_ts,
     count(*) AS txn_count,
-    avg(amount) AS avg_amount,
+    avg(CAST(amount AS DOUBLE)) AS avg_amount,  -- a statistic: DOUBLE, as DuckDB's avg(DECIMAL)
     sum(amount) AS total_amount,
     stddev_samp(amount) AS stddev_amount,
     max(ts) AS last_txn_ts,

@@ -11,7 +11,7 @@ SELECT
     amount,
     count(*) OVER w30 AS txn_count_30d,
     sum(amount) OVER w30 AS amount_30d,
-    avg(amount) OVER w30 AS avg_amount_30d,
+    avg(CAST(amount AS DOUBLE)) OVER w30 AS avg_amount_30d,  -- sums stay DECIMAL
     count(*) OVER w1 AS txn_count_24h,
     sum(amount) OVER w1 AS amount_24h
 FROM {{ ref('stg_transactions') }}

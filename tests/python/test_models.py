@@ -45,7 +45,7 @@ CREATE VIEW raw_merchants AS SELECT * FROM read_json('{DATA}/merchants.ndjson',
     format='newline_delimited', columns={{'merchant_id': 'BIGINT', 'name': 'VARCHAR',
     'category': 'VARCHAR', 'risk_tier': 'INTEGER', 'onboarded_at': 'TIMESTAMPTZ'}});
 CREATE VIEW stg_transactions AS
-    SELECT txn_id, user_id, merchant_id, CAST(amount AS DOUBLE) AS amount,
+    SELECT txn_id, user_id, merchant_id, amount,
            upper(currency) AS currency, ts
     FROM raw_transactions WHERE user_id IS NOT NULL;
 CREATE VIEW stg_merchants AS
