@@ -50,8 +50,15 @@ def sh_commands(body: str):
     """The commands of a shell block: continuation lines joined, comments
     dropped, `a && b` split."""
     joined = re.sub(r"\\\n\s*", " ", body)
+    pending = ""
     for raw in joined.splitlines():
-        words = shlex.split(raw, comments=True)
+        # A quoted argument may span lines, as in a shell.
+        pending = f"{pending}\n{raw}" if pending else raw
+        try:
+            words = shlex.split(pending, comments=True)
+        except ValueError:
+            continue
+        pending = ""
         if not words:
             continue
         cmd = []
@@ -85,7 +92,6 @@ class Readme:
     def rewrite(self, words):
         """The command with the binary for `cargo run --`, a temporary folder
         for /tmp paths and a free port for the README's."""
-        out = []
         env = {}
         i = 0
         while i < len(words) and re.match(r"^[A-Z_]+=", words[i]):
@@ -94,13 +100,16 @@ class Readme:
             i += 1
         rest = words[i:]
         if rest[:3] == ["cargo", "run", "--"]:
-            rest = [self.bin] + rest[3:]
+            rest = rest[3:]
         elif rest[:1] == ["sluice"]:
-            rest = [self.bin] + rest[1:]
+            rest = rest[1:]
+        else:
+            return env, rest
+        out = [self.bin]
         for w in rest:
-            w = w.replace("/tmp/", f"{self.tmp}/")
-            w = w.replace("50051", str(self.port))
-            out.append(w)
+            if w.startswith("/tmp/"):
+                w = f"{self.tmp}/{w[len('/tmp/'):]}"
+            out.append(w.replace("50051", str(self.port)))
         return env, out
 
     def run_sh(self, words, where):
@@ -159,7 +168,7 @@ class Readme:
         if body.lstrip().startswith("-- sql/"):
             return  # a model file
         for stmt in split_sql(body):
-            proc = subprocess.run([self.bin, "sql", stmt], cwd=self.project,
+            proc = subprocess.run([self.bin, "sql", "--", stmt], cwd=self.project,
                                   capture_output=True, text=True, timeout=600)
             self.ran.append(stmt)
             assert proc.returncode == 0, (
@@ -184,13 +193,10 @@ class Readme:
 
 
 def split_sql(body: str):
-    """Statements of a block: `;`-separated, comment-only pieces dropped."""
-    out = []
-    for piece in body.split(";"):
-        lines = [l for l in piece.splitlines() if not l.strip().startswith("--")]
-        if "".join(lines).strip():
-            out.append(piece.strip())
-    return out
+    """Statements of a block: comments dropped (the README's SQL has no `--`
+    inside strings), then `;`-separated."""
+    text = re.sub(r"--[^\n]*", "", body)
+    return [piece.strip() for piece in text.split(";") if piece.strip()]
 
 
 def test_every_readme_block_runs_on_the_example(sluice_bin, s3_endpoint, tmp_path):
