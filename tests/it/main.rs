@@ -12,3 +12,4 @@ mod s3;
 mod server;
 mod slt;
 mod sql;
+mod sql_cli;
