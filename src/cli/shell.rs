@@ -266,7 +266,7 @@ impl<'a> Shell<'a> {
                     .await
                     .and_then(|cancelled| {
                         if cancelled {
-                            writeln!(err, "cancelled")?;
+                            writeln!(err, "\ncancelled")?;
                         }
                         Ok(())
                     })
@@ -366,7 +366,7 @@ impl<'a> Shell<'a> {
                     ))
                     .await?;
                 if cancelled {
-                    writeln!(err, "cancelled")?;
+                    writeln!(err, "\ncancelled")?;
                 }
             }
         }

@@ -59,7 +59,8 @@ pub struct BatchWriter<'a> {
 enum Inner<'a> {
     Table(&'a mut dyn Write, Vec<RecordBatch>),
     /// With whether a row was written (the header comes with the first).
-    Csv(datafusion::arrow::csv::Writer<&'a mut dyn Write>, bool),
+    /// Boxed: the CSV writer is large, and one writer lives per result.
+    Csv(Box<datafusion::arrow::csv::Writer<&'a mut dyn Write>>, bool),
     Json(datafusion::arrow::json::ArrayWriter<&'a mut dyn Write>),
 }
 
@@ -70,9 +71,11 @@ impl<'a> BatchWriter<'a> {
         let inner = match format {
             OutputFormat::Table => Inner::Table(out, Vec::new()),
             OutputFormat::Csv => Inner::Csv(
-                datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(out),
+                Box::new(
+                    datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(out),
+                ),
                 false,
             ),
             OutputFormat::Json => Inner::Json(datafusion::arrow::json::ArrayWriter::new(out)),
