@@ -41,6 +41,8 @@ pub trait LineSource {
     fn read_line(&mut self, prompt: &str) -> Read;
     /// `entry` (a whole statement, or a command) is worth recalling.
     fn add_history(&mut self, entry: &str);
+    /// The table names there are now, for completion.
+    fn set_names(&mut self, names: Vec<String>);
 }
 
 /// What a line completed.
@@ -129,12 +131,131 @@ const HELP: &[(&str, &str)] = &[
         ".format table|csv|json",
         "how results are printed (also .mode)",
     ),
-    (".maxrows N", "show at most N rows of a table; 0 shows all"),
+    (
+        ".maxrows N",
+        "print at most N rows of each result; 0 prints all",
+    ),
     (".timer on|off", "show how long each statement took"),
     (".read FILE", "run the statements in FILE"),
     (".help", "this help (also \\?)"),
     (".quit", "leave (also .exit, \\q, Ctrl-D)"),
 ];
+
+/// Words Tab completes besides table names and commands.
+const KEYWORDS: &[&str] = &[
+    "ALL",
+    "AND",
+    "AS",
+    "ASC",
+    "ASOF",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "COUNT",
+    "CREATE",
+    "DELETE",
+    "DESC",
+    "DESCRIBE",
+    "DISTINCT",
+    "DROP",
+    "ELSE",
+    "END",
+    "EXPLAIN",
+    "FALSE",
+    "FROM",
+    "FULL",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INNER",
+    "INSERT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "LEFT",
+    "LIKE",
+    "LIMIT",
+    "NOT",
+    "NULL",
+    "OF",
+    "ON",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "OVER",
+    "PARTITION",
+    "REPLACE",
+    "RIGHT",
+    "SELECT",
+    "SET",
+    "TABLE",
+    "THEN",
+    "TIMESTAMP",
+    "TOLERANCE",
+    "TRUE",
+    "TRUNCATE",
+    "UNION",
+    "UPDATE",
+    "USING",
+    "VALUES",
+    "VERSION",
+    "VIEW",
+    "WHEN",
+    "WHERE",
+    "WITH",
+    "read_csv",
+    "read_json",
+    "read_parquet",
+];
+
+/// Tab completion of the word before `pos` in `line`: a command at the
+/// start of a line, else a table name (`names`) or a keyword (in the case
+/// the word is typed in). Returns where the word starts and the candidates.
+pub fn complete(line: &str, pos: usize, names: &[String]) -> (usize, Vec<String>) {
+    let before = &line[..pos];
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '\\')))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &before[start..];
+    if word.is_empty() {
+        return (pos, Vec::new());
+    }
+    let mut out: Vec<String> =
+        if before[..start].trim().is_empty() && (word.starts_with('.') || word.starts_with('\\')) {
+            HELP.iter()
+                .filter_map(|(c, _)| c.split_whitespace().next())
+                .filter(|c| c.starts_with(word))
+                .map(str::to_string)
+                .collect()
+        } else {
+            let lower = word.to_ascii_lowercase();
+            let upper = word.chars().any(|c| c.is_ascii_uppercase());
+            let keywords = KEYWORDS
+                .iter()
+                .filter(|k| k.to_ascii_lowercase().starts_with(&lower))
+                .map(|k| {
+                    if k.contains('_') {
+                        k.to_string()
+                    } else if upper {
+                        k.to_ascii_uppercase()
+                    } else {
+                        k.to_ascii_lowercase()
+                    }
+                });
+            names
+                .iter()
+                .filter(|n| n.starts_with(word))
+                .cloned()
+                .chain(keywords)
+                .collect()
+        };
+    out.sort();
+    out.dedup();
+    (start, out)
+}
 
 impl Command {
     /// Reads a command line (`.schema raw.orders`, `\d`, `exit`).
@@ -218,6 +339,7 @@ impl<'a> Shell<'a> {
         err: &mut dyn Write,
     ) -> anyhow::Result<()> {
         let mut input = Input::default();
+        self.refresh_names(lines).await;
         loop {
             out.flush()?;
             let prompt = if input.is_empty() {
@@ -254,22 +376,28 @@ impl<'a> Shell<'a> {
                 }
                 Step::Statements(text) => {
                     lines.add_history(text.trim());
-                    self.cancellable(run_script(
-                        self.engine,
-                        &text,
-                        None,
-                        Results::All,
-                        &self.printer,
-                        out,
-                        err,
-                    ))
-                    .await
-                    .and_then(|cancelled| {
-                        if cancelled {
-                            writeln!(err, "\ncancelled")?;
-                        }
-                        Ok(())
-                    })
+                    let result = self
+                        .cancellable(run_script(
+                            self.engine,
+                            &text,
+                            None,
+                            Results::All,
+                            &self.printer,
+                            out,
+                            err,
+                        ))
+                        .await
+                        .and_then(|cancelled| {
+                            if cancelled {
+                                writeln!(err, "\ncancelled")?;
+                            }
+                            Ok(())
+                        });
+                    let lower = text.to_ascii_lowercase();
+                    if lower.contains("create") || lower.contains("drop") {
+                        self.refresh_names(lines).await;
+                    }
+                    result
                 }
             };
             if let Err(e) = result {
@@ -281,6 +409,31 @@ impl<'a> Shell<'a> {
         }
         out.flush()?;
         Ok(())
+    }
+
+    /// Tells `lines` the table names there are (`schema.table`, and bare in
+    /// the default schema), for completion; none when they cannot be listed.
+    async fn refresh_names(&self, lines: &mut dyn LineSource) {
+        let sql = "SELECT table_schema, table_name FROM information_schema.tables \
+                   WHERE table_schema <> 'information_schema'";
+        let batches = self.engine.query(sql).await.unwrap_or_default();
+        let mut names = Vec::new();
+        for b in &batches {
+            for row in 0..b.num_rows() {
+                let text = |c| {
+                    arrow::util::display::array_value_to_string(b.column(c), row)
+                        .unwrap_or_default()
+                };
+                let (schema, table) = (text(0), text(1));
+                if schema == self.engine.default_schema() {
+                    names.push(table.clone());
+                }
+                names.push(format!("{schema}.{table}"));
+            }
+        }
+        names.sort();
+        names.dedup();
+        lines.set_names(names);
     }
 
     /// Runs `work`; `Ok(true)` when Ctrl-C cancelled it.
@@ -429,19 +582,49 @@ fn format_name(f: RowsFormat) -> &'static str {
 }
 
 /// The terminal, through rustyline, with the history in
-/// `~/.sluice_history`.
+/// `~/.sluice_history` and Tab completion.
 struct Terminal {
-    editor: rustyline::DefaultEditor,
+    editor: rustyline::Editor<Completion, rustyline::history::DefaultHistory>,
     history: Option<PathBuf>,
 }
+
+/// rustyline's helper: [`complete`] over the names the shell last listed.
+struct Completion {
+    names: Vec<String>,
+}
+
+impl rustyline::completion::Completer for Completion {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(complete(line, pos, &self.names))
+    }
+}
+
+impl rustyline::hint::Hinter for Completion {
+    type Hint = String;
+}
+
+impl rustyline::highlight::Highlighter for Completion {}
+
+impl rustyline::validate::Validator for Completion {}
+
+impl rustyline::Helper for Completion {}
 
 impl Terminal {
     fn open() -> anyhow::Result<Self> {
         let config = rustyline::Config::builder()
             .max_history_size(10_000)?
             .auto_add_history(false)
+            .completion_type(rustyline::CompletionType::List)
             .build();
-        let mut editor = rustyline::DefaultEditor::with_config(config)?;
+        let mut editor = rustyline::Editor::with_config(config)?;
+        editor.set_helper(Some(Completion { names: Vec::new() }));
         let history = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(|h| PathBuf::from(h).join(".sluice_history"));
@@ -471,6 +654,12 @@ impl LineSource for Terminal {
         if let (Ok(true), Some(path)) = (self.editor.add_history_entry(entry), &self.history) {
             // A history that cannot be written is no reason to stop.
             let _ = self.editor.append_history(path);
+        }
+    }
+
+    fn set_names(&mut self, names: Vec<String>) {
+        if let Some(helper) = self.editor.helper_mut() {
+            helper.names = names;
         }
     }
 }
@@ -575,11 +764,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn tab_completes_commands_tables_and_keywords() {
+        let names: Vec<String> = ["orders", "raw.orders", "raw.customers"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = |line: &str| complete(line, line.len(), &names);
+        assert_eq!(c(".ta"), (0, vec![".tables".to_string()]));
+        assert_eq!(c("  .s"), (2, vec![".schema".to_string()]));
+        assert_eq!(
+            c("SELECT * FROM raw.c"),
+            (14, vec!["raw.customers".to_string()])
+        );
+        assert_eq!(
+            c("select * from or"),
+            (14, vec!["or".to_string(), "order".into(), "orders".into()])
+        );
+        assert_eq!(c("SEL"), (0, vec!["SELECT".to_string()]));
+        assert_eq!(c("select * fr"), (9, vec!["from".to_string()]));
+        assert_eq!(
+            c("select * from read_p"),
+            (14, vec!["read_parquet".to_string()])
+        );
+        assert_eq!(c("SELECT "), (7, Vec::<String>::new()));
+        // A dot in the middle of a statement is no command.
+        assert_eq!(c("SELECT 1 .t").1, Vec::<String>::new());
+    }
+
     /// Lines from a script, with what was remembered and the prompts shown.
     struct Script {
         lines: std::collections::VecDeque<Read>,
         prompts: Vec<String>,
         history: Vec<String>,
+        names: Vec<String>,
     }
 
     impl Script {
@@ -588,6 +806,7 @@ mod tests {
                 lines: lines.into(),
                 prompts: Vec::new(),
                 history: Vec::new(),
+                names: Vec::new(),
             }
         }
     }
@@ -599,6 +818,9 @@ mod tests {
         }
         fn add_history(&mut self, entry: &str) {
             self.history.push(entry.to_string());
+        }
+        fn set_names(&mut self, names: Vec<String>) {
+            self.names = names;
         }
     }
 
@@ -672,6 +894,8 @@ mod tests {
             [PROMPT, CONTINUATION, PROMPT, CONTINUATION]
         );
         assert_eq!(script.prompts[4], PROMPT);
+        // Tab completes the table the session created.
+        assert_eq!(script.names, ["main.orders", "orders"]);
         assert_eq!(
             script.history[..3],
             [

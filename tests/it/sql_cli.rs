@@ -307,7 +307,7 @@ fn a_closed_pipe_ends_quietly_with_exit_0() {
 
 /// The shell on a pseudo-terminal (util-linux `script`): a statement over
 /// two lines, Ctrl-C dropping the input under way, a dot command, an error
-/// that does not end the shell, the history file, `.quit`.
+/// that does not end the shell, Tab completion, the history file, `.quit`.
 #[test]
 fn the_interactive_shell_on_a_terminal() {
     use std::io::Read;
@@ -351,20 +351,30 @@ fn the_interactive_shell_on_a_terminal() {
     let mut term = Typist {
         stdin: child.stdin.take().unwrap(),
         screen: screen.clone(),
+        seen: 0,
     };
-    term.wait_for("sluice> ", 1);
+    term.expect("sluice> ");
     term.send("SELECT sum(amount)\r");
-    term.wait_for("   ...> ", 1);
+    term.expect("   ...> ");
     term.send("  AS total FROM orders;\r");
-    term.wait_for("sluice> ", 2);
+    term.expect("1 row (");
+    term.expect("sluice> ");
     term.send("SELECT 'dropped'\r");
-    term.wait_for("   ...> ", 2);
+    term.expect("   ...> ");
     term.send("\x03");
-    term.wait_for("sluice> ", 3);
+    term.expect("sluice> ");
     term.send(".tables\r");
-    term.wait_for("sluice> ", 4);
+    term.expect("3 rows (");
+    term.expect("sluice> ");
     term.send("SELECT * FROM ordrs;\r");
-    term.wait_for("sluice> ", 5);
+    term.expect("(did you mean `orders`?)");
+    term.expect("sluice> ");
+    // Tab completes a table name.
+    term.send("SELECT count(*) AS customer_count FROM cust\t");
+    term.expect("FROM customers");
+    term.send(";\r");
+    term.expect("1 row (");
+    term.expect("sluice> ");
     term.send(".quit\r");
     let start = Instant::now();
     let status = loop {
@@ -395,6 +405,8 @@ fn the_interactive_shell_on_a_terminal() {
     assert!(history.contains("SELECT sum(amount)"), "{history}");
     assert!(history.contains("AS total FROM orders;"), "{history}");
     assert!(history.contains(".tables"), "{history}");
+    assert!(history.contains("FROM customers;"), "{history}");
+    assert!(screen.contains("| customer_count |"), "{screen}");
     assert!(!history.contains("dropped"), "{history}");
 }
 
@@ -402,6 +414,8 @@ fn the_interactive_shell_on_a_terminal() {
 struct Typist {
     stdin: std::process::ChildStdin,
     screen: std::sync::Arc<std::sync::Mutex<String>>,
+    /// How much of the screen earlier expectations have matched.
+    seen: usize,
 }
 
 impl Typist {
@@ -410,15 +424,19 @@ impl Typist {
         self.stdin.flush().unwrap();
     }
 
-    /// Waits until the screen shows `text` `times` times.
-    fn wait_for(&self, text: &str, times: usize) {
+    /// Waits until `text` shows after what was expected before.
+    fn expect(&mut self, text: &str) {
         let start = std::time::Instant::now();
-        while self.screen.lock().unwrap().matches(text).count() < times {
-            if start.elapsed() > std::time::Duration::from_secs(60) {
-                panic!(
-                    "no {text:?} on the screen:\n{}",
-                    self.screen.lock().unwrap()
-                );
+        loop {
+            {
+                let screen = self.screen.lock().unwrap();
+                if let Some(at) = screen.get(self.seen..).and_then(|s| s.find(text)) {
+                    self.seen += at + text.len();
+                    return;
+                }
+                if start.elapsed() > std::time::Duration::from_secs(60) {
+                    panic!("no {text:?} on the screen:\n{screen}");
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
