@@ -90,7 +90,8 @@ pub enum Command {
     /// skipped; each source's new files land in one atomic commit. Rows that do not
     /// fit the declared schema go to `<target>__rejected`.
     Load(LoadArgs),
-    /// Run a SQL query against the warehouse (and files) and print the result.
+    /// Run SQL against the warehouse (and files) and print the results; with no
+    /// statements on a terminal, an interactive shell.
     ///
     /// Tables are `schema.table`; unqualified names resolve in the default schema.
     /// Files: SELECT * FROM 'data/x.parquet', read_csv('x.csv'), read_json('x.ndjson'),
