@@ -140,35 +140,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 /// stdout that went away (`sluice sql ... | head`) is no error: exit 0,
 /// nothing printed.
 fn report_error(e: &anyhow::Error) -> i32 {
-    let broken_pipe = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<sluice::Error>()
-                .is_some_and(sluice::Error::is_broken_pipe)
-    });
-    if broken_pipe || cli::stdio::closed_by_reader() {
+    if cli::output_closed(e) {
         return 0;
     }
-    // The chain down to the first sluice error, which already shows its
-    // causes (`{path}: {source}`, DataFusion's readable text); a cause whose
-    // text the message already holds is not repeated.
-    let mut message = format!("error: {e}");
-    let mut chain = e.chain();
-    let mut current = chain.next();
-    while let Some(c) = current {
-        if c.is::<sluice::Error>() {
-            break;
-        }
-        current = chain.next();
-        if let Some(next) = current {
-            let text = next.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-        }
-    }
-    cli::stdio::note(message);
+    cli::stdio::note(cli::error_message(e));
     exit_code(e)
 }
 

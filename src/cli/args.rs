@@ -171,7 +171,8 @@ pub enum Command {
     /// skipped; each source's new files land in one atomic commit. Rows that do not
     /// fit the declared schema go to `<target>__rejected`.
     Load(LoadArgs),
-    /// Run a SQL query against the warehouse (and files) and print the result.
+    /// Run SQL against the warehouse (and files) and print the results; with no
+    /// statements on a terminal, an interactive shell.
     ///
     /// Tables are `schema.table`; unqualified names resolve in the default schema.
     /// Files: SELECT * FROM 'data/x.parquet', read_csv('x.csv'), read_json('x.ndjson'),
@@ -252,12 +253,29 @@ pub struct LoadArgs {
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
-    /// The query (several statements may be separated by `;`).
-    pub query: String,
-    /// Output format (with several statements, csv and json print only the
-    /// last one's result).
+    /// The statements to run, separated by `;`. Without QUERY and -f: an
+    /// interactive shell when standard input is a terminal (.help lists its
+    /// commands), else the statements read from standard input.
+    pub query: Option<String>,
+    /// Run the statements in FILE (`-`: standard input); the first that fails
+    /// stops the run and is named by its line.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "query"
+    )]
+    pub file: Option<PathBuf>,
+    /// Output format. A table is followed by its row count and time; csv and
+    /// json print only the rows (and, with several statements, only the last
+    /// one's result).
     #[arg(long, value_enum, default_value_t = RowsFormat::Table)]
     pub format: RowsFormat,
+    /// Print at most N rows of each result (a table shows the first and last
+    /// N/2, a note says how many were left out); 0 prints all. Default: 40 for
+    /// tables, all rows for csv and json.
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -24,9 +24,11 @@ pub mod materialize;
 mod print_format;
 mod progress;
 mod render;
+mod rows;
 pub mod run;
 pub mod seed;
 pub mod serve;
+mod shell;
 pub mod sql;
 pub mod stdio;
 pub mod test;
@@ -83,3 +85,39 @@ impl std::fmt::Display for Failed {
 }
 
 impl std::error::Error for Failed {}
+
+/// `e` as the one line the binary prints: `error: ` and the chain down to
+/// the first sluice error, which already shows its causes (`{path}:
+/// {source}`, DataFusion's readable text); a cause whose text the message
+/// already holds is not repeated.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut message = format!("error: {e}");
+    let mut chain = e.chain();
+    let mut current = chain.next();
+    while let Some(c) = current {
+        if c.is::<sluice::Error>() {
+            break;
+        }
+        current = chain.next();
+        if let Some(next) = current {
+            let text = next.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+        }
+    }
+    message
+}
+
+/// Whether `e` comes from a reader of standard output that went away
+/// (`sluice sql ... | head`): no error, the command just ends.
+pub fn output_closed(e: &anyhow::Error) -> bool {
+    stdio::closed_by_reader()
+        || e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<sluice::Error>()
+                    .is_some_and(sluice::Error::is_broken_pipe)
+        })
+}

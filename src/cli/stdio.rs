@@ -63,3 +63,24 @@ pub fn write_failed() -> bool {
 pub fn note(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
+
+/// Standard error as a writer, for notes that go with a result (row counts):
+/// a closed or full standard error is ignored, as in [`note`].
+pub struct Stderr;
+
+/// Standard error for notes.
+pub fn stderr() -> Stderr {
+    Stderr
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}

@@ -15,13 +15,14 @@ mod output;
 pub mod parser;
 pub mod planner;
 mod statements;
+mod suggest;
 pub mod types;
 
 pub use depth::MAX_EXPRESSION_DEPTH;
-pub use parser::split_statements;
+pub use parser::{input_state, split_statements, split_statements_with_lines, InputState};
 pub use planner::TimeTravel;
 
-pub use output::{write_batches, OutputFormat};
+pub use output::{write_batches, BatchWriter, OutputFormat};
 pub use statements::{is_read_only, is_statement, Executed, IngestMode};
 
 use crate::error::{Error, Result};
@@ -402,9 +403,23 @@ impl Engine {
             catalog: self.catalog.clone(),
             default_schema: self.default_schema.clone(),
         };
-        planner::plan_sql(&state, sql, &tt)
-            .await
-            .map_err(|e| explain_plan_error(e.into(), sql))
+        match planner::plan_sql(&state, sql, &tt).await {
+            Ok(plan) => Ok(plan),
+            Err(e) => {
+                let e: Error = e.into();
+                Err(match self.suggest_table(&e, sql).await {
+                    Some(message) => match e {
+                        Error::NotFound { object, source, .. } => Error::NotFound {
+                            object,
+                            message,
+                            source,
+                        },
+                        other => other,
+                    },
+                    None => explain_plan_error(e, sql),
+                })
+            }
+        }
     }
 
     /// Plans and runs one statement: DDL and DML change the warehouse now;

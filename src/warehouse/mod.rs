@@ -299,6 +299,18 @@ impl Warehouse {
         Ok(out)
     }
 
+    /// Names in `schema` that may name a table or view: its folders (not
+    /// checked for a Delta log, so that one listing serves a schema of any
+    /// size) and its stored views, sorted. For suggestions, not for reading.
+    pub async fn list_relation_names(&self, schema: &str) -> Result<Vec<String>> {
+        let mut names = self.list_dirs(&self.root_path().join(schema)).await?;
+        names.retain(|n| is_identifier(n));
+        names.extend(self.list_views(schema).await?);
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     async fn list_dirs(&self, prefix: &ObjPath) -> Result<Vec<String>> {
         let listed = match self.store.list_with_delimiter(Some(prefix)).await {
             Ok(l) => l,

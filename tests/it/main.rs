@@ -14,3 +14,4 @@ mod s3;
 mod server;
 mod slt;
 mod sql;
+mod sql_cli;

@@ -223,3 +223,45 @@ async fn file_functions_name_the_bad_file_and_line() {
         "2"
     );
 }
+
+/// A table name with a typo is answered with the closest existing name, by
+/// the engine (so every front end, the Flight SQL server too, says it); names
+/// that exist (a CTE, a table) are not the typo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tables_suggest_the_closest_name() {
+    let w = sluice::warehouse::Warehouse::open("memory:///", &Default::default()).unwrap();
+    let e = sluice::sql::Engine::new(w, "raw").await.unwrap();
+    e.query("CREATE TABLE raw.orders AS SELECT 1 AS id")
+        .await
+        .unwrap();
+    e.query("CREATE VIEW marts.revenue AS SELECT 2 AS total")
+        .await
+        .unwrap();
+    for (sql, want) in [
+        (
+            "SELECT * FROM ordrs",
+            "table `ordrs` not found (did you mean `orders`?)",
+        ),
+        (
+            "WITH x AS (SELECT 1 AS id) SELECT * FROM x, orders, raw.order",
+            "table `raw.order` not found (did you mean `raw.orders`?)",
+        ),
+        (
+            "SELECT * FROM revenu",
+            "table `revenu` not found (did you mean `marts.revenue`?)",
+        ),
+    ] {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                sluice::Error::NotFound {
+                    object: sluice::error::Object::Table,
+                    ..
+                }
+            ),
+            "{sql}: {err:?}"
+        );
+        assert_eq!(err.to_string(), want, "{sql}");
+    }
+}
