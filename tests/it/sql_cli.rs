@@ -50,12 +50,17 @@ fn is_footer(line: &str, count: &str) -> bool {
 }
 
 /// A project whose warehouse holds `raw.orders`, `raw.customers` and
-/// `marts.daily_revenue`.
+/// `marts.daily_revenue`, with `raw` as its default schema.
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let o = sluice(dir.path(), &["init", "p"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let p = dir.path().join("p");
+    // Unqualified names resolve in `raw` here (`sluice init` writes `main`).
+    let toml = std::fs::read_to_string(p.join("sluice.toml")).unwrap();
+    let toml = toml.replace("default_schema = \"main\"", "default_schema = \"raw\"");
+    assert!(toml.contains("default_schema = \"raw\""), "{toml}");
+    std::fs::write(p.join("sluice.toml"), toml).unwrap();
     let o = sluice(
         &p,
         &[
