@@ -185,12 +185,7 @@ pub async fn compile(
         )?;
     }
     let files = discover::sql_files(&project.root, &settings.model_paths)?;
-    let macro_files: Vec<(String, String)> =
-        discover::sql_files(&project.root, &settings.macro_paths)?
-            .into_iter()
-            .map(|f| (f.display, f.text))
-            .collect();
-    let macros = (!macro_files.is_empty()).then(|| Arc::new(jinja::Macros::new(&macro_files)));
+    let macros = Some(macro_library(project)?);
     let properties = schema_yml::read_all(&settings.model_paths)?;
     let mut vars = settings.vars.clone();
     vars.extend(opts.vars.clone());
@@ -239,7 +234,7 @@ pub async fn compile(
 
     let mut names = Names {
         default_schema: default_schema.clone(),
-        macros: macros.clone(),
+        library: macros.clone(),
         disabled,
         ..Default::default()
     };
@@ -619,7 +614,7 @@ fn draft(
     default_schema: &str,
     vars: &BTreeMap<String, serde_json::Value>,
     target: &str,
-    macros: Option<Arc<jinja::Macros>>,
+    macros: Option<Arc<jinja::MacroLibrary>>,
 ) -> std::result::Result<Draft, (Option<String>, Option<Error>)> {
     let model_err = |message: String| Error::Model {
         model: file.name.clone(),
@@ -655,17 +650,11 @@ fn draft(
     }
     if jinja::needs_rendering(&file.text) {
         // Pass 1 only collects config(): names are not known yet.
-        let echo: jinja::RefResolver = Arc::new(|n: &str| Ok(n.to_string()));
         let ctx = RenderContext {
             vars: vars.clone(),
-            resolve_ref: echo,
-            resolve_source: Arc::new(|s: &str, t: &str| Ok(format!("{s}.{t}"))),
-            this: file.name.clone(),
-            is_incremental: false,
             target_name: target.to_string(),
-            target_schema: default_schema.to_string(),
-            model_name: file.name.clone(),
-            macros,
+            library: macros.clone(),
+            ..RenderContext::echo(&file.name, default_schema)
         };
         let r = jinja::render(&file.display, &file.text, &ctx)
             .map_err(|e| (None, Some(jinja_error(&file.name, e))))?;
@@ -680,14 +669,30 @@ fn draft(
     config
         .validate()
         .map_err(|e| (None, Some(model_err(e.to_string()))))?;
-    let schema = match (&config.schema, settings.kind) {
-        (Some(s), _) => s.clone(),
+    let mut schema = match (&config.schema, settings.kind) {
+        (Some(s), ProjectKind::Sluice) => s.clone(),
         (None, ProjectKind::Sluice) => match file.rel_dirs.first() {
             Some(d) => d.clone(),
             None => default_schema.to_string(),
         },
+        // dbt's default generate_schema_name.
+        (Some(s), ProjectKind::Dbt) => format!("{default_schema}_{}", s.trim()),
         (None, ProjectKind::Dbt) => default_schema.to_string(),
     };
+    let mut alias = config.alias.clone();
+    if let Some(lib) = &macros {
+        let node = node_json(&settings.name, &file, &config, "model");
+        let named = |m: &str, custom: Option<&str>| {
+            naming_macro(lib, m, custom, node.clone(), default_schema, target)
+                .map_err(|e| (None, Some(jinja_error(&file.name, e))))
+        };
+        if let Some(s) = named("generate_schema_name", config.schema.as_deref())? {
+            schema = s;
+        }
+        if let Some(a) = named("generate_alias_name", config.alias.as_deref())? {
+            alias = Some(a);
+        }
+    }
     if !crate::warehouse::is_identifier(&schema) {
         return Err((
             None,
@@ -696,7 +701,7 @@ fn draft(
             ))),
         ));
     }
-    let table = config.alias.clone().unwrap_or_else(|| file.name.clone());
+    let table = alias.unwrap_or_else(|| file.name.clone());
     if !crate::warehouse::is_identifier(&table) {
         return Err((
             None,
@@ -752,8 +757,142 @@ fn render_context(
         target_name: target.to_string(),
         target_schema: default_schema.to_string(),
         model_name: model_name.to_string(),
-        macros: names.macros.clone(),
+        library: names.library.clone(),
+        package: None,
+        execute: true,
+        introspect: None,
+        node: None,
     }
+}
+
+/// The project's macros: the root project's macro folders, each installed
+/// package's, then dbt's built-ins. A package that `packages.yml` asks for and
+/// that is not installed is an error that says to run `sluice deps`.
+pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary>> {
+    let settings = &project.settings;
+    if settings.package_specs.len() > settings.packages.len() {
+        let installed: Vec<&str> = settings.packages.iter().map(|p| p.name.as_str()).collect();
+        let missing: Vec<String> = settings
+            .package_specs
+            .iter()
+            .filter(|s| {
+                !installed
+                    .iter()
+                    .any(|i| s.guessed_name().replace('-', "_") == *i)
+            })
+            .map(|s| format!("`{s}`"))
+            .collect();
+        return Err(Error::config(
+            &project.root.join("packages.yml"),
+            format!(
+                "{} package(s) are declared but only {} installed in {} (missing: {}); run `sluice deps` to install them",
+                settings.package_specs.len(),
+                settings.packages.len(),
+                settings.install_path.display(),
+                missing.join(", ")
+            ),
+        ));
+    }
+    let mut spaces = Vec::new();
+    for s in std::iter::once(settings).chain(settings.packages.iter()) {
+        let files: Vec<(String, String)> = discover::sql_files(&project.root, &s.macro_paths)?
+            .into_iter()
+            .map(|f| (f.display, f.text))
+            .collect();
+        spaces.push(jinja::NamespaceSource {
+            name: s.name.clone(),
+            files,
+        });
+    }
+    let lib = jinja::MacroLibrary::new(spaces, &settings.name, settings.dispatch.clone()).map_err(
+        |e| Error::Model {
+            model: "macros".into(),
+            file: match e.line {
+                Some(l) => format!("{}:{l}", e.file),
+                None => e.file.clone(),
+            },
+            message: e.message,
+        },
+    )?;
+    Ok(Arc::new(lib))
+}
+
+/// dbt's node object for a model (what `generate_schema_name(custom, node)`
+/// and `model` see).
+fn node_json(
+    project_name: &str,
+    file: &SqlFile,
+    config: &ModelConfig,
+    resource_type: &str,
+) -> serde_json::Value {
+    let mut fqn = vec![serde_json::Value::from(project_name)];
+    fqn.extend(
+        file.rel_dirs
+            .iter()
+            .map(|d| serde_json::Value::from(d.as_str())),
+    );
+    fqn.push(serde_json::Value::from(file.name.as_str()));
+    serde_json::json!({
+        "name": file.name,
+        "resource_type": resource_type,
+        "package_name": project_name,
+        "path": file.rel_path,
+        "original_file_path": file.display,
+        "unique_id": format!("{resource_type}.{project_name}.{}", file.name),
+        "fqn": fqn,
+        "tags": config.tags,
+        "config": {
+            "materialized": config.materialized.to_string(),
+            "schema": config.schema,
+            "alias": config.alias,
+            "tags": config.tags,
+            "enabled": config.enabled,
+        },
+    })
+}
+
+/// Calls the project's `generate_schema_name` / `generate_alias_name` override
+/// (only when the project overrides it: dbt's defaults are computed in Rust).
+pub(crate) fn naming_macro(
+    library: &Arc<jinja::MacroLibrary>,
+    macro_name: &str,
+    custom: Option<&str>,
+    node: serde_json::Value,
+    target_schema: &str,
+    target: &str,
+) -> std::result::Result<Option<String>, jinja::JinjaError> {
+    let overridden = [
+        macro_name.to_string(),
+        format!("sluice__{macro_name}"),
+        format!("datafusion__{macro_name}"),
+        format!("default__{macro_name}"),
+    ]
+    .iter()
+    .any(|n| library.root_defines(n));
+    if !overridden {
+        return Ok(None);
+    }
+    let ctx = RenderContext {
+        target_name: target.to_string(),
+        library: Some(library.clone()),
+        execute: true,
+        ..RenderContext::echo("", target_schema)
+    };
+    let custom = match custom {
+        Some(c) => minijinja::Value::from(c),
+        None => minijinja::Value::from(()),
+    };
+    let text = format!("{{{{ {macro_name}(__custom, __node) }}}}");
+    let r = jinja::render_with(
+        &format!("<{macro_name}>"),
+        &text,
+        &ctx,
+        &[
+            ("__custom", custom),
+            ("__node", minijinja::Value::from_serialize(&node)),
+        ],
+    )?;
+    Ok(Some(r.sql.trim().to_string()))
 }
 
 fn jinja_error(model: &str, e: jinja::JinjaError) -> Error {

@@ -26,8 +26,8 @@ pub(crate) struct Names {
     pub(crate) yml_sources: HashMap<(String, String), (String, String)>,
     /// Seeds by name → their table (`ref('seed')` works, as in dbt).
     pub(crate) seeds: HashMap<String, (String, String)>,
-    /// Project macros, global to every template.
-    pub(crate) macros: Option<Arc<jinja::Macros>>,
+    /// The project's macro library (root project, packages, dbt built-ins).
+    pub(crate) library: Option<Arc<jinja::MacroLibrary>>,
 }
 
 /// Why a name in a model's SQL or a `ref()` does not resolve.

@@ -44,6 +44,16 @@ pub struct ModelSettings {
     pub seeds: serde_json::Value,
     /// Materialization of models that set none.
     pub default_materialization: String,
+    /// The project folder.
+    pub root: PathBuf,
+    /// Installed dbt packages (`dbt_packages/`), each read like a project.
+    pub packages: Vec<ModelSettings>,
+    /// What `packages.yml` / `dependencies.yml` asks for.
+    pub package_specs: Vec<super::packages::PackageSource>,
+    /// Where packages are installed (`packages-install-path`, default `dbt_packages`).
+    pub install_path: PathBuf,
+    /// `dispatch:` config: macro namespace → package search order.
+    pub dispatch: BTreeMap<String, Vec<String>>,
 }
 
 impl ModelSettings {
@@ -65,11 +75,73 @@ impl ModelSettings {
             models: normalise_tree(toml_to_json(&toml::Value::Table(cfg.models.clone()))),
             seeds: serde_json::Value::Object(Default::default()),
             default_materialization: "table".into(),
+            root: root.to_path_buf(),
+            packages: Vec::new(),
+            package_specs: Vec::new(),
+            install_path: root.join("dbt_packages"),
+            dispatch: BTreeMap::new(),
         })
     }
 
-    /// Settings of a dbt project (`dbt_project.yml`).
+    /// Settings of a dbt project (`dbt_project.yml`) with its installed packages.
     pub(crate) fn from_dbt(root: &Path) -> Result<Self> {
+        let mut s = Self::from_dbt_package(root)?;
+        s.package_specs = super::packages::read_specs(root)?;
+        let mut packages = super::packages::installed(&s.install_path)?;
+        packages.retain(|p| p.name != s.name);
+        let mut seen = std::collections::HashSet::new();
+        for p in &packages {
+            if !seen.insert(p.name.clone()) {
+                return Err(Error::config(
+                    &s.install_path,
+                    format!(
+                        "two installed packages are named `{}`; remove one of them from {}",
+                        p.name,
+                        s.install_path.display()
+                    ),
+                ));
+            }
+        }
+        s.packages = packages;
+        Ok(s)
+    }
+
+    /// The vars a node of `package` (`None`: the root project) sees, as dbt
+    /// scopes them: the package's own vars, then the root project's global
+    /// vars, then the root's vars under the package's (or root's) name.
+    pub fn vars_for(&self, package: Option<&str>) -> BTreeMap<String, serde_json::Value> {
+        let scopes: std::collections::HashSet<&str> = self
+            .packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain([self.name.as_str()])
+            .collect();
+        let mut out = BTreeMap::new();
+        if let Some(p) = package.and_then(|n| self.packages.iter().find(|p| p.name == n)) {
+            for (k, v) in &p.vars {
+                if k == &p.name {
+                    continue;
+                }
+                out.insert(k.clone(), v.clone());
+            }
+            if let Some(serde_json::Value::Object(m)) = p.vars.get(&p.name) {
+                out.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        for (k, v) in &self.vars {
+            if !scopes.contains(k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        let scope = package.unwrap_or(&self.name);
+        if let Some(serde_json::Value::Object(m)) = self.vars.get(scope) {
+            out.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out
+    }
+
+    /// Settings of one dbt project folder (a package or the root), without packages.
+    pub(crate) fn from_dbt_package(root: &Path) -> Result<Self> {
         let file = root.join(DBT_PROJECT_FILE);
         let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
         let p: DbtProject = serde_yaml::from_str(&text).map_err(|e| {
@@ -98,7 +170,16 @@ impl ModelSettings {
             }
         };
         let name = p.name.unwrap_or_else(|| "dbt_project".to_string());
+        let mut dispatch = BTreeMap::new();
+        for d in p.dispatch.unwrap_or_default() {
+            dispatch.insert(d.macro_namespace, d.search_order);
+        }
         Ok(ModelSettings {
+            root: root.to_path_buf(),
+            packages: Vec::new(),
+            package_specs: Vec::new(),
+            install_path: root.join(p.packages_install_path.as_deref().unwrap_or("dbt_packages")),
+            dispatch,
             kind: ProjectKind::Dbt,
             model_paths: paths(p.model_paths.or(p.source_paths), "models"),
             seed_paths: paths(p.seed_paths.or(p.data_paths), "seeds"),
@@ -155,6 +236,15 @@ struct DbtProject {
     vars: Option<serde_json::Value>,
     models: Option<serde_json::Value>,
     seeds: Option<serde_json::Value>,
+    packages_install_path: Option<String>,
+    dispatch: Option<Vec<DispatchEntry>>,
+}
+
+/// One entry of `dispatch:` in dbt_project.yml.
+#[derive(Debug, Deserialize)]
+struct DispatchEntry {
+    macro_namespace: String,
+    search_order: Vec<String>,
 }
 
 /// `models: {my_project: {...}, +materialized: x}` → the tree of this project

@@ -7,6 +7,7 @@ mod config;
 mod dbt;
 mod files;
 mod open;
+pub mod packages;
 pub mod seeds;
 pub(crate) mod source;
 

@@ -13,6 +13,10 @@ pub struct Seed {
     pub name: String,
     pub file: PathBuf,
     pub schema: String,
+    /// The `schema` config as written (dbt's `custom_schema_name`).
+    pub custom_schema: Option<String>,
+    /// Folders below the seed path (dbt's fqn).
+    pub rel_dirs: Vec<String>,
     pub columns: Vec<ColumnDecl>,
 }
 
@@ -51,7 +55,17 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
             }) {
                 cfg.insert(k, v);
             }
+            let default_schema = &project.config.warehouse.default_schema;
+            let dbt = project.settings.kind == super::ProjectKind::Dbt;
+            let custom_schema = cfg
+                .get("schema")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
             let schema = match cfg.get("schema") {
+                // dbt's default generate_schema_name: `<target schema>_<custom>`.
+                Some(Value::String(s)) if dbt && crate::names::is_identifier(s) => {
+                    format!("{default_schema}_{s}")
+                }
                 Some(Value::String(s)) if crate::names::is_identifier(s) => s.clone(),
                 Some(other) => {
                     return Err(Error::config(
@@ -89,6 +103,8 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
                 name,
                 file,
                 schema,
+                custom_schema,
+                rel_dirs,
                 columns,
             });
         }
