@@ -235,6 +235,9 @@ pub async fn compile(
     let mut names = Names {
         default_schema: default_schema.clone(),
         library: macros.clone(),
+        introspect: Some(Arc::new(super::introspect::EngineIntrospect {
+            engine: engine.clone(),
+        })),
         disabled,
         ..Default::default()
     };
@@ -720,7 +723,7 @@ fn draft(
     })
 }
 
-fn render_context(
+pub(crate) fn render_context(
     names: &Arc<Names>,
     vars: &BTreeMap<String, serde_json::Value>,
     target: &str,
@@ -760,7 +763,7 @@ fn render_context(
         library: names.library.clone(),
         package: None,
         execute: true,
-        introspect: None,
+        introspect: names.introspect.clone(),
         node: None,
     }
 }

@@ -85,7 +85,45 @@ pub async fn compile_tests(
                 }
             }
             for (column, raw) in specs {
-                let result = schema_yml::parse_test(raw).and_then(|spec| {
+                let spec = schema_yml::parse_test(raw);
+                if let Ok(spec) = &spec {
+                    if let Some(found) = macro_test(compiled, &spec.name) {
+                        let model = &compiled.models[m];
+                        let result =
+                            render_macro_test(compiled, m, column.as_deref(), spec, &found, vars);
+                        let result = match result {
+                            Ok((sql, refs)) => compiled
+                                .test_dependencies(warehouse, &sql, &refs)
+                                .await
+                                .map(|mut deps| {
+                                    if !deps.contains(&m) {
+                                        deps.push(m);
+                                        deps.sort();
+                                    }
+                                    (sql, deps)
+                                }),
+                            Err(e) => Err(e),
+                        };
+                        match result {
+                            Ok((sql, deps)) => tests.push(DataTest {
+                                name: test_name(spec, model, column.as_deref()),
+                                kind: spec.name.clone(),
+                                model: Some(m),
+                                column: column.clone(),
+                                sql,
+                                deps,
+                                warn_only: spec.warn_only || model_warn,
+                                declared_in: shown.clone(),
+                            }),
+                            Err(e) => errors.push(Error::config(
+                                &file.file,
+                                format!("model `{}`, test `{}`: {e}", props.name, spec.name),
+                            )),
+                        }
+                        continue;
+                    }
+                }
+                let result = spec.and_then(|spec| {
                     generic(compiled, m, column.as_deref(), &spec).map(|(sql, deps)| DataTest {
                         name: test_name(&spec, &compiled.models[m], column.as_deref()),
                         kind: spec.name.clone(),
@@ -349,6 +387,131 @@ fn generic(
         }
     };
     Ok((sql, vec![m]))
+}
+
+/// Tests sluice runs itself (dbt's own generic tests and dbt_utils' expression_is_true).
+const BUILT_IN_TESTS: &[&str] = &["not_null", "unique", "accepted_values", "relationships"];
+
+/// The `(namespace, macro)` of a generic test written as a Jinja
+/// `{% test name(model, ...) %}`: `pkg.name` in package `pkg`, `name` in the
+/// root project or dbt; `None` for the tests sluice runs itself.
+fn macro_test(compiled: &Compiled, name: &str) -> Option<(Option<String>, String)> {
+    let lib = compiled.names.library.as_ref()?;
+    let (ns, base) = match name.split_once('.') {
+        Some((ns, base)) => (Some(ns.to_string()), base),
+        None => (None, name),
+    };
+    if ns.is_none() && BUILT_IN_TESTS.contains(&base) {
+        return None;
+    }
+    let macro_name = format!("test_{base}");
+    let defined = match &ns {
+        Some(ns) => lib.macros_of(ns).contains(&macro_name),
+        None => lib
+            .namespaces()
+            .iter()
+            .any(|n| lib.macros_of(n).contains(&macro_name)),
+    };
+    defined.then_some((ns, macro_name))
+}
+
+/// Renders a macro generic test: `{{ [pkg.]test_name(model=..., column_name=..., args...) }}`.
+fn render_macro_test(
+    compiled: &Compiled,
+    m: usize,
+    column: Option<&str>,
+    spec: &TestSpec,
+    (ns, macro_name): &(Option<String>, String),
+    vars: &BTreeMap<String, Value>,
+) -> Result<(String, Vec<String>)> {
+    let model = &compiled.models[m];
+    let mut rel = relation(model);
+    if let Some(Value::String(w)) = spec.args.get("where") {
+        rel = format!("(SELECT * FROM {rel} WHERE {w}) AS __sluice_where");
+    }
+    let mut args = vec![format!("model=__model")];
+    let col = spec
+        .args
+        .get("column_name")
+        .and_then(Value::as_str)
+        .or(column);
+    if let Some(c) = col {
+        args.push(format!("column_name={}", jinja_literal(&Value::from(c))));
+    }
+    for (k, v) in &spec.args {
+        if k == "column_name" || k == "where" || !crate::names::is_identifier(k) {
+            continue;
+        }
+        // `to: ref('x')` and `source(...)` arguments are relations, as in dbt.
+        let expr = match v.as_str().map(str::trim) {
+            Some(s) if (s.starts_with("ref(") || s.starts_with("source(")) && s.ends_with(')') => {
+                s.to_string()
+            }
+            _ => jinja_literal(v),
+        };
+        args.push(format!("{k}={expr}"));
+    }
+    let callee = match ns {
+        Some(ns) => format!("{ns}.{macro_name}"),
+        None => macro_name.clone(),
+    };
+    let text = format!("{{{{ {callee}({}) }}}}", args.join(", "));
+    let ctx = super::compile::render_context(
+        &compiled.names,
+        vars,
+        "dev",
+        &compiled.default_schema,
+        &model.id(),
+        &model.name,
+        false,
+    );
+    let r = super::jinja::render_with(
+        &format!("<test {}>", spec.name),
+        &text,
+        &ctx,
+        &[("__model", super::jinja::objects::Relation::opaque(&rel))],
+    )?;
+    Ok((r.sql.trim().trim_end_matches(';').to_string(), r.refs))
+}
+
+/// A JSON value as a Jinja literal (strings keep their Jinja: dbt renders test arguments).
+fn jinja_literal(v: &Value) -> String {
+    match v {
+        Value::Null => "none".into(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            if s.contains("{{") {
+                // Rendered when the test renders: `'a' ~ (expr) ~ 'b'`.
+                let mut parts = Vec::new();
+                let mut rest = s.as_str();
+                while let Some(a) = rest.find("{{") {
+                    let Some(b) = rest[a..].find("}}") else { break };
+                    parts.push(jinja_literal(&Value::from(&rest[..a])));
+                    parts.push(format!("({})", rest[a + 2..a + b].trim()));
+                    rest = &rest[a + b + 2..];
+                }
+                parts.push(jinja_literal(&Value::from(rest)));
+                return parts.join(" ~ ");
+            }
+            format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(jinja_literal).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!(
+                    "{}: {}",
+                    jinja_literal(&Value::from(k.as_str())),
+                    jinja_literal(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// `ref('x')`, `source('a', 'b')` or a plain `schema.table`.

@@ -14,6 +14,7 @@ pub mod datatest;
 pub mod dbt_macros;
 pub mod discover;
 pub mod hooks;
+mod introspect;
 pub mod jinja;
 pub mod materialize;
 pub mod records;

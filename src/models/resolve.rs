@@ -28,6 +28,8 @@ pub(crate) struct Names {
     pub(crate) seeds: HashMap<String, (String, String)>,
     /// The project's macro library (root project, packages, dbt built-ins).
     pub(crate) library: Option<Arc<jinja::MacroLibrary>>,
+    /// The warehouse for `run_query` and introspection at compile time.
+    pub(crate) introspect: Option<Arc<dyn jinja::Introspect>>,
 }
 
 /// Why a name in a model's SQL or a `ref()` does not resolve.

@@ -68,7 +68,7 @@ pub struct QueryResult {
 
 /// The warehouse, as templates see it at compile time (`run_query`,
 /// `adapter.get_columns_in_relation`, `adapter.get_relation`). Blocking.
-pub trait Introspect: Send + Sync {
+pub trait Introspect: Send + Sync + fmt::Debug {
     /// Runs a query.
     fn query(&self, sql: &str) -> crate::Result<QueryResult>;
     /// (name, SQL type) of the columns of `schema.table`; `None` when it does not exist.

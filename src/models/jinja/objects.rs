@@ -48,6 +48,22 @@ impl Relation {
         })
     }
 
+    /// A relation that renders as `text` as is (a subquery, a CTE name).
+    pub fn opaque(text: &str) -> Value {
+        let identifier = text
+            .rsplit(|c: char| c.is_whitespace() || c == '.')
+            .next()
+            .unwrap_or(text)
+            .to_string();
+        Value::from_object(Relation {
+            database: None,
+            schema: None,
+            identifier,
+            kind: None,
+            text: Some(text.to_string()),
+        })
+    }
+
     fn rendered(&self) -> String {
         if let Some(t) = &self.text {
             return t.clone();
@@ -616,7 +632,23 @@ pub(super) fn statement(
 pub(super) fn load_result(state: &State, name: String) -> Result<Value, Error> {
     let rs = RenderState::of(state)?;
     let r = lock(&rs.results).get(&name).cloned();
-    Ok(r.unwrap_or(Value::from(())))
+    Ok(match r {
+        Some(r) => r,
+        // While parsing (`execute` false) statements do not run.
+        None if !rs.execute => Value::from_iter([
+            ("data", Value::from(Vec::<Value>::new())),
+            (
+                "table",
+                Value::from_object(Table {
+                    names: Vec::new(),
+                    types: Vec::new(),
+                    rows: Vec::new(),
+                }),
+            ),
+            ("response", Value::from(())),
+        ]),
+        None => Value::from(()),
+    })
 }
 
 /// `store_result(name, response, agate_table)`.
