@@ -15,6 +15,7 @@ pub mod discover;
 pub mod hooks;
 pub mod jinja;
 pub mod materialize;
+pub mod pycompat;
 pub mod records;
 mod resolve;
 pub mod run;
