@@ -17,6 +17,7 @@ pub mod hooks;
 mod introspect;
 pub mod jinja;
 pub mod materialize;
+pub mod pycompat;
 pub mod records;
 mod resolve;
 pub mod run;
