@@ -203,11 +203,13 @@ pub fn render_with(
 
 /// dbt's Python-flavoured template source, rewritten for minijinja (line numbers kept).
 pub(crate) fn preprocess(text: &str) -> std::borrow::Cow<'_, str> {
-    std::borrow::Cow::Borrowed(text)
+    super::pycompat::preprocess(text)
 }
 
 /// Python methods and helpers dbt code uses.
-pub(crate) fn install_pycompat(_env: &mut minijinja::Environment<'static>) {}
+pub(crate) fn install_pycompat(env: &mut minijinja::Environment<'static>) {
+    super::pycompat::install(env);
+}
 
 /// What the template declared while rendering.
 #[derive(Debug, Default)]
