@@ -11,6 +11,7 @@ pub mod compile;
 pub mod config;
 pub mod dag;
 pub mod datatest;
+pub mod dbt_macros;
 pub mod discover;
 pub mod hooks;
 pub mod jinja;
