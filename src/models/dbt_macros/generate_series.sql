@@ -5,9 +5,9 @@
     sluice__generate_series uses DataFusion's generate_series array function,
     so upper_bound may be a SQL expression (as get_intervals_between returns
     in sluice) as well as a number; 0, a negative bound or NULL give no rows. -#}
-{% macro get_powers_of_two(upper_bound) %}
+{% macro get_powers_of_two(upper_bound) -%}
   {{ return(adapter.dispatch('get_powers_of_two', 'dbt')(upper_bound)) }}
-{% endmacro %}
+{%- endmacro %}
 
 {% macro default__get_powers_of_two(upper_bound) -%}
   {%- if upper_bound is not number -%}
@@ -34,7 +34,7 @@
 {% endmacro %}
 
 {% macro default__generate_series(upper_bound) %}
-    {%- set n = dbt.get_powers_of_two(upper_bound) %}
+    {%- set n = dbt.get_powers_of_two(upper_bound) | int %}
     with p as (
         select 0 as generated_number union all select 1
     ), unioned as (
