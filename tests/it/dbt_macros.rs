@@ -269,6 +269,31 @@ async fn datediff_counts_boundaries() {
             "microsecond",
             "1",
         ),
+        // Across the epoch (DuckDB agrees).
+        (
+            "timestamp '1969-12-31 23:59:59.9995'",
+            "timestamp '1970-01-01 00:00:00.0005'",
+            "millisecond",
+            "1",
+        ),
+        (
+            "timestamp '1969-12-31 23:59:00'",
+            "timestamp '1970-01-01 00:01:00'",
+            "hour",
+            "1",
+        ),
+        (
+            "timestamp '1969-12-31 23:59:00'",
+            "timestamp '1970-01-01 00:01:00'",
+            "day",
+            "1",
+        ),
+        (
+            "timestamp '1969-12-31 23:59:58.5'",
+            "timestamp '1970-01-01 00:00:00.5'",
+            "second",
+            "2",
+        ),
         ("cast(null as date)", "date '2024-01-01'", "day", "NULL"),
         (
             "date '2024-01-01'",
@@ -422,6 +447,31 @@ async fn dateadd_date_trunc_last_day_date() {
                 "2024-01-01T00:00:00",
             ),
             (r#"date_trunc("day", "cast(null as timestamp)")"#, "NULL"),
+            // Down, also before 1970 (DataFusion's own date_trunc rounds these up).
+            (
+                r#"date_trunc("millisecond", "timestamp '1969-06-01 10:00:00.1234'")"#,
+                "1969-06-01T10:00:00.123",
+            ),
+            (
+                r#"date_trunc("millisecond", "timestamp '1969-12-31 23:59:59.9995'")"#,
+                "1969-12-31T23:59:59.999",
+            ),
+            (
+                r#"date_trunc("microsecond", "timestamp '1969-06-01 10:00:00.1234567'")"#,
+                "1969-06-01T10:00:00.123456",
+            ),
+            (
+                r#"date_trunc("millisecond", "timestamp '2024-06-01 10:00:00.1239'")"#,
+                "2024-06-01T10:00:00.123",
+            ),
+            (
+                r#"date_trunc("second", "timestamp '1969-06-01 10:00:00.5'")"#,
+                "1969-06-01T10:00:00",
+            ),
+            (
+                r#"date_trunc("day", "timestamp '1969-12-31 10:00:00'")"#,
+                "1969-12-31T00:00:00",
+            ),
             // last_day: a date.
             (r#"last_day("date '2024-02-10'", "month")"#, "2024-02-29"),
             (r#"last_day("date '2023-02-10'", "month")"#, "2023-02-28"),
@@ -448,6 +498,34 @@ async fn dateadd_date_trunc_last_day_date() {
         )
         .await,
         "Date32"
+    );
+    // A UTC timestamp (what loads and Delta tables hold) keeps its type for
+    // day and larger, also near the year 9999 sentinel; hours make it a plain timestamp.
+    let utc = r#"arrow_cast(date '9999-12-30', 'Timestamp(Microsecond, Some(\"UTC\"))')"#;
+    assert_eq!(
+        value(
+            &e,
+            &format!(r#""arrow_typeof(" ~ dateadd("day", 1, "{utc}") ~ ")""#)
+        )
+        .await,
+        r#"Timestamp(µs, "UTC")"#
+    );
+    assert_eq!(
+        value(&e, &format!(r#"dateadd("day", 1, "{utc}")"#)).await,
+        "9999-12-31T00:00:00Z"
+    );
+    let utc_2024 = utc.replace("9999-12-30", "2024-01-01");
+    assert_eq!(
+        value(
+            &e,
+            &format!(r#""arrow_typeof(" ~ dateadd("hour", 1, "{utc_2024}") ~ ")""#)
+        )
+        .await,
+        "Timestamp(ns)"
+    );
+    assert_eq!(
+        value(&e, &format!(r#"dateadd("hour", 1, "{utc_2024}")"#)).await,
+        "2024-01-01T01:00:00"
     );
     assert_eq!(
         value(

@@ -10,8 +10,10 @@
     Result type: for year, quarter, month, week and day the argument's own
     type (a date stays a date, a timestamp keeps its unit and time zone). For
     hour and smaller the argument is cast to `timestamp` first, because
-    DataFusion adds an hour to a date by dropping it. Text arguments: cast
-    them to date or timestamp first. -#}
+    DataFusion adds an hour to a date by dropping it: the result is a
+    timestamp in nanoseconds without time zone (a UTC timestamp keeps its UTC
+    wall-clock value; years after 2262 do not fit). Text arguments: cast them
+    to date or timestamp first. -#}
 {% macro dateadd(datepart, interval, from_date_or_timestamp) %}
   {{ return(adapter.dispatch('dateadd', 'dbt')(datepart, interval, from_date_or_timestamp)) }}
 {% endmacro %}
