@@ -17,7 +17,10 @@
 {#- DataFusion takes the ORDER BY inside the call (string_agg(x, ',' order by
     y)), not as WITHIN GROUP. With a limit the values are gathered into an
     array (NULLs filtered out first, so they do not use up the limit), cut to
-    limit_num and joined. -#}
+    limit_num and joined. DataFusion 55 refuses two ordered aggregates with
+    different orderings in one SELECT ("Conflicting ordering requirements in
+    aggregate functions is not supported"): compute those in separate
+    subqueries. -#}
 {% macro sluice__listagg(measure, delimiter_text, order_by_clause, limit_num) -%}
   {%- set ordering = (' ' ~ order_by_clause) if order_by_clause else '' -%}
   {%- if limit_num -%}
