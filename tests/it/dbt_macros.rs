@@ -304,6 +304,104 @@ async fn datediff_counts_boundaries() {
         // Datepart spelled as callers do.
         ("date '2024-01-01'", "date '2024-01-03'", "'day'", "2"),
         ("date '2024-01-01'", "date '2024-03-03'", "MONTHS", "2"),
+        // dbt's adapter test: quoted literals, one boundary each.
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "microsecond",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "millisecond",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "second",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "minute",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "hour",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "day",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-03 00:00:00.000000'",
+            "week",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "month",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "quarter",
+            "1",
+        ),
+        (
+            "'1999-12-31 23:59:59.999999'",
+            "'2000-01-01 00:00:00.000000'",
+            "year",
+            "1",
+        ),
+        // dbt's adapter test rows (weeks from Tuesday 2019-12-31).
+        (
+            "'2019-12-31 00:00:00'",
+            "'2019-12-27 00:00:00'",
+            "week",
+            "-1",
+        ),
+        (
+            "'2019-12-31 00:00:00'",
+            "'2019-12-30 00:00:00'",
+            "week",
+            "0",
+        ),
+        (
+            "'2019-12-31 00:00:00'",
+            "'2020-01-02 00:00:00'",
+            "week",
+            "0",
+        ),
+        (
+            "'2019-12-31 00:00:00'",
+            "'2020-01-06 02:00:00'",
+            "week",
+            "1",
+        ),
+        (
+            "'2018-01-01 01:00:00'",
+            "'2018-01-01 02:01:00'",
+            "minute",
+            "61",
+        ),
+        (
+            "'2018-01-01 01:00:00'",
+            "'2018-01-01 02:00:01'",
+            "second",
+            "3601",
+        ),
     ];
     let calls: Vec<(String, &str)> = cases
         .iter()
@@ -413,6 +511,17 @@ async fn dateadd_date_trunc_last_day_date() {
                 "NULL",
             ),
             (r#"dateadd("day", 1, "cast(null as date)")"#, "NULL"),
+            // Quoted literals, as dbt's own tests pass them.
+            (r#"dateadd("day", 1, "'2024-01-31'")"#, "2024-02-01"),
+            (
+                r#"dateadd("month", 1, "'2024-01-31 10:00:00'")"#,
+                "2024-02-29T10:00:00",
+            ),
+            (
+                r#"dateadd("hour", 1, "'2024-01-31 10:00:00'")"#,
+                "2024-01-31T11:00:00",
+            ),
+            (r#"dateadd("year", -1, " '2024-02-29' ")"#, "2023-02-28"),
             // date_trunc: weeks start on Monday; the result is a timestamp.
             (
                 r#"date_trunc("week", "date '2024-01-07'")"#,
@@ -625,6 +734,35 @@ async fn date_spine_and_generate_series() {
     )
     .await
     .is_empty());
+    // dbt's adapter tests: quoted literals, and date() bounds.
+    assert_eq!(
+        spine(
+            &e,
+            r#"date_spine("day", "'2023-09-01'", "'2023-09-10'")"#,
+            "date_day"
+        )
+        .await,
+        [
+            "2023-09-01",
+            "2023-09-02",
+            "2023-09-03",
+            "2023-09-04",
+            "2023-09-05",
+            "2023-09-06",
+            "2023-09-07",
+            "2023-09-08",
+            "2023-09-09"
+        ]
+    );
+    assert_eq!(
+        spine(
+            &e,
+            r#"dbt.date_spine("day", date(2023, 9, 7), date(2023, 9, 10))"#,
+            "date_day"
+        )
+        .await,
+        ["2023-09-07", "2023-09-08", "2023-09-09"]
+    );
     // A year of days, leap year.
     let days = spine(
         &e,
@@ -865,6 +1003,67 @@ async fn aggregates_listagg_bool_or_any_value() {
         .await,
         ["1|c, b, a|c/b|3+2+1+0", "2|NULL|NULL|6+5", "3|z|z|9"]
     );
+    // dbt's adapter test for listagg, with its expected strings.
+    let dbt_data =
+        "(values (1, 'a', 1), (1, 'b', 2), (1, 'c', 3), (2, 'a', 2), (2, '1', 1), (2, 'p', 3), \
+                    (3, 'g', 1), (3, 'g', 2), (3, 'g', 3)) t(group_col, string_text, order_col)";
+    let dbt_query = |call: &str, filter: &str| {
+        format!(
+            "select group_col, {} as actual from {dbt_data} {filter} group by group_col order by group_col",
+            render(call)
+        )
+    };
+    assert_eq!(
+        rows_of(
+            &e,
+            &dbt_query(
+                r#"listagg('string_text', "'_|_'", "order by order_col")"#,
+                ""
+            )
+        )
+        .await,
+        ["1|a_|_b_|_c", "2|1_|_a_|_p", "3|g_|_g_|_g"]
+    );
+    assert_eq!(
+        rows_of(
+            &e,
+            &dbt_query(
+                r#"listagg('string_text', "'_|_'", "order by order_col", 2)"#,
+                ""
+            )
+        )
+        .await,
+        ["1|a_|_b", "2|1_|_a", "3|g_|_g"]
+    );
+    let group3 = "where group_col = 3";
+    assert_eq!(
+        rows_of(&e, &dbt_query(r#"listagg('string_text', "', '")"#, group3)).await,
+        ["3|g, g, g"]
+    );
+    assert_eq!(
+        rows_of(
+            &e,
+            &dbt_query(r#"listagg('DISTINCT string_text', "','")"#, group3)
+        )
+        .await,
+        ["3|g"]
+    );
+    assert_eq!(
+        rows_of(&e, &dbt_query("listagg('string_text')", group3)).await,
+        ["3|g,g,g"]
+    );
+    // DISTINCT with a limit and an order.
+    assert_eq!(
+        rows_of(
+            &e,
+            &dbt_query(
+                r#"listagg('DISTINCT string_text', "','", "order by string_text desc", 2)"#,
+                ""
+            )
+        )
+        .await,
+        ["1|c,b", "2|p,a", "3|g"]
+    );
     assert_eq!(
         rows_of(
             &e,
@@ -939,31 +1138,33 @@ async fn arrays_set_operators_equals_timestamps() {
     .unwrap();
     assert_eq!(rows_of(&e, &count(truthy)).await, ["2"]);
 
-    // current_timestamp: now (the statement's start), so it falls between two reads.
+    // current_timestamp: the statement's start as a UTC timestamp (dbt's tests
+    // want it time-zone aware); the backcompat forms and snapshot_get_time plain.
     let sql = format!(
-        "select cast(now() as timestamp) <= cast({now} as timestamp) and cast({now} as timestamp) <= cast(now() as timestamp) \
-         and {legacy} = cast({now} as timestamp) and {utc} = {legacy} and {snap} = {legacy} as same, \
-         arrow_typeof({legacy}) as legacy_type, arrow_typeof({snap}) as snapshot_type",
+        "select date_trunc('microsecond', cast(now() as timestamp)) = cast({now} as timestamp) \
+         and {legacy} = cast(now() as timestamp) and {utc} = {legacy} and {snap} = {legacy} as same, \
+         arrow_typeof({now}) as now_type, arrow_typeof({legacy}) as legacy_type, \
+         arrow_typeof({utc}) as utc_type, arrow_typeof({snap}) as snapshot_type, \
+         cast({now} as bigint) as micros",
         now = render("current_timestamp()"),
         legacy = render("current_timestamp_backcompat()"),
         utc = render("current_timestamp_in_utc_backcompat()"),
         snap = render("snapshot_get_time()"),
     );
+    let before = chrono::Utc::now().timestamp_micros();
+    let got = rows_of(&e, &sql).await;
+    let after = chrono::Utc::now().timestamp_micros();
+    let (checks, micros) = got[0].rsplit_once('|').unwrap();
     assert_eq!(
-        rows_of(&e, &sql).await,
-        ["true|Timestamp(ns)|Timestamp(ns)"]
+        checks,
+        r#"true|Timestamp(µs, "UTC")|Timestamp(ns)|Timestamp(ns)|Timestamp(ns)"#
     );
-    // And it is the wall clock, not a fixed value.
-    let year = rows_of(
-        &e,
-        &format!(
-            "select date_part('year', {})",
-            render("current_timestamp()")
-        ),
-    )
-    .await;
-    let year: i32 = year[0].parse().unwrap();
-    assert!(year >= 2025, "{year}");
+    // The wall clock in UTC (dbt's test allows 5 minutes; one process, no skew here).
+    let micros: i64 = micros.parse().unwrap();
+    assert!(
+        before <= micros && micros <= after,
+        "{before} <= {micros} <= {after}"
+    );
 }
 
 #[test]

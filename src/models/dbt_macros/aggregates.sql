@@ -24,7 +24,10 @@
 {% macro sluice__listagg(measure, delimiter_text, order_by_clause, limit_num) -%}
   {%- set ordering = (' ' ~ order_by_clause) if order_by_clause else '' -%}
   {%- if limit_num -%}
-    case when count({{ measure }}) = 0 then null else array_to_string(array_slice(array_agg({{ measure }}{{ ordering }}) filter (where ({{ measure }}) is not null), 1, {{ limit_num }}), {{ delimiter_text }}) end
+    {#- `DISTINCT x` (as dbt's tests pass it) stays in the aggregate; the NULL checks need x alone -#}
+    {%- set m = measure | string | trim -%}
+    {%- set value = m[9:] if (m | lower) is startingwith('distinct ') else m -%}
+    case when count({{ value }}) = 0 then null else array_to_string(array_slice(array_agg({{ m }}{{ ordering }}) filter (where ({{ value }}) is not null), 1, {{ limit_num }}), {{ delimiter_text }}) end
   {%- else -%}
     string_agg({{ measure }}, {{ delimiter_text }}{{ ordering }})
   {%- endif -%}

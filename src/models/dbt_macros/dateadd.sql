@@ -12,8 +12,10 @@
     hour and smaller the argument is cast to `timestamp` first, because
     DataFusion adds an hour to a date by dropping it: the result is a
     timestamp in nanoseconds without time zone (a UTC timestamp keeps its UTC
-    wall-clock value; years after 2262 do not fit). Text arguments: cast them
-    to date or timestamp first. -#}
+    wall-clock value; years after 2262 do not fit). A quoted literal
+    ('2024-01-31', as dbt's own tests pass) is cast to a date, or to a
+    timestamp when it has a time; other text expressions must be cast by the
+    caller (DataFusion cannot add an interval to text). -#}
 {% macro dateadd(datepart, interval, from_date_or_timestamp) %}
   {{ return(adapter.dispatch('dateadd', 'dbt')(datepart, interval, from_date_or_timestamp)) }}
 {% endmacro %}
@@ -41,7 +43,13 @@
   {%- else -%}
     {%- set step = "cast(cast(" ~ amount ~ " as varchar) || ' " ~ unit ~ "' as interval)" -%}
   {%- endif -%}
-  {%- if part in ['year', 'quarter', 'month', 'week', 'day'] -%}
+  {#- one single-quoted literal: 'x' with no lone quote inside -#}
+  {%- set from = from_date_or_timestamp | string | trim -%}
+  {%- set quoted = from | length >= 2 and from is startingwith("'") and from is endingwith("'")
+      and "'" not in (from[1:-1] | replace("''", "")) -%}
+  {%- if part in ['year', 'quarter', 'month', 'week', 'day'] and quoted -%}
+    (cast({{ from }} as {{ 'timestamp' if ':' in from else 'date' }}) + {{ step }})
+  {%- elif part in ['year', 'quarter', 'month', 'week', 'day'] -%}
     (({{ from_date_or_timestamp }}) + {{ step }})
   {%- else -%}
     (cast({{ from_date_or_timestamp }} as timestamp) + {{ step }})

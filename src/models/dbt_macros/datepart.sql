@@ -24,3 +24,4 @@
   {%- endif -%}
   {{- return(part) -}}
 {%- endmacro -%}
+

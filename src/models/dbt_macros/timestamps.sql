@@ -1,12 +1,15 @@
-{#- current_timestamp(): the statement's start time, DataFusion's now() (UTC).
-    The backcompat forms and snapshot_get_time cast it to a plain timestamp
-    (no time zone), as dbt's Postgres-style defaults do. -#}
+{#- current_timestamp(): the statement's start time with its time zone, as
+    dbt's adapter tests require: now() as a UTC timestamp in microseconds,
+    the type sluice's loads and Delta tables use (sluice's session has no time
+    zone, so a bare now() would be a plain timestamp). The backcompat forms
+    and snapshot_get_time are plain timestamps (no time zone) holding UTC, as
+    dbt's Postgres-style defaults are. -#}
 {% macro current_timestamp() -%}
   {{ return(adapter.dispatch('current_timestamp', 'dbt')()) }}
 {%- endmacro %}
 
 {% macro sluice__current_timestamp() -%}
-    now()
+    arrow_cast(now(), 'Timestamp(Microsecond, Some("UTC"))')
 {%- endmacro %}
 
 {% macro snapshot_get_time() -%}
@@ -18,7 +21,7 @@
 {%- endmacro %}
 
 {% macro sluice__snapshot_get_time() -%}
-    cast({{ dbt.current_timestamp() }} as timestamp)
+    cast(now() as timestamp)
 {%- endmacro %}
 
 {% macro current_timestamp_backcompat() -%}
