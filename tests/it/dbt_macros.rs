@@ -803,6 +803,11 @@ async fn date_spine_and_generate_series() {
         (8, "3"),
         (9, "4"),
         (1024, "10"),
+        (27, "5"),
+        (256, "8"),
+        (3125, "12"),
+        (46656, "16"),
+        (823543, "20"),
     ] {
         assert_eq!(
             render(&format!("get_powers_of_two({bound})")),
@@ -923,6 +928,13 @@ async fn text_macros() {
             (r#""'" ~ escape_single_quotes("''") ~ "'""#, "''"),
             (r#"string_literal("abc")"#, "abc"),
             (r#"string_literal("2024-01-01")"#, "2024-01-01"),
+            // dbt's adapter test: the empty string and none.
+            (r#"string_literal("")"#, ""),
+            ("string_literal(none)", "None"),
+            (
+                r#"length(string_literal(escape_single_quotes("they're")))"#,
+                "7",
+            ),
         ],
     )
     .await;

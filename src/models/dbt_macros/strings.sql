@@ -6,7 +6,7 @@
     old_chars, new_chars), right(string_text, length_expression),
     escape_single_quotes(expression) (doubles each ' for a SQL literal),
     string_literal(value) (the value between single quotes, unescaped, as in
-    dbt). -#}
+    dbt; none gives 'None' as in dbt). -#}
 {% macro concat(fields) -%}
   {{ return(adapter.dispatch('concat', 'dbt')(fields)) }}
 {%- endmacro %}
@@ -77,4 +77,9 @@
 
 {% macro default__string_literal(value) -%}
     '{{ value }}'
+{%- endmacro %}
+
+{#- As dbt (Python) renders it: none is 'None' (minijinja would print none). -#}
+{% macro sluice__string_literal(value) -%}
+    '{{ 'None' if value is none else value }}'
 {%- endmacro %}
