@@ -763,6 +763,16 @@ async fn date_spine_and_generate_series() {
         .await,
         ["2023-09-07", "2023-09-08", "2023-09-09"]
     );
+    // dbt's portable date_spine (row_number over a constant) also runs here.
+    assert_eq!(
+        spine(
+            &e,
+            r#"default__date_spine("day", "date '2024-02-27'", "date '2024-03-02'")"#,
+            "date_day"
+        )
+        .await,
+        ["2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01"]
+    );
     // A year of days, leap year.
     let days = spine(
         &e,
