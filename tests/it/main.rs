@@ -5,6 +5,7 @@ mod cli;
 mod cli_output;
 mod common;
 mod dbt_macros;
+mod dbt_packages;
 mod features;
 mod first_hour;
 mod load;

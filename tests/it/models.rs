@@ -548,7 +548,8 @@ async fn a_dbt_project_runs_unchanged() {
         vec!["1|2|30.0|3000", "2|1|5.5|550", "3|0|0.0|0"]
     );
     assert_eq!(
-        scalar(&e, "SELECT count(*) FROM staging.stg_orders").await,
+        // dbt's default generate_schema_name: `<target schema>_<custom>`.
+        scalar(&e, "SELECT count(*) FROM main_staging.stg_orders").await,
         "3"
     );
     let tests = r.results.iter().filter(|x| x.kind == "test").count();

@@ -181,3 +181,52 @@ async fn rows_of(e: &Engine, sql: &str) -> Vec<String> {
     }
     out
 }
+
+/// The `dbt` namespace through the real model compiler: qualified and
+/// unqualified calls, `return()` values, a root-project override.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbt_namespace_renders_through_the_model_compiler() {
+    use sluice::models::Steps;
+    let dir = crate::models::project_of(&[
+        (
+            "models/m.sql",
+            r#"select
+    {{ dbt.datediff("timestamp '2024-01-01 23:00:00'", "timestamp '2024-01-02 01:00:00'", 'day') }} as d,
+    {{ dateadd('month', 1, "date '2024-01-31'") }} as next_month,
+    cast('1.23456789' as {{ dbt.type_numeric() }}) as num,
+    {{ dbt.last_day("date '2023-02-10'", 'month') }} as feb_end,
+    {{ dbt.hash("'abc'") }} as h,
+    {{ split_part("'a,b,c'", "','", -1) }} as last_part,
+    {{ dbt.concat(["'x'", "'y'"]) }} as xy,
+    '{{ dbt.type_string() }}' as type_name,
+    {{ dbt.get_powers_of_two(5) + 1 }} as powers_plus_one,
+    {{ dbt.safe_cast("'x'", dbt.type_int()) }} as bad_int"#,
+        ),
+        (
+            "models/spine.sql",
+            r#"{{ dbt.date_spine('day', "date '2024-02-27'", "date '2024-03-02'") }}"#,
+        ),
+        (
+            "macros/override.sql",
+            "{% macro sluice__any_value(expression) %}min({{ expression }}){% endmacro %}",
+        ),
+        (
+            "models/any.sql",
+            "select {{ dbt.any_value('x') }} as v from (values (2), (1), (3)) t(x)",
+        ),
+    ]);
+    let report = crate::models::execute(dir.path(), Steps::Models, &[], false).await;
+    assert!(report.success(), "{:?}", report.results);
+    let project = Project::load(dir.path()).unwrap();
+    let w = crate::common::open(&project, None);
+    let e = crate::common::engine(&project, &w).await;
+    assert_eq!(
+        rows_of(&e, "select * from main.m").await,
+        ["1|2024-02-29|1.234568|2023-02-28|900150983cd24fb0d6963f7d28e17f72|c|xy|varchar|4|NULL"]
+    );
+    assert_eq!(
+        rows_of(&e, "select * from main.spine order by 1").await,
+        ["2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01"]
+    );
+    assert_eq!(rows_of(&e, "select v from main.any").await, ["1"]);
+}

@@ -1,0 +1,153 @@
+//! A dbt project with an installed package: namespaced macros, dispatch with
+//! `sluice__`/`default__`, `return()` values, sibling calls, package-scoped
+//! vars, `run_query` / `statement` at compile time, a schema-name override and
+//! a package generic test.
+
+use crate::common::{engine, open};
+use sluice::models::{self, CompileOptions, Selection, Steps};
+use sluice::project::Project;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+const PACKAGE: &[(&str, &str)] = &[
+    ("dbt_packages/util/dbt_project.yml", "name: util\nvars:\n  util_factor: 2\n"),
+    (
+        "dbt_packages/util/macros/m.sql",
+        "{% macro times(col) %}{{ return(adapter.dispatch('times', 'util')(col)) }}{% endmacro %}\n\
+{% macro default__times(col) %}{{ col }} * 100{% endmacro %}\n\
+{% macro sluice__times(col) %}({{ col }} * {{ var('util_factor', 2) }})::bigint{% endmacro %}\n\
+{% macro cols() %}{% set xs = [] %}{% do xs.append('a') %}{% do xs.append('b') %}{{ return(xs) }}{% endmacro %}\n\
+{% macro helper_sum(a, b) %}{{ return(a + b) }}{% endmacro %}\n\
+{% macro uses_sibling() %}{{ util.helper_sum(1, 2) }}{% endmacro %}\n\
+{% macro count_rows(rel) %}{% if execute %}{% set r = run_query('select count(*) as n from ' ~ rel) %}{{ return(r.columns[0].values()[0]) }}{% else %}{{ return(0) }}{% endif %}{% endmacro %}\n",
+    ),
+    (
+        "dbt_packages/util/macros/tests.sql",
+        "{% test at_most(model, column_name, max_value) %}select * from {{ model }} where {{ column_name }} > {{ max_value }}{% endtest %}\n",
+    ),
+];
+
+const ROOT: &[(&str, &str)] = &[
+    (
+        "dbt_project.yml",
+        "name: shop\nprofile: shop\nvars:\n  greeting: hello\nmodels:\n  shop:\n    +materialized: table\n    marts:\n      +schema: marts\n",
+    ),
+    ("packages.yml", "packages:\n  - local: ../util\n"),
+    (
+        "macros/cents.sql",
+        "{% macro cents_to_dollars(c) -%}{{ return(adapter.dispatch('cents_to_dollars')(c)) }}{%- endmacro %}\n\
+{% macro default__cents_to_dollars(c) -%}({{ c }}::numeric(16, 2) / 100){%- endmacro %}\n",
+    ),
+    ("models/base.sql", "select 1 as id, 250 as cents union all select 2, 75"),
+    (
+        "models/marts/m.sql",
+        "select id, {{ cents_to_dollars('cents') }} as dollars, {{ util.times('id') }} as t,\n  '{{ util.cols() | join('|') }}' as c, {{ util.uses_sibling() }} as s,\n  '{{ var(\"greeting\") }}' as g, {{ util.count_rows('(select 1 as x union all select 2) as t') }} as n\nfrom {{ ref('base') }}",
+    ),
+    (
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: t\n        data_tests:\n          - util.at_most:\n              max_value: 4\n      - name: n\n        data_tests:\n          - util.at_most:\n              arguments:\n                max_value: 1\n",
+    ),
+];
+
+async fn build(dir: &std::path::Path) -> models::RunReport {
+    let project = Project::load(dir).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = Arc::new(
+        models::compile(&project, &e, &CompileOptions::default())
+            .await
+            .unwrap(),
+    );
+    models::execute(
+        &project,
+        &e,
+        compiled,
+        &Selection::default(),
+        Steps::Build,
+        2,
+        &BTreeMap::new(),
+        "build",
+        &models::run::Quiet,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_macros_dispatch_and_generic_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), PACKAGE);
+    write(dir.path(), ROOT);
+    let report = build(dir.path()).await;
+    // at_most(t, 4) passes; at_most(n, 1) fails: n is 2 on both rows.
+    let failed: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| r.status.is_failure())
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.results);
+    assert!(
+        failed[0].contains("at_most") && failed[0].contains("_n"),
+        "{failed:?}"
+    );
+
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    // dbt's default schema naming: <target schema>_<custom schema>.
+    let rows = crate::common::rows(
+        &e,
+        "SELECT id, dollars, t, c, s, g, n FROM main_marts.m ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            "1|2.500000|2|a|b|3|hello|2".to_string(),
+            "2|0.750000|4|a|b|3|hello|2".to_string()
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_name_override_and_missing_package() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), PACKAGE);
+    write(dir.path(), ROOT);
+    write(
+        dir.path(),
+        &[(
+            "macros/gsn.sql",
+            "{% macro generate_schema_name(custom_schema_name, node) -%}\n{%- if custom_schema_name is none -%}{{ target.schema }}{%- else -%}dw_{{ custom_schema_name | trim }}{%- endif -%}\n{%- endmacro %}\n",
+        )],
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = models::compile(&project, &e, &CompileOptions::default())
+        .await
+        .unwrap();
+    let ids: Vec<String> = compiled.models.iter().map(|m| m.id()).collect();
+    assert!(ids.contains(&"dw_marts.m".to_string()), "{ids:?}");
+
+    // A package packages.yml asks for that is not installed.
+    std::fs::remove_dir_all(dir.path().join("dbt_packages")).unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let err = models::compile(&project, &e, &CompileOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sluice deps") && err.contains("packages.yml"),
+        "{err}"
+    );
+}
