@@ -190,6 +190,9 @@ pub enum Command {
     Test(TestArgs),
     /// Load the CSV files under seeds/ as tables (types inferred), replacing them.
     Seed(SeedArgs),
+    /// Install the dbt packages of packages.yml into dbt_packages/: `local:`
+    /// packages are copied, `git:` packages cloned (revision, subdirectory).
+    Deps(DepsArgs),
     /// Render every selected model and print the execution order and the SQL that
     /// would run, without running anything.
     Compile(CompileArgs),
@@ -421,6 +424,13 @@ impl SelectArgs {
 pub struct SeedArgs {
     /// Seed names (file names without .csv). Default: every seed.
     pub seeds: Vec<String>,
+    /// Summary format: a table for people, json for programs.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct DepsArgs {
     /// Summary format: a table for people, json for programs.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,

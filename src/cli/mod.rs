@@ -14,6 +14,7 @@
 pub mod args;
 pub mod build;
 pub mod compile;
+pub mod deps;
 pub mod features;
 pub mod hash_password;
 pub mod history;

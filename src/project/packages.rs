@@ -173,6 +173,198 @@ pub fn installed(install_dir: &Path) -> Result<Vec<ModelSettings>> {
         .collect()
 }
 
+/// What happened to one package spec in [`install`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstallOutcome {
+    /// The spec as written.
+    pub spec: String,
+    /// The installed package's name (its dbt_project.yml `name`).
+    pub name: Option<String>,
+    /// Where it was installed.
+    pub path: Option<PathBuf>,
+    /// Why it was not installed.
+    pub error: Option<String>,
+}
+
+/// `sluice deps`: installs every package of `packages.yml` into
+/// `install_dir`: `local:` packages are copied, `git:` packages cloned with the
+/// `git` command (`revision`, `subdirectory`); hub and tarball packages are not
+/// fetched (each outcome says what to do instead). A package that cannot be
+/// fetched leaves what was installed before in place.
+pub fn install(root: &Path, specs: &[PackageSource], install_dir: &Path) -> Vec<InstallOutcome> {
+    specs
+        .iter()
+        .map(|spec| {
+            let mut out = InstallOutcome {
+                spec: spec.to_string(),
+                name: None,
+                path: None,
+                error: None,
+            };
+            match install_one(root, spec, install_dir) {
+                Ok((name, path)) => {
+                    out.name = Some(name);
+                    out.path = Some(path);
+                }
+                Err(e) => out.error = Some(e),
+            }
+            out
+        })
+        .collect()
+}
+
+fn install_one(
+    root: &Path,
+    spec: &PackageSource,
+    install_dir: &Path,
+) -> std::result::Result<(String, PathBuf), String> {
+    let staging = Staging::new(install_dir)?;
+    let source: PathBuf = match spec {
+        PackageSource::Local(p) => {
+            let p = if p.is_absolute() { p.clone() } else { root.join(p) };
+            if !p.join(DBT_PROJECT_FILE).is_file() {
+                return Err(format!(
+                    "{} has no {DBT_PROJECT_FILE}; a local package is a folder with its own dbt project",
+                    p.display()
+                ));
+            }
+            p
+        }
+        PackageSource::Git {
+            url,
+            revision,
+            subdirectory,
+        } => {
+            let dest = staging.path().join("clone");
+            let mut cmd = std::process::Command::new("git");
+            cmd.args(["clone", "--quiet", "--depth", "1"]);
+            if let Some(r) = revision {
+                cmd.args(["--branch", r]);
+            }
+            cmd.arg(url).arg(&dest);
+            cmd.env("GIT_TERMINAL_PROMPT", "0");
+            let output = cmd
+                .output()
+                .map_err(|e| format!("cannot run git ({e}); install git, or install the package by hand into {}", install_dir.display()))?;
+            if !output.status.success() {
+                // A commit hash is not a branch: clone everything, then check it out.
+                let is_commit = |r: &String| {
+                    (7..=40).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
+                };
+                let retry = revision.as_ref().filter(|r| is_commit(r)).and_then(|r| {
+                    let _ = std::fs::remove_dir_all(&dest);
+                    let ok = std::process::Command::new("git")
+                        .args(["clone", "--quiet"])
+                        .arg(url)
+                        .arg(&dest)
+                        .env("GIT_TERMINAL_PROMPT", "0")
+                        .output()
+                        .ok()?
+                        .status
+                        .success()
+                        && std::process::Command::new("git")
+                            .arg("-C")
+                            .arg(&dest)
+                            .args(["checkout", "--quiet", r])
+                            .output()
+                            .ok()?
+                            .status
+                            .success();
+                    ok.then_some(())
+                });
+                if retry.is_none() {
+                    let stderr = String::from_utf8_lossy(&output.stderr);
+                    return Err(format!(
+                        "could not fetch {url}: {}; check the URL and the network, or install the package by hand into {}",
+                        stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("git clone failed").trim(),
+                        install_dir.display()
+                    ));
+                }
+            }
+            match subdirectory {
+                Some(s) => dest.join(s),
+                None => dest,
+            }
+        }
+        PackageSource::Hub { package, .. } => {
+            return Err(format!(
+                "dbt hub packages are not fetched by sluice: write it as a git package (`git: https://github.com/<owner>/<repo>.git` with `revision: <tag>`), or install `{package}` into {} with `dbt deps`",
+                install_dir.display()
+            ))
+        }
+        PackageSource::Tarball { url } => {
+            return Err(format!(
+                "tarball packages are not fetched by sluice: unpack {url} into {} by hand",
+                install_dir.display()
+            ))
+        }
+    };
+    let settings = ModelSettings::from_dbt_package(&source).map_err(|e| e.to_string())?;
+    let name = settings.name.clone();
+    std::fs::create_dir_all(install_dir)
+        .map_err(|e| format!("cannot create {}: {e}", install_dir.display()))?;
+    let copy = staging.path().join("copy");
+    copy_tree(&source, &copy).map_err(|e| format!("cannot copy {}: {e}", source.display()))?;
+    let target = install_dir.join(&name);
+    if target.exists() {
+        std::fs::remove_dir_all(&target)
+            .map_err(|e| format!("cannot replace {}: {e}", target.display()))?;
+    }
+    std::fs::rename(&copy, &target)
+        .map_err(|e| format!("cannot move the package into {}: {e}", target.display()))?;
+    Ok((name, target))
+}
+
+/// A temporary folder beside the install folder, removed when dropped.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new(install_dir: &Path) -> std::result::Result<Staging, String> {
+        let parent = install_dir.parent().unwrap_or(install_dir);
+        let dir = parent.join(format!(
+            ".sluice-deps-{}-{}",
+            std::process::id(),
+            crate::names::new_id()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create a temporary folder {}: {e}", dir.display()))?;
+        Ok(Staging(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies a package folder, leaving out version control and build output.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(
+            name.to_str(),
+            Some(".git" | "target" | "dbt_packages" | "logs" | "dbt_modules")
+        ) {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        let dest = to.join(&name);
+        if ty.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else if ty.is_file() || ty.is_symlink() {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +384,41 @@ mod tests {
         assert_eq!(specs[2].guessed_name(), "dbt-date");
         assert_eq!(specs[3].guessed_name(), "inner");
         assert!(specs[0].to_string().contains(">=1.0.0, <2.0.0"));
+    }
+
+    #[test]
+    fn install_local_and_report_unfetchable() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkgs/util");
+        std::fs::create_dir_all(pkg.join("macros")).unwrap();
+        std::fs::create_dir_all(pkg.join(".git")).unwrap();
+        std::fs::write(pkg.join(DBT_PROJECT_FILE), "name: util_pkg\n").unwrap();
+        std::fs::write(pkg.join("macros/m.sql"), "{% macro m() %}1{% endmacro %}").unwrap();
+        let root = dir.path().join("proj");
+        std::fs::create_dir_all(&root).unwrap();
+        let specs = vec![
+            PackageSource::Local("../pkgs/util".into()),
+            PackageSource::Hub {
+                package: "dbt-labs/dbt_utils".into(),
+                version: "1.3.0".into(),
+            },
+            PackageSource::Local("../nope".into()),
+        ];
+        let out = install(&root, &specs, &root.join("dbt_packages"));
+        assert_eq!(out[0].name.as_deref(), Some("util_pkg"), "{out:?}");
+        assert!(root.join("dbt_packages/util_pkg/macros/m.sql").is_file());
+        assert!(!root.join("dbt_packages/util_pkg/.git").exists());
+        assert!(
+            out[1].error.as_deref().unwrap().contains("git package"),
+            "{out:?}"
+        );
+        assert!(
+            out[2].error.as_deref().unwrap().contains("dbt_project.yml"),
+            "{out:?}"
+        );
+        // Installing again replaces the copy.
+        let again = install(&root, &specs[..1], &root.join("dbt_packages"));
+        assert!(again[0].error.is_none(), "{again:?}");
     }
 
     #[test]
