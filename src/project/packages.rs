@@ -422,6 +422,55 @@ mod tests {
     }
 
     #[test]
+    fn install_git_with_revision_and_subdirectory() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let pkg = repo.join("packages/dates");
+        std::fs::create_dir_all(pkg.join("macros")).unwrap();
+        std::fs::write(pkg.join(DBT_PROJECT_FILE), "name: dates\n").unwrap();
+        std::fs::write(pkg.join("macros/d.sql"), "{% macro d() %}1{% endmacro %}").unwrap();
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+                .args(args)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "v1"]);
+        git(&["tag", "v1.0.0"]);
+        let root = dir.path().join("proj");
+        std::fs::create_dir_all(&root).unwrap();
+        let spec = PackageSource::Git {
+            url: format!("file://{}", repo.display()),
+            revision: Some("v1.0.0".into()),
+            subdirectory: Some("packages/dates".into()),
+        };
+        let out = install(&root, &[spec], &root.join("dbt_packages"));
+        assert!(out[0].error.is_none(), "{out:?}");
+        assert!(root.join("dbt_packages/dates/macros/d.sql").is_file());
+        let bad = PackageSource::Git {
+            url: format!("file://{}", dir.path().join("missing").display()),
+            revision: None,
+            subdirectory: None,
+        };
+        let out = install(&root, &[bad], &root.join("dbt_packages"));
+        assert!(out[0].error.as_deref().unwrap().contains("could not fetch"), "{out:?}");
+        // No temporary folder is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".sluice-deps"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
     fn bad_entry_names_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("packages.yml"), "packages:\n  - nope: 1\n").unwrap();
