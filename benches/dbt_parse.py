@@ -98,9 +98,12 @@ def timed(cmd, cwd, env):
 
 def first_error(proc) -> str:
     text = (proc.stderr or "") + (proc.stdout or "")
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         if "error" in line.lower():
-            return line.strip()[:300]
+            # "error: N problems:" is followed by the first problem
+            more = " " + lines[i + 1].strip() if line.endswith(":") and i + 1 < len(lines) else ""
+            return (line.strip() + more)[:400]
     return text.strip().splitlines()[-1][:300] if text.strip() else f"exit {proc.returncode}"
 
 
