@@ -798,8 +798,16 @@ pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary
     }
     let mut spaces = Vec::new();
     for s in std::iter::once(settings).chain(settings.packages.iter()) {
+        // Generic tests under `<test-path>/generic/` are macros too, as in dbt.
+        let generic: Vec<std::path::PathBuf> = s
+            .test_paths
+            .iter()
+            .map(|p| p.join("generic"))
+            .filter(|p| p.is_dir())
+            .collect();
         let files: Vec<(String, String)> = discover::sql_files(&project.root, &s.macro_paths)?
             .into_iter()
+            .chain(discover::sql_files(&project.root, &generic)?)
             .map(|f| (f.display, f.text))
             .collect();
         spaces.push(jinja::NamespaceSource {

@@ -460,7 +460,10 @@ mod tests {
             subdirectory: None,
         };
         let out = install(&root, &[bad], &root.join("dbt_packages"));
-        assert!(out[0].error.as_deref().unwrap().contains("could not fetch"), "{out:?}");
+        assert!(
+            out[0].error.as_deref().unwrap().contains("could not fetch"),
+            "{out:?}"
+        );
         // No temporary folder is left behind.
         let leftovers: Vec<_> = std::fs::read_dir(&root)
             .unwrap()
