@@ -625,11 +625,27 @@ fn draft(
         message,
     };
     let mut config = ModelConfig::defaults(default_mat);
-    let folder = ModelSettings::folder_config(
+    let mut folder = ModelSettings::folder_config(
         &settings.models,
         &file.rel_dirs,
         super::config::is_config_key,
     );
+    // dbt renders Jinja in dbt_project.yml values: `+enabled: "{{ var('x') }}"`.
+    for (key, value) in folder.iter_mut() {
+        if let serde_json::Value::String(text) = value {
+            if jinja::needs_rendering(text) {
+                let ctx = RenderContext {
+                    vars: vars.clone(),
+                    target_name: target.to_string(),
+                    library: macros.clone(),
+                    ..RenderContext::echo(&file.name, default_schema)
+                };
+                let r = jinja::render(&format!("dbt_project.yml (+{key})"), text, &ctx)
+                    .map_err(|e| (None, Some(jinja_error(&file.name, e))))?;
+                *value = yaml_scalar(r.sql.trim());
+            }
+        }
+    }
     config
         .apply(&folder)
         .map_err(|m| (None, Some(model_err(format!("folder config: {m}")))))?;
@@ -826,6 +842,20 @@ pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary
         },
     )?;
     Ok(Arc::new(lib))
+}
+
+/// A rendered config value as YAML would read it: booleans, numbers, text.
+pub(crate) fn yaml_scalar(text: &str) -> serde_json::Value {
+    match text {
+        "True" | "true" => serde_json::Value::Bool(true),
+        "False" | "false" => serde_json::Value::Bool(false),
+        "None" | "none" | "null" | "" => serde_json::Value::Null,
+        t => t
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .or_else(|_| t.parse::<f64>().map(serde_json::Value::from))
+            .unwrap_or_else(|_| serde_json::Value::String(t.to_string())),
+    }
 }
 
 /// dbt's node object for a model (what `generate_schema_name(custom, node)`

@@ -38,7 +38,7 @@ const PACKAGE: &[(&str, &str)] = &[
 const ROOT: &[(&str, &str)] = &[
     (
         "dbt_project.yml",
-        "name: shop\nprofile: shop\nvars:\n  greeting: hello\nmodels:\n  shop:\n    +materialized: table\n    marts:\n      +schema: marts\n",
+        "name: shop\nprofile: shop\nvars:\n  greeting: hello\nmodels:\n  shop:\n    +materialized: table\n    marts:\n      +schema: marts\n    extra:\n      +enabled: \"{{ var('with_extra', false) }}\"\n",
     ),
     ("packages.yml", "packages:\n  - local: ../util\n"),
     (
@@ -47,6 +47,7 @@ const ROOT: &[(&str, &str)] = &[
 {% macro default__cents_to_dollars(c) -%}({{ c }}::numeric(16, 2) / 100){%- endmacro %}\n",
     ),
     ("models/base.sql", "select 1 as id, 250 as cents union all select 2, 75"),
+    ("models/extra/x.sql", "select 1 as x"),
     (
         "models/marts/m.sql",
         "select id, {{ cents_to_dollars('cents') }} as dollars, {{ util.times('id') }} as t,\n  '{{ util.cols() | join('|') }}' as c, {{ util.uses_sibling() }} as s,\n  '{{ var(\"greeting\") }}' as g, {{ util.count_rows('(select 1 as x union all select 2) as t') }} as n\nfrom {{ ref('base') }}",
@@ -138,6 +139,16 @@ async fn schema_name_override_and_missing_package() {
         .unwrap();
     let ids: Vec<String> = compiled.models.iter().map(|m| m.id()).collect();
     assert!(ids.contains(&"dw_marts.m".to_string()), "{ids:?}");
+    // `+enabled: "{{ var('with_extra', false) }}"` in dbt_project.yml.
+    assert!(!ids.iter().any(|i| i.ends_with(".x")), "{ids:?}");
+    let opts = CompileOptions {
+        vars: [("with_extra".to_string(), serde_json::json!(true))]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let with = models::compile(&project, &e, &opts).await.unwrap();
+    assert!(with.models.iter().any(|m| m.id() == "main.x"));
 
     // A package packages.yml asks for that is not installed.
     std::fs::remove_dir_all(dir.path().join("dbt_packages")).unwrap();
