@@ -543,16 +543,26 @@ impl RenderState {
         lock(&self.returns).push(None);
         let out = mac.call(state, args);
         let ret = lock(&self.returns).pop().flatten();
-        let out = out?;
-        Ok(ret.unwrap_or(out))
+        // `return()` ends the macro with an error that carries no message:
+        // the value it stored is the macro's result.
+        match (out, ret) {
+            (_, Some(v)) => Ok(v),
+            (Ok(text), None) => Ok(text),
+            (Err(e), None) => Err(e),
+        }
     }
 
-    fn set_return(&self, value: Value) {
+    /// Stores `value` as the running macro's result; false outside a macro.
+    fn set_return(&self, value: Value) -> bool {
         let mut r = lock(&self.returns);
-        if let Some(slot) = r.last_mut() {
-            if slot.is_none() {
-                *slot = Some(value);
+        match r.last_mut() {
+            Some(slot) => {
+                if slot.is_none() {
+                    *slot = Some(value);
+                }
+                true
             }
+            None => false,
         }
     }
 
@@ -762,9 +772,13 @@ fn install_globals(env: &mut Environment<'static>, index: &Arc<Index>) {
     env.add_function("is_incremental", |state: &State| -> Result<bool, Error> {
         Ok(RenderState::of(state)?.is_incremental)
     });
+    // dbt's return() ends the macro: an error stops the template, and the
+    // proxy that called the macro turns it into the stored value.
     env.add_function("return", |state: &State, value: Option<Value>| {
         let rs = RenderState::of(state)?;
-        rs.set_return(value.unwrap_or(Value::from(())));
+        if rs.set_return(value.unwrap_or(Value::from(()))) {
+            return Err(Error::new(ErrorKind::InvalidOperation, "return()"));
+        }
         Ok::<_, Error>(Value::from(""))
     });
     env.add_global(
