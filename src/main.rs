@@ -127,6 +127,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => cli::build::run(&ctx()?, args).await,
         Command::Test(args) => cli::test::run(&ctx()?, args).await,
         Command::Seed(args) => cli::seed::run(&ctx()?, args).await,
+        Command::Snapshot(args) => cli::snapshot::run(&ctx()?, args).await,
         Command::Compile(args) => cli::compile::run(&ctx()?, args).await,
         Command::Lineage(args) => cli::lineage::run(&ctx()?, args).await,
         Command::Serve(args) => cli::serve::run(&ctx()?, args).await,

@@ -20,6 +20,7 @@ mod resolve;
 pub mod run;
 pub mod schema_yml;
 pub mod select;
+pub mod snapshot;
 
 pub use compile::{compile, CompileOptions, Compiled, Model};
 pub use hooks::{ModelHook, ModelHooks};
