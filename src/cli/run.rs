@@ -83,6 +83,33 @@ pub async fn models(
             }
         }
     }
+    // `build` runs the snapshots: those that read no model now, the others
+    // after the models.
+    let snapshot_vars = sluice::models::snapshot::vars(&ctx.project, &vars);
+    let snapshots = if command == "build" {
+        sluice::models::snapshot::for_build(
+            &compiled,
+            &ctx.warehouse,
+            &args.selection(),
+            &snapshot_vars,
+        )
+        .await?
+    } else {
+        Default::default()
+    };
+    let run_id = sluice::models::new_run_id();
+    let mut snapshot_outcomes = sluice::models::snapshot::run_snapshots(
+        &engine,
+        &compiled,
+        &snapshots.before,
+        &snapshot_vars,
+        &run_id,
+    )
+    .await;
+    if !snapshot_outcomes.is_empty() {
+        print_snapshots(&snapshot_outcomes, args.format)?;
+        super::snapshot::failed(&snapshot_outcomes)?;
+    }
     // The node lines are the report people read; beside JSON they go to
     // stderr, unless progress is turned off.
     let lines = match args.format {
@@ -95,7 +122,7 @@ pub async fn models(
         sluice::models::execute(
             &ctx.project,
             &engine,
-            compiled,
+            compiled.clone(),
             &args.selection(),
             steps,
             args.threads(),
@@ -105,6 +132,18 @@ pub async fn models(
         )
         .await?
     };
+    if report.success() && !snapshots.after.is_empty() {
+        let after = sluice::models::snapshot::run_snapshots(
+            &engine,
+            &compiled,
+            &snapshots.after,
+            &snapshot_vars,
+            &run_id,
+        )
+        .await;
+        print_snapshots(&after, args.format)?;
+        snapshot_outcomes.extend(after);
+    }
     let totals = load.as_ref().map(|(r, s)| LoadTotals::new(r, *s));
     let seconds = started.elapsed().as_secs_f64();
     let mut out = stdout();
@@ -115,6 +154,7 @@ pub async fn models(
         SummaryFormat::Table => render::run_report(&mut out, &report, totals.as_ref(), seconds)?,
     }
     out.flush()?;
+    super::snapshot::failed(&snapshot_outcomes)?;
     if !report.success() {
         let failed = report
             .results
@@ -155,4 +195,28 @@ fn json_report(
         }
     }
     Ok(doc)
+}
+
+/// Snapshot lines of `build`: on stdout beside the table report, on stderr
+/// beside JSON (stdout holds one document).
+fn print_snapshots(
+    outcomes: &[sluice::models::snapshot::SnapshotOutcome],
+    format: SummaryFormat,
+) -> anyhow::Result<()> {
+    match format {
+        SummaryFormat::Table => super::snapshot::print(outcomes, SummaryFormat::Table),
+        SummaryFormat::Json => {
+            for o in outcomes {
+                let line = match &o.result {
+                    Ok(r) => format!(
+                        "snapshot {}  {}  {} inserted, {} closed",
+                        o.id, r.action, r.inserted, r.closed
+                    ),
+                    Err(e) => format!("snapshot {}  ERROR  {e}", o.id),
+                };
+                super::stdio::note(line);
+            }
+            Ok(())
+        }
+    }
 }

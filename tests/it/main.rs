@@ -13,5 +13,6 @@ mod online;
 mod s3;
 mod server;
 mod slt;
+mod snapshots;
 mod sql;
 mod sql_cli;

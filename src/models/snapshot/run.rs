@@ -259,7 +259,7 @@ async fn run_one(
         .map_err(|e| err(format!("staging the changes: {e}")))?;
     let df = conform(df, &target_schema).map_err(|e| err(e.to_string()))?;
     let (scd, to) = (quote(&c.scd_id), quote(&c.valid_to));
-    let current = match &s.config.dbt_valid_to_current {
+    let current = match plan.current_sql() {
         Some(cur) => format!("(t.{to} = {cur} OR t.{to} IS NULL)"),
         None => format!("t.{to} IS NULL"),
     };

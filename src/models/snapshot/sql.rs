@@ -139,12 +139,20 @@ impl Plan<'_> {
     /// `dbt_valid_to` of a new current row.
     fn valid_to_current(&self) -> String {
         let u = self.updated_at();
-        let current = self
-            .config
-            .dbt_valid_to_current
-            .as_deref()
-            .unwrap_or("NULL");
+        let current = self.current_sql().unwrap_or_else(|| "NULL".into());
         format!("coalesce(nullif({u}, {u}), {current})")
+    }
+
+    /// `dbt_valid_to_current` cast to the type of the version times (so
+    /// `cast('9999-12-31' as date)` becomes a microsecond timestamp rather
+    /// than overflowing DataFusion's default nanoseconds).
+    pub fn current_sql(&self) -> Option<String> {
+        let cur = self.config.dbt_valid_to_current.as_deref()?;
+        let t = self
+            .updated_at_type
+            .cloned()
+            .unwrap_or(DataType::Timestamp(TimeUnit::Microsecond, None));
+        Some(format!("arrow_cast({cur}, {})", literal(&t.to_string())))
     }
 
     /// The first run: every row of the query, current.
@@ -170,7 +178,7 @@ impl Plan<'_> {
     /// `alias.dbt_valid_to` marks a current row.
     fn is_current(&self, alias: &str) -> String {
         let to = format!("{alias}{}", quote(&self.config.columns.valid_to));
-        match &self.config.dbt_valid_to_current {
+        match self.current_sql() {
             Some(cur) => format!("({to} = {cur} OR {to} IS NULL)"),
             None => format!("{to} IS NULL"),
         }
@@ -180,7 +188,7 @@ impl Plan<'_> {
     /// new_record branches).
     fn is_current_exactly(&self, alias: &str) -> String {
         let to = format!("{alias}{}", quote(&self.config.columns.valid_to));
-        match &self.config.dbt_valid_to_current {
+        match self.current_sql() {
             Some(cur) => format!("{to} = {cur}"),
             None => format!("{to} IS NULL"),
         }
