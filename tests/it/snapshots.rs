@@ -596,3 +596,98 @@ async fn config_errors_name_the_file_and_line() {
         "{e}"
     );
 }
+
+fn sluice(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("SLUICE_WAREHOUSE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_in_a_sluice_project_with_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sluice.toml"),
+        "[project]\nname = \"t\"\n\n[warehouse]\nuri = \"warehouse\"\n\n[snapshots]\ntarget_schema = \"hist\"\nstrategy = \"check\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.join("snapshots/people")).unwrap();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(
+        p.join("snapshots/people/people.sql"),
+        "{% snapshot people_hist %}\n{{ config(unique_key='id', check_cols=['name']) }}\nselect id, name from raw.people\n{% endsnapshot %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/people_now.sql"),
+        "select id, name from {{ ref('people_hist') }} where dbt_valid_to is null",
+    )
+    .unwrap();
+    let sql = |q: &str| {
+        let o = sluice(&["sql", q], p);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    sql("CREATE TABLE raw.people AS SELECT 1 AS id, 'ann' AS name UNION ALL SELECT 2, 'bob'");
+    let o = sluice(&["snapshot", "--format", "json"], p);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["snapshots"][0]["relation"], "hist.people_hist");
+    assert_eq!(doc["snapshots"][0]["action"], "created");
+    assert_eq!(doc["snapshots"][0]["inserted"], 2);
+
+    // build: the snapshot first (it reads no model), then the model.
+    sql("DROP TABLE raw.people");
+    sql("CREATE TABLE raw.people AS SELECT 1 AS id, 'ann' AS name UNION ALL SELECT 2, 'bo'");
+    let o = sluice(&["build"], p);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let snap = out.find("snapshot hist.people_hist").unwrap();
+    let model = out.find("raw.people_now").unwrap();
+    assert!(snap < model, "{out}");
+    assert!(out.contains("merged   1 inserted, 1 closed"), "{out}");
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT id, name FROM raw.people_now ORDER BY id",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "id,name\n1,ann\n2,bo\n");
+
+    // A selector that matches nothing: a usage error with a suggestion.
+    let o = sluice(&["snapshot", "--select", "people_hst"], p);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("people_hst") && e.contains("did you mean"),
+        "{e}"
+    );
+
+    // A failing snapshot: exit 1, its message, the table unchanged.
+    sql("DROP TABLE raw.people");
+    sql("CREATE TABLE raw.people AS SELECT 1 AS id, 'ann' AS name UNION ALL SELECT 1, 'bo'");
+    let o = sluice(&["snapshot"], p);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ERROR") && out.contains("id = 1"), "{out}");
+    let o = sluice(
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM hist.people_hist",
+            "--format",
+            "csv",
+        ],
+        p,
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n3\n");
+}
