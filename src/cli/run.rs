@@ -108,7 +108,20 @@ pub async fn models(
     .await;
     if !snapshot_outcomes.is_empty() {
         print_snapshots(&snapshot_outcomes, args.format)?;
-        super::snapshot::failed(&snapshot_outcomes)?;
+        if let Err(e) = super::snapshot::failed(&snapshot_outcomes) {
+            let report = sluice::models::snapshot::report(
+                &run_id,
+                &snapshot_outcomes,
+                started.elapsed().as_secs_f64(),
+            );
+            sluice::models::records::write_run_results(
+                &ctx.project.root,
+                &ctx.project.settings.name,
+                &report,
+            )?;
+            sluice::models::records::append_runs(&ctx.warehouse, &report).await?;
+            return Err(e);
+        }
     }
     // The node lines are the report people read; beside JSON they go to
     // stderr, unless progress is turned off.
@@ -117,7 +130,7 @@ pub async fn models(
         SummaryFormat::Json if ctx.progress_lines => NodeLines::Stderr,
         SummaryFormat::Json => NodeLines::Off,
     };
-    let report = {
+    let mut report = {
         let bars = RunBars::new(ctx.progress, lines, command);
         sluice::models::execute(
             &ctx.project,
@@ -143,6 +156,24 @@ pub async fn models(
         .await;
         print_snapshots(&after, args.format)?;
         snapshot_outcomes.extend(after);
+    }
+    if !snapshot_outcomes.is_empty() {
+        // The snapshots join the run's records: those before the models first.
+        let nodes: Vec<_> = snapshot_outcomes.iter().map(|o| o.node_result()).collect();
+        let before = snapshots.before.len().min(nodes.len());
+        let mut results = nodes[..before].to_vec();
+        results.append(&mut report.results);
+        results.extend_from_slice(&nodes[before..]);
+        report.results = results;
+        sluice::models::records::write_run_results(
+            &ctx.project.root,
+            &ctx.project.settings.name,
+            &report,
+        )?;
+        let mut only = sluice::models::snapshot::report(&run_id, &snapshot_outcomes, 0.0);
+        only.run_id = report.run_id.clone();
+        only.command = command.to_string();
+        sluice::models::records::append_runs(&ctx.warehouse, &only).await?;
     }
     let totals = load.as_ref().map(|(r, s)| LoadTotals::new(r, *s));
     let seconds = started.elapsed().as_secs_f64();

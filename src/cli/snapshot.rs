@@ -19,8 +19,16 @@ pub async fn run(ctx: &Context, args: SnapshotArgs) -> anyhow::Result<()> {
     let which = snapshot::select(&compiled.snapshots, &args.select, &args.exclude)?;
     let vars = snapshot::vars(&ctx.project, &cli_vars);
     let run_id = sluice::models::new_run_id();
+    let started = std::time::Instant::now();
     let outcomes = snapshot::run_snapshots(&engine, &compiled, &which, &vars, &run_id).await;
     print(&outcomes, args.format)?;
+    let report = snapshot::report(&run_id, &outcomes, started.elapsed().as_secs_f64());
+    sluice::models::records::write_run_results(
+        &ctx.project.root,
+        &ctx.project.settings.name,
+        &report,
+    )?;
+    sluice::models::records::append_runs(&ctx.warehouse, &report).await?;
     failed(&outcomes)
 }
 

@@ -690,4 +690,12 @@ fn the_cli_in_a_sluice_project_with_build() {
         p,
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n3\n");
+    // The run records name it, as dbt's run_results.json does.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("target/run_results.json")).unwrap()).unwrap();
+    assert_eq!(
+        doc["results"][0]["unique_id"],
+        "snapshot.t.hist.people_hist"
+    );
+    assert_eq!(doc["results"][0]["status"], "error");
 }

@@ -22,7 +22,7 @@ pub mod run;
 pub mod sql;
 
 pub use config::{CheckCols, HardDeletes, MetaColumns, SnapshotConfig, Strategy};
-pub use run::{run_snapshots, SnapshotOutcome, SnapshotResult};
+pub use run::{report, run_snapshots, SnapshotOutcome, SnapshotResult};
 
 use super::jinja::{self, RenderContext};
 use super::resolve::Names;

@@ -8,6 +8,7 @@
 use super::sql::{self, quote, Plan};
 use super::{HardDeletes, Snapshot, Strategy};
 use crate::error::{Error, Result};
+use crate::models::run::{NodeResult, RunReport, Status};
 use crate::models::Compiled;
 use crate::sql::Engine;
 use crate::warehouse::{check_columns, writer_properties, TARGET_FILE_SIZE};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 /// What one snapshot run did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SnapshotResult {
-    /// `created` (first run) or `merged`.
+    /// `created` (first run), `merged`, or `unchanged` (nothing committed).
     pub action: &'static str,
     /// The table version committed.
     pub version: Option<u64>,
@@ -40,8 +41,57 @@ pub struct SnapshotOutcome {
     pub name: String,
     /// `schema.table`.
     pub id: String,
+    /// Display path of the defining file.
+    pub file: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
     pub seconds: f64,
     pub result: Result<SnapshotResult>,
+}
+
+impl SnapshotOutcome {
+    /// The outcome as a run record node (kind `snapshot`), for
+    /// `target/run_results.json` and `_sluice.runs`.
+    pub fn node_result(&self) -> NodeResult {
+        let (status, rows, version, message) = match &self.result {
+            Ok(r) => (
+                Status::Success,
+                Some(r.inserted + r.closed),
+                r.version,
+                None,
+            ),
+            Err(e) => (Status::Error, None, None, Some(e.to_string())),
+        };
+        NodeResult {
+            id: self.id.clone(),
+            kind: "snapshot",
+            materialization: "snapshot".into(),
+            status,
+            rows,
+            version,
+            failures: None,
+            started_at: self.started_at.clone(),
+            seconds: self.seconds,
+            message,
+            inputs: Vec::new(),
+            sql_hash: None,
+            file: self.file.clone(),
+        }
+    }
+}
+
+/// A run report of snapshot outcomes alone (`sluice snapshot`).
+pub fn report(run_id: &str, outcomes: &[SnapshotOutcome], seconds: f64) -> RunReport {
+    RunReport {
+        run_id: run_id.to_string(),
+        command: "snapshot".into(),
+        started_at: outcomes
+            .first()
+            .map(|o| o.started_at.clone())
+            .unwrap_or_else(|| chrono::Utc::now().to_rfc3339()),
+        seconds,
+        results: outcomes.iter().map(SnapshotOutcome::node_result).collect(),
+    }
 }
 
 /// Runs the snapshots `which` (indices into `compiled.snapshots`), one after
@@ -61,10 +111,13 @@ pub async fn run_snapshots(
             continue;
         };
         let started = std::time::Instant::now();
+        let started_at = chrono::Utc::now().to_rfc3339();
         let result = run_one(engine, compiled, s, vars, run_id).await;
         out.push(SnapshotOutcome {
             name: s.name.clone(),
             id: s.id(),
+            file: s.file.clone(),
+            started_at,
             seconds: started.elapsed().as_secs_f64(),
             result,
         });
@@ -296,8 +349,9 @@ async fn run_one(
         })?;
     let version = table.version();
     engine.pin(&s.schema, &s.table, table);
+    let changed = metrics.num_target_rows_inserted + metrics.num_target_rows_updated > 0;
     Ok(SnapshotResult {
-        action: "merged",
+        action: if changed { "merged" } else { "unchanged" },
         version,
         inserted: metrics.num_target_rows_inserted as u64,
         closed: metrics.num_target_rows_updated as u64,
