@@ -88,6 +88,7 @@ pub async fn models(
     let snapshot_vars = sluice::models::snapshot::vars(&ctx.project, &vars);
     let snapshots = if command == "build" {
         sluice::models::snapshot::for_build(
+            &ctx.project,
             &compiled,
             &ctx.warehouse,
             &args.selection(),
@@ -97,6 +98,18 @@ pub async fn models(
     } else {
         Default::default()
     };
+    if !snapshots.seeds.is_empty() {
+        // The seeds the snapshots read, when missing or changed.
+        let bars = LoadBars::new(ctx.progress);
+        let report =
+            sluice::load::seeds::seed(&ctx.project, &ctx.warehouse, &snapshots.seeds, false, &bars)
+                .await?;
+        drop(bars);
+        if args.format == SummaryFormat::Table && report.sources.iter().any(|s| s.version.is_some())
+        {
+            super::load::print(&report, SummaryFormat::Table)?;
+        }
+    }
     let run_id = sluice::models::new_run_id();
     let mut snapshot_outcomes = sluice::models::snapshot::run_snapshots(
         &engine,

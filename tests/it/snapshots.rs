@@ -699,3 +699,33 @@ fn the_cli_in_a_sluice_project_with_build() {
     );
     assert_eq!(doc["results"][0]["status"], "error");
 }
+
+#[test]
+fn build_loads_the_seeds_a_snapshot_reads_first() {
+    let p = Dbt::new(&[
+        ("seeds/people.csv", "id,name\n1,ann\n2,bob\n"),
+        (
+            "snapshots/p.sql",
+            "{% snapshot people_snap %}\n{{ config(unique_key='id', strategy='check', check_cols=['name']) }}\nselect * from {{ ref('people') }}\n{% endsnapshot %}\n",
+        ),
+    ]);
+    let o = sluice(&["build"], p.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("main.people") && out.contains("snapshots.people_snap  created"),
+        "{out}"
+    );
+    let o = sluice(
+        &["sql", "SELECT id, name, dbt_valid_to IS NULL AS current FROM snapshots.people_snap ORDER BY id", "--format", "csv"],
+        p.path(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "id,name,current\n1,ann,true\n2,bob,true\n"
+    );
+}

@@ -378,6 +378,8 @@ pub struct BuildSnapshots {
     pub before: Vec<usize>,
     /// Snapshots that read models: run after the models.
     pub after: Vec<usize>,
+    /// Seeds the snapshots read (loaded first, as `dbt build` does).
+    pub seeds: Vec<String>,
 }
 
 /// The snapshots `sluice build` runs with `selection`: every snapshot
@@ -386,6 +388,7 @@ pub struct BuildSnapshots {
 /// after them, which is an error when a selected model reads it in turn (the
 /// model would see the previous run's snapshot).
 pub async fn for_build(
+    project: &Project,
     compiled: &Compiled,
     warehouse: &crate::warehouse::Warehouse,
     selection: &super::Selection,
@@ -399,6 +402,7 @@ pub async fn for_build(
             .any(|(schema, table)| *schema == s.schema && *table == s.table)
     };
     let no_selection = selection.select.is_empty() && selection.exclude.is_empty();
+    let seeds = crate::project::seeds::discover(project)?;
     let mut out = BuildSnapshots::default();
     for (i, s) in compiled.snapshots.iter().enumerate() {
         let readers: Vec<usize> = models.iter().copied().filter(|&m| reads(s, m)).collect();
@@ -406,6 +410,11 @@ pub async fn for_build(
             continue;
         }
         let (sql, refs) = compiled.render_snapshot(s, vars)?;
+        for seed in read_seeds(&seeds, &sql, &refs, compiled) {
+            if !out.seeds.contains(&seed) {
+                out.seeds.push(seed);
+            }
+        }
         let upstream = compiled
             .test_dependencies(warehouse, &sql, &refs)
             .await
@@ -426,4 +435,29 @@ pub async fn for_build(
         out.after.push(i);
     }
     Ok(out)
+}
+
+/// The seeds a snapshot's SQL reads: by `ref()`, or by name (`seed` in the
+/// default schema, or `schema.seed`).
+fn read_seeds(
+    seeds: &[crate::project::seeds::Seed],
+    sql: &str,
+    refs: &[String],
+    compiled: &Compiled,
+) -> Vec<String> {
+    let relations = crate::sql::deps::relation_occurrences(sql, &compiled.functions)
+        .map(|o| o.into_iter().map(|o| o.relation.parts).collect::<Vec<_>>())
+        .unwrap_or_default();
+    seeds
+        .iter()
+        .filter(|seed| {
+            refs.contains(&seed.name)
+                || relations.iter().any(|parts| match parts.as_slice() {
+                    [one] => *one == seed.name && seed.schema == compiled.default_schema,
+                    [.., schema, table] => *table == seed.name && *schema == seed.schema,
+                    [] => false,
+                })
+        })
+        .map(|seed| seed.name.clone())
+        .collect()
 }
