@@ -729,3 +729,27 @@ fn build_loads_the_seeds_a_snapshot_reads_first() {
         "id,name,current\n1,ann,true\n2,bob,true\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typo_in_the_project_snapshot_tree_is_an_error() {
+    let p = Dbt::new(&[(
+        "snapshots/s.sql",
+        "{% snapshot s %}\n{{ config(unique_key='id', strategy='check', check_cols='all') }}\nselect 1 as id\n{% endsnapshot %}\n",
+    )]);
+    std::fs::write(
+        p.path().join("dbt_project.yml"),
+        "name: shop\nprofile: shop\nsnapshots:\n  shop:\n    +target_schma: snapshots\n",
+    )
+    .unwrap();
+    let (project, engine) = p.engine().await;
+    let e = models::compile(&project, &engine, &CompileOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dbt_project.yml")
+            && e.contains("`target_schma`")
+            && e.contains("target_schema"),
+        "{e}"
+    );
+}

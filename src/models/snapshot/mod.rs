@@ -92,6 +92,7 @@ pub fn discover(
             .to_string_lossy()
             .into_owned()
     };
+    check_tree(project)?;
     let mut found: Vec<Found> = Vec::new();
     // Properties of block snapshots, from YAML entries without `relation`.
     let mut props: BTreeMap<String, (String, parse::YmlSnapshot)> = BTreeMap::new();
@@ -460,4 +461,43 @@ fn read_seeds(
         })
         .map(|seed| seed.name.clone())
         .collect()
+}
+
+/// Every value in the project file's snapshot tree is a snapshot config key
+/// (a table is a folder, or `snapshot_meta_column_names`): a typo is an error,
+/// not a silently ignored key.
+fn check_tree(project: &Project) -> Result<()> {
+    let file = match project.settings.kind {
+        crate::project::ProjectKind::Dbt => project.root.join(crate::project::DBT_PROJECT_FILE),
+        crate::project::ProjectKind::Sluice => project.root.join(crate::project::PROJECT_FILE),
+    };
+    let mut pending = vec![(Vec::<String>::new(), &project.settings.snapshots)];
+    while let Some((path, node)) = pending.pop() {
+        let serde_json::Value::Object(map) = node else {
+            continue;
+        };
+        for (key, value) in map {
+            if config::is_config_key(key) {
+                continue;
+            }
+            if value.is_object() {
+                let mut sub = path.clone();
+                sub.push(key.clone());
+                pending.push((sub, value));
+                continue;
+            }
+            let mut at = path.clone();
+            at.push(key.clone());
+            return Err(Error::Config {
+                file,
+                message: format!(
+                    "snapshots config `{}`: unknown snapshot config `{key}`{}; allowed: {}",
+                    at.join("."),
+                    crate::error::did_you_mean(key, config::KEYS.iter().copied()),
+                    config::KEYS.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
