@@ -95,9 +95,9 @@ pub fn report(run_id: &str, outcomes: &[SnapshotOutcome], seconds: f64) -> RunRe
 }
 
 /// Runs the snapshots `which` (indices into `compiled.snapshots`), one after
-/// the other, with one run time for all (as dbt's `snapshot_get_time()` is
-/// per statement, a run time per snapshot would do as well). A failure is
-/// that snapshot's outcome; the others still run.
+/// the other. Each takes its run time (dbt's `snapshot_get_time()`) when it
+/// starts, and uses that one value for all its rows. A failure is that
+/// snapshot's outcome; the others still run.
 pub async fn run_snapshots(
     engine: &Engine,
     compiled: &Compiled,
