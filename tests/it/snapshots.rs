@@ -522,6 +522,40 @@ async fn ignore_deletes_check_all_and_valid_to_current() {
     p.run().await[0].as_ref().unwrap();
     assert_eq!(p.version("all_snap").await, v);
     p.check("all_snap", order, &after_2).await;
+
+    // A new column: added at the end of the table, and with check_cols='all'
+    // every current row changed (as in dbt).
+    p.source(
+        "src",
+        "SELECT column1 AS id, column2 AS name, column3 AS extra FROM (VALUES (1, 'a2', 'x1'), (2, 'b', 'x2')) AS t",
+    )
+    .await;
+    p.run().await[0].as_ref().unwrap();
+    let (columns, _) = p.table("all_snap", order).await;
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "name",
+            "dbt_scd_id",
+            "dbt_updated_at",
+            "dbt_valid_from",
+            "dbt_valid_to",
+            "extra"
+        ]
+    );
+    let after_4 = [
+        "1|a|md5(1|R1)|R1|R1|R2|".to_string(),
+        "1|a2|md5(1|R2)|R2|R2|R4|".to_string(),
+        format!("1|a2|md5(1|R4)|R4|R4|{end}|x1"),
+        "2|b|md5(2|R1)|R1|R1|R4|".to_string(),
+        format!("2|b|md5(2|R4)|R4|R4|{end}|x2"),
+    ];
+    let after_4: Vec<&str> = after_4.iter().map(String::as_str).collect();
+    p.check("all_snap", order, &after_4).await;
+    let v = p.version("all_snap").await;
+    p.run().await[0].as_ref().unwrap();
+    assert_eq!(p.version("all_snap").await, v);
 }
 
 #[tokio::test(flavor = "multi_thread")]

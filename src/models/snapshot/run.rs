@@ -276,17 +276,13 @@ async fn run_one(
             )));
         }
     }
-    let added: Vec<&String> = source_columns
+    // Columns the query returns and the table lacks are added at the end,
+    // as dbt adds them (older versions hold NULL).
+    let added: Vec<String> = source_columns
         .iter()
         .filter(|c| !target_columns.contains(c))
+        .cloned()
         .collect();
-    if !added.is_empty() {
-        return Err(err(format!(
-            "the query returns columns the table `{}` lacks ({}); sluice does not add columns to a snapshot table yet: leave them out of the query, or drop the table to start a new history with them",
-            s.id(),
-            added.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
-        )));
-    }
     let (check_cols, column_added) = match &s.config.strategy {
         Strategy::Check { columns, .. } => {
             let cols = sql::check_columns(columns, &source_columns).map_err(err)?;
@@ -310,7 +306,9 @@ async fn run_one(
         .sql(&staging)
         .await
         .map_err(|e| err(format!("staging the changes: {e}")))?;
-    let df = conform(df, &target_schema).map_err(|e| err(e.to_string()))?;
+    let df = conform(df, &target_schema, &added).map_err(|e| err(e.to_string()))?;
+    let mut insert_columns = target_columns.clone();
+    insert_columns.extend(added.iter().cloned());
     let (scd, to) = (quote(&c.scd_id), quote(&c.valid_to));
     let current = match plan.current_sql() {
         Some(cur) => format!("(t.{to} = {cur} OR t.{to} IS NULL)"),
@@ -326,11 +324,12 @@ async fn run_one(
         .with_session_state(state)
         .with_commit_properties(props)
         .with_writer_properties(writer_properties(&target_schema))
+        .with_merge_schema(!added.is_empty())
         .when_matched_update(|u| u.update(c.valid_to.as_str(), q("s", &c.valid_to)))
         .map_err(storage)?
         .when_not_matched_insert(|mut i| {
             i = i.predicate("s.dbt_change_type = 'insert'");
-            for name in &target_columns {
+            for name in &insert_columns {
                 i = i.set(name.as_str(), q("s", name));
             }
             i
@@ -421,8 +420,9 @@ fn storage_type(t: &DataType) -> DataType {
 
 /// The staged rows shaped like the table: `dbt_change_type`, then the
 /// table's columns in its order and types (NULL for a column the query no
-/// longer returns).
-fn conform(df: DataFrame, target: &SchemaRef) -> Result<DataFrame> {
+/// longer returns), then the `added` columns in storage types (NULL but in
+/// inserted rows).
+fn conform(df: DataFrame, target: &SchemaRef, added: &[String]) -> Result<DataFrame> {
     let staged = df.schema().as_arrow().clone();
     let mut exprs: Vec<Expr> = vec![col("dbt_change_type")];
     for f in target.fields() {
@@ -438,6 +438,22 @@ fn conform(df: DataFrame, target: &SchemaRef) -> Result<DataFrame> {
             Err(_) => cast(lit(ScalarValue::Null), t),
         };
         exprs.push(e.alias(f.name()));
+    }
+    // Only inserted rows carry the added columns' values: deltalake's merge
+    // with schema evolution copies a new column from the source into the
+    // rows it updates, and a closed version keeps NULL there (as in dbt).
+    for name in added {
+        let c = Expr::Column(datafusion::common::Column::from_name(name));
+        let t = staged
+            .field_with_name(name)
+            .map(|q| storage_type(q.data_type()))
+            .unwrap_or(DataType::Null);
+        let e = datafusion::logical_expr::when(
+            col("dbt_change_type").eq(lit("insert")),
+            cast(c, t.clone()),
+        )
+        .otherwise(cast(lit(ScalarValue::Null), t))?;
+        exprs.push(e.alias(name));
     }
     Ok(df.select(exprs)?)
 }
