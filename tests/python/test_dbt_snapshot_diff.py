@@ -3,8 +3,8 @@ of source changes, run by dbt-core 1.10 + dbt-duckdb and by sluice, with the
 snapshot tables compared after every run.
 
 Three snapshots cover both strategies, the three hard_deletes modes, a
-composite key, renamed meta columns, dbt_valid_to_current and both ways of
-defining a snapshot (a `{% snapshot %}` block and a YAML entry). The source
+composite key, renamed meta columns, dbt_valid_to_current, columns added to
+the query and both ways of defining a snapshot (a `{% snapshot %}` block and a YAML entry). The source
 tables are written to both sides from the same Arrow data: into DuckDB for
 dbt, as Delta tables (deltalake-python) for sluice.
 
@@ -131,6 +131,15 @@ STEPS = [
         "src_ts": ts([(1, "a", T3), (2, "bb", T2), (4, "d", T2)]),
         "src_ck": ck([(1, "x", "p"), (1, "y", "Q"), (2, "x", None), (3, "z", "s")]),
         "src_all": all_([(1, "a3"), (2, "b"), (3, "c")]),
+    },
+    # New columns: added to the snapshot tables; with check_cols='all' every
+    # current row changes, with the timestamp strategy only newer rows.
+    {
+        "src_ts": ts([(1, "a", T3), (2, "bb", T2), (4, "dd", T3)]).append_column(
+            "note", pa.array(["n1", "n2", "n4"], pa.string())),
+        "src_ck": ck([(1, "x", "p"), (1, "y", "Q"), (2, "x", None), (3, "z", "s")]),
+        "src_all": all_([(1, "a3"), (2, "b"), (3, "c")]).append_column(
+            "extra", pa.array([10, None, 30], pa.int64())),
     },
 ]
 
