@@ -629,6 +629,25 @@ async fn config_errors_name_the_file_and_line() {
         e.contains("snapshots/s.yml:2") && e.contains("`check_col`") && e.contains("check_cols"),
         "{e}"
     );
+    // A snapshot and a model of the same name: ref() would be ambiguous.
+    let p = Dbt::new(&[
+        (
+            "snapshots/s.sql",
+            "{% snapshot orders %}\n{{ config(unique_key='id', strategy='check', check_cols='all') }}\nselect 1 as id\n{% endsnapshot %}\n",
+        ),
+        ("models/orders.sql", "select 1 as id"),
+    ]);
+    let (project, engine) = p.engine().await;
+    let e = models::compile(&project, &engine, &CompileOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("snapshots/s.sql:1")
+            && e.contains("model `main.orders`")
+            && e.contains("rename"),
+        "{e}"
+    );
 }
 
 fn sluice(args: &[&str], cwd: &Path) -> std::process::Output {
