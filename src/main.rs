@@ -128,6 +128,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => cli::test::run(&ctx()?, args).await,
         Command::Seed(args) => cli::seed::run(&ctx()?, args).await,
         Command::Deps(args) => cli::deps::run(&ctx()?, args).await,
+        Command::Snapshot(args) => cli::snapshot::run(&ctx()?, args).await,
         Command::Compile(args) => cli::compile::run(&ctx()?, args).await,
         Command::Lineage(args) => cli::lineage::run(&ctx()?, args).await,
         Command::Serve(args) => cli::serve::run(&ctx()?, args).await,

@@ -193,6 +193,15 @@ pub enum Command {
     /// Install the dbt packages of packages.yml into dbt_packages/: `local:`
     /// packages are copied, `git:` packages cloned (revision, subdirectory).
     Deps(DepsArgs),
+    /// Run the snapshots (dbt SCD type 2): record each changed row of their
+    /// queries as a new version in the snapshot's table, closing the old one.
+    ///
+    /// Snapshots are `{% snapshot name %}` blocks in .sql files under
+    /// snapshots/ (dbt_project.yml `snapshot-paths`) and `snapshots:` entries
+    /// with `relation:` in .yml files. Each run is one commit. `sluice build`
+    /// runs them too: before the models when they read no model, after them
+    /// otherwise.
+    Snapshot(SnapshotArgs),
     /// Render every selected model and print the execution order and the SQL that
     /// would run, without running anything.
     Compile(CompileArgs),
@@ -427,6 +436,34 @@ pub struct SeedArgs {
     /// Summary format: a table for people, json for programs.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,
+}
+
+/// Options of snapshot.
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Snapshots to run: names, globs (`orders_*`) or `tag:x`. Default: all.
+    #[arg(short = 's', long, num_args = 1.., value_name = "SPEC")]
+    pub select: Vec<String>,
+    /// Snapshots to leave out (same syntax as --select).
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub exclude: Vec<String>,
+    /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
+    #[arg(long, value_name = "JSON")]
+    pub vars: Option<String>,
+    /// Summary format: a line per snapshot for people, json for programs.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+}
+
+impl SnapshotArgs {
+    /// `--vars` as a mapping (none: empty).
+    pub fn vars(&self) -> sluice::Result<BTreeMap<String, serde_json::Value>> {
+        SelectArgs {
+            vars: self.vars.clone(),
+            ..Default::default()
+        }
+        .vars()
+    }
 }
 
 #[derive(Args, Debug)]

@@ -30,6 +30,7 @@ pub mod run;
 pub mod seed;
 pub mod serve;
 mod shell;
+pub mod snapshot;
 pub mod sql;
 pub mod stdio;
 pub mod test;

@@ -83,6 +83,59 @@ pub async fn models(
             }
         }
     }
+    // `build` runs the snapshots: those that read no model now, the others
+    // after the models.
+    let snapshot_vars = sluice::models::snapshot::vars(&ctx.project, &vars);
+    let snapshots = if command == "build" {
+        sluice::models::snapshot::for_build(
+            &ctx.project,
+            &compiled,
+            &ctx.warehouse,
+            &args.selection(),
+            &snapshot_vars,
+        )
+        .await?
+    } else {
+        Default::default()
+    };
+    if !snapshots.seeds.is_empty() {
+        // The seeds the snapshots read, when missing or changed.
+        let bars = LoadBars::new(ctx.progress);
+        let report =
+            sluice::load::seeds::seed(&ctx.project, &ctx.warehouse, &snapshots.seeds, false, &bars)
+                .await?;
+        drop(bars);
+        if args.format == SummaryFormat::Table && report.sources.iter().any(|s| s.version.is_some())
+        {
+            super::load::print(&report, SummaryFormat::Table)?;
+        }
+    }
+    let run_id = sluice::models::new_run_id();
+    let mut snapshot_outcomes = sluice::models::snapshot::run_snapshots(
+        &engine,
+        &compiled,
+        &snapshots.before,
+        &snapshot_vars,
+        &run_id,
+    )
+    .await;
+    if !snapshot_outcomes.is_empty() {
+        print_snapshots(&snapshot_outcomes, args.format)?;
+        if let Err(e) = super::snapshot::failed(&snapshot_outcomes) {
+            let report = sluice::models::snapshot::report(
+                &run_id,
+                &snapshot_outcomes,
+                started.elapsed().as_secs_f64(),
+            );
+            sluice::models::records::write_run_results(
+                &ctx.project.root,
+                &ctx.project.settings.name,
+                &report,
+            )?;
+            sluice::models::records::append_runs(&ctx.warehouse, &report).await?;
+            return Err(e);
+        }
+    }
     // The node lines are the report people read; beside JSON they go to
     // stderr, unless progress is turned off.
     let lines = match args.format {
@@ -90,12 +143,12 @@ pub async fn models(
         SummaryFormat::Json if ctx.progress_lines => NodeLines::Stderr,
         SummaryFormat::Json => NodeLines::Off,
     };
-    let report = {
+    let mut report = {
         let bars = RunBars::new(ctx.progress, lines, command);
         sluice::models::execute(
             &ctx.project,
             &engine,
-            compiled,
+            compiled.clone(),
             &args.selection(),
             steps,
             args.threads(),
@@ -105,6 +158,36 @@ pub async fn models(
         )
         .await?
     };
+    if report.success() && !snapshots.after.is_empty() {
+        let after = sluice::models::snapshot::run_snapshots(
+            &engine,
+            &compiled,
+            &snapshots.after,
+            &snapshot_vars,
+            &run_id,
+        )
+        .await;
+        print_snapshots(&after, args.format)?;
+        snapshot_outcomes.extend(after);
+    }
+    if !snapshot_outcomes.is_empty() {
+        // The snapshots join the run's records: those before the models first.
+        let nodes: Vec<_> = snapshot_outcomes.iter().map(|o| o.node_result()).collect();
+        let before = snapshots.before.len().min(nodes.len());
+        let mut results = nodes[..before].to_vec();
+        results.append(&mut report.results);
+        results.extend_from_slice(&nodes[before..]);
+        report.results = results;
+        sluice::models::records::write_run_results(
+            &ctx.project.root,
+            &ctx.project.settings.name,
+            &report,
+        )?;
+        let mut only = sluice::models::snapshot::report(&run_id, &snapshot_outcomes, 0.0);
+        only.run_id = report.run_id.clone();
+        only.command = command.to_string();
+        sluice::models::records::append_runs(&ctx.warehouse, &only).await?;
+    }
     let totals = load.as_ref().map(|(r, s)| LoadTotals::new(r, *s));
     let seconds = started.elapsed().as_secs_f64();
     let mut out = stdout();
@@ -115,6 +198,7 @@ pub async fn models(
         SummaryFormat::Table => render::run_report(&mut out, &report, totals.as_ref(), seconds)?,
     }
     out.flush()?;
+    super::snapshot::failed(&snapshot_outcomes)?;
     if !report.success() {
         let failed = report
             .results
@@ -155,4 +239,28 @@ fn json_report(
         }
     }
     Ok(doc)
+}
+
+/// Snapshot lines of `build`: on stdout beside the table report, on stderr
+/// beside JSON (stdout holds one document).
+fn print_snapshots(
+    outcomes: &[sluice::models::snapshot::SnapshotOutcome],
+    format: SummaryFormat,
+) -> anyhow::Result<()> {
+    match format {
+        SummaryFormat::Table => super::snapshot::print(outcomes, SummaryFormat::Table),
+        SummaryFormat::Json => {
+            for o in outcomes {
+                let line = match &o.result {
+                    Ok(r) => format!(
+                        "snapshot {}  {}  {} inserted, {} closed",
+                        o.id, r.action, r.inserted, r.closed
+                    ),
+                    Err(e) => format!("snapshot {}  ERROR  {e}", o.id),
+                };
+                super::stdio::note(line);
+            }
+            Ok(())
+        }
+    }
 }

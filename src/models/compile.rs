@@ -93,6 +93,8 @@ pub struct Compiled {
     pub(crate) names: Arc<Names>,
     /// The tables table functions read (from the engine it compiled with).
     pub(crate) functions: deps::TableFunctionReads,
+    /// The project's snapshots (`ref()` of one is its table).
+    pub snapshots: Vec<super::snapshot::Snapshot>,
 }
 
 /// A file after pass 1: config known, SQL not yet final.
@@ -278,6 +280,32 @@ pub async fn compile(
         names
             .seeds
             .insert(s.name.clone(), (s.schema.clone(), s.name.clone()));
+    }
+    let snapshots = super::snapshot::discover(project, &vars, macros.clone(), &target)?;
+    for s in &snapshots {
+        if let Some(m) = names
+            .by_bare
+            .get(&s.name)
+            .and_then(|m| m.first())
+            .or_else(|| names.by_id.get(&s.id()))
+        {
+            errors.push(Error::Config {
+                file: s.location.clone().into(),
+                message: format!(
+                    "snapshot `{}` (table `{}`) has the name or table of model `{}` ({}); rename one of them",
+                    s.name,
+                    s.id(),
+                    names.ids[*m],
+                    drafts[*m].file.display
+                ),
+            });
+        }
+        names
+            .seeds
+            .insert(s.name.clone(), (s.schema.clone(), s.table.clone()));
+    }
+    if !errors.is_empty() {
+        return Err(many(errors));
     }
     for p in &properties {
         for s in &p.sources {
@@ -537,6 +565,7 @@ pub async fn compile(
         default_schema,
         names,
         functions,
+        snapshots,
     })
 }
 
@@ -567,6 +596,27 @@ impl Compiled {
             false,
         );
         let r = jinja::render(&file.display, &file.text, &ctx)?;
+        Ok((clean_sql(&r.sql), r.refs))
+    }
+
+    /// The SQL of snapshot `s` (its template rendered against this
+    /// project's names, trailing semicolons removed) and its `ref()`s.
+    pub(crate) fn render_snapshot(
+        &self,
+        s: &super::snapshot::Snapshot,
+        vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(String, Vec<String>)> {
+        let r = super::snapshot::render(
+            &s.file,
+            &s.template,
+            Some(&self.names),
+            vars,
+            "dev",
+            &self.default_schema,
+            &s.id(),
+            &s.name,
+            self.names.library.clone(),
+        )?;
         Ok((clean_sql(&r.sql), r.refs))
     }
 

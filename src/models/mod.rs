@@ -5,7 +5,8 @@
 //! their SQL; [`select::select`] picks models dbt-style; [`run::run`] executes
 //! them with bounded parallelism, materializing each ([`materialize`]) and
 //! running data tests ([`datatest`]); [`records`] keeps the run in
-//! `target/run_results.json` and `_sluice.runs`.
+//! `target/run_results.json` and `_sluice.runs`. [`snapshot`] runs dbt
+//! snapshots (SCD type 2 history tables), which compile with the models.
 
 pub mod compile;
 pub mod config;
@@ -23,6 +24,7 @@ mod resolve;
 pub mod run;
 pub mod schema_yml;
 pub mod select;
+pub mod snapshot;
 
 pub use compile::{compile, CompileOptions, Compiled, Model};
 pub use hooks::{ModelHook, ModelHooks};

@@ -24,7 +24,8 @@ pub(crate) struct Names {
     pub(crate) sources: HashMap<String, (String, String)>,
     /// dbt `sources:` (source, table) → relation.
     pub(crate) yml_sources: HashMap<(String, String), (String, String)>,
-    /// Seeds by name → their table (`ref('seed')` works, as in dbt).
+    /// Seeds and snapshots by name → their table (`ref('seed')` and
+    /// `ref('snapshot')` work, as in dbt).
     pub(crate) seeds: HashMap<String, (String, String)>,
     /// The project's macro library (root project, packages, dbt built-ins).
     pub(crate) library: Option<Arc<jinja::MacroLibrary>>,

@@ -20,6 +20,10 @@ pub struct ProjectConfig {
     /// (`[models.staging]` applies to `<models>/staging/`).
     #[serde(default)]
     pub models: toml::Table,
+    /// `[snapshots]`: snapshot config for every snapshot, with per-folder
+    /// tables (as `[models]`).
+    #[serde(default)]
+    pub snapshots: toml::Table,
     /// `[server]`: the Flight SQL server (`sluice serve`).
     #[serde(default)]
     pub server: ServerSection,
@@ -93,6 +97,9 @@ pub struct ProjectSection {
     /// Folder of singular data tests (`*.sql` returning failing rows).
     #[serde(default = "default_tests")]
     pub tests: String,
+    /// Folder of snapshots (`{% snapshot %}` blocks, `snapshots:` in .yml).
+    #[serde(default = "default_snapshots")]
+    pub snapshots: String,
 }
 
 /// `[warehouse]`
@@ -115,6 +122,9 @@ fn default_name() -> String {
 }
 fn default_models() -> String {
     "models".into()
+}
+fn default_snapshots() -> String {
+    "snapshots".into()
 }
 fn default_catalog() -> String {
     "catalog".into()
@@ -140,6 +150,7 @@ impl Default for ProjectSection {
             catalog: default_catalog(),
             seeds: default_seeds(),
             tests: default_tests(),
+            snapshots: default_snapshots(),
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct ModelSettings {
     pub seed_paths: Vec<PathBuf>,
     /// Absolute folders holding singular tests.
     pub test_paths: Vec<PathBuf>,
+    /// Absolute folders holding snapshots (`{% snapshot %}` blocks in `.sql`
+    /// files, `snapshots:` entries in `.yml` files).
+    pub snapshot_paths: Vec<PathBuf>,
     /// Absolute folders holding Jinja macro files (`{% macro %}`), global to models.
     pub macro_paths: Vec<PathBuf>,
     /// `var()` values.
@@ -42,6 +45,8 @@ pub struct ModelSettings {
     pub models: serde_json::Value,
     /// Folder config tree for seeds (JSON object).
     pub seeds: serde_json::Value,
+    /// Folder config tree for snapshots (JSON object).
+    pub snapshots: serde_json::Value,
     /// Materialization of models that set none.
     pub default_materialization: String,
     /// The project folder.
@@ -70,10 +75,12 @@ impl ModelSettings {
             model_paths: vec![root.join(&cfg.project.models)],
             seed_paths: vec![root.join(&cfg.project.seeds)],
             test_paths: vec![root.join(&cfg.project.tests)],
+            snapshot_paths: vec![root.join(&cfg.project.snapshots)],
             macro_paths: vec![root.join("macros")],
             vars,
             models: normalise_tree(toml_to_json(&toml::Value::Table(cfg.models.clone()))),
             seeds: serde_json::Value::Object(Default::default()),
+            snapshots: normalise_tree(toml_to_json(&toml::Value::Table(cfg.snapshots.clone()))),
             default_materialization: "table".into(),
             root: root.to_path_buf(),
             packages: Vec::new(),
@@ -184,10 +191,12 @@ impl ModelSettings {
             model_paths: paths(p.model_paths.or(p.source_paths), "models"),
             seed_paths: paths(p.seed_paths.or(p.data_paths), "seeds"),
             test_paths: paths(p.test_paths, "tests"),
+            snapshot_paths: paths(p.snapshot_paths, "snapshots"),
             macro_paths: paths(p.macro_paths, "macros"),
             vars,
             models: project_tree(p.models, &name),
             seeds: project_tree(p.seeds, &name),
+            snapshots: project_tree(p.snapshots, &name),
             name,
             default_materialization: "view".into(),
         })
@@ -232,10 +241,12 @@ struct DbtProject {
     /// dbt < 1.0 name of seed-paths.
     data_paths: Option<Vec<String>>,
     test_paths: Option<Vec<String>>,
+    snapshot_paths: Option<Vec<String>>,
     macro_paths: Option<Vec<String>>,
     vars: Option<serde_json::Value>,
     models: Option<serde_json::Value>,
     seeds: Option<serde_json::Value>,
+    snapshots: Option<serde_json::Value>,
     packages_install_path: Option<String>,
     dispatch: Option<Vec<DispatchEntry>>,
 }
@@ -307,12 +318,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(DBT_PROJECT_FILE),
-            "name: shop\nversion: '1.0'\nprofile: shop\nmodel-paths: ['m']\nvars:\n  start: '2024-01-01'\nmodels:\n  shop:\n    +materialized: table\n    staging:\n      +materialized: view\n      +schema: stg\n",
+            "name: shop\nversion: '1.0'\nprofile: shop\nmodel-paths: ['m']\nsnapshot-paths: ['snaps']\nvars:\n  start: '2024-01-01'\nmodels:\n  shop:\n    +materialized: table\n    staging:\n      +materialized: view\n      +schema: stg\n",
         )
         .unwrap();
         let s = ModelSettings::from_dbt(dir.path()).unwrap();
         assert_eq!(s.model_paths, vec![dir.path().join("m")]);
         assert_eq!(s.seed_paths, vec![dir.path().join("seeds")]);
+        assert_eq!(s.snapshot_paths, vec![dir.path().join("snaps")]);
         assert_eq!(s.vars["start"], "2024-01-01");
         let is_key = |k: &str| k == "materialized" || k == "schema";
         let root = ModelSettings::folder_config(&s.models, &[], is_key);

@@ -15,5 +15,6 @@ mod online;
 mod s3;
 mod server;
 mod slt;
+mod snapshots;
 mod sql;
 mod sql_cli;
