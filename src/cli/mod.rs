@@ -29,6 +29,7 @@ pub mod run;
 pub mod seed;
 pub mod serve;
 mod shell;
+pub mod source;
 pub mod sql;
 pub mod stdio;
 pub mod test;

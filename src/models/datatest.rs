@@ -38,6 +38,8 @@ pub struct DataTest {
     pub warn_only: bool,
     /// Where it is declared.
     pub declared_in: String,
+    /// A dbt unit test: its SQL is built when it runs ([`super::unittest`]).
+    pub unit: Option<std::sync::Arc<super::unittest::UnitTest>>,
 }
 
 /// The outcome of one test.
@@ -95,6 +97,7 @@ pub async fn compile_tests(
                         deps,
                         warn_only: spec.warn_only || model_warn,
                         declared_in: shown.clone(),
+                        unit: None,
                     })
                 });
                 match result {
@@ -118,11 +121,16 @@ pub async fn compile_tests(
                 deps: vec![i],
                 warn_only: m.config.warn_only,
                 declared_in: m.file.display.clone(),
+                unit: None,
             });
         }
     }
     let files = discover::sql_files(&project.root, &project.settings.test_paths)?;
-    for f in files {
+    // `tests/fixtures/` holds unit tests' rows, not tests (as in dbt).
+    for f in files
+        .into_iter()
+        .filter(|f| f.rel_dirs.first().map(String::as_str) != Some("fixtures"))
+    {
         let rendered = compiled.render_other(&f, vars);
         let result = match rendered {
             Ok((sql, refs)) => compiled
@@ -146,6 +154,7 @@ pub async fn compile_tests(
                     deps,
                     warn_only: false,
                     declared_in: f.display.clone(),
+                    unit: None,
                 });
             }
             Err(e) => errors.push(Error::Model {

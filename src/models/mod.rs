@@ -7,11 +7,13 @@
 //! running data tests ([`datatest`]); [`records`] keeps the run in
 //! `target/run_results.json` and `_sluice.runs`.
 
+pub mod analyses;
 pub mod compile;
 pub mod config;
 pub mod dag;
 pub mod datatest;
 pub mod discover;
+pub mod freshness;
 pub mod hooks;
 pub mod jinja;
 pub mod materialize;
@@ -20,6 +22,7 @@ mod resolve;
 pub mod run;
 pub mod schema_yml;
 pub mod select;
+pub mod unittest;
 
 pub use compile::{compile, CompileOptions, Compiled, Model};
 pub use hooks::{ModelHook, ModelHooks};
@@ -75,14 +78,24 @@ pub async fn execute(
     command: &str,
     observer: &dyn RunObserver,
 ) -> Result<RunReport> {
-    let models = selection.apply(&compiled)?;
+    // Unit tests are selected by their model, or by their name.
+    let (selection, unit_names) = split_unit_test_names(selection, &compiled);
+    let selection = &selection;
+    let models = if selection.select.is_empty() && !unit_names.is_empty() {
+        Vec::new()
+    } else {
+        selection.apply(&compiled)?
+    };
     let tests = if steps == Steps::Models {
         Vec::new()
     } else {
-        let all = datatest::compile_tests(project, engine.warehouse(), &compiled, vars).await?;
-        let no_selection = selection.select.is_empty() && selection.exclude.is_empty();
+        let mut all = datatest::compile_tests(project, engine.warehouse(), &compiled, vars).await?;
+        all.extend(unittest::compile_unit_tests(project, &compiled, vars)?);
+        let no_selection =
+            selection.select.is_empty() && selection.exclude.is_empty() && unit_names.is_empty();
         all.into_iter()
             .filter(|t| match t.model {
+                _ if t.unit.is_some() && unit_names.contains(&t.name) => true,
                 Some(m) => models.contains(&m),
                 None => no_selection,
             })
@@ -106,7 +119,33 @@ pub async fn execute(
         opts.tests.len(),
         compiled.models.len()
     );
-    let report = run::run(engine, compiled.clone(), opts, &run_id, observer).await;
+    let project_hooks = steps != Steps::Tests;
+    if project_hooks {
+        run_project_hooks(project, engine, &compiled, vars, "on-run-start")
+            .await
+            .map_err(|(_, e)| e)?;
+    }
+    let mut report = run::run(engine, compiled.clone(), opts, &run_id, observer).await;
+    if project_hooks {
+        if let Err((n, e)) = run_project_hooks(project, engine, &compiled, vars, "on-run-end").await
+        {
+            report.results.push(run::NodeResult {
+                id: format!("{}-on-run-end-{n}", project.settings.name),
+                kind: "operation",
+                materialization: "hook".into(),
+                status: Status::Error,
+                rows: None,
+                version: None,
+                failures: None,
+                started_at: chrono::Utc::now().to_rfc3339(),
+                seconds: 0.0,
+                message: Some(e.to_string()),
+                inputs: Vec::new(),
+                sql_hash: None,
+                file: crate::project::DBT_PROJECT_FILE.into(),
+            });
+        }
+    }
     records::write_run_results(&project.root, &project.settings.name, &report)?;
     records::append_runs(engine.warehouse(), &report).await?;
     tracing::debug!("run {run_id}: recorded in target/run_results.json and _sluice.runs");
@@ -114,6 +153,115 @@ pub async fn execute(
         engine.warehouse().put_aliases(&compiled.aliases).await?;
     }
     Ok(report)
+}
+
+/// Runs the project's `on-run-start` or `on-run-end` hooks (`key`) outside a
+/// model run (`sluice seed`); the project compiles (for `ref()` in them) only
+/// when it has such hooks.
+pub async fn project_hooks(
+    project: &Project,
+    engine: &Engine,
+    vars: &std::collections::BTreeMap<String, serde_json::Value>,
+    key: &str,
+) -> Result<()> {
+    let hooks = match key {
+        "on-run-start" => &project.settings.on_run_start,
+        _ => &project.settings.on_run_end,
+    };
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let options = CompileOptions {
+        vars: vars.clone(),
+        ..Default::default()
+    };
+    let compiled = compile(project, engine, &options).await?;
+    run_project_hooks(project, engine, &compiled, vars, key)
+        .await
+        .map_err(|(_, e)| e)
+}
+
+/// Runs the project's `on-run-start` or `on-run-end` hooks (`key`), rendered
+/// with the project's vars; the first that fails stops them: its index
+/// (from 0, as dbt numbers them) and an error naming it.
+async fn run_project_hooks(
+    project: &Project,
+    engine: &Engine,
+    compiled: &Compiled,
+    cli_vars: &std::collections::BTreeMap<String, serde_json::Value>,
+    key: &str,
+) -> std::result::Result<(), (usize, Error)> {
+    let hooks = match key {
+        "on-run-start" => &project.settings.on_run_start,
+        _ => &project.settings.on_run_end,
+    };
+    let mut vars = project.settings.vars.clone();
+    vars.extend(cli_vars.clone());
+    for (n, text) in hooks.iter().enumerate() {
+        let origin = format!(
+            "{key} hook {} in {}",
+            n + 1,
+            crate::project::DBT_PROJECT_FILE
+        );
+        let fail = |message: String| {
+            (
+                n,
+                Error::config(
+                    project.root.join(crate::project::DBT_PROJECT_FILE),
+                    format!("{key}[{n}] failed: {message}"),
+                ),
+            )
+        };
+        let sql = compiled
+            .render_text(&origin, text, &vars)
+            .map_err(|e| fail(e.to_string()))?;
+        for stmt in crate::sql::split_statements(&sql) {
+            let result = async {
+                match engine.execute(&stmt).await? {
+                    crate::sql::Executed::Rows(df) => {
+                        df.collect().await.map(|_| ()).map_err(Error::from)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            .await;
+            result.map_err(|e| fail(format!("{e}\n  hook SQL: {}", stmt.trim())))?;
+        }
+        tracing::debug!("{origin} ran");
+    }
+    Ok(())
+}
+
+/// `--select` without the values that name a unit test (and no model), and
+/// those names.
+fn split_unit_test_names(selection: &Selection, compiled: &Compiled) -> (Selection, Vec<String>) {
+    let units: Vec<&str> = compiled
+        .properties
+        .iter()
+        .flat_map(|p| p.unit_tests.iter().map(|u| u.name.as_str()))
+        .collect();
+    let mut names = Vec::new();
+    let mut select = Vec::new();
+    for value in &selection.select {
+        let mut kept = Vec::new();
+        for spec in value.split_whitespace() {
+            if units.contains(&spec) && compiled.find(spec).is_err() {
+                names.push(spec.to_string());
+            } else {
+                kept.push(spec);
+            }
+        }
+        if !kept.is_empty() {
+            select.push(kept.join(" "));
+        }
+    }
+    (
+        Selection {
+            select,
+            exclude: selection.exclude.clone(),
+        },
+        names,
+    )
 }
 
 /// A new run id, in the format of load ids ([`crate::names::new_id`]).

@@ -15,8 +15,51 @@ pub struct PropertiesFile {
     pub sources: Vec<SourceProps>,
     #[serde(default)]
     pub seeds: Vec<ModelProps>,
+    /// dbt 1.8 unit tests (`unit_tests:`).
+    #[serde(default)]
+    pub unit_tests: Vec<UnitTestProps>,
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// `unit_tests:` entry: a model's output on given input rows must equal the
+/// expected rows ([`super::unittest`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UnitTestProps {
+    pub name: String,
+    pub model: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub given: Vec<GivenProps>,
+    pub expect: FixtureProps,
+    /// `{vars: {...}, macros: {is_incremental: true}, env_vars: {...}}`.
+    #[serde(default)]
+    pub overrides: Option<Value>,
+    /// `{tags: [...], enabled: false, meta: {...}}`.
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
+}
+
+/// One `given:` input: `input: ref('x')` and its rows.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GivenProps {
+    pub input: String,
+    #[serde(flatten)]
+    pub fixture: FixtureProps,
+}
+
+/// Rows as written: `format: dict` (a list of mappings, the default), `csv`
+/// (CSV text with a header line) or `sql` (a query), inline in `rows` or in
+/// a fixture file (`fixture: name`, `tests/fixtures/name.csv|.sql`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FixtureProps {
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub rows: Option<Value>,
+    #[serde(default)]
+    pub fixture: Option<String>,
 }
 
 /// `models:` / `seeds:` entry.
@@ -55,6 +98,15 @@ pub struct SourceProps {
     pub schema: Option<String>,
     #[serde(default)]
     pub tables: Vec<SourceTableProps>,
+    /// `freshness: {warn_after: {count, period}, error_after: ..., filter}`
+    /// for every table (a table's own wins; `freshness: null` turns it off).
+    #[serde(default, deserialize_with = "present")]
+    pub freshness: Option<Value>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
+    /// dbt 1.9+: `config: {freshness: ..., loaded_at_field: ...}`.
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
 }
 
 /// A table of a source.
@@ -63,6 +115,18 @@ pub struct SourceTableProps {
     pub name: String,
     #[serde(default)]
     pub identifier: Option<String>,
+    /// `Some(Value::Null)` when written as `freshness: null`.
+    #[serde(default, deserialize_with = "present")]
+    pub freshness: Option<Value>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
+}
+
+/// Keeps an explicit `null` (as `Some(Value::Null)`) apart from a missing key.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Reads every `*.yml` / `*.yaml` under `dirs`.

@@ -36,6 +36,8 @@ pub struct ModelSettings {
     pub test_paths: Vec<PathBuf>,
     /// Absolute folders holding Jinja macro files (`{% macro %}`), global to models.
     pub macro_paths: Vec<PathBuf>,
+    /// Absolute folders holding analyses: SQL that compiles and never runs.
+    pub analysis_paths: Vec<PathBuf>,
     /// `var()` values.
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Folder config tree for models (JSON object).
@@ -44,6 +46,10 @@ pub struct ModelSettings {
     pub seeds: serde_json::Value,
     /// Materialization of models that set none.
     pub default_materialization: String,
+    /// `on-run-start` SQL (Jinja), run before `run` / `build`.
+    pub on_run_start: Vec<String>,
+    /// `on-run-end` SQL (Jinja), run after `run` / `build`.
+    pub on_run_end: Vec<String>,
 }
 
 impl ModelSettings {
@@ -61,10 +67,13 @@ impl ModelSettings {
             seed_paths: vec![root.join(&cfg.project.seeds)],
             test_paths: vec![root.join(&cfg.project.tests)],
             macro_paths: vec![root.join("macros")],
+            analysis_paths: vec![root.join("analyses")],
             vars,
             models: normalise_tree(toml_to_json(&toml::Value::Table(cfg.models.clone()))),
             seeds: serde_json::Value::Object(Default::default()),
             default_materialization: "table".into(),
+            on_run_start: Vec::new(),
+            on_run_end: Vec::new(),
         })
     }
 
@@ -98,17 +107,22 @@ impl ModelSettings {
             }
         };
         let name = p.name.unwrap_or_else(|| "dbt_project".to_string());
+        let on_run_start = run_hooks(p.on_run_start, &file, "on-run-start")?;
+        let on_run_end = run_hooks(p.on_run_end, &file, "on-run-end")?;
         Ok(ModelSettings {
             kind: ProjectKind::Dbt,
             model_paths: paths(p.model_paths.or(p.source_paths), "models"),
             seed_paths: paths(p.seed_paths.or(p.data_paths), "seeds"),
             test_paths: paths(p.test_paths, "tests"),
             macro_paths: paths(p.macro_paths, "macros"),
+            analysis_paths: paths(p.analysis_paths, "analyses"),
             vars,
             models: project_tree(p.models, &name),
             seeds: project_tree(p.seeds, &name),
             name,
             default_materialization: "view".into(),
+            on_run_start,
+            on_run_end,
         })
     }
 
@@ -139,7 +153,7 @@ impl ModelSettings {
 }
 
 /// The subset of `dbt_project.yml` sluice reads (other keys are ignored, as
-/// profiles, hooks and packages have no meaning here).
+/// profiles and packages have no meaning here).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct DbtProject {
@@ -152,9 +166,36 @@ struct DbtProject {
     data_paths: Option<Vec<String>>,
     test_paths: Option<Vec<String>>,
     macro_paths: Option<Vec<String>>,
+    analysis_paths: Option<Vec<String>>,
     vars: Option<serde_json::Value>,
     models: Option<serde_json::Value>,
     seeds: Option<serde_json::Value>,
+    on_run_start: Option<serde_json::Value>,
+    on_run_end: Option<serde_json::Value>,
+}
+
+/// `on-run-start: "sql"` or a list of SQL texts; empty ones are dropped.
+fn run_hooks(v: Option<serde_json::Value>, file: &Path, key: &str) -> Result<Vec<String>> {
+    let items = match v {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a,
+        Some(other) => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            serde_json::Value::String(s) if s.trim().is_empty() => {}
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Null => {}
+            other => {
+                return Err(Error::config(
+                    file,
+                    format!("`{key}` must be SQL text or a list of SQL texts, not {other}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `models: {my_project: {...}, +materialized: x}` → the tree of this project

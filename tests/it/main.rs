@@ -4,6 +4,7 @@ mod asof;
 mod cli;
 mod cli_output;
 mod common;
+mod dbt_day;
 mod features;
 mod first_hour;
 mod load;
