@@ -232,20 +232,49 @@ async fn run_project_hooks(
     Ok(())
 }
 
-/// `--select` without the values that name a unit test (and no model), and
-/// those names.
+/// `--select` without the specs that pick unit tests rather than models, and
+/// the names of the unit tests they pick: a unit test's name (when no model
+/// has it), `tag:x` when a unit test has tag `x` (the spec stays for models
+/// when a model has it too) and `test_type:unit` (every unit test).
 fn split_unit_test_names(selection: &Selection, compiled: &Compiled) -> (Selection, Vec<String>) {
-    let units: Vec<&str> = compiled
+    let units: Vec<(&str, Vec<String>)> = compiled
         .properties
         .iter()
-        .flat_map(|p| p.unit_tests.iter().map(|u| u.name.as_str()))
+        .flat_map(|p| p.unit_tests.iter())
+        .map(|u| {
+            let tags = match u.config.as_ref().and_then(|c| c.get("tags")) {
+                Some(serde_json::Value::String(t)) => vec![t.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (u.name.as_str(), tags)
+        })
         .collect();
     let mut names = Vec::new();
     let mut select = Vec::new();
     for value in &selection.select {
         let mut kept = Vec::new();
         for spec in value.split_whitespace() {
-            if units.contains(&spec) && compiled.find(spec).is_err() {
+            if spec == "test_type:unit" {
+                names.extend(units.iter().map(|(n, _)| n.to_string()));
+            } else if let Some(tag) = spec.strip_prefix("tag:") {
+                let tagged: Vec<String> = units
+                    .iter()
+                    .filter(|(_, tags)| tags.iter().any(|t| t == tag))
+                    .map(|(n, _)| n.to_string())
+                    .collect();
+                let model_tagged = compiled
+                    .models
+                    .iter()
+                    .any(|m| m.config.tags.iter().any(|t| t == tag));
+                if tagged.is_empty() || model_tagged {
+                    kept.push(spec);
+                }
+                names.extend(tagged);
+            } else if units.iter().any(|(n, _)| *n == spec) && compiled.find(spec).is_err() {
                 names.push(spec.to_string());
             } else {
                 kept.push(spec);

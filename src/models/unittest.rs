@@ -796,12 +796,7 @@ pub async fn run(engine: &Engine, compiled: &Compiled, t: &UnitTest) -> Result<T
     let sample = if failures == 0 {
         String::new()
     } else {
-        format!(
-            "unit test `{}` on {model_id} ({}): {}",
-            t.name,
-            t.declared_in,
-            d.render(&header)
-        )
+        format!("model {model_id}: {}", d.render(&header))
     };
     Ok(TestOutcome { failures, sample })
 }
