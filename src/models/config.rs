@@ -601,6 +601,42 @@ mod tests {
             .contains("needs unique_key"));
     }
 
+    /// Hooks accumulate over the layers in order, each named by its origin;
+    /// empty ones are dropped; `{sql: ...}` mappings work.
+    #[test]
+    fn hooks_accumulate_with_their_origin() {
+        let mut c = ModelConfig::defaults(Materialization::Table);
+        c.apply(&obj(
+            json!({"pre-hook": "insert into a values (1)", "post-hook": ["", "select 1"]}),
+        ))
+        .unwrap();
+        c.label_hooks("dbt_project.yml");
+        c.apply(&obj(
+            json!({"pre_hook": [{"sql": "select 2", "transaction": false}]}),
+        ))
+        .unwrap();
+        c.label_hooks("config() in models/x.sql");
+        let pre: Vec<(&str, &str)> = c
+            .pre_hook
+            .iter()
+            .map(|h| (h.sql.as_str(), h.origin.as_str()))
+            .collect();
+        assert_eq!(
+            pre,
+            vec![
+                ("insert into a values (1)", "dbt_project.yml"),
+                ("select 2", "config() in models/x.sql")
+            ]
+        );
+        assert_eq!(c.post_hook.len(), 1);
+        assert_eq!(c.post_hook[0].sql, "select 1");
+        let e = c.apply(&obj(json!({"post_hook": 3}))).unwrap_err();
+        assert!(
+            e.to_string().contains("`post_hook` must be SQL text"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn feature_view_and_durations() {
         let mut c = ModelConfig::defaults(Materialization::Table);

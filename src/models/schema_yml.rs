@@ -257,4 +257,36 @@ models:
         assert_eq!(t.args["values"], serde_json::json!(["a", "b"]));
         assert_eq!(files[0].sources[0].tables[0].name, "orders");
     }
+
+    /// Unit tests parse; exposures and semantic-layer keys are read past.
+    #[test]
+    fn unit_tests_parse_and_semantic_files_are_accepted() {
+        let p = parse(
+            r#"
+unit_tests:
+  - name: t
+    model: customers
+    given:
+      - input: ref('stg')
+        format: csv
+        rows: "id
+1
+"
+    expect: {rows: [{id: 1}]}
+    overrides: {macros: {is_incremental: true}}
+exposures: [{name: e, type: dashboard, owner: {name: a}}]
+semantic_models: [{name: s, model: ref('customers')}]
+metrics: [{name: m, type: simple}]
+saved_queries: [{name: q}]
+"#,
+            "models/x.yml".into(),
+        )
+        .unwrap();
+        let u = &p.unit_tests[0];
+        assert_eq!(u.model, "customers");
+        assert_eq!(u.given[0].input, "ref('stg')");
+        assert_eq!(u.given[0].fixture.format.as_deref(), Some("csv"));
+        assert_eq!(u.expect.rows, Some(serde_json::json!([{"id": 1}])));
+        assert!(p.models.is_empty());
+    }
 }

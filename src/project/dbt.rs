@@ -278,6 +278,27 @@ mod tests {
     }
 
     #[test]
+    fn run_hooks_and_analysis_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DBT_PROJECT_FILE),
+            "name: shop\non-run-start: \"create schema if not exists audit\"\non-run-end: ['select 1', '', 'select 2']\nanalysis-paths: ['queries']\n",
+        )
+        .unwrap();
+        let s = ModelSettings::from_dbt(dir.path()).unwrap();
+        assert_eq!(s.on_run_start, vec!["create schema if not exists audit"]);
+        assert_eq!(s.on_run_end, vec!["select 1", "select 2"]);
+        assert_eq!(s.analysis_paths, vec![dir.path().join("queries")]);
+        std::fs::write(
+            dir.path().join(DBT_PROJECT_FILE),
+            "name: shop\non-run-end: {sql: x}\n",
+        )
+        .unwrap();
+        let e = ModelSettings::from_dbt(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("`on-run-end` must be SQL text"), "{e}");
+    }
+
+    #[test]
     fn bad_yaml_names_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

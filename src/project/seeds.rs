@@ -190,3 +190,49 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Folder config from dbt_project.yml, then a properties file's config;
+    /// a disabled folder's seeds are not seeds.
+    #[test]
+    fn folder_and_properties_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("dbt_project.yml"),
+            "name: shop\nseeds:\n  shop:\n    +schema: raw\n    data:\n      +delimiter: '|'\n      +schema: landing\n    old:\n      +enabled: false\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(p.join("seeds/data")).unwrap();
+        std::fs::create_dir_all(p.join("seeds/old")).unwrap();
+        std::fs::write(p.join("seeds/data/items.csv"), "a|b\n1|2\n").unwrap();
+        std::fs::write(p.join("seeds/old/gone.csv"), "a\n1\n").unwrap();
+        std::fs::write(p.join("seeds/top.csv"), "a\n1\n").unwrap();
+        std::fs::write(
+            p.join("seeds/props.yml"),
+            "seeds:\n  - name: top\n    config: {schema: other, column_types: {a: bigint}}\n",
+        )
+        .unwrap();
+        let project = Project::open(Some(p)).unwrap();
+        let seeds = discover(&project).unwrap();
+        let shown: Vec<(&str, &str, Option<&str>)> = seeds
+            .iter()
+            .map(|s| (s.name.as_str(), s.schema.as_str(), s.delimiter.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![("items", "landing", Some("|")), ("top", "other", None)]
+        );
+        assert_eq!(seeds[1].columns[0].name, "a");
+        std::fs::write(
+            p.join("seeds/props.yml"),
+            "seeds:\n  - name: top\n    config: {delimiter: ';;'}\n",
+        )
+        .unwrap();
+        let e = discover(&project).unwrap_err().to_string();
+        assert!(e.contains("delimiter must be one character"), "{e}");
+    }
+}
