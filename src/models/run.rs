@@ -393,7 +393,14 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
     let started_at = chrono::Utc::now().to_rfc3339();
     let t0 = Instant::now();
     let inputs = input_versions(engine.warehouse(), &model.inputs).await;
-    let materialized = match run_hooks(engine, model, "pre-hook", &model.config.pre_hook).await {
+    // An ephemeral model runs nothing, so neither do its hooks (as in dbt).
+    let ephemeral = model.config.materialized == Materialization::Ephemeral;
+    let pre: &[super::config::Hook] = if ephemeral {
+        &[]
+    } else {
+        &model.config.pre_hook
+    };
+    let materialized = match run_hooks(engine, model, "pre-hook", pre).await {
         Ok(()) => materialize::materialize(engine, model, run_id).await,
         Err(e) => Err(e),
     };
@@ -438,7 +445,8 @@ async fn post_hooks(
     mat: &Materialized,
     run_id: &str,
 ) -> crate::Result<()> {
-    if !model.config.post_hook.is_empty() {
+    if !model.config.post_hook.is_empty() && model.config.materialized != Materialization::Ephemeral
+    {
         // A hook may change the table: later models read it afresh.
         engine.unpin(&model.schema, &model.table);
         run_hooks(engine, model, "post-hook", &model.config.post_hook).await?;

@@ -719,6 +719,10 @@ pub async fn run(engine: &Engine, compiled: &Compiled, t: &UnitTest) -> Result<T
     let what = format!("expect (the output of {model_id})");
     // The columns compared: those `expect` names, typed as the model returns them.
     let (expected_sql, columns) = match &t.expect {
+        // `rows: []`: the model returns no rows (any row of any column is unexpected).
+        Rows::Table { columns, rows } if columns.is_empty() && rows.is_empty() => {
+            (None, out_fields.clone())
+        }
         Rows::Table { columns, rows } => {
             let mut fields = Vec::new();
             for c in columns {

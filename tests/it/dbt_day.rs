@@ -125,6 +125,14 @@ unit_tests:
     expect:
       rows:
         - {customer_id: 9, total: 5}
+  # Customer 2's only order is returned: no rows at all.
+  - name: no_rows_for_returned_orders
+    model: customers
+    given:
+      - input: ref('stg_orders')
+        rows: [{order_id: 3, customer_id: 2, amount: 7, status: returned}]
+    expect:
+      rows: []
   - name: switched_off
     model: customers
     config: {enabled: false}
@@ -168,7 +176,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         &[
             "test",
             "--select",
-            "counts_done_orders csv_rows min_amount_from_vars incremental_takes_new_ids",
+            "counts_done_orders csv_rows min_amount_from_vars incremental_takes_new_ids no_rows_for_returned_orders",
         ],
         p,
     ));
@@ -177,6 +185,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         "csv_rows",
         "min_amount_from_vars",
         "incremental_takes_new_ids",
+        "no_rows_for_returned_orders",
     ] {
         assert!(
             out.lines().any(|l| l.contains("PASS") && l.contains(name)),
@@ -184,7 +193,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         );
     }
     assert!(!out.contains("wrong_total"), "{out}");
-    assert!(out.contains("PASS=4") && out.contains("TOTAL=4"), "{out}");
+    assert!(out.contains("PASS=5") && out.contains("TOTAL=5"), "{out}");
 
     let err = fails(&sluice(&["test", "--select", "wrong_total"], p));
     assert!(err.contains("FAIL") && err.contains("wrong_total"), "{err}");
@@ -201,7 +210,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         "{err}"
     );
     let err = fails(&sluice(&["test", "--select", "test_type:unit"], p));
-    assert!(err.contains("PASS=4") && err.contains("TOTAL=5"), "{err}");
+    assert!(err.contains("PASS=5") && err.contains("TOTAL=6"), "{err}");
 
     // build: stg_orders is built, the unit tests of customers run against
     // its real types, wrong_total fails and customers is skipped.
