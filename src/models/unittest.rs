@@ -107,10 +107,16 @@ pub fn compile_unit_tests(
             match compile_one(project, compiled, vars, props, &shown) {
                 Ok(Some(t)) => out.push(t),
                 Ok(None) => {}
-                Err(e) => errors.push(Error::config(
-                    &file.file,
-                    format!("unit test `{}`: {e}", props.name),
-                )),
+                Err(e) => {
+                    let at = match line_of(&file.file, &props.name) {
+                        Some(l) => format!("{}:{l}", file.file.display()),
+                        None => file.file.display().to_string(),
+                    };
+                    errors.push(Error::config(
+                        at,
+                        format!("unit test `{}`: {e}", props.name),
+                    ))
+                }
             }
         }
     }
@@ -119,6 +125,24 @@ pub fn compile_unit_tests(
         1 => Err(errors.remove(0)),
         _ => Err(Error::Many(errors)),
     }
+}
+
+/// The line of `name: <name>` under `unit_tests:` in `file` (1-based).
+fn line_of(file: &std::path::Path, name: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let start = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("unit_tests:"))?;
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| {
+            let l = l.trim().trim_start_matches("- ").trim();
+            l.strip_prefix("name:")
+                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"') == name)
+                .unwrap_or(false)
+        })
+        .map(|(i, _)| i + 1)
 }
 
 fn compile_one(

@@ -269,6 +269,23 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
     );
 }
 
+/// A unit test of an unknown model is an error at its file and line.
+#[test]
+fn a_unit_test_of_an_unknown_model_names_its_line() {
+    let dir = unit_project();
+    let p = dir.path();
+    std::fs::write(
+        p.join("models/unit.yml"),
+        "version: 2\nunit_tests:\n  - name: first\n    model: customers\n    given: []\n    expect: {rows: []}\n  - name: typo\n    model: custmers\n    given: []\n    expect: {rows: []}\n",
+    )
+    .unwrap();
+    let err = fails(&sluice(&["test"], p));
+    assert!(
+        err.contains("models/unit.yml:7: unit test `typo`: model: unknown model `custmers` (did you mean `customers`?)"),
+        "{err}"
+    );
+}
+
 /// A given column the input's table does not have is an error naming it.
 #[test]
 fn a_given_column_the_table_lacks_is_an_error() {
