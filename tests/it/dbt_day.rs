@@ -133,6 +133,16 @@ unit_tests:
         rows: [{order_id: 3, customer_id: 2, amount: 7, status: returned}]
     expect:
       rows: []
+  # Rows from tests/fixtures: customer 4 has 6 + 4.
+  - name: from_fixtures
+    model: customers
+    given:
+      - input: ref('stg_orders')
+        format: csv
+        fixture: done_orders
+    expect:
+      format: sql
+      fixture: expected_4
   - name: switched_off
     model: customers
     config: {enabled: false}
@@ -161,6 +171,14 @@ fn unit_project() -> tempfile::TempDir {
             "{{ config(materialized='incremental', unique_key='id') }}\nselect id, v from {{ ref('stg_events') }}\n{% if is_incremental() %}where id > (select max(id) from {{ this }}){% endif %}\n",
         ),
         ("models/unit.yml", UNIT_YML),
+        (
+            "tests/fixtures/done_orders.csv",
+            "order_id,customer_id,amount,status\n6,4,6,done\n7,4,4,done\n",
+        ),
+        (
+            "tests/fixtures/expected_4.sql",
+            "select 4 as customer_id, 2 as orders, 10 as total\n",
+        ),
     ])
 }
 
@@ -176,7 +194,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         &[
             "test",
             "--select",
-            "counts_done_orders csv_rows min_amount_from_vars incremental_takes_new_ids no_rows_for_returned_orders",
+            "counts_done_orders csv_rows min_amount_from_vars incremental_takes_new_ids no_rows_for_returned_orders from_fixtures",
         ],
         p,
     ));
@@ -186,6 +204,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         "min_amount_from_vars",
         "incremental_takes_new_ids",
         "no_rows_for_returned_orders",
+        "from_fixtures",
     ] {
         assert!(
             out.lines().any(|l| l.contains("PASS") && l.contains(name)),
@@ -193,7 +212,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         );
     }
     assert!(!out.contains("wrong_total"), "{out}");
-    assert!(out.contains("PASS=5") && out.contains("TOTAL=5"), "{out}");
+    assert!(out.contains("PASS=6") && out.contains("TOTAL=6"), "{out}");
 
     let err = fails(&sluice(&["test", "--select", "wrong_total"], p));
     assert!(err.contains("FAIL") && err.contains("wrong_total"), "{err}");
@@ -210,7 +229,7 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         "{err}"
     );
     let err = fails(&sluice(&["test", "--select", "test_type:unit"], p));
-    assert!(err.contains("PASS=5") && err.contains("TOTAL=6"), "{err}");
+    assert!(err.contains("PASS=6") && err.contains("TOTAL=7"), "{err}");
 
     // build: stg_orders is built, the unit tests of customers run against
     // its real types, wrong_total fails and customers is skipped.
@@ -235,6 +254,8 @@ fn unit_tests_run_before_their_model_and_show_a_diff() {
         !err.contains("switched_off"),
         "a disabled unit test is not run: {err}"
     );
+    // Fixture files are no singular tests.
+    assert!(!err.contains("expected_4"), "{err}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.join("target/run_results.json")).unwrap())
             .unwrap();
