@@ -716,7 +716,12 @@ fn draft(
             config
                 .apply(c)
                 .map_err(|m| (None, Some(model_err(format!("schema.yml config: {m}")))))?;
-            config.label_hooks("schema.yml config");
+            let shown = settings
+                .model_paths
+                .iter()
+                .find_map(|mp| mp.parent().and_then(|r| p.file.strip_prefix(r).ok()))
+                .unwrap_or(&p.file);
+            config.label_hooks(&format!("config: in {}", shown.display()));
         }
         description = p.description.clone();
         columns = p

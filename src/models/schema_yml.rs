@@ -76,6 +76,9 @@ pub struct ModelProps {
     pub tests: Vec<Value>,
     #[serde(default)]
     pub data_tests: Vec<Value>,
+    /// The properties file it is in.
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 /// `columns:` entry.
@@ -157,6 +160,9 @@ pub fn parse(text: &str, file: PathBuf) -> Result<PropertiesFile> {
             },
         )
     })?;
+    for m in p.models.iter_mut().chain(p.seeds.iter_mut()) {
+        m.file = file.clone();
+    }
     p.file = file;
     Ok(p)
 }

@@ -385,6 +385,18 @@ models:
         "{err}"
     );
     assert!(err.contains("insert into main.nowhere values (1)"), "{err}");
+    // ... also one set in a properties file, which names that file.
+    std::fs::write(p.join("models/broken.sql"), "select 1 as x\n").unwrap();
+    std::fs::write(
+        p.join("models/props.yml"),
+        "models:\n  - name: broken\n    config:\n      pre-hook: \"delete from main.nowhere\"\n",
+    )
+    .unwrap();
+    let err = fails(&sluice(&["run", "models", "--select", "broken"], p));
+    assert!(
+        err.contains("pre-hook 2 of 2 (from config: in models/props.yml) failed"),
+        "{err}"
+    );
     // A failing on-run-start stops the run before any model.
     std::fs::write(
         p.join("dbt_project.yml"),
