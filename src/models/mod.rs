@@ -4,8 +4,12 @@
 //! [`compile::compile`] finds and renders the models and builds the DAG from
 //! their SQL; [`select::select`] picks models dbt-style; [`run::run`] executes
 //! them with bounded parallelism, materializing each ([`materialize`]) and
-//! running data tests ([`datatest`]); [`records`] keeps the run in
-//! `target/run_results.json` and `_sluice.runs`.
+//! running data tests ([`datatest`]) and dbt unit tests ([`unittest`], each
+//! before its model); [`records`] keeps the run in
+//! `target/run_results.json` and `_sluice.runs`. Model `pre-hook` /
+//! `post-hook`s run around each materialization and the project's
+//! `on-run-start` / `on-run-end` around a run. [`freshness`] checks dbt
+//! sources' freshness; [`analyses`] compiles analyses that never run.
 
 pub mod analyses;
 pub mod compile;

@@ -664,15 +664,20 @@ async fn actual_sql(engine: &Engine, compiled: &Compiled, t: &UnitTest) -> Resul
         ctes.push(format!("{name} AS (\n{body}\n)"));
         cte_of.insert((g.schema.clone(), g.table.clone()), name);
     }
-    let exists = |s: &str, t: &str| cache.known(s, t);
+    let mut resolved = Vec::with_capacity(occ.len());
+    {
+        let exists = |s: &str, t: &str| cache.known(s, t);
+        for o in occ {
+            match compiled.names.resolve(&o.relation, &exists) {
+                Ok(t) => resolved.push((o, t)),
+                Err(_) if o.declared => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     let mut edits = Vec::new();
     let mut empty = 0;
-    for o in occ {
-        let target = match compiled.names.resolve(&o.relation, &exists) {
-            Ok(t) => t,
-            Err(_) if o.declared => continue,
-            Err(e) => return Err(e.into()),
-        };
+    for (o, target) in resolved {
         let key = match &target {
             Target::Model(j) => {
                 let m = &compiled.models[*j];
@@ -703,7 +708,7 @@ async fn actual_sql(engine: &Engine, compiled: &Compiled, t: &UnitTest) -> Resul
             edits.push((o, shown));
             continue;
         }
-        if !exists(&key.0, &key.1) {
+        if !cache.table_exists(&key.0, &key.1).await? {
             return Err(Error::invalid(format!(
                 "model `{}` reads {shown}, which is not given and does not exist yet: add `- input: ...` for it to `given` (`rows: []` for none)",
                 model.id()

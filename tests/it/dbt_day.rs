@@ -325,6 +325,23 @@ fn a_given_column_the_table_lacks_is_an_error() {
             && err.contains("did you mean `customer_id`?"),
         "{err}"
     );
+    // An input that is not given reads as empty: the built stg_orders has
+    // customer 1's done orders, yet customers returns no rows. An input not
+    // given whose table does not exist is an error saying what to add.
+    std::fs::write(
+        p.join("models/unit.yml"),
+        "unit_tests:\n  - name: empty_input\n    model: customers\n    given: []\n    expect: {rows: []}\n  - name: missing_input\n    model: events\n    given: []\n    expect: {rows: []}\n",
+    )
+    .unwrap();
+    let out = ok(&sluice(&["test", "--select", "empty_input"], p));
+    assert!(out.contains("PASS=1"), "{out}");
+    let err = fails(&sluice(&["test", "--select", "missing_input"], p));
+    assert!(
+        err.contains(
+            "reads main.stg_events, which is not given and does not exist yet: add `- input: ...`"
+        ),
+        "{err}"
+    );
 }
 
 /// on-run-start / on-run-end around run and build, pre-/post-hooks around
