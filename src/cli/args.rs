@@ -234,6 +234,30 @@ pub enum Command {
     HashPassword(HashPasswordArgs),
     /// List the versions of a table: version, time, operation, rows, load id, files.
     History(HistoryArgs),
+    /// dbt sources declared under `sources:` in the models' .yml files.
+    Source {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SourceCommand {
+    /// Check how recently each source table was loaded: max(loaded_at_field)
+    /// against its freshness policy (warn_after, error_after); writes
+    /// target/sources.json and fails when a table is past error_after.
+    Freshness(FreshnessArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FreshnessArgs {
+    /// Tables to check: `source:NAME` or `source:NAME.TABLE`. Default: every
+    /// table with a freshness policy.
+    #[arg(short = 's', long, num_args = 1.., value_name = "SPEC")]
+    pub select: Vec<String>,
+    /// Summary format: a line per table for people, json for programs.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
 }
 
 #[derive(Args, Debug)]
@@ -410,22 +434,27 @@ impl SelectArgs {
 
     /// `--vars` as a mapping (none: empty).
     pub fn vars(&self) -> sluice::Result<BTreeMap<String, serde_json::Value>> {
-        let Some(raw) = self.vars.as_deref() else {
-            return Ok(BTreeMap::new());
-        };
-        let v: serde_json::Value = serde_yaml::from_str(raw).map_err(|e| {
+        parse_vars(self.vars.as_deref())
+    }
+}
+
+/// A `--vars` value as a mapping (none: empty).
+pub fn parse_vars(raw: Option<&str>) -> sluice::Result<BTreeMap<String, serde_json::Value>> {
+    let Some(raw) = raw else {
+        return Ok(BTreeMap::new());
+    };
+    let v: serde_json::Value = serde_yaml::from_str(raw).map_err(|e| {
             sluice::Error::Usage(format!(
                 "--vars `{raw}` is not JSON or YAML ({}); pass a mapping, e.g. '{{\"start_date\": \"2026-01-01\"}}'",
                 e.to_string().lines().next().unwrap_or_default()
             ))
         })?;
-        match v {
-            serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
-            serde_json::Value::Null => Ok(BTreeMap::new()),
-            _ => Err(sluice::Error::Usage(
-                "--vars must be a mapping, e.g. '{\"start_date\": \"2026-01-01\"}'".into(),
-            )),
-        }
+    match v {
+        serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
+        serde_json::Value::Null => Ok(BTreeMap::new()),
+        _ => Err(sluice::Error::Usage(
+            "--vars must be a mapping, e.g. '{\"start_date\": \"2026-01-01\"}'".into(),
+        )),
     }
 }
 
@@ -433,6 +462,10 @@ impl SelectArgs {
 pub struct SeedArgs {
     /// Seed names (file names without .csv). Default: every seed.
     pub seeds: Vec<String>,
+    /// Values for var() in the project's on-run-start / on-run-end hooks, as
+    /// JSON or YAML, e.g. '{"schema": "raw"}'.
+    #[arg(long, value_name = "JSON")]
+    pub vars: Option<String>,
     /// Summary format: a table for people, json for programs.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,
@@ -477,6 +510,9 @@ pub struct DepsArgs {
 pub struct LineageArgs {
     /// Model name (`user_features`) or `schema.table`.
     pub model: String,
+    /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
+    #[arg(long, value_name = "JSON")]
+    pub vars: Option<String>,
     /// Output: an indented tree, Graphviz dot or JSON.
     #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
     pub format: LineageFormat,

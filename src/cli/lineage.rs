@@ -9,8 +9,11 @@ use std::io::Write;
 pub async fn run(ctx: &Context, args: LineageArgs) -> anyhow::Result<()> {
     ctx.project.require_config("sluice lineage")?;
     let engine = ctx.engine().await?;
-    let compiled =
-        sluice::models::compile(&ctx.project, &engine, &CompileOptions::default()).await?;
+    let options = CompileOptions {
+        vars: super::args::parse_vars(args.vars.as_deref())?,
+        ..Default::default()
+    };
+    let compiled = sluice::models::compile(&ctx.project, &engine, &options).await?;
     let i = compiled.find(&args.model)?;
     let text = match args.format {
         LineageFormat::Text => compiled.dag.lineage_text(i),

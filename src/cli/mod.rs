@@ -31,6 +31,7 @@ pub mod seed;
 pub mod serve;
 mod shell;
 pub mod snapshot;
+pub mod source;
 pub mod sql;
 pub mod stdio;
 pub mod test;

@@ -55,7 +55,10 @@ pub async fn seed(
             merge_keys: Vec::new(),
             schema_evolution: SchemaEvolution::AddColumns,
             max_rejected: Some(0),
-            csv: CsvOptions::default(),
+            csv: CsvOptions {
+                delimiter: s.delimiter.clone().unwrap_or_else(|| ",".into()),
+                ..CsvOptions::default()
+            },
             ndjson: Default::default(),
             columns: s.columns.clone(),
             declared_in: s.file.clone(),

@@ -351,6 +351,33 @@ pub async fn compile(
             }
         }
     }
+    // Hooks render with the model's context (`{{ this }}`).
+    for (i, d) in drafts.iter_mut().enumerate() {
+        let ctx = render_context(
+            &names,
+            &vars,
+            &target,
+            &default_schema,
+            &names.ids[i],
+            &d.file.name,
+            incremental_now[i],
+        );
+        let hooks = d
+            .config
+            .pre_hook
+            .iter_mut()
+            .chain(d.config.post_hook.iter_mut());
+        for h in hooks {
+            match jinja::render(&h.origin, &h.sql, &ctx) {
+                Ok(r) => h.sql = r.sql,
+                Err(e) => errors.push(Error::Model {
+                    model: names.ids[i].clone(),
+                    file: d.file.display.clone(),
+                    message: format!("hook from {}: {}", h.origin, e.message),
+                }),
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(many(errors));
     }
@@ -620,6 +647,49 @@ impl Compiled {
         Ok((clean_sql(&r.sql), r.refs))
     }
 
+    /// Renders project-level SQL (an `on-run-start` hook) with the project's
+    /// names and `vars`; `origin` names it in errors.
+    pub fn render_text(
+        &self,
+        origin: &str,
+        text: &str,
+        vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<String> {
+        let ctx = render_context(
+            &self.names,
+            vars,
+            "dev",
+            &self.default_schema,
+            "",
+            "",
+            false,
+        );
+        Ok(jinja::render(origin, text, &ctx)?.sql)
+    }
+
+    /// The SQL of model `i` rendered again with other `vars` and
+    /// `is_incremental()` (a unit test's overrides), names not yet resolved.
+    pub(crate) fn render_model_with(
+        &self,
+        i: usize,
+        vars: &BTreeMap<String, serde_json::Value>,
+        is_incremental: bool,
+    ) -> Result<String> {
+        let m = &self.models[i];
+        let ctx = render_context(
+            &self.names,
+            vars,
+            "dev",
+            &self.default_schema,
+            &self.names.ids[i],
+            &m.file.name,
+            is_incremental,
+        );
+        let r = jinja::render(&m.file.display, &m.file.text, &ctx)
+            .map_err(|e| jinja_error(&self.names.ids[i], e))?;
+        Ok(clean_sql(&r.sql))
+    }
+
     /// Resolves the relations of a test query: the models it reads, or an error.
     pub(crate) async fn test_dependencies(
         &self,
@@ -699,6 +769,10 @@ fn draft(
     config
         .apply(&folder)
         .map_err(|m| (None, Some(model_err(format!("folder config: {m}")))))?;
+    config.label_hooks(match settings.kind {
+        ProjectKind::Dbt => "dbt_project.yml",
+        ProjectKind::Sluice => "sluice.toml [models]",
+    });
     let mut description = None;
     let mut columns = Vec::new();
     if let Some(p) = props.get(file.name.as_str()) {
@@ -706,6 +780,12 @@ fn draft(
             config
                 .apply(c)
                 .map_err(|m| (None, Some(model_err(format!("schema.yml config: {m}")))))?;
+            let shown = settings
+                .model_paths
+                .iter()
+                .find_map(|mp| mp.parent().and_then(|r| p.file.strip_prefix(r).ok()))
+                .unwrap_or(&p.file);
+            config.label_hooks(&format!("config: in {}", shown.display()));
         }
         description = p.description.clone();
         columns = p
@@ -731,6 +811,7 @@ fn draft(
         config
             .apply(&map)
             .map_err(|m| (None, Some(model_err(format!("config(): {m}")))))?;
+        config.label_hooks(&format!("config() in {}", file.display));
     }
     if !config.enabled {
         return Err((Some(file.name.clone()), None));
@@ -1021,7 +1102,7 @@ pub(crate) fn sha256_hex(s: &str) -> String {
 }
 
 /// Replaces each occurrence's text with the given replacement.
-fn apply_edits(sql: &str, edits: &[(deps::Occurrence, String)]) -> String {
+pub(crate) fn apply_edits(sql: &str, edits: &[(deps::Occurrence, String)]) -> String {
     if edits.is_empty() {
         return sql.to_string();
     }

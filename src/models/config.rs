@@ -90,6 +90,20 @@ pub struct ModelConfig {
     pub owner: Option<String>,
     /// `severity` of this model's tests: `error` (default) or `warn`.
     pub warn_only: bool,
+    /// `pre-hook`: SQL run before the model is materialized (every layer's, in
+    /// layer order: folders, schema.yml, config()).
+    pub pre_hook: Vec<Hook>,
+    /// `post-hook`: SQL run after the model is materialized.
+    pub post_hook: Vec<Hook>,
+}
+
+/// One `pre-hook` / `post-hook` statement and where it was configured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Hook {
+    /// The SQL (Jinja until the model compiles, then rendered).
+    pub sql: String,
+    /// Where it is set (`dbt_project.yml`, `config() in models/x.sql`).
+    pub origin: String,
 }
 
 /// Keys sluice reads.
@@ -109,6 +123,10 @@ pub const KEYS: &[&str] = &[
     "owner",
     "severity",
     "meta",
+    "pre_hook",
+    "post_hook",
+    "pre-hook",
+    "post-hook",
 ];
 
 /// dbt keys that have no meaning in sluice: accepted and ignored.
@@ -118,10 +136,6 @@ const IGNORED: &[&str] = &[
     "docs",
     "grants",
     "contract",
-    "pre_hook",
-    "post_hook",
-    "pre-hook",
-    "post-hook",
     "full_refresh",
     "file_format",
     "packages",
@@ -179,6 +193,17 @@ impl ModelConfig {
             description: None,
             owner: None,
             warn_only: false,
+            pre_hook: Vec::new(),
+            post_hook: Vec::new(),
+        }
+    }
+
+    /// Names `origin` as where the hooks added since the last call come from.
+    pub fn label_hooks(&mut self, origin: &str) {
+        for h in self.pre_hook.iter_mut().chain(self.post_hook.iter_mut()) {
+            if h.origin.is_empty() {
+                h.origin = origin.to_string();
+            }
         }
     }
 
@@ -255,6 +280,8 @@ impl ModelConfig {
                     }
                 }
                 "meta" => {}
+                "pre_hook" | "pre-hook" => self.pre_hook.extend(hooks(k, v)?),
+                "post_hook" | "post-hook" => self.post_hook.extend(hooks(k, v)?),
                 other if IGNORED.contains(&other) => {
                     tracing::debug!("config `{other}` has no effect in sluice");
                 }
@@ -322,6 +349,39 @@ fn as_str(k: &str, v: &Value) -> Result<String> {
             "`{k}` must be a string, not {other}"
         ))),
     }
+}
+
+/// A hook as dbt takes it: a string, `{sql: ..., transaction: ...}`, or a
+/// list of those; empty ones are dropped.
+fn hooks(k: &str, v: &Value) -> Result<Vec<Hook>> {
+    let one = |v: &Value| -> Result<Option<String>> {
+        match v {
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Object(m) => match m.get("sql") {
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                _ => Err(Error::invalid(format!(
+                    "`{k}`: a hook mapping needs `sql: \"...\"`, not {v}"
+                ))),
+            },
+            Value::Null => Ok(None),
+            other => Err(Error::invalid(format!(
+                "`{k}` must be SQL text or a list of SQL texts, not {other}"
+            ))),
+        }
+    };
+    let all = match v {
+        Value::Array(a) => a.iter().map(one).collect::<Result<Vec<_>>>()?,
+        other => vec![one(other)?],
+    };
+    Ok(all
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.trim().is_empty())
+        .map(|sql| Hook {
+            sql,
+            origin: String::new(),
+        })
+        .collect())
 }
 
 fn as_bool(k: &str, v: &Value) -> Result<bool> {
@@ -539,6 +599,42 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("needs unique_key"));
+    }
+
+    /// Hooks accumulate over the layers in order, each named by its origin;
+    /// empty ones are dropped; `{sql: ...}` mappings work.
+    #[test]
+    fn hooks_accumulate_with_their_origin() {
+        let mut c = ModelConfig::defaults(Materialization::Table);
+        c.apply(&obj(
+            json!({"pre-hook": "insert into a values (1)", "post-hook": ["", "select 1"]}),
+        ))
+        .unwrap();
+        c.label_hooks("dbt_project.yml");
+        c.apply(&obj(
+            json!({"pre_hook": [{"sql": "select 2", "transaction": false}]}),
+        ))
+        .unwrap();
+        c.label_hooks("config() in models/x.sql");
+        let pre: Vec<(&str, &str)> = c
+            .pre_hook
+            .iter()
+            .map(|h| (h.sql.as_str(), h.origin.as_str()))
+            .collect();
+        assert_eq!(
+            pre,
+            vec![
+                ("insert into a values (1)", "dbt_project.yml"),
+                ("select 2", "config() in models/x.sql")
+            ]
+        );
+        assert_eq!(c.post_hook.len(), 1);
+        assert_eq!(c.post_hook[0].sql, "select 1");
+        let e = c.apply(&obj(json!({"post_hook": 3}))).unwrap_err();
+        assert!(
+            e.to_string().contains("`post_hook` must be SQL text"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct DataTest {
     pub warn_only: bool,
     /// Where it is declared.
     pub declared_in: String,
+    /// A dbt unit test: its SQL is built when it runs ([`super::unittest`]).
+    pub unit: Option<std::sync::Arc<super::unittest::UnitTest>>,
 }
 
 /// The outcome of one test.
@@ -114,6 +116,7 @@ pub async fn compile_tests(
                                 deps,
                                 warn_only: spec.warn_only || model_warn,
                                 declared_in: shown.clone(),
+                                unit: None,
                             }),
                             Err(e) => errors.push(Error::config(
                                 &file.file,
@@ -133,6 +136,7 @@ pub async fn compile_tests(
                         deps,
                         warn_only: spec.warn_only || model_warn,
                         declared_in: shown.clone(),
+                        unit: None,
                     })
                 });
                 match result {
@@ -156,15 +160,19 @@ pub async fn compile_tests(
                 deps: vec![i],
                 warn_only: m.config.warn_only,
                 declared_in: m.file.display.clone(),
+                unit: None,
             });
         }
     }
     let files = discover::sql_files(&project.root, &project.settings.test_paths)?;
-    // `tests/generic/` holds generic test macros, not singular tests.
-    for f in files
-        .into_iter()
-        .filter(|f| f.rel_dirs.first().map(String::as_str) != Some("generic"))
-    {
+    // `tests/generic/` holds generic test macros and `tests/fixtures/` unit
+    // tests' rows, not singular tests (as in dbt).
+    for f in files.into_iter().filter(|f| {
+        !matches!(
+            f.rel_dirs.first().map(String::as_str),
+            Some("generic" | "fixtures")
+        )
+    }) {
         let rendered = compiled.render_other(&f, vars);
         let result = match rendered {
             Ok((sql, refs)) => compiled
@@ -188,6 +196,7 @@ pub async fn compile_tests(
                     deps,
                     warn_only: false,
                     declared_in: f.display.clone(),
+                    unit: None,
                 });
             }
             Err(e) => errors.push(Error::Model {

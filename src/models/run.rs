@@ -191,6 +191,13 @@ pub async fn run(
             if test.warn_only {
                 continue;
             }
+            if test.unit.is_some() {
+                // A unit test runs before its model, as in dbt.
+                if task_of_model[m] != usize::MAX {
+                    waits_on[task_of_model[m]].push(order.len() + ti);
+                }
+                continue;
+            }
             let reads_only_lineage = test
                 .deps
                 .iter()
@@ -386,9 +393,20 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
     let started_at = chrono::Utc::now().to_rfc3339();
     let t0 = Instant::now();
     let inputs = input_versions(engine.warehouse(), &model.inputs).await;
-    let (status, mat, message) = match materialize::materialize(engine, model, run_id).await {
+    // An ephemeral model runs nothing, so neither do its hooks (as in dbt).
+    let ephemeral = model.config.materialized == Materialization::Ephemeral;
+    let pre: &[super::config::Hook] = if ephemeral {
+        &[]
+    } else {
+        &model.config.pre_hook
+    };
+    let materialized = match run_hooks(engine, model, "pre-hook", pre).await {
+        Ok(()) => materialize::materialize(engine, model, run_id).await,
+        Err(e) => Err(e),
+    };
+    let (status, mat, message) = match materialized {
         Err(e) => (Status::Error, Materialized::default(), Some(e.to_string())),
-        Ok(mat) => match super::hooks::after_materialize(engine, model, &mat, run_id).await {
+        Ok(mat) => match post_hooks(engine, model, &mat, run_id).await {
             Ok(()) => (Status::Success, mat, None),
             // The table is committed: the report keeps its version and says so.
             Err(e) => {
@@ -418,6 +436,59 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
         sql_hash: Some(model.sql_hash.clone()),
         file: model.file.display.clone(),
     }
+}
+
+/// The model's `post-hook`s, then the engine's hooks.
+async fn post_hooks(
+    engine: &Engine,
+    model: &super::Model,
+    mat: &Materialized,
+    run_id: &str,
+) -> crate::Result<()> {
+    if !model.config.post_hook.is_empty() && model.config.materialized != Materialization::Ephemeral
+    {
+        // A hook may change the table: later models read it afresh.
+        engine.unpin(&model.schema, &model.table);
+        run_hooks(engine, model, "post-hook", &model.config.post_hook).await?;
+    }
+    super::hooks::after_materialize(engine, model, mat, run_id).await
+}
+
+/// Runs a model's `pre-hook`s or `post-hook`s in order; the first that fails
+/// fails the model, named with where it was configured.
+async fn run_hooks(
+    engine: &Engine,
+    model: &super::Model,
+    what: &str,
+    hooks: &[super::config::Hook],
+) -> crate::Result<()> {
+    for (n, h) in hooks.iter().enumerate() {
+        for stmt in crate::sql::split_statements(&h.sql) {
+            let run = async {
+                match engine.execute(&stmt).await? {
+                    crate::sql::Executed::Rows(df) => {
+                        df.collect().await.map(|_| ()).map_err(Into::into)
+                    }
+                    _ => Ok(()),
+                }
+            };
+            let r: crate::Result<()> = run.await;
+            if let Err(e) = r {
+                return Err(crate::Error::Model {
+                    model: model.id(),
+                    file: model.file.display.clone(),
+                    message: format!(
+                        "{what} {} of {} (from {}) failed: {e}\n  hook SQL: {}",
+                        n + 1,
+                        hooks.len(),
+                        h.origin,
+                        stmt.trim()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a model that failed after its write left: the version committed (or
@@ -453,8 +524,13 @@ async fn run_one_test(engine: &Engine, compiled: &Compiled, test: &DataTest) -> 
         })
         .collect();
     let inputs = input_versions(engine.warehouse(), &inputs).await;
-    let (status, failures, message) = match datatest::run_test(engine, test).await {
+    let outcome = match &test.unit {
+        Some(unit) => super::unittest::run(engine, compiled, unit).await,
+        None => datatest::run_test(engine, test).await,
+    };
+    let (status, failures, message) = match outcome {
         Ok(o) if o.failures == 0 => (Status::Pass, Some(0), None),
+        Ok(o) if test.unit.is_some() => (Status::Fail, Some(o.failures), Some(o.sample)),
         Ok(o) => (
             if test.warn_only {
                 Status::Warn

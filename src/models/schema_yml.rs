@@ -15,8 +15,51 @@ pub struct PropertiesFile {
     pub sources: Vec<SourceProps>,
     #[serde(default)]
     pub seeds: Vec<ModelProps>,
+    /// dbt 1.8 unit tests (`unit_tests:`).
+    #[serde(default)]
+    pub unit_tests: Vec<UnitTestProps>,
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// `unit_tests:` entry: a model's output on given input rows must equal the
+/// expected rows ([`super::unittest`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UnitTestProps {
+    pub name: String,
+    pub model: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub given: Vec<GivenProps>,
+    pub expect: FixtureProps,
+    /// `{vars: {...}, macros: {is_incremental: true}, env_vars: {...}}`.
+    #[serde(default)]
+    pub overrides: Option<Value>,
+    /// `{tags: [...], enabled: false, meta: {...}}`.
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
+}
+
+/// One `given:` input: `input: ref('x')` and its rows.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GivenProps {
+    pub input: String,
+    #[serde(flatten)]
+    pub fixture: FixtureProps,
+}
+
+/// Rows as written: `format: dict` (a list of mappings, the default), `csv`
+/// (CSV text with a header line) or `sql` (a query), inline in `rows` or in
+/// a fixture file (`fixture: name`, `tests/fixtures/name.csv|.sql`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FixtureProps {
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub rows: Option<Value>,
+    #[serde(default)]
+    pub fixture: Option<String>,
 }
 
 /// `models:` / `seeds:` entry.
@@ -33,6 +76,9 @@ pub struct ModelProps {
     pub tests: Vec<Value>,
     #[serde(default)]
     pub data_tests: Vec<Value>,
+    /// The properties file it is in.
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 /// `columns:` entry.
@@ -55,6 +101,15 @@ pub struct SourceProps {
     pub schema: Option<String>,
     #[serde(default)]
     pub tables: Vec<SourceTableProps>,
+    /// `freshness: {warn_after: {count, period}, error_after: ..., filter}`
+    /// for every table (a table's own wins; `freshness: null` turns it off).
+    #[serde(default, deserialize_with = "present")]
+    pub freshness: Option<Value>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
+    /// dbt 1.9+: `config: {freshness: ..., loaded_at_field: ...}`.
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
 }
 
 /// A table of a source.
@@ -63,6 +118,18 @@ pub struct SourceTableProps {
     pub name: String,
     #[serde(default)]
     pub identifier: Option<String>,
+    /// `Some(Value::Null)` when written as `freshness: null`.
+    #[serde(default, deserialize_with = "present")]
+    pub freshness: Option<Value>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Map<String, Value>>,
+}
+
+/// Keeps an explicit `null` (as `Some(Value::Null)`) apart from a missing key.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Reads every `*.yml` / `*.yaml` under `dirs`.
@@ -93,6 +160,9 @@ pub fn parse(text: &str, file: PathBuf) -> Result<PropertiesFile> {
             },
         )
     })?;
+    for m in p.models.iter_mut().chain(p.seeds.iter_mut()) {
+        m.file = file.clone();
+    }
     p.file = file;
     Ok(p)
 }
@@ -192,5 +262,37 @@ models:
         assert!(t.warn_only);
         assert_eq!(t.args["values"], serde_json::json!(["a", "b"]));
         assert_eq!(files[0].sources[0].tables[0].name, "orders");
+    }
+
+    /// Unit tests parse; exposures and semantic-layer keys are read past.
+    #[test]
+    fn unit_tests_parse_and_semantic_files_are_accepted() {
+        let p = parse(
+            r#"
+unit_tests:
+  - name: t
+    model: customers
+    given:
+      - input: ref('stg')
+        format: csv
+        rows: "id
+1
+"
+    expect: {rows: [{id: 1}]}
+    overrides: {macros: {is_incremental: true}}
+exposures: [{name: e, type: dashboard, owner: {name: a}}]
+semantic_models: [{name: s, model: ref('customers')}]
+metrics: [{name: m, type: simple}]
+saved_queries: [{name: q}]
+"#,
+            "models/x.yml".into(),
+        )
+        .unwrap();
+        let u = &p.unit_tests[0];
+        assert_eq!(u.model, "customers");
+        assert_eq!(u.given[0].input, "ref('stg')");
+        assert_eq!(u.given[0].fixture.format.as_deref(), Some("csv"));
+        assert_eq!(u.expect.rows, Some(serde_json::json!([{"id": 1}])));
+        assert!(p.models.is_empty());
     }
 }

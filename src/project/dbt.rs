@@ -39,6 +39,8 @@ pub struct ModelSettings {
     pub snapshot_paths: Vec<PathBuf>,
     /// Absolute folders holding Jinja macro files (`{% macro %}`), global to models.
     pub macro_paths: Vec<PathBuf>,
+    /// Absolute folders holding analyses: SQL that compiles and never runs.
+    pub analysis_paths: Vec<PathBuf>,
     /// `var()` values.
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Folder config tree for models (JSON object).
@@ -59,6 +61,10 @@ pub struct ModelSettings {
     pub install_path: PathBuf,
     /// `dispatch:` config: macro namespace → package search order.
     pub dispatch: BTreeMap<String, Vec<String>>,
+    /// `on-run-start` SQL (Jinja), run before `run` / `build`.
+    pub on_run_start: Vec<String>,
+    /// `on-run-end` SQL (Jinja), run after `run` / `build`.
+    pub on_run_end: Vec<String>,
 }
 
 impl ModelSettings {
@@ -77,6 +83,7 @@ impl ModelSettings {
             test_paths: vec![root.join(&cfg.project.tests)],
             snapshot_paths: vec![root.join(&cfg.project.snapshots)],
             macro_paths: vec![root.join("macros")],
+            analysis_paths: vec![root.join("analyses")],
             vars,
             models: normalise_tree(toml_to_json(&toml::Value::Table(cfg.models.clone()))),
             seeds: serde_json::Value::Object(Default::default()),
@@ -87,6 +94,8 @@ impl ModelSettings {
             package_specs: Vec::new(),
             install_path: root.join("dbt_packages"),
             dispatch: BTreeMap::new(),
+            on_run_start: Vec::new(),
+            on_run_end: Vec::new(),
         })
     }
 
@@ -181,6 +190,8 @@ impl ModelSettings {
         for d in p.dispatch.unwrap_or_default() {
             dispatch.insert(d.macro_namespace, d.search_order);
         }
+        let on_run_start = run_hooks(p.on_run_start, &file, "on-run-start")?;
+        let on_run_end = run_hooks(p.on_run_end, &file, "on-run-end")?;
         Ok(ModelSettings {
             root: root.to_path_buf(),
             packages: Vec::new(),
@@ -193,12 +204,15 @@ impl ModelSettings {
             test_paths: paths(p.test_paths, "tests"),
             snapshot_paths: paths(p.snapshot_paths, "snapshots"),
             macro_paths: paths(p.macro_paths, "macros"),
+            analysis_paths: paths(p.analysis_paths, "analyses"),
             vars,
             models: project_tree(p.models, &name),
             seeds: project_tree(p.seeds, &name),
             snapshots: project_tree(p.snapshots, &name),
             name,
             default_materialization: "view".into(),
+            on_run_start,
+            on_run_end,
         })
     }
 
@@ -229,7 +243,7 @@ impl ModelSettings {
 }
 
 /// The subset of `dbt_project.yml` sluice reads (other keys are ignored, as
-/// profiles, hooks and packages have no meaning here).
+/// profiles and packages have no meaning here).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct DbtProject {
@@ -243,12 +257,15 @@ struct DbtProject {
     test_paths: Option<Vec<String>>,
     snapshot_paths: Option<Vec<String>>,
     macro_paths: Option<Vec<String>>,
+    analysis_paths: Option<Vec<String>>,
     vars: Option<serde_json::Value>,
     models: Option<serde_json::Value>,
     seeds: Option<serde_json::Value>,
     snapshots: Option<serde_json::Value>,
     packages_install_path: Option<String>,
     dispatch: Option<Vec<DispatchEntry>>,
+    on_run_start: Option<serde_json::Value>,
+    on_run_end: Option<serde_json::Value>,
 }
 
 /// One entry of `dispatch:` in dbt_project.yml.
@@ -256,6 +273,30 @@ struct DbtProject {
 struct DispatchEntry {
     macro_namespace: String,
     search_order: Vec<String>,
+}
+
+/// `on-run-start: "sql"` or a list of SQL texts; empty ones are dropped.
+fn run_hooks(v: Option<serde_json::Value>, file: &Path, key: &str) -> Result<Vec<String>> {
+    let items = match v {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a,
+        Some(other) => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            serde_json::Value::String(s) if s.trim().is_empty() => {}
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Null => {}
+            other => {
+                return Err(Error::config(
+                    file,
+                    format!("`{key}` must be SQL text or a list of SQL texts, not {other}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `models: {my_project: {...}, +materialized: x}` → the tree of this project
@@ -336,6 +377,27 @@ mod tests {
         assert_eq!(deep["materialized"], "view");
         let other = ModelSettings::folder_config(&s.models, &["marts".into()], is_key);
         assert_eq!(other["materialized"], "table");
+    }
+
+    #[test]
+    fn run_hooks_and_analysis_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DBT_PROJECT_FILE),
+            "name: shop\non-run-start: \"create schema if not exists audit\"\non-run-end: ['select 1', '', 'select 2']\nanalysis-paths: ['queries']\n",
+        )
+        .unwrap();
+        let s = ModelSettings::from_dbt(dir.path()).unwrap();
+        assert_eq!(s.on_run_start, vec!["create schema if not exists audit"]);
+        assert_eq!(s.on_run_end, vec!["select 1", "select 2"]);
+        assert_eq!(s.analysis_paths, vec![dir.path().join("queries")]);
+        std::fs::write(
+            dir.path().join(DBT_PROJECT_FILE),
+            "name: shop\non-run-end: {sql: x}\n",
+        )
+        .unwrap();
+        let e = ModelSettings::from_dbt(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("`on-run-end` must be SQL text"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Seeds: small CSV files under `seeds/` that `sluice seed` loads as tables
-//! (`crate::load::seeds`). This finds them and their targets and column types
-//! (`column_types` from config); models resolve `ref('seed')` with it.
+//! Seeds: small CSV files under `seeds/` (and its subfolders) that `sluice
+//! seed` loads as tables (`crate::load::seeds`). This finds them and their
+//! config, as dbt reads it: the folder tree of `seeds:` in dbt_project.yml
+//! (`+schema`, `+column_types`, `+enabled`, `+delimiter`; `+quote_columns` is
+//! accepted), then `config:` of the seed's entry under `seeds:` in a
+//! properties `.yml` file (in the seed or model folders), which wins. Models
+//! resolve `ref('seed')` with it.
 
 use super::{parse_type, ColumnDecl, ModelSettings, Project};
 use crate::error::{Error, Result};
@@ -18,11 +22,67 @@ pub struct Seed {
     /// Folders below the seed path (dbt's fqn).
     pub rel_dirs: Vec<String>,
     pub columns: Vec<ColumnDecl>,
+    /// `delimiter` config (default `,`).
+    pub delimiter: Option<String>,
+}
+
+/// Seed config keys sluice reads (dbt's others are accepted and ignored).
+const SEED_KEYS: &[&str] = &["schema", "column_types", "enabled", "delimiter"];
+
+/// A properties file's `seeds:` entries (only what seeds need).
+#[derive(Debug, Default, serde::Deserialize)]
+struct SeedProperties {
+    #[serde(default)]
+    seeds: Vec<SeedEntry>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct SeedEntry {
+    name: String,
+    #[serde(default)]
+    config: Option<serde_json::Map<String, Value>>,
+}
+
+/// `config:` of every seed named under `seeds:` in the `.yml` files of the
+/// seed and model folders.
+fn properties_config(
+    settings: &ModelSettings,
+) -> Result<std::collections::HashMap<String, serde_json::Map<String, Value>>> {
+    let mut out = std::collections::HashMap::new();
+    let mut files = Vec::new();
+    for dir in settings.seed_paths.iter().chain(&settings.model_paths) {
+        files.extend(super::files_with_extension(dir, &["yml", "yaml"])?);
+    }
+    files.sort();
+    files.dedup();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+        if !text.contains("seeds") {
+            continue;
+        }
+        let props: SeedProperties = serde_yaml::from_str(&text).map_err(|e| {
+            Error::config(
+                &f,
+                match e.location() {
+                    Some(l) => format!("line {}: {e}", l.line()),
+                    None => e.to_string(),
+                },
+            )
+        })?;
+        for s in props.seeds {
+            if let Some(c) = s.config {
+                let entry: &mut serde_json::Map<String, Value> = out.entry(s.name).or_default();
+                entry.extend(c);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every `.csv` under the seed folders, with its target.
 pub fn discover(project: &Project) -> Result<Vec<Seed>> {
     let mut out: Vec<Seed> = Vec::new();
+    let by_properties = properties_config(&project.settings)?;
     for dir in &project.settings.seed_paths {
         for file in super::files_with_extension(dir, &["csv"])? {
             let name = file
@@ -45,16 +105,45 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
                 })
                 .unwrap_or_default();
             let mut cfg = ModelSettings::folder_config(&project.settings.seeds, &rel_dirs, |k| {
-                k == "schema" || k == "column_types"
+                SEED_KEYS.contains(&k)
             });
             // Per-seed config: `seeds: {my_project: {country_codes: {+column_types: ...}}}`.
             let mut path = rel_dirs.clone();
             path.push(name.clone());
             for (k, v) in ModelSettings::folder_config(&project.settings.seeds, &path, |k| {
-                k == "schema" || k == "column_types"
+                SEED_KEYS.contains(&k)
             }) {
                 cfg.insert(k, v);
             }
+            if let Some(c) = by_properties.get(&name) {
+                for (k, v) in c {
+                    cfg.insert(k.strip_prefix('+').unwrap_or(k).to_string(), v.clone());
+                }
+            }
+            match cfg.get("enabled") {
+                None | Some(Value::Bool(true)) => {}
+                Some(Value::Bool(false)) => continue,
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => {}
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => continue,
+                Some(other) => {
+                    return Err(Error::config(
+                        &file,
+                        format!("seed `{name}`: enabled must be true or false, not {other}"),
+                    ))
+                }
+            }
+            let delimiter = match cfg.get("delimiter") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(d)) if d.len() == 1 => Some(d.clone()),
+                Some(other) => {
+                    return Err(Error::config(
+                        &file,
+                        format!(
+                            "seed `{name}`: delimiter must be one character such as ';' or '|', not {other}"
+                        ),
+                    ))
+                }
+            };
             let default_schema = &project.config.warehouse.default_schema;
             let dbt = project.settings.kind == super::ProjectKind::Dbt;
             let custom_schema = cfg
@@ -78,7 +167,12 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
             let mut columns = Vec::new();
             if let Some(Value::Object(types)) = cfg.get("column_types") {
                 for (col, t) in types {
-                    let type_name = t.as_str().unwrap_or_default().to_string();
+                    let Some(type_name) = t.as_str().map(str::to_string) else {
+                        return Err(Error::config(
+                            &file,
+                            format!("seed `{name}`, column `{col}`: a column type is a name such as 'bigint' or 'date', not {t}"),
+                        ));
+                    };
                     let data_type = parse_type(&type_name).map_err(|m| {
                         Error::config(&file, format!("seed `{name}`, column `{col}`: {m}"))
                     })?;
@@ -106,8 +200,55 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
                 custom_schema,
                 rel_dirs,
                 columns,
+                delimiter,
             });
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Folder config from dbt_project.yml, then a properties file's config;
+    /// a disabled folder's seeds are not seeds.
+    #[test]
+    fn folder_and_properties_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("dbt_project.yml"),
+            "name: shop\nseeds:\n  shop:\n    +schema: raw\n    data:\n      +delimiter: '|'\n      +schema: landing\n    old:\n      +enabled: false\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(p.join("seeds/data")).unwrap();
+        std::fs::create_dir_all(p.join("seeds/old")).unwrap();
+        std::fs::write(p.join("seeds/data/items.csv"), "a|b\n1|2\n").unwrap();
+        std::fs::write(p.join("seeds/old/gone.csv"), "a\n1\n").unwrap();
+        std::fs::write(p.join("seeds/top.csv"), "a\n1\n").unwrap();
+        std::fs::write(
+            p.join("seeds/props.yml"),
+            "seeds:\n  - name: top\n    config: {schema: other, column_types: {a: bigint}}\n",
+        )
+        .unwrap();
+        let project = Project::open(Some(p)).unwrap();
+        let seeds = discover(&project).unwrap();
+        let shown: Vec<(&str, &str, Option<&str>)> = seeds
+            .iter()
+            .map(|s| (s.name.as_str(), s.schema.as_str(), s.delimiter.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![("items", "landing", Some("|")), ("top", "other", None)]
+        );
+        assert_eq!(seeds[1].columns[0].name, "a");
+        std::fs::write(
+            p.join("seeds/props.yml"),
+            "seeds:\n  - name: top\n    config: {delimiter: ';;'}\n",
+        )
+        .unwrap();
+        let e = discover(&project).unwrap_err().to_string();
+        assert!(e.contains("delimiter must be one character"), "{e}");
+    }
 }

@@ -4,6 +4,7 @@ mod asof;
 mod cli;
 mod cli_output;
 mod common;
+mod dbt_day;
 mod dbt_macros;
 mod dbt_packages;
 mod features;
