@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, args: DepsArgs) -> anyhow::Result<()> {
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     if failed > 0 {
         anyhow::bail!(sluice::Error::config(
-            &ctx.project.root.join("packages.yml"),
+            ctx.project.root.join("packages.yml"),
             format!(
                 "{failed} of {} package(s) could not be installed (see above)",
                 outcomes.len()

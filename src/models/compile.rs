@@ -933,7 +933,7 @@ pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary
             .map(|s| format!("`{s}`"))
             .collect();
         return Err(Error::config(
-            &project.root.join("packages.yml"),
+            project.root.join("packages.yml"),
             format!(
                 "{} package(s) are declared but only {} installed in {} (missing: {}); run `sluice deps` to install them",
                 settings.package_specs.len(),
