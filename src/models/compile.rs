@@ -751,7 +751,11 @@ fn draft(
         super::config::is_config_key,
     );
     // dbt renders Jinja in dbt_project.yml values: `+enabled: "{{ var('x') }}"`.
+    // Hooks render later, with the model's `this`.
     for (key, value) in folder.iter_mut() {
+        if key.contains("hook") {
+            continue;
+        }
         if let serde_json::Value::String(text) = value {
             if jinja::needs_rendering(text) {
                 let ctx = RenderContext {

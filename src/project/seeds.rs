@@ -240,7 +240,11 @@ mod tests {
             .collect();
         assert_eq!(
             shown,
-            vec![("items", "landing", Some("|")), ("top", "other", None)]
+            // dbt's default schema naming: `<target schema>_<custom>`.
+            vec![
+                ("items", "main_landing", Some("|")),
+                ("top", "main_other", None)
+            ]
         );
         assert_eq!(seeds[1].columns[0].name, "a");
         std::fs::write(

@@ -448,20 +448,20 @@ fn seeds_in_subfolders_take_folder_config() {
     let p = dir.path();
     let out = ok(&sluice(&["seed"], p));
     assert!(
-        out.contains("raw.raw_items") && out.contains("raw.top"),
+        out.contains("main_raw.raw_items") && out.contains("main_raw.top"),
         "{out}"
     );
     assert!(!out.contains("raw_old"), "{out}");
     // `;`-separated; item_id is text by config, price a float (2.5 + 4 = 6.5).
     let rows = csv(
         p,
-        "SELECT arrow_typeof(item_id) AS t, sum(price) AS s FROM raw.raw_items GROUP BY 1",
+        "SELECT arrow_typeof(item_id) AS t, sum(price) AS s FROM main_raw.raw_items GROUP BY 1",
     );
     assert!(
         rows.len() == 1 && rows[0].starts_with("Utf8") && rows[0].ends_with(",6.5"),
         "{rows:?}"
     );
-    let err = fails(&sluice(&["sql", "SELECT * FROM raw.raw_old"], p));
+    let err = fails(&sluice(&["sql", "SELECT * FROM main_raw.raw_old"], p));
     assert!(err.contains("raw_old"), "{err}");
 }
 
@@ -491,7 +491,7 @@ fn source_freshness_reports_pass_warn_and_error() {
 version: 2
 sources:
   - name: shop
-    schema: raw
+    schema: main_raw
     loaded_at_field: loaded_at
     freshness:
       warn_after: {count: 1, period: hour}

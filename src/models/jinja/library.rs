@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// The adapter names `adapter.dispatch` tries, in order, before `default`.
-pub const DISPATCH_PREFIXES: &[&str] = &["sluice", "datafusion", "default"];
+pub const DISPATCH_PREFIXES: &[&str] = &["sluice", "datafusion", "duckdb", "postgres", "default"];
 
 /// Prefix given to macro definitions inside namespace templates.
 const MANGLE: &str = "__m_";
