@@ -3,3 +3,11 @@
   {%- set sql = caller() -%}
   {{- __sluice_statement(name, sql, fetch_result) -}}
 {%- endmacro %}
+
+{% macro should_store_failures() -%}
+  {{ return(config.get('store_failures', false) or flags.STORE_FAILURES) }}
+{%- endmacro %}
+
+{% macro should_full_refresh() -%}
+  {{ return(config.get('full_refresh', false) or flags.FULL_REFRESH) }}
+{%- endmacro %}
