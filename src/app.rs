@@ -53,8 +53,9 @@ pub async fn seed_inputs(
     observer: &dyn LoadObserver,
 ) -> Result<Option<LoadReport>> {
     let models = selection.apply(compiled)?;
-    let needed: Vec<String> = crate::project::seeds::discover(project)?
-        .into_iter()
+    let seeds = crate::models::compile::named_seeds(project)?;
+    let needed: Vec<String> = seeds
+        .iter()
         .filter(|s| {
             models.iter().any(|&m| {
                 compiled.models[m]
@@ -63,12 +64,12 @@ pub async fn seed_inputs(
                     .any(|(schema, table)| *schema == s.schema && *table == s.name)
             })
         })
-        .map(|s| s.name)
+        .map(|s| s.name.clone())
         .collect();
     if needed.is_empty() {
         return Ok(None);
     }
-    crate::load::seeds::seed(project, warehouse, &needed, false, observer)
+    crate::load::seeds::seed_with(project, warehouse, seeds, &needed, false, observer)
         .await
         .map(Some)
 }

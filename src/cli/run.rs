@@ -101,9 +101,15 @@ pub async fn models(
     if !snapshots.seeds.is_empty() {
         // The seeds the snapshots read, when missing or changed.
         let bars = LoadBars::new(ctx.progress);
-        let report =
-            sluice::load::seeds::seed(&ctx.project, &ctx.warehouse, &snapshots.seeds, false, &bars)
-                .await?;
+        let report = sluice::load::seeds::seed_with(
+            &ctx.project,
+            &ctx.warehouse,
+            sluice::models::compile::named_seeds(&ctx.project)?,
+            &snapshots.seeds,
+            false,
+            &bars,
+        )
+        .await?;
         drop(bars);
         if args.format == SummaryFormat::Table && report.sources.iter().any(|s| s.version.is_some())
         {

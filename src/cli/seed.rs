@@ -20,7 +20,16 @@ pub async fn run(ctx: &Context, args: SeedArgs) -> anyhow::Result<()> {
     }
     let report = {
         let bars = LoadBars::new(ctx.progress);
-        sluice::load::seeds::seed(&ctx.project, &ctx.warehouse, &args.seeds, true, &bars).await?
+        let seeds = sluice::models::compile::named_seeds(&ctx.project)?;
+        sluice::load::seeds::seed_with(
+            &ctx.project,
+            &ctx.warehouse,
+            seeds,
+            &args.seeds,
+            true,
+            &bars,
+        )
+        .await?
     };
     if let Some(engine) = &engine {
         sluice::models::project_hooks(&ctx.project, engine, &vars, "on-run-end").await?;

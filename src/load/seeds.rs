@@ -19,7 +19,27 @@ pub async fn seed(
     force: bool,
     observer: &dyn LoadObserver,
 ) -> Result<LoadReport> {
-    let seeds = discover(project)?;
+    seed_with(
+        project,
+        warehouse,
+        discover(project)?,
+        names,
+        force,
+        observer,
+    )
+    .await
+}
+
+/// [`seed`] with the seeds already found (and their schemas named, e.g. by a
+/// dbt project's `generate_schema_name`).
+pub async fn seed_with(
+    project: &Project,
+    warehouse: &Warehouse,
+    seeds: Vec<crate::project::seeds::Seed>,
+    names: &[String],
+    force: bool,
+    observer: &dyn LoadObserver,
+) -> Result<LoadReport> {
     if seeds.is_empty() {
         return Err(Error::config(
             project

@@ -276,7 +276,7 @@ pub async fn compile(
     for s in &project.sources {
         names.sources.insert(s.name.clone(), s.target());
     }
-    for s in crate::project::seeds::discover(project)? {
+    for s in named_seeds_with(project, macros.as_ref())? {
         names
             .seeds
             .insert(s.name.clone(), (s.schema.clone(), s.name.clone()));
@@ -977,6 +977,65 @@ pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary
         },
     )?;
     Ok(Arc::new(lib))
+}
+
+/// The project's seeds, with their schemas named as dbt names them: a dbt
+/// project's own `generate_schema_name` decides (seeds are nodes with
+/// `resource_type` `seed`).
+pub fn named_seeds(project: &Project) -> Result<Vec<crate::project::seeds::Seed>> {
+    let lib = if project.settings.kind == ProjectKind::Dbt {
+        Some(macro_library(project)?)
+    } else {
+        None
+    };
+    named_seeds_with(project, lib.as_ref())
+}
+
+fn named_seeds_with(
+    project: &Project,
+    lib: Option<&Arc<jinja::MacroLibrary>>,
+) -> Result<Vec<crate::project::seeds::Seed>> {
+    let mut seeds = crate::project::seeds::discover(project)?;
+    let Some(lib) = lib else {
+        return Ok(seeds);
+    };
+    let default_schema = &project.config.warehouse.default_schema;
+    for s in &mut seeds {
+        let mut fqn = vec![serde_json::Value::from(project.settings.name.as_str())];
+        fqn.extend(
+            s.rel_dirs
+                .iter()
+                .map(|d| serde_json::Value::from(d.as_str())),
+        );
+        fqn.push(serde_json::Value::from(s.name.as_str()));
+        let node = serde_json::json!({
+            "name": s.name,
+            "resource_type": "seed",
+            "package_name": project.settings.name,
+            "unique_id": format!("seed.{}.{}", project.settings.name, s.name),
+            "fqn": fqn,
+            "config": {"schema": s.custom_schema},
+        });
+        let named = naming_macro(
+            lib,
+            "generate_schema_name",
+            s.custom_schema.as_deref(),
+            node,
+            default_schema,
+            "dev",
+        )
+        .map_err(|e| Error::config(&s.file, e.to_string()))?;
+        if let Some(schema) = named {
+            if !crate::warehouse::is_identifier(&schema) {
+                return Err(Error::config(
+                    &s.file,
+                    format!("generate_schema_name gave `{schema}` for seed `{}`, which is not a valid schema name", s.name),
+                ));
+            }
+            s.schema = schema;
+        }
+    }
+    Ok(seeds)
 }
 
 /// A rendered config value as YAML would read it: booleans, numbers, text.
