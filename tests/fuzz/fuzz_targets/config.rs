@@ -21,7 +21,6 @@ use sluice::models::jinja::{self, RenderContext};
 use sluice::models::schema_yml;
 use sluice::project::ProjectConfig;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 fn refused_by_name(e: &sluice::Error, file: &str) {
     let message = e.to_string();
@@ -88,15 +87,9 @@ fn model_header(text: &str) {
         return;
     }
     let ctx = RenderContext {
-        vars: Default::default(),
-        resolve_ref: Arc::new(|n: &str| Ok(n.to_string())),
-        resolve_source: Arc::new(|s: &str, t: &str| Ok(format!("{s}.{t}"))),
         this: "staging.orders".into(),
-        is_incremental: false,
-        target_name: "dev".into(),
-        target_schema: "raw".into(),
         model_name: "orders".into(),
-        macros: None,
+        ..RenderContext::echo("orders", "raw")
     };
     match jinja::render("sql/staging/orders.sql", text, &ctx) {
         Ok(rendered) => {
@@ -107,7 +100,12 @@ fn model_header(text: &str) {
             }
             let _ = sluice::sql::deps::model_relations(&rendered.sql, &Default::default());
         }
-        Err(e) => assert_eq!(e.file, "sql/staging/orders.sql"),
+        // An error is located in the model, or in one of dbt's built-in macros it called.
+        Err(e) => assert!(
+            e.file == "sql/staging/orders.sql" || e.file.starts_with("dbt/"),
+            "{}",
+            e.file
+        ),
     }
 }
 
