@@ -71,6 +71,11 @@ pub struct Model {
     pub is_incremental: bool,
     pub description: Option<String>,
     pub columns: Vec<ColumnDoc>,
+    /// The template asked the warehouse (`run_query`, `statement`,
+    /// `adapter.get_columns_in_relation`, ...), itself or through an ephemeral
+    /// model it inlines: the SQL is rendered again just before the model runs,
+    /// when the tables it reads are built (dbt compiles each node as it runs).
+    pub jit: bool,
 }
 
 impl Model {
@@ -95,6 +100,10 @@ pub struct Compiled {
     pub(crate) functions: deps::TableFunctionReads,
     /// The project's snapshots (`ref()` of one is its table).
     pub snapshots: Vec<super::snapshot::Snapshot>,
+    /// The vars templates see (the project's, overlaid with `--vars`).
+    pub(crate) vars: BTreeMap<String, serde_json::Value>,
+    /// `target.name`.
+    pub(crate) target: String,
 }
 
 /// A file after pass 1: config known, SQL not yet final.
@@ -333,8 +342,9 @@ pub async fn compile(
 
     // Pass 2: render with real names, then find every relation.
     let mut rendered = Vec::with_capacity(drafts.len());
+    let mut jit = vec![false; drafts.len()];
     for (i, d) in drafts.iter().enumerate() {
-        let ctx = render_context(
+        let mut ctx = render_context(
             &names,
             &vars,
             &target,
@@ -343,8 +353,40 @@ pub async fn compile(
             &d.file.name,
             incremental_now[i],
         );
+        let tracked = names
+            .introspect
+            .clone()
+            .map(super::introspect::Tracked::new);
+        if let Some(t) = &tracked {
+            ctx.introspect = Some(t.clone());
+        }
+        let used = || tracked.as_ref().is_some_and(|t| t.used());
         match jinja::render(&d.file.display, &d.file.text, &ctx) {
-            Ok(r) => rendered.push((clean_sql(&r.sql), r.refs)),
+            Ok(r) => {
+                jit[i] = used();
+                rendered.push((clean_sql(&r.sql), r.refs));
+            }
+            // The warehouse could not answer yet (most often: a table this run
+            // builds). Render as dbt parses (`execute` false) to learn the
+            // dependencies; the model renders for real just before it runs.
+            Err(e) if used() => {
+                ctx.execute = false;
+                match jinja::render(&d.file.display, &d.file.text, &ctx) {
+                    Ok(r) => {
+                        tracing::info!(
+                            "model {} is rendered when it runs: its template asked the warehouse, which cannot answer yet ({})",
+                            names.ids[i],
+                            e.message
+                        );
+                        jit[i] = true;
+                        rendered.push((clean_sql(&r.sql), r.refs));
+                    }
+                    Err(_) => {
+                        errors.push(jinja_error(&names.ids[i], e));
+                        rendered.push((String::new(), Vec::new()));
+                    }
+                }
+            }
             Err(e) => {
                 errors.push(jinja_error(&names.ids[i], e));
                 rendered.push((String::new(), Vec::new()));
@@ -429,38 +471,12 @@ pub async fn compile(
     let mut resolved: Vec<Vec<(deps::Occurrence, Target)>> = Vec::with_capacity(drafts.len());
     let mut nodes = Vec::with_capacity(drafts.len());
     for (i, occ) in occurrences.into_iter().enumerate() {
-        let mut deps_i = Vec::new();
-        let mut res = Vec::new();
-        for o in occ {
-            match names.resolve(&o.relation, &exists) {
-                // A table function's argument that names no model or table:
-                // the function reports it when it runs.
-                Err(_) if o.declared => {}
-                Ok(t) => {
-                    // A model may read its own table (`{{ this }}` in incremental
-                    // models): that is not a dependency.
-                    if let Target::Model(m) = t {
-                        if m != i && !deps_i.contains(&m) {
-                            deps_i.push(m);
-                        }
-                    }
-                    res.push((o, t));
-                }
-                Err(e) => errors.push(Error::Model {
-                    model: names.ids[i].clone(),
-                    file: drafts[i].file.display.clone(),
-                    message: e.to_string(),
-                }),
-            }
-        }
-        // Explicit ref()s are dependencies even when the rendered SQL hides them.
-        for r in &rendered[i].1 {
-            if let Ok(m) = names.lookup_model(r) {
-                if m != i && !deps_i.contains(&m) {
-                    deps_i.push(m);
-                }
-            }
-        }
+        let (res, deps_i, problems) = resolve_relations(i, occ, &rendered[i].1, &names, &exists);
+        errors.extend(problems.into_iter().map(|message| Error::Model {
+            model: names.ids[i].clone(),
+            file: drafts[i].file.display.clone(),
+            message,
+        }));
         let d = &drafts[i];
         nodes.push(NodeInfo {
             id: names.ids[i].clone(),
@@ -483,97 +499,44 @@ pub async fn compile(
         message: e.to_string(),
     })?;
 
-    // Final SQL, in dependency order (ephemerals before their readers).
-    let mut final_sql: Vec<Option<String>> = vec![None; drafts.len()];
-    let mut inputs: Vec<Vec<(String, String)>> = vec![Vec::new(); drafts.len()];
-    for i in dag.topo_order() {
-        let (sql, _) = &rendered[i];
-        let mut edits = Vec::new();
-        let mut ephemerals = Vec::new();
-        let mut ins: Vec<(String, String)> = Vec::new();
-        for (o, t) in &resolved[i] {
-            match t {
-                Target::Model(m) => {
-                    if names.ephemeral[*m] {
-                        edits.push((o.clone(), ephemeral_cte(&names.ids[*m])));
-                        if !ephemerals.contains(m) {
-                            ephemerals.push(*m);
-                        }
-                        ins.extend(inputs[*m].iter().cloned());
-                    } else {
-                        if o.relation.parts.len() == 1 && drafts[*m].schema != default_schema {
-                            edits.push((o.clone(), names.ids[*m].clone()));
-                        }
-                        ins.push((drafts[*m].schema.clone(), drafts[*m].table.clone()));
-                        if drafts[*m].config.materialized == Materialization::View && *m != i {
-                            // A view has no version: record what it reads.
-                            ins.extend(inputs[*m].iter().cloned());
-                        }
-                    }
-                }
-                Target::External(s, t) => {
-                    if o.relation.parts.len() == 1 && *s != default_schema {
-                        edits.push((o.clone(), format!("{s}.{t}")));
-                    }
-                    ins.push((s.clone(), t.clone()));
-                }
-                Target::Ignore => {}
-            }
-        }
-        ins.sort();
-        ins.dedup();
-        inputs[i] = ins;
-        let mut out = apply_edits(sql, &edits);
-        // ref() of an ephemeral renders its CTE name directly.
-        for m in rendered[i]
-            .1
-            .iter()
-            .filter_map(|r| names.lookup_model(r).ok())
-        {
-            if names.ephemeral[m] && !ephemerals.contains(&m) {
-                ephemerals.push(m);
-            }
-        }
-        if !ephemerals.is_empty() {
-            ephemerals.sort_by_key(|m| dag.topo_position(*m));
-            let ctes: Vec<String> = ephemerals
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} AS (\n{}\n)",
-                        ephemeral_cte(&names.ids[*m]),
-                        final_sql[*m].as_deref().unwrap_or_default()
-                    )
-                })
-                .collect();
-            out = format!(
-                "WITH {}\nSELECT * FROM (\n{out}\n) AS __sluice_model",
-                ctes.join(",\n")
-            );
-        }
-        final_sql[i] = Some(out);
-    }
-
     let mut models = Vec::with_capacity(drafts.len());
     for (i, d) in drafts.into_iter().enumerate() {
-        let sql = final_sql[i].take().unwrap_or_default();
         let mut deps_i: Vec<usize> = dag.parents(i).to_vec();
         deps_i.sort();
         models.push(Model {
             name: d.file.name.clone(),
-            sql_hash: sha256_hex(&sql),
-            sql,
+            sql_hash: String::new(),
+            sql: String::new(),
             rendered: std::mem::take(&mut rendered[i].0),
             schema: d.schema,
             table: d.table,
             config: d.config,
             file: d.file,
             deps: deps_i,
-            inputs: std::mem::take(&mut inputs[i]),
+            inputs: Vec::new(),
             is_incremental: incremental_now[i],
             description: d.description,
             columns: d.columns,
+            jit: jit[i],
         });
+    }
+    // Final SQL, in dependency order (ephemerals before their readers).
+    for i in dag.topo_order() {
+        let fin = finalize(
+            i,
+            &models[i].rendered,
+            &rendered[i].1,
+            &resolved[i],
+            &names,
+            &dag,
+            &|m| &models[m],
+        );
+        let m = &mut models[i];
+        m.sql_hash = sha256_hex(&fin.sql);
+        m.sql = fin.sql;
+        m.inputs = fin.inputs;
+        // Inlining an ephemeral model that renders late renders late too.
+        m.jit |= fin.jit_ephemeral;
     }
     let mut aliases = Aliases::new();
     for (bare, idx) in &names.by_bare {
@@ -593,6 +556,8 @@ pub async fn compile(
         names,
         functions,
         snapshots,
+        vars,
+        target,
     })
 }
 
@@ -688,6 +653,89 @@ impl Compiled {
         let r = jinja::render(&m.file.display, &m.file.text, &ctx)
             .map_err(|e| jinja_error(&self.names.ids[i], e))?;
         Ok(clean_sql(&r.sql))
+    }
+
+    /// Model `i` as it runs now: a model whose template asks the warehouse
+    /// ([`Model::jit`]) rendered again against the tables as they are (its
+    /// upstream models built), its names resolved again. Ephemeral models it
+    /// inlines that render late render again first.
+    pub(crate) async fn rerender(&self, engine: &Engine, i: usize) -> Result<Model> {
+        let mut fresh = HashMap::new();
+        let mut late: Vec<usize> = self
+            .dag
+            .ancestors(i, None)
+            .into_iter()
+            .filter(|a| self.names.ephemeral[*a] && self.models[*a].jit)
+            .collect();
+        late.sort_by_key(|a| self.dag.topo_position(*a));
+        for a in late {
+            let m = self.rerender_one(engine, a, &fresh).await?;
+            fresh.insert(a, m);
+        }
+        self.rerender_one(engine, i, &fresh).await
+    }
+
+    async fn rerender_one(
+        &self,
+        engine: &Engine,
+        i: usize,
+        fresh: &HashMap<usize, Model>,
+    ) -> Result<Model> {
+        let m = &self.models[i];
+        let id = &self.names.ids[i];
+        let model_err = |message: String| Error::Model {
+            model: id.clone(),
+            file: m.file.display.clone(),
+            message,
+        };
+        let mut ctx = render_context(
+            &self.names,
+            &self.vars,
+            &self.target,
+            &self.default_schema,
+            id,
+            &m.file.name,
+            m.is_incremental,
+        );
+        ctx.introspect = Some(Arc::new(super::introspect::EngineIntrospect {
+            engine: engine.clone(),
+        }));
+        let r =
+            jinja::render(&m.file.display, &m.file.text, &ctx).map_err(|e| jinja_error(id, e))?;
+        let sql = clean_sql(&r.sql);
+        let occurrences = deps::model_relations(&sql, &self.functions).map_err(|e| {
+            model_err(format!(
+                "SQL syntax error in the SQL rendered as the model ran: {}",
+                e.message
+            ))
+        })?;
+        let mut cache = ExistsCache::new(engine.warehouse());
+        for o in &occurrences {
+            cache.probe(&self.names, &o.relation).await?;
+        }
+        let exists = |s: &str, t: &str| cache.known(s, t);
+        let (resolved, deps_i, problems) =
+            resolve_relations(i, occurrences, &r.refs, &self.names, &exists);
+        if !problems.is_empty() {
+            return Err(model_err(problems.join("; ")));
+        }
+        let ancestors = self.dag.ancestors(i, None);
+        if let Some(d) = deps_i.iter().find(|d| !ancestors.contains(d)) {
+            let name = &self.models[*d].name;
+            return Err(model_err(format!(
+                "rendered as it ran, the model reads `{}`, which it did not read when the project compiled, so this run may not have built it first; add `-- depends_on: {{{{ ref('{name}') }}}}` to the model's file (as in dbt)",
+                self.names.ids[*d]
+            )));
+        }
+        let fin = finalize(i, &sql, &r.refs, &resolved, &self.names, &self.dag, &|x| {
+            fresh.get(&x).unwrap_or(&self.models[x])
+        });
+        let mut out = m.clone();
+        out.rendered = sql;
+        out.sql_hash = sha256_hex(&fin.sql);
+        out.sql = fin.sql;
+        out.inputs = fin.inputs;
+        Ok(out)
     }
 
     /// Resolves the relations of a test query: the models it reads, or an error.
@@ -872,6 +920,135 @@ fn draft(
         description,
         columns,
     })
+}
+
+/// The relations model `i` reads, resolved: each occurrence's target, the
+/// models it depends on (its explicit `ref()`s included, even when the
+/// rendered SQL hides them) and a message per name that resolves to nothing.
+type Resolved = Vec<(deps::Occurrence, Target)>;
+fn resolve_relations(
+    i: usize,
+    occurrences: Vec<deps::Occurrence>,
+    refs: &[String],
+    names: &Names,
+    exists: &dyn Fn(&str, &str) -> bool,
+) -> (Resolved, Vec<usize>, Vec<String>) {
+    let mut deps_i = Vec::new();
+    let mut res = Vec::new();
+    let mut problems = Vec::new();
+    for o in occurrences {
+        match names.resolve(&o.relation, exists) {
+            // A table function's argument that names no model or table:
+            // the function reports it when it runs.
+            Err(_) if o.declared => {}
+            Ok(t) => {
+                // A model may read its own table (`{{ this }}` in incremental
+                // models): that is not a dependency.
+                if let Target::Model(m) = t {
+                    if m != i && !deps_i.contains(&m) {
+                        deps_i.push(m);
+                    }
+                }
+                res.push((o, t));
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    for r in refs {
+        if let Ok(m) = names.lookup_model(r) {
+            if m != i && !deps_i.contains(&m) {
+                deps_i.push(m);
+            }
+        }
+    }
+    (res, deps_i, problems)
+}
+
+/// The SQL that runs for a model, and what it reads.
+struct Finalized {
+    sql: String,
+    inputs: Vec<(String, String)>,
+    /// It inlines an ephemeral model that renders late.
+    jit_ephemeral: bool,
+}
+
+/// Model `i`'s final SQL from its rendered SQL: bare names that resolved
+/// outside the default schema qualified, ephemeral models inlined as CTEs.
+/// `model(m)` gives every other model, final (ephemerals and views before
+/// their readers).
+fn finalize<'a>(
+    i: usize,
+    sql: &str,
+    refs: &[String],
+    resolved: &[(deps::Occurrence, Target)],
+    names: &Names,
+    dag: &Dag,
+    model: &dyn Fn(usize) -> &'a Model,
+) -> Finalized {
+    let default_schema = &names.default_schema;
+    let mut edits = Vec::new();
+    let mut ephemerals = Vec::new();
+    let mut ins: Vec<(String, String)> = Vec::new();
+    for (o, t) in resolved {
+        match t {
+            Target::Model(m) => {
+                let up = model(*m);
+                if names.ephemeral[*m] {
+                    edits.push((o.clone(), ephemeral_cte(&names.ids[*m])));
+                    if !ephemerals.contains(m) {
+                        ephemerals.push(*m);
+                    }
+                    ins.extend(up.inputs.iter().cloned());
+                } else {
+                    if o.relation.parts.len() == 1 && up.schema != *default_schema {
+                        edits.push((o.clone(), names.ids[*m].clone()));
+                    }
+                    ins.push((up.schema.clone(), up.table.clone()));
+                    if up.config.materialized == Materialization::View && *m != i {
+                        // A view has no version: record what it reads.
+                        ins.extend(up.inputs.iter().cloned());
+                    }
+                }
+            }
+            Target::External(s, t) => {
+                if o.relation.parts.len() == 1 && s != default_schema {
+                    edits.push((o.clone(), format!("{s}.{t}")));
+                }
+                ins.push((s.clone(), t.clone()));
+            }
+            Target::Ignore => {}
+        }
+    }
+    ins.sort();
+    ins.dedup();
+    let mut out = apply_edits(sql, &edits);
+    // ref() of an ephemeral renders its CTE name directly.
+    for m in refs.iter().filter_map(|r| names.lookup_model(r).ok()) {
+        if names.ephemeral[m] && !ephemerals.contains(&m) {
+            ephemerals.push(m);
+        }
+    }
+    let mut jit_ephemeral = false;
+    if !ephemerals.is_empty() {
+        ephemerals.sort_by_key(|m| dag.topo_position(*m));
+        let ctes: Vec<String> = ephemerals
+            .iter()
+            .map(|m| {
+                let up = model(*m);
+                jit_ephemeral |= up.jit;
+                format!("{} AS (\n{}\n)", ephemeral_cte(&names.ids[*m]), up.sql)
+            })
+            .collect();
+        out = format!(
+            "WITH {}\nSELECT * FROM (\n{out}\n) AS __sluice_model",
+            ctes.join(",\n")
+        );
+    }
+    Finalized {
+        sql: out,
+        inputs: ins,
+        jit_ephemeral,
+    }
 }
 
 pub(crate) fn render_context(

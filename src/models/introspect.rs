@@ -14,6 +14,8 @@ use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::scalar::ScalarValue;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// [`Introspect`] over an engine.
 pub(crate) struct EngineIntrospect {
@@ -76,6 +78,42 @@ impl Introspect for EngineIntrospect {
                 })
                 .collect()
         }))
+    }
+}
+
+/// An [`Introspect`] that remembers whether a template used it: such a
+/// model's SQL depends on the warehouse's state, so it is rendered again just
+/// before it runs (as dbt compiles each node when it runs), when the tables it
+/// reads are built.
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    inner: Arc<dyn Introspect>,
+    used: AtomicBool,
+}
+
+impl Tracked {
+    pub(crate) fn new(inner: Arc<dyn Introspect>) -> Arc<Tracked> {
+        Arc::new(Tracked {
+            inner,
+            used: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a query or a relation lookup went through it.
+    pub(crate) fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+impl Introspect for Tracked {
+    fn query(&self, sql: &str) -> Result<QueryResult> {
+        self.used.store(true, Ordering::Relaxed);
+        self.inner.query(sql)
+    }
+
+    fn columns(&self, schema: &str, table: &str) -> Result<Option<Vec<(String, String)>>> {
+        self.used.store(true, Ordering::Relaxed);
+        self.inner.columns(schema, table)
     }
 }
 

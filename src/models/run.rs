@@ -389,9 +389,38 @@ fn skipped(task: &Task, compiled: &Compiled, tests: &[DataTest], because: &str) 
 }
 
 async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str) -> NodeResult {
-    let model = &compiled.models[m];
     let started_at = chrono::Utc::now().to_rfc3339();
     let t0 = Instant::now();
+    // A template that asks the warehouse renders now, its upstream built.
+    let late;
+    let model = if compiled.models[m].jit {
+        match compiled.rerender(engine, m).await {
+            Ok(fresh) => {
+                late = fresh;
+                &late
+            }
+            Err(e) => {
+                let model = &compiled.models[m];
+                return NodeResult {
+                    id: model.id(),
+                    kind: "model",
+                    materialization: model.config.materialized.to_string(),
+                    status: Status::Error,
+                    rows: None,
+                    version: None,
+                    failures: None,
+                    started_at,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    message: Some(e.to_string()),
+                    inputs: Vec::new(),
+                    sql_hash: None,
+                    file: model.file.display.clone(),
+                };
+            }
+        }
+    } else {
+        &compiled.models[m]
+    };
     let inputs = input_versions(engine.warehouse(), &model.inputs).await;
     // An ephemeral model runs nothing, so neither do its hooks (as in dbt).
     let ephemeral = model.config.materialized == Materialization::Ephemeral;

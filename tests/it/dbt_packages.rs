@@ -162,3 +162,135 @@ async fn schema_name_override_and_missing_package() {
         "{err}"
     );
 }
+
+async fn build_selected(dir: &std::path::Path, select: &[&str]) -> models::RunReport {
+    let project = Project::load(dir).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = Arc::new(
+        models::compile(&project, &e, &CompileOptions::default())
+            .await
+            .unwrap(),
+    );
+    let selection = Selection {
+        select: select.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    models::execute(
+        &project,
+        &e,
+        compiled,
+        &selection,
+        Steps::Models,
+        2,
+        &BTreeMap::new(),
+        "run",
+        &models::run::Quiet,
+    )
+    .await
+    .unwrap()
+}
+
+const COLUMNS_MACRO: (&str, &str) = (
+    "macros/cols.sql",
+    "{% macro col_list(rel) %}{% if not execute %}{{ return('*') }}{% endif %}{% set xs = [] %}{% for c in adapter.get_columns_in_relation(rel) %}{% do xs.append(c.name) %}{% endfor %}{{ return(xs | join(', ')) }}{% endmacro %}\n",
+);
+
+/// A template that asks the warehouse about a model built in the same run
+/// renders when the model runs (as dbt compiles each node as it runs): on a
+/// fresh warehouse, and again after the upstream model gained a column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_renders_when_the_model_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), PACKAGE);
+    write(dir.path(), ROOT);
+    write(
+        dir.path(),
+        &[
+            COLUMNS_MACRO,
+            (
+                "models/marts/counted.sql",
+                "select {{ util.count_rows(ref('base')) }} as n, {{ col_list(ref('base')) }} from {{ ref('base') }}",
+            ),
+        ],
+    );
+    let report = build_selected(dir.path(), &[]).await;
+    assert!(report.success(), "{:?}", report.results);
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let rows = crate::common::rows(&e, "SELECT * FROM main_marts.counted ORDER BY id").await;
+    assert_eq!(rows, vec!["2|1|250", "2|2|75"]);
+
+    // The upstream gains a row and a column; the table exists when the
+    // project compiles, with the old columns: the run renders against the new.
+    write(
+        dir.path(),
+        &[(
+            "models/base.sql",
+            "select 1 as id, 250 as cents, 'a' as tag union all select 2, 75, 'b' union all select 3, 5, 'c'",
+        )],
+    );
+    let report = build_selected(dir.path(), &[]).await;
+    assert!(report.success(), "{:?}", report.results);
+    let rows = crate::common::rows(&e, "SELECT * FROM main_marts.counted ORDER BY id").await;
+    assert_eq!(rows, vec!["3|1|250|a", "3|2|75|b", "3|3|5|c"]);
+}
+
+/// A model whose template reads a model only when it renders at run time,
+/// behind `execute`, fails with dbt's advice instead of reading a table the
+/// run may not have built yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_found_only_at_run_time_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), PACKAGE);
+    write(dir.path(), ROOT);
+    let late = "{% set r = run_query('select count(*) as n from main.base') %}{% if execute and r.columns[0].values()[0] > 2 %}select * from {{ ref('m') }}{% else %}select 1 as x{% endif %}";
+    write(dir.path(), &[("models/late.sql", late)]);
+    // base (2 rows) and m exist before the project compiles.
+    assert!(build_selected(dir.path(), &["base", "m"]).await.success());
+
+    // Compiled while base has 2 rows; base then gets 3 before `late` runs.
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = Arc::new(
+        models::compile(&project, &e, &CompileOptions::default())
+            .await
+            .unwrap(),
+    );
+    let i = compiled.find("late").unwrap();
+    assert!(compiled.models[i].jit);
+    assert!(compiled.models[i].deps.is_empty());
+    write(
+        dir.path(),
+        &[(
+            "models/base.sql",
+            "select 1 as id, 250 as cents union all select 2, 75 union all select 3, 5",
+        )],
+    );
+    assert!(build_selected(dir.path(), &["base"]).await.success());
+    let report = models::execute(
+        &project,
+        &e,
+        compiled,
+        &Selection {
+            select: vec!["late".into()],
+            ..Default::default()
+        },
+        Steps::Models,
+        1,
+        &BTreeMap::new(),
+        "run",
+        &models::run::Quiet,
+    )
+    .await
+    .unwrap();
+    let r = &report.results[0];
+    let message = r.message.clone().unwrap_or_default();
+    assert!(r.status.is_failure(), "{:?}", report.results);
+    assert!(
+        message.contains("depends_on") && message.contains("ref('m')"),
+        "{message}"
+    );
+}
