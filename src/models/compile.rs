@@ -71,6 +71,8 @@ pub struct Model {
     pub is_incremental: bool,
     pub description: Option<String>,
     pub columns: Vec<ColumnDoc>,
+    /// The installed package it comes from (`None`: the project's own).
+    pub package: Option<String>,
     /// The template asked the warehouse (`run_query`, `statement`,
     /// `adapter.get_columns_in_relation`, ...), itself or through an ephemeral
     /// model it inlines: the SQL is rendered again just before the model runs,
@@ -102,6 +104,8 @@ pub struct Compiled {
     pub snapshots: Vec<super::snapshot::Snapshot>,
     /// The vars templates see (the project's, overlaid with `--vars`).
     pub(crate) vars: BTreeMap<String, serde_json::Value>,
+    /// The vars a package's nodes see, by package name.
+    pub(crate) package_vars: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     /// `target.name`.
     pub(crate) target: String,
 }
@@ -109,6 +113,8 @@ pub struct Compiled {
 /// A file after pass 1: config known, SQL not yet final.
 struct Draft {
     file: SqlFile,
+    /// The installed package it comes from (`None`: the project's own).
+    package: Option<String>,
     config: ModelConfig,
     schema: String,
     table: String,
@@ -195,11 +201,34 @@ pub async fn compile(
             &project.root.join(crate::project::PROJECT_FILE),
         )?;
     }
-    let files = discover::sql_files(&project.root, &settings.model_paths)?;
+    // The project's models, then each installed package's (dbt builds them too).
+    let mut files: Vec<(Option<usize>, SqlFile)> =
+        discover::sql_files(&project.root, &settings.model_paths)?
+            .into_iter()
+            .map(|f| (None, f))
+            .collect();
+    let mut model_dirs = settings.model_paths.clone();
+    for (pi, p) in settings.packages.iter().enumerate() {
+        files.extend(
+            discover::sql_files(&project.root, &p.model_paths)?
+                .into_iter()
+                .map(|f| (Some(pi), f)),
+        );
+        model_dirs.extend(p.model_paths.iter().cloned());
+    }
     let macros = Some(macro_library(project)?);
-    let properties = schema_yml::read_all(&settings.model_paths)?;
-    let mut vars = settings.vars.clone();
-    vars.extend(opts.vars.clone());
+    let properties = schema_yml::read_all(&model_dirs)?;
+    let vars = project_vars(project, None, &opts.vars);
+    let package_vars: BTreeMap<String, BTreeMap<String, serde_json::Value>> = settings
+        .packages
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                project_vars(project, Some(&p.name), &opts.vars),
+            )
+        })
+        .collect();
     let target = opts.target.clone().unwrap_or_else(|| "dev".into());
     let default_mat = match settings.default_materialization.as_str() {
         "view" => Materialization::View,
@@ -216,14 +245,19 @@ pub async fn compile(
     let mut errors = Vec::new();
     let mut drafts = Vec::new();
     let mut disabled = HashSet::new();
-    for file in files {
+    for (package, file) in files {
+        let (owner, node_vars) = match package.and_then(|pi| settings.packages.get(pi)) {
+            Some(p) => (p, package_vars.get(&p.name).unwrap_or(&vars)),
+            None => (settings, &vars),
+        };
         match draft(
             file,
-            settings,
+            owner,
+            package.map(|_| owner.name.clone()),
             &props_by_name,
             default_mat,
             &default_schema,
-            &vars,
+            node_vars,
             &target,
             macros.clone(),
         ) {
@@ -343,16 +377,22 @@ pub async fn compile(
     // Pass 2: render with real names, then find every relation.
     let mut rendered = Vec::with_capacity(drafts.len());
     let mut jit = vec![false; drafts.len()];
+    let vars_of = |p: &Option<String>| {
+        p.as_ref()
+            .and_then(|n| package_vars.get(n))
+            .unwrap_or(&vars)
+    };
     for (i, d) in drafts.iter().enumerate() {
         let mut ctx = render_context(
             &names,
-            &vars,
+            vars_of(&d.package),
             &target,
             &default_schema,
             &names.ids[i],
             &d.file.name,
             incremental_now[i],
         );
+        ctx.package = d.package.clone();
         let tracked = names
             .introspect
             .clone()
@@ -361,10 +401,27 @@ pub async fn compile(
             ctx.introspect = Some(t.clone());
         }
         let used = || tracked.as_ref().is_some_and(|t| t.used());
-        match jinja::render(&d.file.display, &d.file.text, &ctx) {
-            Ok(r) => {
+        let first = jinja::render(&d.file.display, &d.file.text, &ctx).map(|r| {
+            let sql = clean_sql(&r.sql);
+            (sql, r.refs)
+        });
+        match first {
+            // What the warehouse answered may not make SQL yet (the columns of
+            // a table this run builds are none): then as below.
+            Ok((sql, refs)) if !used() || deps::model_relations(&sql, &functions).is_ok() => {
                 jit[i] = used();
-                rendered.push((clean_sql(&r.sql), r.refs));
+                rendered.push((sql, refs));
+            }
+            Ok((sql, refs)) => {
+                ctx.execute = false;
+                match jinja::render(&d.file.display, &d.file.text, &ctx) {
+                    Ok(r) => {
+                        jit[i] = true;
+                        rendered.push((clean_sql(&r.sql), r.refs));
+                    }
+                    // The error is the first render's, reported with its SQL.
+                    Err(_) => rendered.push((sql, refs)),
+                }
             }
             // The warehouse could not answer yet (most often: a table this run
             // builds). Render as dbt parses (`execute` false) to learn the
@@ -395,15 +452,16 @@ pub async fn compile(
     }
     // Hooks render with the model's context (`{{ this }}`).
     for (i, d) in drafts.iter_mut().enumerate() {
-        let ctx = render_context(
+        let mut ctx = render_context(
             &names,
-            &vars,
+            vars_of(&d.package),
             &target,
             &default_schema,
             &names.ids[i],
             &d.file.name,
             incremental_now[i],
         );
+        ctx.package = d.package.clone();
         let hooks = d
             .config
             .pre_hook
@@ -517,6 +575,7 @@ pub async fn compile(
             is_incremental: incremental_now[i],
             description: d.description,
             columns: d.columns,
+            package: d.package,
             jit: jit[i],
         });
     }
@@ -557,11 +616,19 @@ pub async fn compile(
         functions,
         snapshots,
         vars,
+        package_vars,
         target,
     })
 }
 
 impl Compiled {
+    /// The vars the nodes of `package` (`None`: the project's own) see.
+    pub(crate) fn vars_of(&self, package: Option<&str>) -> &BTreeMap<String, serde_json::Value> {
+        package
+            .and_then(|p| self.package_vars.get(p))
+            .unwrap_or(&self.vars)
+    }
+
     /// Index of the model `name` (id or unique bare name).
     pub fn find(&self, name: &str) -> Result<usize> {
         self.names.lookup_model(name).map_err(|e| match e {
@@ -578,9 +645,11 @@ impl Compiled {
         file: &SqlFile,
         vars: &BTreeMap<String, serde_json::Value>,
     ) -> Result<(String, Vec<String>)> {
+        let mut all_vars = self.vars.clone();
+        all_vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         let ctx = render_context(
             &self.names,
-            vars,
+            &all_vars,
             "dev",
             &self.default_schema,
             &file.name,
@@ -641,7 +710,7 @@ impl Compiled {
         is_incremental: bool,
     ) -> Result<String> {
         let m = &self.models[i];
-        let ctx = render_context(
+        let mut ctx = render_context(
             &self.names,
             vars,
             "dev",
@@ -650,6 +719,7 @@ impl Compiled {
             &m.file.name,
             is_incremental,
         );
+        ctx.package = m.package.clone();
         let r = jinja::render(&m.file.display, &m.file.text, &ctx)
             .map_err(|e| jinja_error(&self.names.ids[i], e))?;
         Ok(clean_sql(&r.sql))
@@ -690,13 +760,14 @@ impl Compiled {
         };
         let mut ctx = render_context(
             &self.names,
-            &self.vars,
+            self.vars_of(m.package.as_deref()),
             &self.target,
             &self.default_schema,
             id,
             &m.file.name,
             m.is_incremental,
         );
+        ctx.package = m.package.clone();
         ctx.introspect = Some(Arc::new(super::introspect::EngineIntrospect {
             engine: engine.clone(),
         }));
@@ -780,6 +851,7 @@ impl Compiled {
 fn draft(
     file: SqlFile,
     settings: &ModelSettings,
+    package: Option<String>,
     props: &HashMap<&str, &schema_yml::ModelProps>,
     default_mat: Materialization,
     default_schema: &str,
@@ -810,6 +882,7 @@ fn draft(
                     vars: vars.clone(),
                     target_name: target.to_string(),
                     library: macros.clone(),
+                    package: package.clone(),
                     ..RenderContext::echo(&file.name, default_schema)
                 };
                 let r = jinja::render(&format!("dbt_project.yml (+{key})"), text, &ctx)
@@ -855,6 +928,7 @@ fn draft(
             vars: vars.clone(),
             target_name: target.to_string(),
             library: macros.clone(),
+            package: package.clone(),
             ..RenderContext::echo(&file.name, default_schema)
         };
         let r = jinja::render(&file.display, &file.text, &ctx)
@@ -914,6 +988,7 @@ fn draft(
     }
     Ok(Draft {
         file,
+        package,
         config,
         schema,
         table,
@@ -1051,6 +1126,21 @@ fn finalize<'a>(
     }
 }
 
+/// The vars the nodes of `package` (`None`: the root project) see, overlaid
+/// with `--vars`: dbt scopes them per package; a sluice project has one scope.
+fn project_vars(
+    project: &Project,
+    package: Option<&str>,
+    cli: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut vars = match project.settings.kind {
+        ProjectKind::Dbt => project.settings.vars_for(package),
+        ProjectKind::Sluice => project.settings.vars.clone(),
+    };
+    vars.extend(cli.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars
+}
+
 pub(crate) fn render_context(
     names: &Arc<Names>,
     vars: &BTreeMap<String, serde_json::Value>,
@@ -1178,7 +1268,8 @@ fn named_seeds_with(
     };
     let default_schema = &project.config.warehouse.default_schema;
     for s in &mut seeds {
-        let mut fqn = vec![serde_json::Value::from(project.settings.name.as_str())];
+        let package = s.package.as_deref().unwrap_or(&project.settings.name);
+        let mut fqn = vec![serde_json::Value::from(package)];
         fqn.extend(
             s.rel_dirs
                 .iter()
@@ -1188,8 +1279,8 @@ fn named_seeds_with(
         let node = serde_json::json!({
             "name": s.name,
             "resource_type": "seed",
-            "package_name": project.settings.name,
-            "unique_id": format!("seed.{}.{}", project.settings.name, s.name),
+            "package_name": package,
+            "unique_id": format!("seed.{package}.{}", s.name),
             "fqn": fqn,
             "config": {"schema": s.custom_schema},
         });

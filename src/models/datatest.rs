@@ -452,7 +452,8 @@ fn render_macro_test(
         args.push(format!("column_name={}", jinja_literal(&Value::from(c))));
     }
     for (k, v) in &spec.args {
-        if k == "column_name" || k == "where" || !crate::names::is_identifier(k) {
+        // `name` names the test (dbt), it is not an argument of the macro.
+        if k == "column_name" || k == "where" || k == "name" || !crate::names::is_identifier(k) {
             continue;
         }
         // `to: ref('x')` and `source(...)` arguments are relations, as in dbt.
@@ -469,9 +470,12 @@ fn render_macro_test(
         None => macro_name.clone(),
     };
     let text = format!("{{{{ {callee}({}) }}}}", args.join(", "));
+    // The project's vars as the model's package sees them, then `--vars`.
+    let mut all_vars = compiled.vars_of(model.package.as_deref()).clone();
+    all_vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     let ctx = super::compile::render_context(
         &compiled.names,
-        vars,
+        &all_vars,
         "dev",
         &compiled.default_schema,
         &model.id(),

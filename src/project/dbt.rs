@@ -118,6 +118,19 @@ impl ModelSettings {
                 ));
             }
         }
+        // The root's `models: {<package>: ...}` (and seeds, snapshots) config
+        // wins over the package's own, as in dbt.
+        let raw = read_dbt_project(root)?;
+        for p in &mut packages {
+            for (mine, theirs) in [
+                (&mut p.models, &raw.models),
+                (&mut p.seeds, &raw.seeds),
+                (&mut p.snapshots, &raw.snapshots),
+            ] {
+                let over = project_tree(theirs.clone(), &p.name);
+                deep_merge(mine, over);
+            }
+        }
         s.packages = packages;
         Ok(s)
     }
@@ -159,16 +172,7 @@ impl ModelSettings {
     /// Settings of one dbt project folder (a package or the root), without packages.
     pub(crate) fn from_dbt_package(root: &Path) -> Result<Self> {
         let file = root.join(DBT_PROJECT_FILE);
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-        let p: DbtProject = serde_yaml::from_str(&text).map_err(|e| {
-            Error::config(
-                &file,
-                match e.location() {
-                    Some(l) => format!("line {}: {e}", l.line()),
-                    None => e.to_string(),
-                },
-            )
-        })?;
+        let p = read_dbt_project(root)?;
         let paths = |v: Option<Vec<String>>, d: &str| -> Vec<PathBuf> {
             v.unwrap_or_else(|| vec![d.to_string()])
                 .into_iter()
@@ -297,6 +301,37 @@ fn run_hooks(v: Option<serde_json::Value>, file: &Path, key: &str) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+fn read_dbt_project(root: &Path) -> Result<DbtProject> {
+    let file = root.join(DBT_PROJECT_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        Error::config(
+            &file,
+            match e.location() {
+                Some(l) => format!("line {}: {e}", l.line()),
+                None => e.to_string(),
+            },
+        )
+    })
+}
+
+/// `over` laid over `base`: mappings merge key by key, anything else is replaced.
+fn deep_merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => deep_merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 /// `models: {my_project: {...}, +materialized: x}` → the tree of this project

@@ -24,6 +24,8 @@ pub struct Seed {
     pub columns: Vec<ColumnDecl>,
     /// `delimiter` config (default `,`).
     pub delimiter: Option<String>,
+    /// The installed package it comes from (`None`: the project's own).
+    pub package: Option<String>,
 }
 
 /// Seed config keys sluice reads (dbt's others are accepted and ignored).
@@ -79,11 +81,26 @@ fn properties_config(
     Ok(out)
 }
 
-/// Every `.csv` under the seed folders, with its target.
+/// Every `.csv` under the seed folders of the project and of its installed
+/// packages (dbt seeds a package's seeds too), with its target.
 pub fn discover(project: &Project) -> Result<Vec<Seed>> {
     let mut out: Vec<Seed> = Vec::new();
-    let by_properties = properties_config(&project.settings)?;
-    for dir in &project.settings.seed_paths {
+    discover_in(project, &project.settings, None, &mut out)?;
+    for p in &project.settings.packages {
+        discover_in(project, p, Some(&p.name), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The seeds of one project (`package`: `None` for the root).
+fn discover_in(
+    project: &Project,
+    settings: &ModelSettings,
+    package: Option<&str>,
+    out: &mut Vec<Seed>,
+) -> Result<()> {
+    let by_properties = properties_config(settings)?;
+    for dir in &settings.seed_paths {
         for file in super::files_with_extension(dir, &["csv"])? {
             let name = file
                 .file_stem()
@@ -104,15 +121,15 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut cfg = ModelSettings::folder_config(&project.settings.seeds, &rel_dirs, |k| {
+            let mut cfg = ModelSettings::folder_config(&settings.seeds, &rel_dirs, |k| {
                 SEED_KEYS.contains(&k)
             });
             // Per-seed config: `seeds: {my_project: {country_codes: {+column_types: ...}}}`.
             let mut path = rel_dirs.clone();
             path.push(name.clone());
-            for (k, v) in ModelSettings::folder_config(&project.settings.seeds, &path, |k| {
-                SEED_KEYS.contains(&k)
-            }) {
+            for (k, v) in
+                ModelSettings::folder_config(&settings.seeds, &path, |k| SEED_KEYS.contains(&k))
+            {
                 cfg.insert(k, v);
             }
             if let Some(c) = by_properties.get(&name) {
@@ -201,10 +218,11 @@ pub fn discover(project: &Project) -> Result<Vec<Seed>> {
                 rel_dirs,
                 columns,
                 delimiter,
+                package: package.map(str::to_string),
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

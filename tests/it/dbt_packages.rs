@@ -294,3 +294,52 @@ async fn a_dependency_found_only_at_run_time_is_an_error() {
         "{message}"
     );
 }
+
+/// An installed package's models and seeds are built with the project, as in
+/// dbt: the package's own config and vars, the root project's config for the
+/// package winning, `ref('package', 'model')`, and the package's seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_models_and_seeds_are_built() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "dbt_packages/rates/dbt_project.yml",
+                "name: rates\nvars:\n  markup: 1\n  rates_only: 7\nmodels:\n  rates:\n    +materialized: table\n    +schema: own\n",
+            ),
+            (
+                "dbt_packages/rates/models/fx.sql",
+                "select currency, rate * {{ var('markup') }} as rate, {{ var('rates_only') }} as k from {{ ref('currencies') }}",
+            ),
+            ("dbt_packages/rates/seeds/currencies.csv", "currency,rate\nUSD,1\nEUR,2\n"),
+            (
+                "dbt_project.yml",
+                "name: shop\nvars:\n  rates:\n    markup: 10\nmodels:\n  shop:\n    +materialized: table\n  rates:\n    +schema: util\n",
+            ),
+            ("packages.yml", "packages:\n  - local: ../rates\n"),
+            (
+                "models/priced.sql",
+                "select currency, rate from {{ ref('rates', 'fx') }}",
+            ),
+        ],
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let seeds = models::compile::named_seeds(&project).unwrap();
+    let names: Vec<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["currencies"]);
+    sluice::load::seeds::seed_with(&project, &wh, seeds, &[], false, &sluice::load::NoProgress)
+        .await
+        .unwrap();
+    let report = build(dir.path()).await;
+    assert!(report.success(), "{:?}", report.results);
+    let e = engine(&project, &wh).await;
+    // The root's `+schema: util` wins over the package's `own`; the root's
+    // `rates: {markup: 10}` over the package's `markup: 1`; the package's
+    // own var `rates_only` is seen by its model.
+    let rows = crate::common::rows(&e, "SELECT * FROM main_util.fx ORDER BY currency").await;
+    assert_eq!(rows, vec!["EUR|20|7", "USD|10|7"]);
+    let rows = crate::common::rows(&e, "SELECT * FROM main.priced ORDER BY currency").await;
+    assert_eq!(rows, vec!["EUR|20", "USD|10"]);
+}
