@@ -43,26 +43,30 @@ pub async fn bare_engine(warehouse: Warehouse, default_schema: &str) -> Result<E
 }
 
 /// Loads the seeds that the selected models read, as `dbt build` builds the
-/// seeds upstream of what it builds: each one whose table is missing or whose
+/// seeds upstream of what it builds (`all`: every seed when nothing is
+/// selected or excluded, as `dbt build` does): each one whose table is missing or whose
 /// file changed since it was loaded. `None` when the selection reads no seed.
 pub async fn seed_inputs(
     project: &Project,
     warehouse: &Warehouse,
     compiled: &Compiled,
     selection: &Selection,
+    all: bool,
     observer: &dyn LoadObserver,
 ) -> Result<Option<LoadReport>> {
     let models = selection.apply(compiled)?;
     let seeds = crate::models::compile::named_seeds(project)?;
+    let everything = all && selection.select.is_empty() && selection.exclude.is_empty();
     let needed: Vec<String> = seeds
         .iter()
         .filter(|s| {
-            models.iter().any(|&m| {
-                compiled.models[m]
-                    .inputs
-                    .iter()
-                    .any(|(schema, table)| *schema == s.schema && *table == s.name)
-            })
+            everything
+                || models.iter().any(|&m| {
+                    compiled.models[m]
+                        .inputs
+                        .iter()
+                        .any(|(schema, table)| *schema == s.schema && *table == s.name)
+                })
         })
         .map(|s| s.name.clone())
         .collect();

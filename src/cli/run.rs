@@ -66,6 +66,8 @@ pub async fn models(
     };
     let engine = ctx.engine().await?;
     let compiled = Arc::new(sluice::models::compile(&ctx.project, &engine, &options).await?);
+    // The seeds `build` loads are nodes of its run results, as in dbt.
+    let mut seed_nodes = Vec::new();
     if steps == Steps::Build {
         let bars = LoadBars::new(ctx.progress);
         let seeded = sluice::app::seed_inputs(
@@ -73,14 +75,18 @@ pub async fn models(
             &ctx.warehouse,
             &compiled,
             &args.selection(),
+            command == "build",
             &bars,
         )
         .await?;
         drop(bars);
-        if let Some(report) = seeded.filter(|r| r.sources.iter().any(|s| s.version.is_some())) {
-            if args.format == SummaryFormat::Table {
+        if let Some(report) = seeded {
+            if args.format == SummaryFormat::Table
+                && report.sources.iter().any(|s| s.version.is_some())
+            {
                 super::load::print(&report, SummaryFormat::Table)?;
             }
+            seed_nodes.extend(seed_results(&report));
         }
     }
     // `build` runs the snapshots: those that read no model now, the others
@@ -115,6 +121,7 @@ pub async fn models(
         {
             super::load::print(&report, SummaryFormat::Table)?;
         }
+        seed_nodes.extend(seed_results(&report));
     }
     let run_id = sluice::models::new_run_id();
     let mut snapshot_outcomes = sluice::models::snapshot::run_snapshots(
@@ -176,11 +183,13 @@ pub async fn models(
         print_snapshots(&after, args.format)?;
         snapshot_outcomes.extend(after);
     }
-    if !snapshot_outcomes.is_empty() {
-        // The snapshots join the run's records: those before the models first.
+    if !snapshot_outcomes.is_empty() || !seed_nodes.is_empty() {
+        // The seeds and snapshots join the run's records: seeds first, then
+        // the snapshots that run before the models.
         let nodes: Vec<_> = snapshot_outcomes.iter().map(|o| o.node_result()).collect();
         let before = snapshots.before.len().min(nodes.len());
-        let mut results = nodes[..before].to_vec();
+        let mut results = std::mem::take(&mut seed_nodes);
+        results.extend_from_slice(&nodes[..before]);
         results.append(&mut report.results);
         results.extend_from_slice(&nodes[before..]);
         report.results = results;
@@ -189,6 +198,8 @@ pub async fn models(
             &ctx.project.settings.name,
             &report,
         )?;
+    }
+    if !snapshot_outcomes.is_empty() {
         let mut only = sluice::models::snapshot::report(&run_id, &snapshot_outcomes, 0.0);
         only.run_id = report.run_id.clone();
         only.command = command.to_string();
@@ -218,6 +229,49 @@ pub async fn models(
         .into());
     }
     Ok(())
+}
+
+/// The seeds a `build` loaded (or found unchanged) as nodes of its report.
+fn seed_results(report: &LoadReport) -> Vec<sluice::models::NodeResult> {
+    use sluice::models::run::Status;
+    let now = chrono::Utc::now().to_rfc3339();
+    report
+        .sources
+        .iter()
+        .map(|s| {
+            let (status, message) = match (s.rows_rejected, s.version) {
+                (0, Some(_)) => (Status::Success, None),
+                (0, None) => (
+                    Status::Success,
+                    Some("unchanged since it was loaded".to_string()),
+                ),
+                (n, _) => (
+                    Status::Warn,
+                    Some(format!(
+                        "{n} rows rejected into {}",
+                        s.rejected_table
+                            .as_deref()
+                            .unwrap_or("the quarantine table")
+                    )),
+                ),
+            };
+            sluice::models::NodeResult {
+                id: s.table.clone(),
+                kind: "seed",
+                materialization: "seed".into(),
+                status,
+                rows: Some(s.rows_loaded),
+                version: s.version,
+                failures: None,
+                started_at: now.clone(),
+                seconds: s.seconds,
+                message,
+                inputs: Vec::new(),
+                sql_hash: None,
+                file: s.source.clone(),
+            }
+        })
+        .collect()
 }
 
 /// The run's JSON document: the library's report, dbt's counts (`totals`),

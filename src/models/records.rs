@@ -21,6 +21,14 @@ use std::sync::Arc;
 pub const RUNS_SCHEMA: &str = "_sluice";
 pub const RUNS_TABLE: &str = "runs";
 
+/// dbt's resource type of a node: unit tests are `unit_test`.
+fn resource_type(r: &NodeResult) -> &str {
+    match (r.kind, r.materialization.as_str()) {
+        ("test", "unit") => "unit_test",
+        (kind, _) => kind,
+    }
+}
+
 /// Writes `target/run_results.json` under `project_root`; returns its path.
 pub fn write_run_results(
     project_root: &Path,
@@ -39,7 +47,7 @@ pub fn write_run_results(
                 })
                 .unwrap_or_else(|_| r.started_at.clone());
             json!({
-                "unique_id": format!("{}.{project}.{}", r.kind, r.id),
+                "unique_id": format!("{}.{project}.{}", resource_type(r), r.id),
                 "status": r.status.as_str(),
                 "timing": [{"name": "execute", "started_at": r.started_at, "completed_at": completed}],
                 "thread_id": "sluice",

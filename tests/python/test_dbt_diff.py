@@ -55,6 +55,10 @@ PROJECT = "dbt_diff"
 PACKAGES = "dbt_pkgs"
 # Compared for presence, non-null and uniqueness only (see the module doc).
 ENGINE_SPELLED = {("snapshots", "customers_snapshot"): {"dbt_scd_id"}}
+# SQL dialect, not dbt: the fixture's `cents_to_amount` is `(cents / 100)` on an
+# integer column. DuckDB's `/` divides exactly; DataFusion's (like Postgres')
+# truncates integers. Not compared; listed in the issue note.
+DIALECT = {("dw_marts", "orders_enriched"): {"amount_from_cents"}}
 HIDDEN_SCHEMAS = {"information_schema", "pg_catalog", "_sluice"}
 
 
@@ -233,7 +237,8 @@ def compare_relation(key, expected: pa.Table, actual: pa.Table) -> list:
     if extra := [c for c in act_cols if c not in exp_cols]:
         out.append(f"{name}: extra columns in sluice: {extra}")
     spelled = ENGINE_SPELLED.get(key, set())
-    common = [c for c in exp_cols if c in act_cols and c not in spelled]
+    dialect = DIALECT.get(key, set())
+    common = [c for c in exp_cols if c in act_cols and c not in spelled | dialect]
     for c in common:
         fe, fa = family(expected.schema.field(c).type), family(actual.schema.field(c).type)
         if fe != fa:
