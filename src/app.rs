@@ -50,10 +50,11 @@ pub async fn seed_inputs(
     warehouse: &Warehouse,
     compiled: &Compiled,
     selection: &Selection,
+    vars: &std::collections::BTreeMap<String, serde_json::Value>,
     observer: &dyn LoadObserver,
 ) -> Result<Option<LoadReport>> {
     let models = selection.apply(compiled)?;
-    let seeds = crate::models::compile::named_seeds(project)?;
+    let seeds = crate::models::compile::named_seeds(project, vars)?;
     let needed: Vec<String> = seeds
         .iter()
         .filter(|s| {

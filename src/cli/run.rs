@@ -73,6 +73,7 @@ pub async fn models(
             &ctx.warehouse,
             &compiled,
             &args.selection(),
+            &vars,
             &bars,
         )
         .await?;
@@ -104,7 +105,7 @@ pub async fn models(
         let report = sluice::load::seeds::seed_with(
             &ctx.project,
             &ctx.warehouse,
-            sluice::models::compile::named_seeds(&ctx.project)?,
+            sluice::models::compile::named_seeds(&ctx.project, &vars)?,
             &snapshots.seeds,
             false,
             &bars,
