@@ -924,26 +924,27 @@ pub(crate) fn render_context(
 /// that is not installed is an error that says to run `sluice deps`.
 pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary>> {
     let settings = &project.settings;
+    // As dbt: an error when fewer packages are installed than declared. The
+    // missing ones are those no installed package is (by its name).
     if settings.package_specs.len() > settings.packages.len() {
         let installed: Vec<&str> = settings.packages.iter().map(|p| p.name.as_str()).collect();
-        let missing: Vec<String> = settings
-            .package_specs
-            .iter()
-            .filter(|s| {
-                !installed
-                    .iter()
-                    .any(|i| s.guessed_name().replace('-', "_") == *i)
-            })
-            .map(|s| format!("`{s}`"))
-            .collect();
+        let missing: Vec<String> =
+            crate::project::packages::missing(&project.root, &settings.package_specs, &installed)
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect();
+        let missing = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" (missing: {})", missing.join(", "))
+        };
         return Err(Error::config(
             project.root.join("packages.yml"),
             format!(
-                "{} package(s) are declared but only {} installed in {} (missing: {}); run `sluice deps` to install them",
+                "{} package(s) are declared but only {} installed in {}{missing}; run `sluice deps` to install them",
                 settings.package_specs.len(),
                 settings.packages.len(),
                 settings.install_path.display(),
-                missing.join(", ")
             ),
         ));
     }
