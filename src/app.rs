@@ -52,10 +52,11 @@ pub async fn seed_inputs(
     compiled: &Compiled,
     selection: &Selection,
     all: bool,
+    vars: &std::collections::BTreeMap<String, serde_json::Value>,
     observer: &dyn LoadObserver,
 ) -> Result<Option<LoadReport>> {
     let models = selection.apply(compiled)?;
-    let seeds = crate::models::compile::named_seeds(project)?;
+    let seeds = crate::models::compile::named_seeds(project, vars)?;
     let everything = all && selection.select.is_empty() && selection.exclude.is_empty();
     let needed: Vec<String> = seeds
         .iter()

@@ -76,6 +76,7 @@ pub async fn models(
             &compiled,
             &args.selection(),
             command == "build",
+            &vars,
             &bars,
         )
         .await?;
@@ -110,7 +111,7 @@ pub async fn models(
         let report = sluice::load::seeds::seed_with(
             &ctx.project,
             &ctx.warehouse,
-            sluice::models::compile::named_seeds(&ctx.project)?,
+            sluice::models::compile::named_seeds(&ctx.project, &vars)?,
             &snapshots.seeds,
             false,
             &bars,

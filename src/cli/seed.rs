@@ -20,7 +20,7 @@ pub async fn run(ctx: &Context, args: SeedArgs) -> anyhow::Result<()> {
     }
     let report = {
         let bars = LoadBars::new(ctx.progress);
-        let seeds = sluice::models::compile::named_seeds(&ctx.project)?;
+        let seeds = sluice::models::compile::named_seeds(&ctx.project, &vars)?;
         sluice::load::seeds::seed_with(
             &ctx.project,
             &ctx.warehouse,

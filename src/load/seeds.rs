@@ -41,6 +41,20 @@ pub async fn seed_with(
     observer: &dyn LoadObserver,
 ) -> Result<LoadReport> {
     if seeds.is_empty() {
+        let mut csv_files = 0;
+        for dir in &project.settings.seed_paths {
+            csv_files += crate::project::files_with_extension(dir, &["csv"])?.len();
+        }
+        if csv_files > 0 && names.is_empty() {
+            // As `dbt seed`: nothing to do is no error.
+            tracing::warn!(
+                "nothing to seed: every seed is disabled by its `enabled` config ({csv_files} CSV files)"
+            );
+            return Ok(LoadReport {
+                load_id: crate::load::new_load_id(),
+                sources: Vec::new(),
+            });
+        }
         return Err(Error::config(
             project
                 .settings

@@ -319,7 +319,7 @@ pub async fn compile(
     for s in &project.sources {
         names.sources.insert(s.name.clone(), s.target());
     }
-    for s in named_seeds_with(project, macros.as_ref())? {
+    for s in named_seeds_with(project, macros.as_ref(), &vars)? {
         names
             .seeds
             .insert(s.name.clone(), (s.schema.clone(), s.name.clone()));
@@ -1191,26 +1191,27 @@ pub(crate) fn render_context(
 /// that is not installed is an error that says to run `sluice deps`.
 pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary>> {
     let settings = &project.settings;
+    // As dbt: an error when fewer packages are installed than declared. The
+    // missing ones are those no installed package is (by its name).
     if settings.package_specs.len() > settings.packages.len() {
         let installed: Vec<&str> = settings.packages.iter().map(|p| p.name.as_str()).collect();
-        let missing: Vec<String> = settings
-            .package_specs
-            .iter()
-            .filter(|s| {
-                !installed
-                    .iter()
-                    .any(|i| s.guessed_name().replace('-', "_") == *i)
-            })
-            .map(|s| format!("`{s}`"))
-            .collect();
+        let missing: Vec<String> =
+            crate::project::packages::missing(&project.root, &settings.package_specs, &installed)
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect();
+        let missing = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" (missing: {})", missing.join(", "))
+        };
         return Err(Error::config(
             project.root.join("packages.yml"),
             format!(
-                "{} package(s) are declared but only {} installed in {} (missing: {}); run `sluice deps` to install them",
+                "{} package(s) are declared but only {} installed in {}{missing}; run `sluice deps` to install them",
                 settings.package_specs.len(),
                 settings.packages.len(),
                 settings.install_path.display(),
-                missing.join(", ")
             ),
         ));
     }
@@ -1249,24 +1250,48 @@ pub(crate) fn macro_library(project: &Project) -> Result<Arc<jinja::MacroLibrary
 /// The project's seeds, with their schemas named as dbt names them: a dbt
 /// project's own `generate_schema_name` decides (seeds are nodes with
 /// `resource_type` `seed`).
-pub fn named_seeds(project: &Project) -> Result<Vec<crate::project::seeds::Seed>> {
+/// Jinja in the seeds' config is rendered with the project's vars overlaid
+/// with `cli_vars` (`--vars`), as dbt renders `+enabled: "{{ var('x') }}"`.
+pub fn named_seeds(
+    project: &Project,
+    cli_vars: &BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<crate::project::seeds::Seed>> {
     let lib = if project.settings.kind == ProjectKind::Dbt {
         Some(macro_library(project)?)
     } else {
         None
     };
-    named_seeds_with(project, lib.as_ref())
+    let mut vars = project.settings.vars.clone();
+    vars.extend(cli_vars.clone());
+    named_seeds_with(project, lib.as_ref(), &vars)
 }
 
-fn named_seeds_with(
+/// [`named_seeds`] with the macro library and the vars (the project's
+/// overlaid with `--vars`) at hand.
+pub(crate) fn named_seeds_with(
     project: &Project,
     lib: Option<&Arc<jinja::MacroLibrary>>,
+    vars: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Vec<crate::project::seeds::Seed>> {
-    let mut seeds = crate::project::seeds::discover(project)?;
-    let Some(lib) = lib else {
-        return Ok(seeds);
-    };
     let default_schema = &project.config.warehouse.default_schema;
+    let Some(lib) = lib else {
+        return crate::project::seeds::discover(project);
+    };
+    // dbt renders Jinja in dbt_project.yml values, seeds' as models' (`draft`).
+    let render = |key: &str, text: &str| -> std::result::Result<serde_json::Value, String> {
+        if !jinja::needs_rendering(text) {
+            return Ok(serde_json::Value::String(text.to_string()));
+        }
+        let ctx = RenderContext {
+            vars: vars.clone(),
+            library: Some(lib.clone()),
+            ..RenderContext::echo(&project.settings.name, default_schema)
+        };
+        jinja::render(&format!("dbt_project.yml (+{key})"), text, &ctx)
+            .map(|r| yaml_scalar(r.sql.trim()))
+            .map_err(|e| e.to_string())
+    };
+    let mut seeds = crate::project::seeds::discover_with(project, Some(&render))?;
     for s in &mut seeds {
         let package = s.package.as_deref().unwrap_or(&project.settings.name);
         let mut fqn = vec![serde_json::Value::from(package)];

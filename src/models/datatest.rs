@@ -108,7 +108,7 @@ pub async fn compile_tests(
                         };
                         match result {
                             Ok((sql, deps)) => tests.push(DataTest {
-                                name: test_name(spec, model, column.as_deref()),
+                                name: test_name(project, spec, model, column.as_deref()),
                                 kind: spec.name.clone(),
                                 model: Some(m),
                                 column: column.clone(),
@@ -128,7 +128,7 @@ pub async fn compile_tests(
                 }
                 let result = spec.and_then(|spec| {
                     generic(compiled, m, column.as_deref(), &spec).map(|(sql, deps)| DataTest {
-                        name: test_name(&spec, &compiled.models[m], column.as_deref()),
+                        name: test_name(project, &spec, &compiled.models[m], column.as_deref()),
                         kind: spec.name.clone(),
                         model: Some(m),
                         column: column.clone(),
@@ -265,13 +265,191 @@ fn relation(m: &Model) -> String {
     }
 }
 
-fn test_name(spec: &TestSpec, m: &Model, column: Option<&str>) -> String {
+/// The name of a generic test on model `m`: dbt's in a dbt project
+/// ([`dbt_test_names`]), `<test>_<model>[_<column>]` in a sluice project.
+fn test_name(project: &Project, spec: &TestSpec, m: &Model, column: Option<&str>) -> String {
+    if project.is_dbt() {
+        let mut args = spec.args.clone();
+        if let Some(c) = column {
+            args.insert("column_name".into(), Value::from(c));
+        }
+        return dbt_test_names(&spec.name, &m.name, &args).1;
+    }
     let mut n = format!("{}_{}", spec.name, m.name);
     if let Some(c) = column {
         n.push('_');
         n.push_str(&c.to_ascii_lowercase());
     }
     n
+}
+
+/// Arguments of a generic test that are configs, not macro arguments (dbt's
+/// `TestBuilder.CONFIG_ARGS`), plus `config`, `description` and `name`: none
+/// of them is part of the test's name.
+const CONFIG_ARGS: &[&str] = &[
+    "severity",
+    "tags",
+    "enabled",
+    "where",
+    "limit",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "store_failures",
+    "store_failures_as",
+    "meta",
+    "database",
+    "schema",
+    "alias",
+    "config",
+    "description",
+    "name",
+];
+
+/// dbt's names of a generic test (`TestBuilder.get_synthetic_test_names` and
+/// `synthesize_generic_test_names` in dbt-core's `parser/generic_test_builders.py`):
+/// `(short, full)`. The full name is the node's name (`dbt test` prints it):
+/// `[<namespace>_]<test>_<model>_<arg values>`, the values of the arguments
+/// (`column_name` included) in the order of their names, each as Python's
+/// `str()` with every run of characters other than `[0-9a-zA-Z_]` replaced by
+/// `_`, joined by `__`. The short name (the test's alias) is the full name
+/// unless that has 64 characters or more: then the first 30 characters of
+/// `[<namespace>_]<test>_<model>`, `_` and the md5 of the full name. A `name:`
+/// given on the test is both.
+///
+/// `test` is as written (`dbt_utils.expression_is_true`); `args` are its
+/// arguments, `arguments:` merged (dbt 1.10's default), and the column's name
+/// as `column_name` for a column's test.
+pub(crate) fn dbt_test_names(
+    test: &str,
+    target: &str,
+    args: &serde_json::Map<String, Value>,
+) -> (String, String) {
+    if let Some(Value::String(n)) = args.get("name") {
+        return (n.clone(), n.clone());
+    }
+    let name = test.replace('.', "_");
+    let mut keys: Vec<&String> = args
+        .keys()
+        .filter(|k| !CONFIG_ARGS.contains(&k.as_str()) && *k != "model")
+        .collect();
+    keys.sort();
+    let mut flat = Vec::new();
+    for k in keys {
+        match &args[k.as_str()] {
+            Value::Object(o) => flat.extend(o.values().map(py_str)),
+            Value::Array(a) => flat.extend(a.iter().map(py_str)),
+            v => flat.push(py_str(v)),
+        }
+    }
+    let clean: Vec<String> = flat
+        .iter()
+        .map(|a| {
+            let mut out = String::with_capacity(a.len());
+            let mut run = false;
+            for c in a.chars() {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    out.push(c);
+                    run = false;
+                } else if !run {
+                    out.push('_');
+                    run = true;
+                }
+            }
+            out
+        })
+        .collect();
+    let identifier = format!("{name}_{target}");
+    let full = format!("{identifier}_{}", clean.join("__"));
+    // Python's len() counts characters.
+    if full.chars().count() >= 64 {
+        use md5::{Digest, Md5};
+        let hash: String = Md5::digest(full.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let prefix: String = identifier.chars().take(30).collect();
+        (format!("{prefix}_{hash}"), full)
+    } else {
+        (full.clone(), full)
+    }
+}
+
+/// Python's `str()` of a value parsed from YAML.
+fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// Python's `repr()` of a value parsed from YAML.
+fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) => py_float(f),
+            _ => n.to_string(),
+        },
+        Value::String(s) => {
+            let q = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
+            let mut out = String::from(q);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == q => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(q);
+            out
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(&Value::from(k.as_str())), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Python's `repr()` of a float: the shortest digits, in exponent form below
+/// 1e-4 and from 1e16 on.
+fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if f != 0.0 && !(-4..16).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    let s = f.to_string();
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 /// A column name as SQL (quoted unless a plain lowercase identifier).
@@ -452,8 +630,10 @@ fn render_macro_test(
         args.push(format!("column_name={}", jinja_literal(&Value::from(c))));
     }
     for (k, v) in &spec.args {
-        // `name` names the test (dbt), it is not an argument of the macro.
-        if k == "column_name" || k == "where" || k == "name" || !crate::names::is_identifier(k) {
+        // `name` and `description` are the test's, not its macro's (as in dbt).
+        if matches!(k.as_str(), "column_name" | "where" | "name" | "description")
+            || !crate::names::is_identifier(k)
+        {
             continue;
         }
         // `to: ref('x')` and `source(...)` arguments are relations, as in dbt.
@@ -560,5 +740,155 @@ fn parse_to(compiled: &Compiled, to: &str) -> Result<(String, Option<usize>)> {
     match compiled.find(t) {
         Ok(i) => Ok((relation(&compiled.models[i]), Some(i))),
         Err(_) => Ok((t.to_string(), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(test: &str, model: &str, column: Option<&str>, args: Value) -> (String, String) {
+        let mut args = args.as_object().cloned().unwrap_or_default();
+        if let Some(c) = column {
+            args.insert("column_name".into(), Value::from(c));
+        }
+        dbt_test_names(test, model, &args)
+    }
+
+    /// Every expected name below is copied from a `target/manifest.json` of
+    /// dbt-core 1.10.23 + dbt-duckdb (`dbt parse`): the node's `name` (full)
+    /// and `alias` (short), on tests/fixtures/dbt_diff, on jaffle-shop, and on
+    /// a few extra tests written to try arguments of other types.
+    #[test]
+    fn generic_test_names_are_dbts() {
+        // (test, model, column, arguments, full name, short name)
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<&'static str>,
+            Value,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("not_null", "orders", Some("order_id"), json!({}), "not_null_orders_order_id", "not_null_orders_order_id"),
+            (
+                "accepted_values",
+                "stg_orders",
+                Some("status"),
+                json!({"values": ["placed", "shipped", "completed", "returned"]}),
+                "accepted_values_stg_orders_status__placed__shipped__completed__returned",
+                "accepted_values_stg_orders_7c9e0be389dac14a09b2140966f0792f",
+            ),
+            (
+                "accepted_values",
+                "orders_enriched",
+                Some("fiscal_quarter"),
+                json!({"values": [1, 2, 3, 4], "quote": false, "severity": "warn", "where": "1=1"}),
+                "accepted_values_orders_enriched_fiscal_quarter__False__1__2__3__4",
+                "accepted_values_orders_enriche_de1b333c58074b282118cb9df32fce4f",
+            ),
+            (
+                "accepted_values",
+                "customers",
+                Some("customer_type"),
+                json!({"values": ["new", "returning"]}),
+                "accepted_values_customers_customer_type__new__returning",
+                "accepted_values_customers_customer_type__new__returning",
+            ),
+            (
+                "relationships",
+                "order_items",
+                Some("order_id"),
+                json!({"to": "ref('orders')", "field": "order_id"}),
+                "relationships_order_items_order_id__order_id__ref_orders_",
+                "relationships_order_items_order_id__order_id__ref_orders_",
+            ),
+            (
+                "relationships",
+                "orders",
+                Some("customer_id"),
+                json!({"to": "ref('stg_customers')", "field": "customer_id"}),
+                "relationships_orders_customer_id__customer_id__ref_stg_customers_",
+                "relationships_orders_0389c224a99a98c0b58aedb753f052f0",
+            ),
+            (
+                "dbt_utils.expression_is_true",
+                "customers",
+                None,
+                json!({"expression": "lifetime_spend_pretax + lifetime_tax_paid = lifetime_spend"}),
+                "dbt_utils_expression_is_true_customers_lifetime_spend_pretax_lifetime_tax_paid_lifetime_spend",
+                "dbt_utils_expression_is_true_c_177c20685a18a9071d4a71719e3d9565",
+            ),
+            (
+                "pkg_util.expression_is_true",
+                "orders_enriched",
+                None,
+                json!({"expression": "amount_base >= 0 and days_to_due = {{ var('payment_terms_days') }}"}),
+                "pkg_util_expression_is_true_orders_enriched_amount_base_0_and_days_to_due_var_payment_terms_days_",
+                "pkg_util_expression_is_true_or_62723e6eb32fa1c20b26e08b949038a5",
+            ),
+            (
+                "pkg_util.expression_is_true",
+                "stg_orders",
+                Some("amount"),
+                json!({"expression": ">= 0"}),
+                "pkg_util_expression_is_true_stg_orders_amount___0",
+                "pkg_util_expression_is_true_stg_orders_amount___0",
+            ),
+            (
+                "pkg_util.unique_combination",
+                "orders_enriched",
+                None,
+                json!({"combination_of_columns": ["order_id", "currency"]}),
+                "pkg_util_unique_combination_orders_enriched_order_id__currency",
+                "pkg_util_unique_combination_orders_enriched_order_id__currency",
+            ),
+            (
+                "pkg_util.expression_is_true",
+                "orders_enriched",
+                None,
+                json!({"name": "no_returned_orders", "expression": "status <> 'returned'"}),
+                "no_returned_orders",
+                "no_returned_orders",
+            ),
+            // A model-level test without arguments keeps the trailing `_`.
+            ("always_ok", "zz_model", None, json!({}), "always_ok_zz_model_", "always_ok_zz_model_"),
+            // Column names keep their case; booleans and null as Python prints them.
+            (
+                "always_ok",
+                "zz_model",
+                Some("Order_ID"),
+                json!({"x": true, "y": null, "where": "1=1"}),
+                "always_ok_zz_model_Order_ID__True__None",
+                "always_ok_zz_model_Order_ID__True__None",
+            ),
+            // Floats, nested lists and mappings (values only, here already in
+            // key order: sluice reads mappings in key order, dbt in YAML order).
+            (
+                "always_ok",
+                "zz_model",
+                None,
+                json!({"x": 0.5, "y": [[1, "a"], {"k": "v"}], "z": {"a": 2, "b": "it's ok"}, "config": {"severity": "warn"}}),
+                "always_ok_zz_model_0_5___1_a____k_v___2__it_s_ok",
+                "always_ok_zz_model_0_5___1_a____k_v___2__it_s_ok",
+            ),
+        ];
+        for (test, model, column, args, full, short) in cases {
+            let (s, f) = names(test, model, column, args);
+            assert_eq!(f, full, "{test} on {model}");
+            assert_eq!(s, short, "{test} on {model}");
+        }
+    }
+
+    #[test]
+    fn python_floats() {
+        assert_eq!(py_float(0.5), "0.5");
+        assert_eq!(py_float(2.0), "2.0");
+        assert_eq!(py_float(1e-7), "1e-07");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(1.5e15), "1500000000000000.0");
+        assert_eq!(py_float(0.0001), "0.0001");
     }
 }

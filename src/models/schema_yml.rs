@@ -184,11 +184,26 @@ pub fn parse_test(v: &Value) -> Result<TestSpec> {
             args: Default::default(),
             warn_only: false,
         }),
-        Value::Object(m) if m.len() == 1 => {
-            let (name, body) = m
-                .iter()
-                .next()
-                .ok_or_else(|| Error::invalid("empty test"))?;
+        Value::Object(m) if m.len() == 1 || m.contains_key("test_name") => {
+            // dbt's other form: `{test_name: unique, name: my_test, config: ...}`.
+            let flat;
+            let (name, body) = match m.get("test_name") {
+                Some(Value::String(t)) => {
+                    let mut rest = m.clone();
+                    rest.remove("test_name");
+                    flat = Value::Object(rest);
+                    (t, &flat)
+                }
+                Some(other) => {
+                    return Err(Error::invalid(format!(
+                        "test_name must be a test's name, not {other}"
+                    )))
+                }
+                None => m
+                    .iter()
+                    .next()
+                    .ok_or_else(|| Error::invalid("empty test"))?,
+            };
             let mut args = match body {
                 Value::Object(b) => b.clone(),
                 Value::Null => Default::default(),
@@ -262,6 +277,14 @@ models:
         assert!(t.warn_only);
         assert_eq!(t.args["values"], serde_json::json!(["a", "b"]));
         assert_eq!(files[0].sources[0].tables[0].name, "orders");
+        // dbt's `test_name:` form, with a user-given name.
+        let t = parse_test(&serde_json::json!({
+            "test_name": "unique", "name": "my_unique", "config": {"severity": "warn"}
+        }))
+        .unwrap();
+        assert_eq!(t.name, "unique");
+        assert!(t.warn_only);
+        assert_eq!(t.args["name"], "my_unique");
     }
 
     /// Unit tests parse; exposures and semantic-layer keys are read past.

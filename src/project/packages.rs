@@ -88,6 +88,145 @@ struct PackagesFile {
     packages: Vec<serde_yaml::Value>,
 }
 
+/// One entry of `packages.yml` (or of `package-lock.yml`) as a spec.
+fn spec_of(entry: &serde_yaml::Value) -> Option<PackageSource> {
+    let get = |k: &str| -> Option<String> {
+        entry.get(k).and_then(|v| match v {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            serde_yaml::Value::Sequence(s) => Some(
+                s.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            _ => None,
+        })
+    };
+    Some(if let Some(p) = get("local") {
+        PackageSource::Local(PathBuf::from(p))
+    } else if let Some(url) = get("git") {
+        PackageSource::Git {
+            url,
+            revision: get("revision"),
+            subdirectory: get("subdirectory"),
+        }
+    } else if let Some(package) = get("package") {
+        PackageSource::Hub {
+            package,
+            version: get("version").unwrap_or_default(),
+        }
+    } else {
+        PackageSource::Tarball {
+            url: get("tarball")?,
+        }
+    })
+}
+
+/// What `dbt deps` recorded in `package-lock.yml`: each package's spec and
+/// the name (its dbt_project.yml `name`) it installed it under. Empty when
+/// there is no lock file, it cannot be read, or it predates dbt's `name:`
+/// entries.
+pub fn read_lock(root: &Path) -> Vec<(PackageSource, String)> {
+    #[derive(Deserialize)]
+    struct LockFile {
+        #[serde(default)]
+        packages: Vec<serde_yaml::Value>,
+    }
+    let Ok(text) = std::fs::read_to_string(root.join("package-lock.yml")) else {
+        return Vec::new();
+    };
+    let Ok(lock) = serde_yaml::from_str::<LockFile>(&text) else {
+        return Vec::new();
+    };
+    lock.packages
+        .iter()
+        .filter_map(|e| {
+            let name = e.get("name")?.as_str()?.to_string();
+            Some((spec_of(e)?, name))
+        })
+        .collect()
+}
+
+impl PackageSource {
+    /// Whether a lock entry records this spec: the same path, git URL (and
+    /// subdirectory), hub package or tarball URL; the lock pins the version.
+    fn same_package(&self, other: &PackageSource) -> bool {
+        match (self, other) {
+            (PackageSource::Local(a), PackageSource::Local(b)) => a == b,
+            (
+                PackageSource::Git {
+                    url: a,
+                    subdirectory: sa,
+                    ..
+                },
+                PackageSource::Git {
+                    url: b,
+                    subdirectory: sb,
+                    ..
+                },
+            ) => a == b && sa == sb,
+            (PackageSource::Hub { package: a, .. }, PackageSource::Hub { package: b, .. }) => {
+                a == b
+            }
+            (PackageSource::Tarball { url: a }, PackageSource::Tarball { url: b }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The names the package may be installed under, as far as they can be
+    /// known without fetching it. A `local:` package: its own name, read from
+    /// its dbt_project.yml (`dbt deps` links it into the install folder under
+    /// that name, whatever its folder is called). Others: the name
+    /// `package-lock.yml` records for the spec, and the guessed name
+    /// ([`PackageSource::guessed_name`], also with `-` as `_`).
+    pub fn possible_names(&self, root: &Path, lock: &[(PackageSource, String)]) -> Vec<String> {
+        if let PackageSource::Local(p) = self {
+            let dir = if p.is_absolute() {
+                p.clone()
+            } else {
+                root.join(p)
+            };
+            let own = std::fs::read_to_string(dir.join(DBT_PROJECT_FILE))
+                .ok()
+                .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+                .and_then(|v| v.get("name")?.as_str().map(str::to_string));
+            if let Some(name) = own {
+                return vec![name];
+            }
+        }
+        let mut names: Vec<String> = lock
+            .iter()
+            .filter(|(spec, _)| spec.same_package(self))
+            .map(|(_, name)| name.clone())
+            .collect();
+        let guessed = self.guessed_name();
+        names.push(guessed.replace('-', "_"));
+        names.push(guessed);
+        names.dedup();
+        names
+    }
+}
+
+/// The specs of `specs` (the project at `root`'s packages.yml) whose package
+/// is not among `installed` (the names of the installed packages), by
+/// [`PackageSource::possible_names`].
+pub fn missing<'a>(
+    root: &Path,
+    specs: &'a [PackageSource],
+    installed: &[&str],
+) -> Vec<&'a PackageSource> {
+    let lock = read_lock(root);
+    specs
+        .iter()
+        .filter(|s| {
+            !s.possible_names(root, &lock)
+                .iter()
+                .any(|n| installed.contains(&n.as_str()))
+        })
+        .collect()
+}
+
 /// The package specs of the project at `root` (`packages.yml`, else
 /// `dependencies.yml`); empty when it has neither.
 pub fn read_specs(root: &Path) -> Result<Vec<PackageSource>> {
@@ -111,35 +250,7 @@ pub fn read_specs(root: &Path) -> Result<Vec<PackageSource>> {
         })?;
         let mut out = Vec::new();
         for (i, entry) in parsed.packages.iter().enumerate() {
-            let get = |k: &str| -> Option<String> {
-                entry.get(k).and_then(|v| match v {
-                    serde_yaml::Value::String(s) => Some(s.clone()),
-                    serde_yaml::Value::Number(n) => Some(n.to_string()),
-                    serde_yaml::Value::Sequence(s) => Some(
-                        s.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    ),
-                    _ => None,
-                })
-            };
-            let spec = if let Some(p) = get("local") {
-                PackageSource::Local(PathBuf::from(p))
-            } else if let Some(url) = get("git") {
-                PackageSource::Git {
-                    url,
-                    revision: get("revision"),
-                    subdirectory: get("subdirectory"),
-                }
-            } else if let Some(package) = get("package") {
-                PackageSource::Hub {
-                    package,
-                    version: get("version").unwrap_or_default(),
-                }
-            } else if let Some(url) = get("tarball") {
-                PackageSource::Tarball { url }
-            } else {
+            let Some(spec) = spec_of(entry) else {
                 return Err(Error::config(
                     &file,
                     format!(
@@ -471,6 +582,82 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".sluice-deps"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// Which declared packages are missing: a `local:` package by the name in
+    /// its own dbt_project.yml (not its folder's: `dbt deps` links
+    /// `../pkgs/util_folder` as `dbt_packages/pkg_util`); a git package by the
+    /// name `package-lock.yml` records (the format `dbt deps` of dbt-core
+    /// 1.10 writes, copied from a real run), else by the guessed name.
+    #[test]
+    fn missing_packages_by_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkgs/util_folder");
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(
+            pkg.join(DBT_PROJECT_FILE),
+            "name: 'pkg_util'\nversion: '1.0'\n",
+        )
+        .unwrap();
+        let root = dir.path().join("proj");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("packages.yml"),
+            "packages:\n  - local: ../pkgs/util_folder\n  - git: \"file:///tmp/gitpkg\"\n    revision: v1\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n  - git: https://github.com/dbt-labs/dbt-audit-helper.git\n    revision: main\n",
+        )
+        .unwrap();
+        let specs = read_specs(&root).unwrap();
+        let shown = |m: Vec<&PackageSource>| m.iter().map(|s| s.guessed_name()).collect::<Vec<_>>();
+        // Without a lock: the local package is found by its project name; the
+        // git one is looked for as `gitpkg`, the hub one as `dbt_utils`.
+        assert_eq!(
+            shown(missing(
+                &root,
+                &specs,
+                &["pkg_util", "dbt_utils", "pkg_dates"]
+            )),
+            vec!["gitpkg", "dbt-audit-helper"]
+        );
+        // The folder's name is not the package's.
+        assert_eq!(
+            shown(missing(&root, &specs, &["util_folder", "dbt_utils"])),
+            vec!["util_folder", "gitpkg", "dbt-audit-helper"]
+        );
+        std::fs::write(
+            root.join("package-lock.yml"),
+            "packages:\n  - local: ../pkgs/util_folder\n    name: pkg_util\n  - git: file:///tmp/gitpkg\n    name: pkg_dates\n    revision: 927768dcfe27fce878934ea17a2675b0c36cf788\n  - package: dbt-labs/dbt_utils\n    name: dbt_utils\n    version: 1.3.0\n  - git: https://github.com/dbt-labs/dbt-audit-helper.git\n    name: audit_helper\n    revision: b8f3a3348ce0ff8afc3aa4b9ade2123b00772473\nsha1_hash: df582ce29f5614b5c6f94c7df4e61ce98e40f407\n",
+        )
+        .unwrap();
+        assert_eq!(read_lock(&root).len(), 4);
+        assert!(missing(
+            &root,
+            &specs,
+            &["pkg_util", "dbt_utils", "pkg_dates", "audit_helper"]
+        )
+        .is_empty());
+        assert_eq!(
+            shown(missing(
+                &root,
+                &specs,
+                &["pkg_util", "dbt_utils", "audit_helper"]
+            )),
+            vec!["gitpkg"]
+        );
+        // A lock without names (as the one jaffle-shop commits) changes nothing.
+        std::fs::write(
+            root.join("package-lock.yml"),
+            "packages:\n  - git: file:///tmp/gitpkg\n    revision: 927768d\n",
+        )
+        .unwrap();
+        assert!(read_lock(&root).is_empty());
+        assert_eq!(
+            shown(missing(
+                &root,
+                &specs,
+                &["pkg_util", "dbt_utils", "pkg_dates", "audit_helper"]
+            )),
+            vec!["gitpkg", "dbt-audit-helper"]
+        );
     }
 
     #[test]

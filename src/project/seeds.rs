@@ -81,13 +81,48 @@ fn properties_config(
     Ok(out)
 }
 
+/// Renders a config value written as Jinja text (dbt renders the values of
+/// dbt_project.yml and of properties files): `(key, text)` → the value, or
+/// why not. Text without Jinja is returned as it is.
+pub type RenderConfig<'a> = &'a dyn Fn(&str, &str) -> std::result::Result<Value, String>;
+
 /// Every `.csv` under the seed folders of the project and of its installed
-/// packages (dbt seeds a package's seeds too), with its target.
+/// packages (dbt seeds a package's seeds too), with its target. Config values
+/// are taken as written: a value with Jinja (`+enabled: "{{ var('x') }}"`)
+/// needs [`discover_with`].
 pub fn discover(project: &Project) -> Result<Vec<Seed>> {
+    discover_with(project, None)
+}
+
+/// Renders the strings of a config value (inside mappings and lists too).
+fn render_config(
+    key: &str,
+    v: &mut Value,
+    render: RenderConfig,
+) -> std::result::Result<(), String> {
+    match v {
+        Value::String(text) => *v = render(key, text)?,
+        Value::Array(items) => {
+            for item in items {
+                render_config(key, item, render)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                render_config(key, item, render)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`discover`], rendering the config values with `render` before reading them.
+pub fn discover_with(project: &Project, render: Option<RenderConfig>) -> Result<Vec<Seed>> {
     let mut out: Vec<Seed> = Vec::new();
-    discover_in(project, &project.settings, None, &mut out)?;
+    discover_in(project, &project.settings, None, render, &mut out)?;
     for p in &project.settings.packages {
-        discover_in(project, p, Some(&p.name), &mut out)?;
+        discover_in(project, p, Some(&p.name), render, &mut out)?;
     }
     Ok(out)
 }
@@ -97,6 +132,7 @@ fn discover_in(
     project: &Project,
     settings: &ModelSettings,
     package: Option<&str>,
+    render: Option<RenderConfig>,
     out: &mut Vec<Seed>,
 ) -> Result<()> {
     let by_properties = properties_config(settings)?;
@@ -137,6 +173,13 @@ fn discover_in(
                     cfg.insert(k.strip_prefix('+').unwrap_or(k).to_string(), v.clone());
                 }
             }
+            if let Some(render) = render {
+                for (k, v) in cfg.iter_mut() {
+                    render_config(k, v, render).map_err(|m| {
+                        Error::config(&file, format!("seed `{name}`, config `{k}`: {m}"))
+                    })?;
+                }
+            }
             match cfg.get("enabled") {
                 None | Some(Value::Bool(true)) => {}
                 Some(Value::Bool(false)) => continue,
@@ -145,7 +188,7 @@ fn discover_in(
                 Some(other) => {
                     return Err(Error::config(
                         &file,
-                        format!("seed `{name}`: enabled must be true or false, not {other}"),
+                        format!("seed `{name}`: enabled must be true or false, not {other} (Jinja in seed config is rendered in dbt projects)"),
                     ))
                 }
             }
@@ -272,5 +315,37 @@ mod tests {
         .unwrap();
         let e = discover(&project).unwrap_err().to_string();
         assert!(e.contains("delimiter must be one character"), "{e}");
+    }
+
+    /// Jinja in seed config is rendered by the renderer the caller gives
+    /// (models::compile::named_seeds renders it with the vars), before the
+    /// values are read; without one it is an error naming the value.
+    #[test]
+    fn config_values_are_rendered_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("dbt_project.yml"),
+            "name: shop\nseeds:\n  shop:\n    data:\n      +enabled: \"{{ var('on', false) }}\"\n      +schema: \"{{ 'x' }}\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(p.join("seeds/data")).unwrap();
+        std::fs::write(p.join("seeds/data/items.csv"), "a\n1\n").unwrap();
+        let project = Project::open(Some(p)).unwrap();
+        let e = discover(&project).unwrap_err().to_string();
+        assert!(e.contains("var('on', false)"), "{e}");
+        let render = |on: bool| {
+            move |key: &str, text: &str| -> std::result::Result<Value, String> {
+                Ok(match key {
+                    "enabled" => Value::Bool(on),
+                    _ => Value::from(text.replace("{{ 'x' }}", "landing")),
+                })
+            }
+        };
+        assert!(discover_with(&project, Some(&render(false)))
+            .unwrap()
+            .is_empty());
+        let seeds = discover_with(&project, Some(&render(true))).unwrap();
+        assert_eq!(seeds[0].schema, "main_landing");
     }
 }

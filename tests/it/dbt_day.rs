@@ -465,6 +465,45 @@ fn seeds_in_subfolders_take_folder_config() {
     assert!(err.contains("raw_old"), "{err}");
 }
 
+/// jaffle-shop's `+enabled: "{{ var('load_source_data', false) }}"` on its
+/// seed folder: rendered with `--vars` as dbt renders it. Without the var the
+/// seeds are disabled (`seed` has nothing to do, as `dbt seed`); with it
+/// `seed` and `build` (which seeds what its models read) load them. Jinja in
+/// a properties file's seed config is rendered too.
+#[test]
+fn seed_config_renders_jinja_with_vars() {
+    let dir = project(&[
+        (
+            "dbt_project.yml",
+            "name: day\nprofile: day\nseeds:\n  day:\n    +schema: raw\n    jaffle_data:\n      +enabled: \"{{ var('load_source_data', false) }}\"\n",
+        ),
+        ("seeds/jaffle_data/raw_items.csv", "item_id,price\n1,2.5\n2,4\n"),
+        (
+            "seeds/properties.yml",
+            "version: 2\nseeds:\n  - name: raw_items\n    config:\n      column_types: {item_id: \"{{ 'var' ~ 'char' }}\"}\n",
+        ),
+        (
+            "models/total.sql",
+            "select sum(price) as s, max(item_id) as i from {{ ref('raw_items') }}",
+        ),
+    ]);
+    let p = dir.path();
+    let out = ok(&sluice(&["seed"], p));
+    assert!(out.contains("nothing to seed"), "{out}");
+    let err = fails(&sluice(&["sql", "SELECT * FROM main_raw.raw_items"], p));
+    assert!(err.contains("raw_items"), "{err}");
+    // build loads the seed its model reads: 2.5 + 4 = 6.5; item_id is text,
+    // so its max is the string '2'.
+    ok(&sluice(&["build", "--vars", "{load_source_data: true}"], p));
+    let rows = csv(p, "SELECT s, i, arrow_typeof(i) FROM main.total");
+    assert!(
+        rows.len() == 1 && rows[0].starts_with("6.5,2,Utf8"),
+        "{rows:?}"
+    );
+    let out = ok(&sluice(&["seed", "--vars", "{load_source_data: true}"], p));
+    assert!(out.contains("main_raw.raw_items"), "{out}");
+}
+
 /// `source freshness` compares max(loaded_at_field) with the policies:
 /// 5 minutes old passes, 3 hours old warns (warn_after 1 hour), 3 days old
 /// errors (error_after 1 day) and fails the command.

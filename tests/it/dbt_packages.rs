@@ -326,7 +326,7 @@ async fn package_models_and_seeds_are_built() {
     );
     let project = Project::load(dir.path()).unwrap();
     let wh = open(&project, None);
-    let seeds = models::compile::named_seeds(&project).unwrap();
+    let seeds = models::compile::named_seeds(&project, &BTreeMap::new()).unwrap();
     let names: Vec<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["currencies"]);
     sluice::load::seeds::seed_with(&project, &wh, seeds, &[], false, &sluice::load::NoProgress)

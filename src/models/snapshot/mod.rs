@@ -400,7 +400,7 @@ pub async fn for_build(
             .any(|(schema, table)| *schema == s.schema && *table == s.table)
     };
     let no_selection = selection.select.is_empty() && selection.exclude.is_empty();
-    let seeds = crate::project::seeds::discover(project)?;
+    let seeds = super::compile::named_seeds_with(project, compiled.names.library.as_ref(), vars)?;
     let mut out = BuildSnapshots::default();
     for (i, s) in compiled.snapshots.iter().enumerate() {
         let readers: Vec<usize> = models.iter().copied().filter(|&m| reads(s, m)).collect();
