@@ -86,65 +86,66 @@ pub async fn compile_tests(
                     specs.push((Some(c.name.clone()), t));
                 }
             }
+            let subject = Subject::model(compiled, m);
             for (column, raw) in specs {
-                let spec = schema_yml::parse_test(raw);
-                if let Ok(spec) = &spec {
-                    if let Some(found) = macro_test(compiled, &spec.name) {
-                        let model = &compiled.models[m];
-                        let result =
-                            render_macro_test(compiled, m, column.as_deref(), spec, &found, vars);
-                        let result = match result {
-                            Ok((sql, refs)) => compiled
-                                .test_dependencies(warehouse, &sql, &refs)
-                                .await
-                                .map(|mut deps| {
-                                    if !deps.contains(&m) {
-                                        deps.push(m);
-                                        deps.sort();
-                                    }
-                                    (sql, deps)
-                                }),
-                            Err(e) => Err(e),
-                        };
-                        match result {
-                            Ok((sql, deps)) => tests.push(DataTest {
-                                name: test_name(project, spec, model, column.as_deref()),
-                                kind: spec.name.clone(),
-                                model: Some(m),
-                                column: column.clone(),
-                                sql,
-                                deps,
-                                warn_only: spec.warn_only || model_warn,
-                                declared_in: shown.clone(),
-                                unit: None,
-                            }),
-                            Err(e) => errors.push(Error::config(
-                                &file.file,
-                                format!("model `{}`, test `{}`: {e}", props.name, spec.name),
-                            )),
-                        }
-                        continue;
+                match one_test(project, warehouse, compiled, &subject, column, raw, vars).await {
+                    Ok(mut t) => {
+                        t.warn_only |= model_warn;
+                        t.declared_in = shown.clone();
+                        tests.push(t);
                     }
-                }
-                let result = spec.and_then(|spec| {
-                    generic(compiled, m, column.as_deref(), &spec).map(|(sql, deps)| DataTest {
-                        name: test_name(project, &spec, &compiled.models[m], column.as_deref()),
-                        kind: spec.name.clone(),
-                        model: Some(m),
-                        column: column.clone(),
-                        sql,
-                        deps,
-                        warn_only: spec.warn_only || model_warn,
-                        declared_in: shown.clone(),
-                        unit: None,
-                    })
-                });
-                match result {
-                    Ok(t) => tests.push(t),
                     Err(msg) => errors.push(Error::config(
                         &file.file,
                         format!("model `{}`: {msg}", props.name),
                     )),
+                }
+            }
+        }
+        // Tests on the tables declared under `sources:` (dbt's source tests).
+        for source in &file.sources {
+            let schema = source.schema.clone().unwrap_or_else(|| source.name.clone());
+            for table in &source.tables {
+                let ident = table
+                    .identifier
+                    .clone()
+                    .unwrap_or_else(|| table.name.clone());
+                let subject = Subject {
+                    rel: format!("{schema}.{ident}"),
+                    model: None,
+                    id: format!("{schema}.{ident}"),
+                    name: format!("{}_{}", source.name, table.name),
+                    package: None,
+                };
+                let mut specs: Vec<(Option<String>, &Value)> = Vec::new();
+                for t in table.tests.iter().chain(&table.data_tests) {
+                    specs.push((None, t));
+                }
+                for c in &table.columns {
+                    for t in c.tests.iter().chain(&c.data_tests) {
+                        specs.push((Some(c.name.clone()), t));
+                    }
+                }
+                for (column, raw) in specs {
+                    match one_test(project, warehouse, compiled, &subject, column, raw, vars).await
+                    {
+                        Ok(mut t) => {
+                            // dbt's name, unless the test was given one.
+                            let named = raw
+                                .as_object()
+                                .and_then(|o| o.values().next())
+                                .and_then(Value::as_object)
+                                .is_some_and(|o| o.contains_key("name"));
+                            if !named {
+                                t.name = format!("source_{}", t.name);
+                            }
+                            t.declared_in = shown.clone();
+                            tests.push(t);
+                        }
+                        Err(msg) => errors.push(Error::config(
+                            &file.file,
+                            format!("source `{}.{}`: {msg}", source.name, table.name),
+                        )),
+                    }
                 }
             }
         }
@@ -257,6 +258,74 @@ pub async fn run_test(engine: &Engine, test: &DataTest) -> Result<TestOutcome> {
 }
 
 /// The relation a test reads for a model (ephemerals are inlined).
+/// One generic test of a `schema.yml` entry (`raw` as written) on `subject`:
+/// a Jinja `{% test %}` macro of the project, a package or dbt, else a test
+/// sluice runs itself. An error is a message for the entry.
+async fn one_test(
+    project: &Project,
+    warehouse: &Warehouse,
+    compiled: &Compiled,
+    subject: &Subject,
+    column: Option<String>,
+    raw: &Value,
+    vars: &BTreeMap<String, Value>,
+) -> std::result::Result<DataTest, String> {
+    let spec = schema_yml::parse_test(raw).map_err(|e| e.to_string())?;
+    let (sql, deps) = match macro_test(compiled, &spec.name) {
+        Some(found) => {
+            let (sql, refs) =
+                render_macro_test(compiled, subject, column.as_deref(), &spec, &found, vars)
+                    .map_err(|e| format!("test `{}`: {e}", spec.name))?;
+            let mut deps = compiled
+                .test_dependencies(warehouse, &sql, &refs)
+                .await
+                .map_err(|e| format!("test `{}`: {e}", spec.name))?;
+            deps.extend(subject.model);
+            deps.sort();
+            deps.dedup();
+            (sql, deps)
+        }
+        None => generic(compiled, subject, column.as_deref(), &spec).map_err(|e| e.to_string())?,
+    };
+    Ok(DataTest {
+        name: test_name(project, &spec, &subject.name, column.as_deref()),
+        kind: spec.name.clone(),
+        model: subject.model,
+        column,
+        sql,
+        deps,
+        warn_only: spec.warn_only,
+        declared_in: String::new(),
+        unit: None,
+    })
+}
+
+/// What a generic test reads: a model, or a table declared under `sources:`.
+struct Subject {
+    /// The relation the SQL reads.
+    rel: String,
+    /// The model (`None`: a source table).
+    model: Option<usize>,
+    /// `schema.table`, `{{ this }}`.
+    id: String,
+    /// The name in test names (the model's, or `<source>_<table>`).
+    name: String,
+    package: Option<String>,
+}
+
+impl Subject {
+    fn model(compiled: &Compiled, m: usize) -> Subject {
+        let model = &compiled.models[m];
+        Subject {
+            rel: relation(model),
+            model: Some(m),
+            id: model.id(),
+            name: model.name.clone(),
+            package: model.package.clone(),
+        }
+    }
+}
+
 fn relation(m: &Model) -> String {
     if m.config.materialized == Materialization::Ephemeral {
         format!("(\n{}\n) AS {}", m.sql, m.table)
@@ -267,15 +336,15 @@ fn relation(m: &Model) -> String {
 
 /// The name of a generic test on model `m`: dbt's in a dbt project
 /// ([`dbt_test_names`]), `<test>_<model>[_<column>]` in a sluice project.
-fn test_name(project: &Project, spec: &TestSpec, m: &Model, column: Option<&str>) -> String {
+fn test_name(project: &Project, spec: &TestSpec, target: &str, column: Option<&str>) -> String {
     if project.is_dbt() {
         let mut args = spec.args.clone();
         if let Some(c) = column {
             args.insert("column_name".into(), Value::from(c));
         }
-        return dbt_test_names(&spec.name, &m.name, &args).1;
+        return dbt_test_names(&spec.name, target, &args).1;
     }
-    let mut n = format!("{}_{}", spec.name, m.name);
+    let mut n = format!("{}_{}", spec.name, target);
     if let Some(c) = column {
         n.push('_');
         n.push_str(&c.to_ascii_lowercase());
@@ -478,12 +547,11 @@ fn sql_literal(v: &Value, quote: bool) -> Result<String> {
 /// The failing-rows query of a generic test on model `m`.
 fn generic(
     compiled: &Compiled,
-    m: usize,
+    subject: &Subject,
     column: Option<&str>,
     spec: &TestSpec,
 ) -> Result<(String, Vec<usize>)> {
-    let model = &compiled.models[m];
-    let mut rel = relation(model);
+    let mut rel = subject.rel.clone();
     if let Some(Value::String(w)) = spec.args.get("where") {
         rel = format!("(SELECT * FROM {rel} WHERE {w}) AS __sluice_where");
     }
@@ -544,7 +612,7 @@ fn generic(
                 .ok_or_else(|| Error::invalid("relationships needs `field: column`"))?;
             let (to_rel, to_dep) = parse_to(compiled, to)?;
             let f = ident(field);
-            let mut deps = vec![m];
+            let mut deps: Vec<usize> = subject.model.into_iter().collect();
             deps.extend(to_dep);
             deps.sort();
             deps.dedup();
@@ -577,7 +645,7 @@ fn generic(
             )))
         }
     };
-    Ok((sql, vec![m]))
+    Ok((sql, subject.model.into_iter().collect()))
 }
 
 /// Tests sluice runs itself (dbt's own generic tests and dbt_utils' expression_is_true).
@@ -609,14 +677,13 @@ fn macro_test(compiled: &Compiled, name: &str) -> Option<(Option<String>, String
 /// Renders a macro generic test: `{{ [pkg.]test_name(model=..., column_name=..., args...) }}`.
 fn render_macro_test(
     compiled: &Compiled,
-    m: usize,
+    subject: &Subject,
     column: Option<&str>,
     spec: &TestSpec,
     (ns, macro_name): &(Option<String>, String),
     vars: &BTreeMap<String, Value>,
 ) -> Result<(String, Vec<String>)> {
-    let model = &compiled.models[m];
-    let mut rel = relation(model);
+    let mut rel = subject.rel.clone();
     if let Some(Value::String(w)) = spec.args.get("where") {
         rel = format!("(SELECT * FROM {rel} WHERE {w}) AS __sluice_where");
     }
@@ -651,15 +718,15 @@ fn render_macro_test(
     };
     let text = format!("{{{{ {callee}({}) }}}}", args.join(", "));
     // The project's vars as the model's package sees them, then `--vars`.
-    let mut all_vars = compiled.vars_of(model.package.as_deref()).clone();
+    let mut all_vars = compiled.vars_of(subject.package.as_deref()).clone();
     all_vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     let ctx = super::compile::render_context(
         &compiled.names,
         &all_vars,
         "dev",
         &compiled.default_schema,
-        &model.id(),
-        &model.name,
+        &subject.id,
+        &subject.name,
         false,
     );
     let r = super::jinja::render_with(

@@ -125,6 +125,12 @@ pub struct SourceTableProps {
     pub loaded_at_field: Option<String>,
     #[serde(default)]
     pub config: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub columns: Vec<ColumnProps>,
+    #[serde(default)]
+    pub tests: Vec<Value>,
+    #[serde(default)]
+    pub data_tests: Vec<Value>,
 }
 
 /// Keeps an explicit `null` (as `Some(Value::Null)`) apart from a missing key.

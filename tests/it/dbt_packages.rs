@@ -343,3 +343,43 @@ async fn package_models_and_seeds_are_built() {
     let rows = crate::common::rows(&e, "SELECT * FROM main.priced ORDER BY currency").await;
     assert_eq!(rows, vec!["EUR|20", "USD|10"]);
 }
+
+/// Tests declared on a `sources:` table run with the build, under dbt's names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_tests_run_with_dbt_names() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("dbt_project.yml", "name: shop\nseeds:\n  shop:\n    +schema: raw\n"),
+            ("seeds/people.csv", "id,name\n1,a\n2,\n2,c\n"),
+            (
+                "models/schema.yml",
+                "version: 2\nsources:\n  - name: land\n    schema: main_raw\n    tables:\n      - name: people\n        columns:\n          - name: id\n            data_tests: [unique, not_null]\n          - name: name\n            data_tests:\n              - not_null:\n                  name: names_are_set\n",
+            ),
+            ("models/m.sql", "select * from {{ source('land', 'people') }}"),
+        ],
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let seeds = models::compile::named_seeds(&project, &BTreeMap::new()).unwrap();
+    sluice::load::seeds::seed_with(&project, &wh, seeds, &[], false, &sluice::load::NoProgress)
+        .await
+        .unwrap();
+    let report = build(dir.path()).await;
+    let mut status: Vec<(String, &str)> = report
+        .results
+        .iter()
+        .filter(|r| r.kind == "test")
+        .map(|r| (r.id.clone(), r.status.as_str()))
+        .collect();
+    status.sort();
+    assert_eq!(
+        status,
+        vec![
+            ("names_are_set".to_string(), "fail"),
+            ("source_not_null_land_people_id".to_string(), "pass"),
+            ("source_unique_land_people_id".to_string(), "fail"),
+        ]
+    );
+}
