@@ -42,6 +42,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Progress::Auto)]
     pub progress: Progress,
 
+    /// dbt's `target.name` in templates and naming macros (`{% if target.name
+    /// == 'prod' %}`). Default: dev.
+    #[arg(long, global = true, env = "SLUICE_TARGET", value_name = "NAME")]
+    pub target: Option<String>,
+
     /// Log more on stderr: -v sluice's own debug lines, -vv also the
     /// libraries' (DataFusion, Delta, ...). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

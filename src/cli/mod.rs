@@ -57,7 +57,10 @@ pub struct Context {
 impl Context {
     /// The project and warehouse the global options name.
     pub fn open(global: &args::GlobalArgs) -> anyhow::Result<Self> {
-        let project = Project::open(global.project.as_deref())?;
+        let mut project = Project::open(global.project.as_deref())?;
+        if let Some(t) = &global.target {
+            project.target = t.clone();
+        }
         let warehouse_uri = project.warehouse_location(global.warehouse.as_deref());
         let warehouse = Warehouse::open(&warehouse_uri, &project.config.warehouse.storage_options)?;
         Ok(Context {

@@ -229,7 +229,10 @@ pub async fn compile(
             )
         })
         .collect();
-    let target = opts.target.clone().unwrap_or_else(|| "dev".into());
+    let target = opts
+        .target
+        .clone()
+        .unwrap_or_else(|| project.target.clone());
     let default_mat = match settings.default_materialization.as_str() {
         "view" => Materialization::View,
         _ => Materialization::Table,
@@ -650,7 +653,7 @@ impl Compiled {
         let ctx = render_context(
             &self.names,
             &all_vars,
-            "dev",
+            &self.target,
             &self.default_schema,
             &file.name,
             &file.name,
@@ -672,7 +675,7 @@ impl Compiled {
             &s.template,
             Some(&self.names),
             vars,
-            "dev",
+            &self.target,
             &self.default_schema,
             &s.id(),
             &s.name,
@@ -692,7 +695,7 @@ impl Compiled {
         let ctx = render_context(
             &self.names,
             vars,
-            "dev",
+            &self.target,
             &self.default_schema,
             "",
             "",
@@ -713,7 +716,7 @@ impl Compiled {
         let mut ctx = render_context(
             &self.names,
             vars,
-            "dev",
+            &self.target,
             &self.default_schema,
             &self.names.ids[i],
             &m.file.name,
@@ -1315,7 +1318,7 @@ pub(crate) fn named_seeds_with(
             s.custom_schema.as_deref(),
             node,
             default_schema,
-            "dev",
+            &project.target,
         )
         .map_err(|e| Error::config(&s.file, e.to_string()))?;
         if let Some(schema) = named {

@@ -723,7 +723,7 @@ fn render_macro_test(
     let ctx = super::compile::render_context(
         &compiled.names,
         &all_vars,
-        "dev",
+        &compiled.target,
         &compiled.default_schema,
         &subject.id,
         &subject.name,

@@ -83,6 +83,8 @@ pub struct Project {
     pub settings: ModelSettings,
     /// The text of `sluice.toml` (empty without one), for [`Project::section`].
     text: Arc<str>,
+    /// dbt's `target.name` in templates (`--target`; default `dev`).
+    pub target: String,
 }
 
 impl Project {
@@ -102,6 +104,7 @@ impl Project {
             let sources = source::load_catalog(&root.join(&config.project.catalog))?;
             let settings = ModelSettings::from_sluice(root, &config)?;
             return Ok(Project {
+                target: "dev".into(),
                 root: root.to_path_buf(),
                 config,
                 has_config: true,
@@ -116,6 +119,7 @@ impl Project {
             config.project.name = settings.name.clone();
             config.warehouse.default_schema = "main".into();
             return Ok(Project {
+                target: "dev".into(),
                 root: root.to_path_buf(),
                 config,
                 has_config: true,
@@ -126,6 +130,7 @@ impl Project {
         }
         let settings = ModelSettings::from_sluice(root, &config)?;
         Ok(Project {
+            target: "dev".into(),
             root: root.to_path_buf(),
             config,
             has_config: false,

@@ -383,3 +383,39 @@ async fn source_tests_run_with_dbt_names() {
         ]
     );
 }
+
+/// `--target` (here `Project::target`) is `target.name` in models and in the
+/// naming macros, for models and seeds alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_name_reaches_models_and_naming() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("dbt_project.yml", "name: shop\nseeds:\n  shop:\n    +schema: raw\n"),
+            ("seeds/people.csv", "id\n1\n"),
+            (
+                "macros/gsn.sql",
+                "{% macro generate_schema_name(custom_schema_name, node) -%}{%- if target.name == 'prod' and custom_schema_name is not none -%}{{ custom_schema_name | trim }}{%- else -%}{{ target.schema }}{%- endif -%}{%- endmacro %}\n",
+            ),
+            (
+                "models/m.sql",
+                "select '{{ target.name }}' as t, id from {{ ref('people') }}",
+            ),
+        ],
+    );
+    let mut project = Project::load(dir.path()).unwrap();
+    let dev = models::compile::named_seeds(&project, &BTreeMap::new()).unwrap();
+    assert_eq!(dev[0].schema, "main");
+    project.target = "prod".into();
+    let prod = models::compile::named_seeds(&project, &BTreeMap::new()).unwrap();
+    assert_eq!(prod[0].schema, "raw");
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = models::compile(&project, &e, &CompileOptions::default())
+        .await
+        .unwrap();
+    let m = &compiled.models[compiled.find("m").unwrap()];
+    assert!(m.sql.contains("'prod' as t"), "{}", m.sql);
+    assert!(m.sql.contains("raw.people"), "{}", m.sql);
+}
