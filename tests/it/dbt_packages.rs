@@ -419,3 +419,34 @@ async fn target_name_reaches_models_and_naming() {
     assert!(m.sql.contains("'prod' as t"), "{}", m.sql);
     assert!(m.sql.contains("raw.people"), "{}", m.sql);
 }
+
+/// dbt 1.9+: a snapshot's `schema` is named as models' are (the default
+/// `<target schema>_<schema>` here); the legacy `target_schema` as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_schema_is_named_as_dbt_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("dbt_project.yml", "name: shop\n"),
+            ("models/src.sql", "select 1 as id, 'a' as v"),
+            (
+                "snapshots/new_style.sql",
+                "{% snapshot new_style %}{{ config(schema='hist', unique_key='id', strategy='check', check_cols=['v']) }}select * from {{ ref('src') }}{% endsnapshot %}",
+            ),
+            (
+                "snapshots/legacy.sql",
+                "{% snapshot legacy %}{{ config(target_schema='hist', unique_key='id', strategy='check', check_cols=['v']) }}select * from {{ ref('src') }}{% endsnapshot %}",
+            ),
+        ],
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = models::compile(&project, &e, &CompileOptions::default())
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = compiled.snapshots.iter().map(|s| s.id()).collect();
+    ids.sort();
+    assert_eq!(ids, ["hist.legacy", "main_hist.new_style"]);
+}

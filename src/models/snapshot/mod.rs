@@ -220,7 +220,7 @@ fn resolve(
         default_schema,
         &f.name,
         &f.name,
-        macros,
+        macros.clone(),
     )?;
     let map: serde_json::Map<String, serde_json::Value> = rendered.config.into_iter().collect();
     raw.apply(&map).map_err(|e| err(format!("config(): {e}")))?;
@@ -230,11 +230,49 @@ fn resolve(
     if raw.description.is_none() {
         raw.description = f.description.clone();
     }
+    // dbt 1.9+: `schema` names the schema as models' does (the project's
+    // `generate_schema_name`, else `<target schema>_<schema>`); the legacy
+    // `target_schema` is used as written.
+    let legacy = raw.target_schema.is_some();
+    let custom = raw.schema.clone();
     let config = raw.validate().map_err(|e| err(e.to_string()))?;
-    let schema = config
+    let mut schema = config
         .schema
         .clone()
         .unwrap_or_else(|| default_schema.clone());
+    if project.is_dbt() && !legacy {
+        schema = match &custom {
+            Some(c) => format!("{default_schema}_{}", c.trim()),
+            None => default_schema.clone(),
+        };
+        if let Some(lib) = &macros {
+            let node = serde_json::json!({
+                "name": f.name,
+                "resource_type": "snapshot",
+                "package_name": settings.name,
+                "unique_id": format!("snapshot.{}.{}", settings.name, f.name),
+                "fqn": [settings.name.clone(), f.name.clone()],
+                "config": {"schema": custom},
+            });
+            let named = super::compile::naming_macro(
+                lib,
+                "generate_schema_name",
+                custom.as_deref(),
+                node,
+                default_schema,
+                target,
+            )
+            .map_err(|e| err(e.to_string()))?;
+            if let Some(n) = named {
+                schema = n;
+            }
+        }
+        if !crate::warehouse::is_identifier(&schema) {
+            return Err(err(format!(
+                "generate_schema_name gave `{schema}`, which is not a valid schema name"
+            )));
+        }
+    }
     let table = config.alias.clone().unwrap_or_else(|| f.name.clone());
     if !crate::warehouse::is_identifier(&table) {
         return Err(err(format!(
