@@ -38,6 +38,9 @@ pub struct DataTest {
     pub warn_only: bool,
     /// Where it is declared.
     pub declared_in: String,
+    /// dbt's `fail_calc`: the aggregate over the failing rows that counts
+    /// the failures (`None`: `count(*)`).
+    pub fail_calc: Option<String>,
     /// A dbt unit test: its SQL is built when it runs ([`super::unittest`]).
     pub unit: Option<std::sync::Arc<super::unittest::UnitTest>>,
 }
@@ -161,6 +164,7 @@ pub async fn compile_tests(
                 deps: vec![i],
                 warn_only: m.config.warn_only,
                 declared_in: m.file.display.clone(),
+                fail_calc: None,
                 unit: None,
             });
         }
@@ -197,6 +201,7 @@ pub async fn compile_tests(
                     deps,
                     warn_only: false,
                     declared_in: f.display.clone(),
+                    fail_calc: None,
                     unit: None,
                 });
             }
@@ -228,7 +233,8 @@ pub async fn compile_tests(
 /// Runs one test: the number of failing rows and a sample of them.
 pub async fn run_test(engine: &Engine, test: &DataTest) -> Result<TestOutcome> {
     let count_sql = format!(
-        "SELECT count(*) AS failures FROM (\n{}\n) AS __sluice_test",
+        "SELECT CAST(coalesce({}, 0) AS BIGINT) AS failures FROM (\n{}\n) AS __sluice_test",
+        test.fail_calc.as_deref().unwrap_or("count(*)"),
         test.sql
     );
     let batches = engine.query(&count_sql).await?;
@@ -257,7 +263,6 @@ pub async fn run_test(engine: &Engine, test: &DataTest) -> Result<TestOutcome> {
     Ok(TestOutcome { failures, sample })
 }
 
-/// The relation a test reads for a model (ephemerals are inlined).
 /// One generic test of a `schema.yml` entry (`raw` as written) on `subject`:
 /// a Jinja `{% test %}` macro of the project, a package or dbt, else a test
 /// sluice runs itself. An error is a message for the entry.
@@ -271,11 +276,23 @@ async fn one_test(
     vars: &BTreeMap<String, Value>,
 ) -> std::result::Result<DataTest, String> {
     let spec = schema_yml::parse_test(raw).map_err(|e| e.to_string())?;
+    let mut warn_only = spec.warn_only;
+    let mut fail_calc = spec.fail_calc.clone();
     let (sql, deps) = match macro_test(compiled, &spec.name) {
         Some(found) => {
-            let (sql, refs) =
+            let MacroTest { sql, refs, config } =
                 render_macro_test(compiled, subject, column.as_deref(), &spec, &found, vars)
                     .map_err(|e| format!("test `{}`: {e}", spec.name))?;
+            // The macro's config(), under what schema.yml says (as in dbt).
+            if fail_calc.is_none() {
+                fail_calc = config
+                    .get("fail_calc")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            if let Some(Value::String(s)) = config.get("severity") {
+                warn_only |= s.eq_ignore_ascii_case("warn") && !has_severity(raw);
+            }
             let mut deps = compiled
                 .test_dependencies(warehouse, &sql, &refs)
                 .await
@@ -294,10 +311,19 @@ async fn one_test(
         column,
         sql,
         deps,
-        warn_only: spec.warn_only,
+        warn_only,
         declared_in: String::new(),
+        fail_calc,
         unit: None,
     })
+}
+
+/// Whether a schema.yml test entry sets `severity` itself.
+fn has_severity(raw: &Value) -> bool {
+    let Some(body) = raw.as_object().and_then(|o| o.values().next()) else {
+        return false;
+    };
+    body.get("severity").is_some() || body.get("config").and_then(|c| c.get("severity")).is_some()
 }
 
 /// What a generic test reads: a model, or a table declared under `sources:`.
@@ -326,6 +352,7 @@ impl Subject {
     }
 }
 
+/// The relation a test reads for a model (ephemerals are inlined).
 fn relation(m: &Model) -> String {
     if m.config.materialized == Materialization::Ephemeral {
         format!("(\n{}\n) AS {}", m.sql, m.table)
@@ -682,7 +709,7 @@ fn render_macro_test(
     spec: &TestSpec,
     (ns, macro_name): &(Option<String>, String),
     vars: &BTreeMap<String, Value>,
-) -> Result<(String, Vec<String>)> {
+) -> Result<MacroTest> {
     let mut rel = subject.rel.clone();
     if let Some(Value::String(w)) = spec.args.get("where") {
         rel = format!("(SELECT * FROM {rel} WHERE {w}) AS __sluice_where");
@@ -697,10 +724,9 @@ fn render_macro_test(
         args.push(format!("column_name={}", jinja_literal(&Value::from(c))));
     }
     for (k, v) in &spec.args {
-        // `name` and `description` are the test's, not its macro's (as in dbt).
-        if matches!(k.as_str(), "column_name" | "where" | "name" | "description")
-            || !crate::names::is_identifier(k)
-        {
+        // Configs (`severity`, `fail_calc`, ...), `name` and `description` are
+        // the test's, not its macro's arguments (as in dbt).
+        if k == "column_name" || CONFIG_ARGS.contains(&k.as_str()) || !is_jinja_name(k) {
             continue;
         }
         // `to: ref('x')` and `source(...)` arguments are relations, as in dbt.
@@ -735,7 +761,29 @@ fn render_macro_test(
         &ctx,
         &[("__model", super::jinja::objects::Relation::opaque(&rel))],
     )?;
-    Ok((r.sql.trim().trim_end_matches(';').to_string(), r.refs))
+    Ok(MacroTest {
+        sql: r.sql.trim().trim_end_matches(';').to_string(),
+        refs: r.refs,
+        config: r.config,
+    })
+}
+
+/// A `{% test %}` macro rendered: its SQL, the models it refs and its
+/// `config(...)` (`severity`, `fail_calc`, ...).
+struct MacroTest {
+    sql: String,
+    refs: Vec<String>,
+    config: BTreeMap<String, Value>,
+}
+
+/// Whether `k` can be a keyword argument in Jinja (`column_A` can: dbt
+/// passes test arguments as they are written).
+fn is_jinja_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A JSON value as a Jinja literal (strings keep their Jinja: dbt renders test arguments).

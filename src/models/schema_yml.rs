@@ -179,6 +179,9 @@ pub struct TestSpec {
     pub name: String,
     pub args: serde_json::Map<String, Value>,
     pub warn_only: bool,
+    /// dbt's `fail_calc` config: the aggregate over the failing rows that
+    /// counts the failures (default `count(*)`).
+    pub fail_calc: Option<String>,
 }
 
 /// Parses `unique`, `{accepted_values: {values: [..]}}`, and dbt 1.10's
@@ -189,6 +192,7 @@ pub fn parse_test(v: &Value) -> Result<TestSpec> {
             name: s.clone(),
             args: Default::default(),
             warn_only: false,
+            fail_calc: None,
         }),
         Value::Object(m) if m.len() == 1 || m.contains_key("test_name") => {
             // dbt's other form: `{test_name: unique, name: my_test, config: ...}`.
@@ -220,13 +224,20 @@ pub fn parse_test(v: &Value) -> Result<TestSpec> {
                 }
             };
             let mut warn_only = false;
+            let mut fail_calc = None;
             if let Some(Value::Object(c)) = args.remove("config") {
                 if let Some(Value::String(s)) = c.get("severity") {
                     warn_only = s.eq_ignore_ascii_case("warn");
                 }
+                if let Some(Value::String(f)) = c.get("fail_calc") {
+                    fail_calc = Some(f.clone());
+                }
             }
             if let Some(Value::String(s)) = args.get("severity") {
                 warn_only = s.eq_ignore_ascii_case("warn");
+            }
+            if let Some(Value::String(f)) = args.get("fail_calc") {
+                fail_calc = Some(f.clone());
             }
             if let Some(Value::Object(a)) = args.remove("arguments") {
                 args.extend(a);
@@ -235,6 +246,7 @@ pub fn parse_test(v: &Value) -> Result<TestSpec> {
                 name: name.clone(),
                 args,
                 warn_only,
+                fail_calc,
             })
         }
         other => Err(Error::invalid(format!(

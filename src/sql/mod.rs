@@ -296,6 +296,11 @@ impl EngineBuilder {
         for f in capped::capped_functions(&functions, limit) {
             ctx.register_udf(f);
         }
+        // DuckDB's name for regexp_like (a partial match, the same flags),
+        // which dbt packages' duckdb__ macros call.
+        if let Some(like) = ctx.state().scalar_functions().get("regexp_like").cloned() {
+            ctx.register_udf(like.as_ref().clone().with_aliases(["regexp_matches"]));
+        }
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
             checked_sum::CheckedSum::default(),
         ));

@@ -450,3 +450,61 @@ async fn snapshot_schema_is_named_as_dbt_names_it() {
     ids.sort();
     assert_eq!(ids, ["hist.legacy", "main_hist.new_style"]);
 }
+
+/// What published packages need (found trying dbt_utils, dbt_expectations
+/// and audit_helper): `fail_calc`, test arguments with capitals,
+/// `load_relation`, DuckDB's `regexp_matches`, undefined values printing as
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_published_packages_need() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("dbt_project.yml", "name: shop\nmodels:\n  shop:\n    +materialized: table\n"),
+            (
+                "macros/tests.sql",
+                "{% test zero_diff(model) %}{{ config(fail_calc='sum(n)') }}select 0 as n from {{ model }}{% endtest %}\n\
+{% test pair_gt(model, column_A, column_B) %}select * from {{ model }} where not ({{ column_A }} > {{ column_B }}){% endtest %}\n\
+{% test grouped(model, column_name, group_by_columns=[]) %}{% if group_by_columns %}{% set gb = ', ' ~ group_by_columns | join(', ') %}{% endif %}select {{ column_name }}{{ gb }} from {{ model }} where {{ column_name }} is null{% endtest %}\n",
+            ),
+            ("models/base.sql", "select 1 as id, 2 as a, 1 as b, 'ab@x' as email"),
+            (
+                "models/probe.sql",
+                "{% set r = load_relation(ref('base')) %}select {{ 0 if r is none else 1 }} as found, regexp_matches(email, '^[a-z]+@') as ok from {{ ref('base') }}",
+            ),
+            (
+                "models/schema.yml",
+                "version: 2\nmodels:\n  - name: base\n    data_tests:\n      - zero_diff\n      - pair_gt:\n          column_A: a\n          column_B: b\n      - pair_gt:\n          name: pair_fails\n          column_A: b\n          column_B: a\n          config:\n            severity: warn\n    columns:\n      - name: id\n        data_tests:\n          - grouped\n          - not_null:\n              config:\n                fail_calc: \"count(*) + 1\"\n                severity: warn\n",
+            ),
+        ],
+    );
+    let report = build(dir.path()).await;
+    let mut status: Vec<(String, &str)> = report
+        .results
+        .iter()
+        .map(|r| (r.id.clone(), r.status.as_str()))
+        .collect();
+    status.sort();
+    assert_eq!(
+        status,
+        vec![
+            ("grouped_base_id".to_string(), "pass"),
+            ("main.base".to_string(), "success"),
+            ("main.probe".to_string(), "success"),
+            // count(*) + 1 over no failing row: 1 failure.
+            ("not_null_base_id".to_string(), "warn"),
+            ("pair_fails".to_string(), "warn"),
+            ("pair_gt_base_a__b".to_string(), "pass"),
+            // sum(n) over one row with n = 0: no failure (count(*) would be 1).
+            ("zero_diff_base_".to_string(), "pass"),
+        ],
+        "{:?}",
+        report.results
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let rows = crate::common::rows(&e, "SELECT * FROM main.probe").await;
+    assert_eq!(rows, vec!["1|true"]);
+}

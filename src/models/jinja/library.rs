@@ -341,7 +341,10 @@ impl MacroLibrary {
 
 fn base_environment() -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    // Jinja's (and so dbt's) default: an undefined value prints as nothing and
+    // iterates as empty; calling it or reading its attributes is an error.
+    // dbt_utils' generic tests print variables they set only sometimes.
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
     env.set_debug(false);
@@ -748,6 +751,7 @@ const BUILTIN_FUNCTIONS: &[&str] = &[
     "config",
     "return",
     "run_query",
+    "load_relation",
     "load_result",
     "store_result",
     "adapter",
@@ -813,6 +817,7 @@ fn install_globals(env: &mut Environment<'static>, index: &Arc<Index>) {
     );
     env.add_global("config", Value::from_object(ConfigFn));
     env.add_function("run_query", objects::run_query);
+    env.add_function("load_relation", objects::load_relation);
     env.add_function("__sluice_statement", objects::statement);
     env.add_function("load_result", objects::load_result);
     env.add_function("store_result", objects::store_result);

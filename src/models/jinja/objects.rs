@@ -352,6 +352,31 @@ pub(super) fn columns_in_relation(rs: &RenderState, relation: &Value) -> Result<
     )))
 }
 
+/// dbt's `load_relation(relation)`: the relation when it exists in the
+/// warehouse, else none (`adapter.get_relation` of its schema and name).
+pub(super) fn load_relation(state: &State, relation: Value) -> Result<Value, Error> {
+    let rs = RenderState::of(state)?;
+    let attr = |name: &str| -> Option<String> {
+        relation
+            .get_attr(name)
+            .ok()
+            .filter(|v| !v.is_none() && !v.is_undefined())
+            .map(|v| v.to_string())
+    };
+    let (schema, ident) = match (attr("schema"), attr("identifier")) {
+        (schema, Some(ident)) => (schema.unwrap_or_else(|| rs.default_schema.clone()), ident),
+        _ => match relation.as_str().map(|s| s.rsplit_once('.')) {
+            Some(Some((schema, ident))) => (schema.to_string(), ident.to_string()),
+            _ => {
+                return Err(user_error(format!(
+                    "load_relation() takes a relation such as ref('model'), not `{relation}`"
+                )))
+            }
+        },
+    };
+    get_relation(&rs, &unquote(&schema), &unquote(&ident))
+}
+
 pub(super) fn get_relation(rs: &RenderState, schema: &str, ident: &str) -> Result<Value, Error> {
     let Some(i) = rs.introspect.as_ref() else {
         return Ok(Value::from(()));

@@ -233,6 +233,7 @@ fn compile_one(
         deps: compiled.dag.parents(model).to_vec(),
         warn_only: false,
         declared_in: shown.to_string(),
+        fail_calc: None,
         unit: Some(Arc::new(unit)),
     }))
 }
