@@ -374,7 +374,7 @@ pub(super) fn load_relation(state: &State, relation: Value) -> Result<Value, Err
             }
         },
     };
-    get_relation(&rs, &unquote(&schema), &unquote(&ident))
+    get_relation(&rs, unquote(&schema), unquote(&ident))
 }
 
 pub(super) fn get_relation(rs: &RenderState, schema: &str, ident: &str) -> Result<Value, Error> {
