@@ -1033,7 +1033,7 @@ fn resolve_relations(
         }
     }
     for r in refs {
-        if let Ok(m) = names.lookup_model(r) {
+        if let Some(m) = names.find_model(r) {
             if m != i && !deps_i.contains(&m) {
                 deps_i.push(m);
             }
@@ -1101,7 +1101,7 @@ fn finalize<'a>(
     ins.dedup();
     let mut out = apply_edits(sql, &edits);
     // ref() of an ephemeral renders its CTE name directly.
-    for m in refs.iter().filter_map(|r| names.lookup_model(r).ok()) {
+    for m in refs.iter().filter_map(|r| names.find_model(r)) {
         if names.ephemeral[m] && !ephemerals.contains(&m) {
             ephemerals.push(m);
         }

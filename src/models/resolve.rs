@@ -90,6 +90,22 @@ pub(crate) enum Target {
 }
 
 impl Names {
+    /// The model `name` names (an id or a unique bare name), without the
+    /// error's "did you mean" (a seed's name is no model, and is looked up
+    /// for every `ref()` of it).
+    pub(crate) fn find_model(&self, name: &str) -> Option<usize> {
+        if let Some(i) = self.by_id.get(name) {
+            return Some(*i);
+        }
+        if let Some(i) = self.by_id.get(&format!("{}.{name}", self.default_schema)) {
+            return Some(*i);
+        }
+        match self.by_bare.get(name).map(Vec::as_slice) {
+            Some([i]) => Some(*i),
+            _ => None,
+        }
+    }
+
     /// `ref('x')`: a model id or a unique bare name.
     pub(crate) fn lookup_model(&self, name: &str) -> std::result::Result<usize, NameError> {
         if let Some(i) = self.by_id.get(name) {
@@ -203,13 +219,13 @@ impl Names {
 
     /// `ref('x')` as SQL text: a model's relation, else a seed's table.
     pub(crate) fn ref_text(&self, name: &str) -> std::result::Result<String, NameError> {
-        match self.lookup_model(name) {
-            Ok(i) => Ok(self.relation_text(i)),
-            Err(e) => match self.seeds.get(name) {
-                Some((s, t)) => Ok(format!("{s}.{t}")),
-                None => Err(e),
-            },
+        if let Some(i) = self.find_model(name) {
+            return Ok(self.relation_text(i));
         }
+        if let Some((s, t)) = self.seeds.get(name) {
+            return Ok(format!("{s}.{t}"));
+        }
+        self.lookup_model(name).map(|i| self.relation_text(i))
     }
 
     pub(crate) fn relation_text(&self, i: usize) -> String {
