@@ -364,6 +364,13 @@ pub async fn compile(
             }
         }
     }
+    names.graph = Some(Arc::new(graph_json(
+        project,
+        &drafts,
+        &names,
+        &properties,
+        &snapshots,
+    )));
     let names = Arc::new(names);
 
     // Which incremental models already have a table.
@@ -1129,6 +1136,97 @@ fn finalize<'a>(
     }
 }
 
+/// dbt's `graph` as templates see it: every model, seed and snapshot under
+/// `nodes`, every `sources:` table under `sources`, keyed by dbt's unique ids
+/// (`model.<package>.<name>`), with their names, schemas, config and tags.
+fn graph_json(
+    project: &Project,
+    drafts: &[Draft],
+    names: &Names,
+    properties: &[PropertiesFile],
+    snapshots: &[super::snapshot::Snapshot],
+) -> serde_json::Value {
+    let root = &project.settings.name;
+    let mut nodes = serde_json::Map::new();
+    for d in drafts {
+        let package = d.package.as_deref().unwrap_or(root);
+        let mut fqn = vec![package.to_string()];
+        fqn.extend(d.file.rel_dirs.iter().cloned());
+        fqn.push(d.file.name.clone());
+        let id = format!("model.{package}.{}", d.file.name);
+        nodes.insert(
+            id.clone(),
+            serde_json::json!({
+                "unique_id": id,
+                "name": d.file.name,
+                "resource_type": "model",
+                "package_name": package,
+                "database": "warehouse",
+                "schema": d.schema,
+                "alias": d.table,
+                "identifier": d.table,
+                "relation_name": format!("{}.{}", d.schema, d.table),
+                "fqn": fqn,
+                "tags": d.config.tags,
+                "path": d.file.rel_path,
+                "original_file_path": d.file.display,
+                "description": d.description.clone().unwrap_or_default(),
+                "config": {
+                    "materialized": d.config.materialized.to_string(),
+                    "schema": d.config.schema,
+                    "alias": d.config.alias,
+                    "tags": d.config.tags,
+                    "enabled": true,
+                },
+            }),
+        );
+    }
+    for (name, (schema, table)) in &names.seeds {
+        // Snapshots are named like seeds (`ref()` of one is its table).
+        let kind = if snapshots.iter().any(|s| s.name == *name) {
+            "snapshot"
+        } else {
+            "seed"
+        };
+        let id = format!("{kind}.{root}.{name}");
+        nodes.entry(id.clone()).or_insert_with(|| {
+            serde_json::json!({
+                "unique_id": id, "name": name, "resource_type": kind,
+                "package_name": root, "database": "warehouse", "schema": schema,
+                "alias": table, "identifier": table,
+                "relation_name": format!("{schema}.{table}"),
+                "fqn": [root, name], "tags": [], "config": {"enabled": true},
+            })
+        });
+    }
+    let mut sources = serde_json::Map::new();
+    for p in properties {
+        for s in &p.sources {
+            let schema = s.schema.clone().unwrap_or_else(|| s.name.clone());
+            for t in &s.tables {
+                let ident = t.identifier.clone().unwrap_or_else(|| t.name.clone());
+                let id = format!("source.{root}.{}.{}", s.name, t.name);
+                sources.insert(
+                    id.clone(),
+                    serde_json::json!({
+                        "unique_id": id, "name": t.name, "source_name": s.name,
+                        "resource_type": "source", "package_name": root,
+                        "database": "warehouse", "schema": schema, "identifier": ident,
+                        "relation_name": format!("{schema}.{ident}"),
+                        "fqn": [root, s.name, t.name],
+                    }),
+                );
+            }
+        }
+    }
+    serde_json::json!({
+        "nodes": nodes,
+        "sources": sources,
+        "exposures": {}, "metrics": {}, "semantic_models": {},
+        "saved_queries": {}, "groups": {},
+    })
+}
+
 /// The vars the nodes of `package` (`None`: the root project) see, overlaid
 /// with `--vars`: dbt scopes them per package; a sluice project has one scope.
 fn project_vars(
@@ -1186,6 +1284,7 @@ pub(crate) fn render_context(
         execute: true,
         introspect: names.introspect.clone(),
         node: None,
+        graph: names.graph.clone(),
     }
 }
 

@@ -31,6 +31,8 @@ pub(crate) struct Names {
     pub(crate) library: Option<Arc<jinja::MacroLibrary>>,
     /// The warehouse for `run_query` and introspection at compile time.
     pub(crate) introspect: Option<Arc<dyn jinja::Introspect>>,
+    /// dbt's `graph` (nodes and sources), as templates see it.
+    pub(crate) graph: Option<Arc<serde_json::Value>>,
 }
 
 /// Why a name in a model's SQL or a `ref()` does not resolve.

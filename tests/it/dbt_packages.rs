@@ -508,3 +508,43 @@ async fn what_published_packages_need() {
     let rows = crate::common::rows(&e, "SELECT * FROM main.probe").await;
     assert_eq!(rows, vec!["1|true"]);
 }
+
+/// dbt's `graph`: macros that list the project's nodes and sources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_lists_nodes_and_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("dbt_project.yml", "name: shop\nmodels:\n  shop:\n    +materialized: table\n    marts:\n      +tags: ['daily']\n"),
+            ("seeds/people.csv", "id\n1\n"),
+            (
+                "models/schema.yml",
+                "version: 2\nsources:\n  - name: land\n    schema: raw\n    tables:\n      - name: events\n",
+            ),
+            ("models/a.sql", "select 1 as x"),
+            ("models/marts/b.sql", "select * from {{ ref('a') }}"),
+            (
+                "models/listing.sql",
+                "{% set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | map(attribute='name') | sort %}\
+{% set daily = [] %}{% for n in graph.nodes.values() if 'daily' in n.tags %}{% do daily.append(n.relation_name) %}{% endfor %}\
+{% set src = graph.sources.values() | map(attribute='relation_name') | list %}\
+select '{{ models | join(\",\") }}' as models, '{{ daily | join(\",\") }}' as daily, '{{ src | join(\",\") }}' as sources, {{ graph.nodes['seed.shop.people'] is defined }} as has_seed",
+            ),
+        ],
+    );
+    let project = Project::load(dir.path()).unwrap();
+    let wh = open(&project, None);
+    let e = engine(&project, &wh).await;
+    let compiled = models::compile(&project, &e, &CompileOptions::default())
+        .await
+        .unwrap();
+    let m = &compiled.models[compiled.find("listing").unwrap()];
+    assert!(
+        m.sql.contains(
+            "'a,b,listing' as models, 'main.b' as daily, 'raw.events' as sources, True as has_seed"
+        ),
+        "{}",
+        m.sql
+    );
+}

@@ -488,6 +488,16 @@ impl RenderState {
         map.insert("model".into(), Value::from_iter(model));
         map.insert("execute".into(), Value::from(ctx.execute));
         map.insert(
+            "graph".into(),
+            match &ctx.graph {
+                Some(g) => Value::from_serialize(g.as_ref()),
+                None => Value::from_serialize(serde_json::json!({
+                    "nodes": {}, "sources": {}, "exposures": {}, "metrics": {},
+                    "semantic_models": {}, "saved_queries": {}, "groups": {}
+                })),
+            },
+        );
+        map.insert(
             "flags".into(),
             Value::from_iter([
                 ("FULL_REFRESH", Value::from(false)),

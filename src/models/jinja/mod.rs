@@ -104,6 +104,8 @@ pub struct RenderContext {
     pub introspect: Option<Arc<dyn Introspect>>,
     /// dbt's `model` / node object (resource_type, config, ...), merged into `model`.
     pub node: Option<serde_json::Value>,
+    /// dbt's `graph`: `nodes` and `sources` by unique id (`None`: empty).
+    pub graph: Option<Arc<serde_json::Value>>,
 }
 
 impl RenderContext {
@@ -123,6 +125,7 @@ impl RenderContext {
             execute: false,
             introspect: None,
             node: None,
+            graph: None,
         }
     }
 }
@@ -436,6 +439,7 @@ mod tests {
             execute: true,
             introspect: None,
             node: None,
+            graph: None,
         }
     }
 
