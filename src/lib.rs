@@ -45,6 +45,7 @@ pub mod names;
 pub mod project;
 pub mod server;
 pub mod sql;
+pub mod stream;
 pub mod warehouse;
 
 pub use error::{Error, Result};

@@ -122,6 +122,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => cli::init::run(args),
         Command::HashPassword(args) => cli::hash_password::run(args),
         Command::Load(args) => cli::load::run(&ctx()?, args).await,
+        Command::Stream(args) => cli::stream::run(&ctx()?, args).await,
         Command::Sql(args) => cli::sql::run(&ctx()?, args).await,
         Command::Run(args) => cli::run::run(&ctx()?, args).await,
         Command::Build(args) => cli::build::run(&ctx()?, args).await,

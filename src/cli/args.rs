@@ -176,6 +176,14 @@ pub enum Command {
     /// skipped; each source's new files land in one atomic commit. Rows that do not
     /// fit the declared schema go to `<target>__rejected`.
     Load(LoadArgs),
+    /// Ingest Kafka sources (all, or the named ones) into their Delta tables
+    /// until stopped: one commit per micro-batch (trigger_ms, default 1 s),
+    /// each record once across restarts, kills and concurrent ingesters.
+    ///
+    /// Offsets live in the table (Delta `txn` actions per partition), not in a
+    /// consumer group. Ctrl-C or SIGTERM commits the batch in flight and
+    /// stops. `sluice load SOURCE` catches up to the current end and exits.
+    Stream(StreamArgs),
     /// Run SQL against the warehouse (and files) and print the results; with no
     /// statements on a terminal, an interactive shell.
     ///
@@ -288,6 +296,22 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N")]
     pub max_rejected: Option<u64>,
     /// Summary format: a table for people, json for programs.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    /// Kafka source names from catalog/*.toml. Default: every Kafka source.
+    pub sources: Vec<String>,
+    /// Print each partition's loaded offset, end and lag, and exit.
+    #[arg(long)]
+    pub status: bool,
+    /// Micro-batch trigger interval in milliseconds (default: each source's
+    /// `trigger_ms`, 1000).
+    #[arg(long, value_name = "MS")]
+    pub trigger_ms: Option<u64>,
+    /// Report format: a table for people, json for programs.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,
 }

@@ -34,6 +34,7 @@ pub mod snapshot;
 pub mod source;
 pub mod sql;
 pub mod stdio;
+pub mod stream;
 pub mod test;
 
 use sluice::project::Project;

@@ -222,7 +222,7 @@ impl TableSink {
 
     /// Closes the encoders and returns the Add actions of every file written
     /// since the last call (later writes start new files).
-    pub(super) async fn finish(&mut self) -> Result<Vec<deltalake::kernel::Add>> {
+    pub(crate) async fn finish(&mut self) -> Result<Vec<deltalake::kernel::Add>> {
         let mut adds = Vec::new();
         let mut first_err = None;
         for enc in self.encoders.drain(..) {

@@ -116,6 +116,8 @@ struct TextPlan {
     scalars: HashMap<String, String>,
     /// The plan with not_null kept (checked while typing).
     columns: Vec<ColumnPlan>,
+    /// Fields that are not columns reject the record.
+    strict: bool,
 }
 
 impl TextPlan {
@@ -149,14 +151,38 @@ impl TextPlan {
                 .map(|c| (c.name.clone(), super::convert::type_name(&c.data_type)))
                 .collect(),
             columns: plan.columns.clone(),
+            strict: true,
         }
     }
 }
 
-fn json_decoder(schema: &SchemaRef) -> Result<arrow::json::reader::Decoder> {
+/// JSON records held in memory (a Kafka micro-batch), decoded with the same
+/// checks and typing as NDJSON files.
+pub(crate) struct JsonRecords {
+    plan: FilePlan,
+    text: TextPlan,
+}
+
+impl JsonRecords {
+    /// Records decoded into `plan`'s columns. `strict`: a field that is not a
+    /// column rejects its record (files); otherwise it is ignored.
+    pub(crate) fn new(plan: FilePlan, strict: bool) -> Self {
+        let mut text = TextPlan::new(&plan);
+        text.strict = strict;
+        JsonRecords { plan, text }
+    }
+
+    /// Decodes `records` (ranges of `buf`, each one JSON object, numbered):
+    /// rows in record order, and the rejected records by number.
+    pub(crate) fn decode(&self, buf: &[u8], records: &[(u64, Range<usize>)]) -> Result<Chunk> {
+        decode_lines(buf, records, &self.plan, &self.text)
+    }
+}
+
+fn json_decoder(schema: &SchemaRef, strict: bool) -> Result<arrow::json::reader::Decoder> {
     Ok(arrow::json::ReaderBuilder::new(schema.clone())
         .with_batch_size(BATCH_ROWS)
-        .with_strict_mode(true)
+        .with_strict_mode(strict)
         .with_coerce_primitive(true)
         .build_decoder()?)
 }
@@ -183,7 +209,7 @@ fn decode_lines(
         }
     }
     let decode = |lines: &[(u64, Range<usize>)]| -> Result<Option<RecordBatch>> {
-        let mut d = json_decoder(&text.schema)?;
+        let mut d = json_decoder(&text.schema, text.strict)?;
         for (_, r) in lines {
             d.decode(&buf[r.clone()])?;
             d.decode(b"\n")?;

@@ -50,7 +50,7 @@ impl FilePlan {
         *self = FilePlan::new(std::mem::take(&mut self.columns));
     }
 
-    fn new(columns: Vec<ColumnPlan>) -> Self {
+    pub(crate) fn new(columns: Vec<ColumnPlan>) -> Self {
         let schema = Arc::new(Schema::new(
             columns
                 .iter()
@@ -319,6 +319,12 @@ pub async fn plan_file(
                 .collect();
             FilePlan::new(columns)
         }
+        SourceFormat::Bytes => {
+            return Err(fail(
+                "format = \"bytes\" is for kafka sources; files are csv, ndjson or parquet"
+                    .to_string(),
+            ))
+        }
     };
     if format == SourceFormat::Ndjson && plan.columns.is_empty() {
         // Only blank lines (or no object) in its first bytes.
@@ -398,6 +404,11 @@ pub(crate) fn spawn_reader_with_pieces(
                 &tx,
             ),
             SourceFormat::Parquet => read_parquet(&handle, &file, &plan, &tx),
+            SourceFormat::Bytes => Err(Error::bad_load_file(
+                "",
+                &file.display,
+                "format = \"bytes\" is for kafka sources".to_string(),
+            )),
         };
         if let Err(e) = result {
             let e = match e {

@@ -81,6 +81,8 @@ pub async fn seed_with(
         .iter()
         .filter(|s| names.is_empty() || names.contains(&s.name))
         .map(|s| SourceDecl {
+            kind: crate::project::SourceKind::Files,
+            kafka: None,
             name: s.name.clone(),
             format: SourceFormat::Csv,
             location: s.file.to_string_lossy().into_owned(),

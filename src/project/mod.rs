@@ -16,8 +16,8 @@ pub use files::files_with_extension;
 
 pub use config::{ProjectConfig, ProjectSection, ServerSection, ServerUser, WarehouseSection};
 pub use source::{
-    parse_type, ColumnDecl, CsvOptions, LoadMode, NdjsonOptions, SchemaEvolution, SourceDecl,
-    SourceFormat,
+    parse_type, ColumnDecl, CsvOptions, KafkaOptions, KafkaStart, LoadMode, NdjsonOptions,
+    SchemaEvolution, SourceDecl, SourceFormat, SourceKind,
 };
 
 use crate::error::{did_you_mean, Error, Result};

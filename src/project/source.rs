@@ -13,6 +13,163 @@ pub enum SourceFormat {
     #[serde(alias = "json")]
     Ndjson,
     Parquet,
+    /// Kafka sources only: each record's value as one BINARY column `value`.
+    Bytes,
+}
+
+/// Where a source's records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Files at `location` (default).
+    #[default]
+    Files,
+    /// A Kafka topic (`[source.kafka]`), read by `sluice stream` and `sluice load`.
+    Kafka,
+}
+
+/// Where a Kafka source starts when its table records no offset for a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaStart {
+    Earliest,
+    Latest,
+    /// The first record at or after this time (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+/// `[source.kafka]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOptions {
+    /// `host:port` of one or more brokers: a list, or one comma-separated string.
+    pub bootstrap_servers: StringOrList,
+    pub topic: String,
+    /// `earliest` (default), `latest`, or an RFC 3339 time.
+    #[serde(default = "earliest")]
+    pub start: String,
+    /// Add `_kafka_partition`, `_kafka_offset`, `_kafka_timestamp` and
+    /// `_kafka_key` to every row (default true).
+    #[serde(default = "yes")]
+    pub metadata_columns: bool,
+    /// Micro-batch trigger interval in milliseconds (default 1000).
+    #[serde(default = "trigger_ms")]
+    pub trigger_ms: u64,
+    /// A micro-batch commits early once it holds this many records.
+    #[serde(default = "max_batch_records")]
+    pub max_batch_records: usize,
+    /// A micro-batch commits early once its record values reach this many bytes.
+    #[serde(default = "max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Connect with TLS (system roots, or `tls_ca_file`).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the brokers' certificates.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// The environment variable holding the SASL password (never the password itself).
+    #[serde(default)]
+    pub sasl_password_env: Option<String>,
+    /// When the broker has deleted records (retention) before they were
+    /// loaded, go on from its first offset instead of stopping (default false).
+    #[serde(default)]
+    pub skip_lost_records: bool,
+    /// Compact the table's small files every this many commits (0: never).
+    #[serde(default = "optimize_every")]
+    pub optimize_every: u64,
+    /// Parsed `start`.
+    #[serde(skip)]
+    pub start_at: Option<KafkaStart>,
+}
+
+/// A TOML value that is one string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// The items, comma-separated strings split, blanks dropped.
+    pub fn items(&self) -> Vec<String> {
+        let all: Vec<&str> = match self {
+            StringOrList::One(s) => vec![s.as_str()],
+            StringOrList::Many(v) => v.iter().map(String::as_str).collect(),
+        };
+        all.iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn earliest() -> String {
+    "earliest".into()
+}
+fn trigger_ms() -> u64 {
+    1000
+}
+fn max_batch_records() -> usize {
+    1_000_000
+}
+fn max_batch_bytes() -> usize {
+    256 << 20
+}
+fn optimize_every() -> u64 {
+    100
+}
+
+impl KafkaOptions {
+    fn validate(&mut self) -> std::result::Result<(), String> {
+        if self.bootstrap_servers.items().is_empty() {
+            return Err(
+                "[source.kafka] bootstrap_servers is empty; give `host:port` of a broker".into(),
+            );
+        }
+        if self.topic.trim().is_empty() {
+            return Err("[source.kafka] topic is empty".into());
+        }
+        self.start_at = Some(match self.start.trim().to_ascii_lowercase().as_str() {
+            "earliest" | "beginning" => KafkaStart::Earliest,
+            "latest" | "end" => KafkaStart::Latest,
+            other => match chrono::DateTime::parse_from_rfc3339(self.start.trim()) {
+                Ok(t) => KafkaStart::Timestamp(t.timestamp_millis()),
+                Err(_) => {
+                    return Err(format!(
+                        "[source.kafka] start = \"{other}\" is not `earliest`, `latest` or an RFC 3339 time such as 2026-12-01T00:00:00Z"
+                    ))
+                }
+            },
+        });
+        if self.trigger_ms == 0 {
+            return Err("[source.kafka] trigger_ms must be at least 1".into());
+        }
+        if self.max_batch_records == 0 || self.max_batch_bytes == 0 {
+            return Err(
+                "[source.kafka] max_batch_records and max_batch_bytes must be at least 1".into(),
+            );
+        }
+        if let Some(m) = &self.sasl_mechanism {
+            let known = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+            if !known.contains(&m.to_ascii_uppercase().as_str()) {
+                return Err(format!(
+                    "[source.kafka] sasl_mechanism `{m}` is not one of {}",
+                    known.join(", ")
+                ));
+            }
+            if self.sasl_username.is_none() || self.sasl_password_env.is_none() {
+                return Err("[source.kafka] sasl_mechanism needs sasl_username and sasl_password_env (the name of the environment variable holding the password)".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a load changes the target table.
@@ -157,8 +314,16 @@ pub struct ColumnDecl {
 pub struct SourceDecl {
     pub name: String,
     pub format: SourceFormat,
-    /// Path or glob (relative to the project root, absolute, or an object-store URI).
+    /// `files` (default) or `kafka`.
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// Path or glob (relative to the project root, absolute, or an object-store
+    /// URI); files sources only.
+    #[serde(default)]
     pub location: String,
+    /// Kafka sources only.
+    #[serde(default)]
+    pub kafka: Option<KafkaOptions>,
     /// `schema.table`; default `raw.<name>`.
     #[serde(default)]
     pub target: Option<String>,
@@ -217,6 +382,50 @@ impl SourceDecl {
                 "target `{}` must be `schema.table` with lowercase letters, digits and _",
                 self.target_name()
             )));
+        }
+        match (self.kind, &mut self.kafka) {
+            (SourceKind::Files, Some(_)) => return Err(bad(
+                "has [source.kafka] but no `kind = \"kafka\"`; add it, or remove [source.kafka]"
+                    .into(),
+            )),
+            (SourceKind::Files, None) => {
+                if self.location.trim().is_empty() {
+                    return Err(bad(
+                        "needs `location` (a path, glob or s3://... URI of its files)".into(),
+                    ));
+                }
+                if self.format == SourceFormat::Bytes {
+                    return Err(bad(
+                        "format = \"bytes\" is for kafka sources; files are csv, ndjson or parquet"
+                            .into(),
+                    ));
+                }
+            }
+            (SourceKind::Kafka, None) => return Err(bad(
+                "kind = \"kafka\" needs a [source.kafka] table with bootstrap_servers and topic"
+                    .into(),
+            )),
+            (SourceKind::Kafka, Some(k)) => {
+                k.validate().map_err(&bad)?;
+                if !self.location.is_empty() {
+                    return Err(bad(
+                        "a kafka source reads its topic, not `location`; remove `location`".into(),
+                    ));
+                }
+                if self.format == SourceFormat::Parquet {
+                    return Err(bad(
+                        "kafka sources are format = \"json\", \"csv\" or \"bytes\"".into(),
+                    ));
+                }
+                if self.mode != LoadMode::Append {
+                    return Err(bad(
+                        "kafka sources append (each record once); remove `mode`".into(),
+                    ));
+                }
+                if self.format != SourceFormat::Bytes && self.columns.is_empty() {
+                    return Err(bad("a kafka source needs its columns declared ([[source.columns]] with name and type): records are decoded as they arrive, with no file to infer them from".into()));
+                }
+            }
         }
         if self.mode == LoadMode::Merge && self.merge_keys.is_empty() {
             return Err(bad(

@@ -1,0 +1,480 @@
+//! Kafka records into Arrow rows of the source's table, and the records that
+//! do not fit into rejected rows (with their partition and offset).
+
+use crate::error::{Error, Result};
+use crate::load::convert::ColumnPlan;
+use crate::load::ndjson::JsonRecords;
+use crate::load::readers::FilePlan;
+use crate::project::{SourceDecl, SourceFormat};
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use rskafka::record::RecordAndOffset;
+use std::sync::{Arc, LazyLock};
+
+/// The columns sluice adds to every row of a Kafka source (unless
+/// `metadata_columns = false`).
+pub const METADATA_COLUMNS: [&str; 4] = [
+    "_kafka_partition",
+    "_kafka_offset",
+    "_kafka_timestamp",
+    "_kafka_key",
+];
+
+fn metadata_fields() -> Vec<Field> {
+    vec![
+        Field::new("_kafka_partition", DataType::Int32, false),
+        Field::new("_kafka_offset", DataType::Int64, false),
+        Field::new(
+            "_kafka_timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("_kafka_key", DataType::Utf8, true),
+    ]
+}
+
+/// The schema of a Kafka source's table: its declared columns (or `value`
+/// for `bytes`), then the metadata columns.
+pub fn table_schema(src: &SourceDecl) -> SchemaRef {
+    let mut fields: Vec<Field> = match src.format {
+        SourceFormat::Bytes => vec![Field::new("value", DataType::Binary, true)],
+        _ => src
+            .columns
+            .iter()
+            .filter_map(|c| {
+                c.data_type
+                    .as_ref()
+                    .map(|dt| Field::new(&c.name, dt.clone(), !c.not_null))
+            })
+            .collect(),
+    };
+    if src.kafka.as_ref().is_some_and(|k| k.metadata_columns) {
+        fields.extend(metadata_fields());
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// One record that does not fit the source's columns.
+#[derive(Debug, Clone)]
+pub struct RejectedRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_us: i64,
+    pub key: Option<String>,
+    pub raw: String,
+    pub reason: String,
+}
+
+/// A micro-batch's records, decoded.
+pub struct Decoded {
+    /// Rows in the table's schema (record order within each partition).
+    pub batch: Option<RecordBatch>,
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// Decodes records of one source.
+pub struct Decoder {
+    format: SourceFormat,
+    json: Option<JsonRecords>,
+    metadata: bool,
+    table: SchemaRef,
+}
+
+impl Decoder {
+    pub fn new(src: &SourceDecl, table: SchemaRef) -> Result<Self> {
+        let json = match src.format {
+            SourceFormat::Ndjson => {
+                let columns = src
+                    .columns
+                    .iter()
+                    .filter_map(|c| {
+                        c.data_type.as_ref().map(|dt| ColumnPlan {
+                            name: c.name.clone(),
+                            data_type: dt.clone(),
+                            not_null: c.not_null,
+                        })
+                    })
+                    .collect();
+                // Fields that are not declared columns are ignored: producers
+                // add fields without asking the warehouse.
+                Some(JsonRecords::new(FilePlan::new(columns), false))
+            }
+            SourceFormat::Bytes => None,
+            other => {
+                return Err(Error::source(
+                    &src.name,
+                    format!(
+                        "kafka sources read format = \"json\" or \"bytes\", not {other:?} (csv lines are not supported yet)"
+                    ),
+                ))
+            }
+        };
+        Ok(Decoder {
+            format: src.format,
+            json,
+            metadata: src.kafka.as_ref().is_some_and(|k| k.metadata_columns),
+            table,
+        })
+    }
+
+    /// Decodes `records` (partition, record) in order.
+    pub fn decode(&self, records: &[(i32, &RecordAndOffset)]) -> Result<Decoded> {
+        let mut rejected = Vec::new();
+        let reject =
+            |(p, r): &(i32, &RecordAndOffset), raw: String, reason: String| RejectedRecord {
+                partition: *p,
+                offset: r.offset,
+                timestamp_us: r.record.timestamp.timestamp_micros(),
+                key: r
+                    .record
+                    .key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                raw,
+                reason,
+            };
+        // Which records become rows, in order.
+        let mut kept: Vec<usize> = Vec::with_capacity(records.len());
+        let data: Option<RecordBatch> = match self.format {
+            SourceFormat::Bytes => {
+                let mut b = BinaryBuilder::with_capacity(
+                    records.len(),
+                    records
+                        .iter()
+                        .map(|(_, r)| r.record.value.as_ref().map_or(0, |v| v.len()))
+                        .sum(),
+                );
+                for (i, (_, r)) in records.iter().enumerate() {
+                    match &r.record.value {
+                        Some(v) => b.append_value(v),
+                        None => b.append_null(),
+                    }
+                    kept.push(i);
+                }
+                let schema = Arc::new(Schema::new(vec![Field::new(
+                    "value",
+                    DataType::Binary,
+                    true,
+                )]));
+                Some(RecordBatch::try_new(
+                    schema,
+                    vec![Arc::new(b.finish()) as ArrayRef],
+                )?)
+            }
+            _ => {
+                let Some(json) = &self.json else {
+                    return Err(Error::Internal("json decoder missing".into()));
+                };
+                let mut buf = Vec::new();
+                let mut lines = Vec::with_capacity(records.len());
+                for (i, rec) in records.iter().enumerate() {
+                    match &rec.1.record.value {
+                        Some(v) => {
+                            let s = buf.len();
+                            buf.extend_from_slice(v);
+                            lines.push((i as u64, s..buf.len()));
+                        }
+                        None => rejected.push(reject(
+                            rec,
+                            String::new(),
+                            "the record has no value (a tombstone); a json source needs one JSON object per record".into(),
+                        )),
+                    }
+                }
+                let chunk = json.decode(&buf, &lines)?;
+                let bad: std::collections::HashSet<u64> =
+                    chunk.rejected.iter().map(|r| r.line).collect();
+                for r in chunk.rejected {
+                    let i = r.line as usize;
+                    if let Some(rec) = records.get(i) {
+                        rejected.push(reject(rec, r.raw, r.reason));
+                    }
+                }
+                kept.extend(
+                    lines
+                        .iter()
+                        .map(|(i, _)| *i)
+                        .filter(|i| !bad.contains(i))
+                        .map(|i| i as usize),
+                );
+                chunk.batch
+            }
+        };
+        rejected.sort_by_key(|r| (r.partition, r.offset));
+        let Some(data) = data else {
+            return Ok(Decoded {
+                batch: None,
+                rejected,
+            });
+        };
+        if data.num_rows() != kept.len() {
+            return Err(Error::Internal(format!(
+                "kafka decode: {} rows for {} kept records",
+                data.num_rows(),
+                kept.len()
+            )));
+        }
+        let mut columns: Vec<ArrayRef> = data.columns().to_vec();
+        let mut fields: Vec<Field> = data
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if self.metadata {
+            let n = kept.len();
+            let mut part = Int32Builder::with_capacity(n);
+            let mut off = Int64Builder::with_capacity(n);
+            let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+            let mut key = StringBuilder::new();
+            for &i in &kept {
+                let (p, r) = &records[i];
+                part.append_value(*p);
+                off.append_value(r.offset);
+                ts.append_value(r.record.timestamp.timestamp_micros());
+                match &r.record.key {
+                    Some(k) => key.append_value(String::from_utf8_lossy(k)),
+                    None => key.append_null(),
+                }
+            }
+            columns.push(Arc::new(part.finish()));
+            columns.push(Arc::new(off.finish()));
+            columns.push(Arc::new(ts.finish()));
+            columns.push(Arc::new(key.finish()));
+            fields.extend(metadata_fields());
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let batch = crate::load::convert::conform(&batch, &self.table)?;
+        Ok(Decoded {
+            batch: Some(batch),
+            rejected,
+        })
+    }
+}
+
+static REJECTED: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("load_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new(
+            "kafka_timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("raw", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new(
+            "rejected_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]))
+});
+
+/// Schema of a Kafka source's `<target>__rejected` table.
+pub fn rejected_schema() -> SchemaRef {
+    REJECTED.clone()
+}
+
+/// Rejected records as rows of [`rejected_schema`].
+pub fn rejected_batch(
+    stream_id: &str,
+    source: &str,
+    topic: &str,
+    rows: &[&RejectedRecord],
+    now_us: i64,
+) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut id = StringBuilder::new();
+    let mut src = StringBuilder::new();
+    let mut t = StringBuilder::new();
+    let mut part = Int32Builder::with_capacity(n);
+    let mut off = Int64Builder::with_capacity(n);
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut key = StringBuilder::new();
+    let mut raw = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    for r in rows {
+        id.append_value(stream_id);
+        src.append_value(source);
+        t.append_value(topic);
+        part.append_value(r.partition);
+        off.append_value(r.offset);
+        ts.append_value(r.timestamp_us);
+        key.append_option(r.key.as_deref());
+        raw.append_value(&r.raw);
+        reason.append_value(&r.reason);
+        at.append_value(now_us);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(src.finish()),
+        Arc::new(t.finish()),
+        Arc::new(part.finish()),
+        Arc::new(off.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(key.finish()),
+        Arc::new(raw.finish()),
+        Arc::new(reason.finish()),
+        Arc::new(at.finish()),
+    ];
+    Ok(RecordBatch::try_new(rejected_schema(), cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    use rskafka::record::Record;
+
+    fn source(extra: &str, format: &str) -> SourceDecl {
+        let text = format!(
+            "[[source]]\nname = \"e\"\nkind = \"kafka\"\nformat = \"{format}\"\n\
+             [source.kafka]\nbootstrap_servers = \"b:9092\"\ntopic = \"t\"\n{extra}\n\
+             [[source.columns]]\nname = \"id\"\ntype = \"bigint\"\nnot_null = true\n\
+             [[source.columns]]\nname = \"amount\"\ntype = \"decimal(10,2)\"\n"
+        );
+        let mut out = Vec::new();
+        crate::project::source::parse_catalog(&text, std::path::Path::new("c.toml"), &mut out)
+            .unwrap();
+        out.remove(0)
+    }
+
+    fn rec(offset: i64, value: Option<&str>, key: Option<&str>) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: key.map(|k| k.as_bytes().to_vec()),
+                value: value.map(|v| v.as_bytes().to_vec()),
+                headers: Default::default(),
+                timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + offset)
+                    .unwrap(),
+            },
+            offset,
+        }
+    }
+
+    #[test]
+    fn json_records_become_rows_and_bad_ones_rejections() {
+        let src = source("", "json");
+        let d = Decoder::new(&src, table_schema(&src)).unwrap();
+        let recs = [
+            (
+                0,
+                rec(
+                    10,
+                    Some(r#"{"id": 1, "amount": "2.50", "other": [1]}"#),
+                    Some("k"),
+                ),
+            ),
+            (1, rec(4, Some(r#"{"id": "x"}"#), None)),
+            (0, rec(11, Some("{not json"), None)),
+            (1, rec(5, None, None)),
+            (1, rec(6, Some(r#"{"amount": 1}"#), None)),
+            (2, rec(0, Some("{\"id\":\n 7}"), None)),
+        ];
+        let refs: Vec<(i32, &RecordAndOffset)> = recs.iter().map(|(p, r)| (*p, r)).collect();
+        let out = d.decode(&refs).unwrap();
+        let b = out.batch.unwrap();
+        assert_eq!(b.num_rows(), 2);
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        assert_eq!(ids.values().to_vec(), vec![1, 7]);
+        let offs = b
+            .column_by_name("_kafka_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(offs.values().to_vec(), vec![10, 0]);
+        let keys = b.column_by_name("_kafka_key").unwrap().as_string::<i32>();
+        assert_eq!(keys.value(0), "k");
+        assert!(keys.is_null(1));
+        let rejected: Vec<(i32, i64)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.partition, r.offset))
+            .collect();
+        assert_eq!(rejected, vec![(0, 11), (1, 4), (1, 5), (1, 6)]);
+        assert!(
+            out.rejected[1].reason.contains("BIGINT"),
+            "{:?}",
+            out.rejected[1]
+        );
+        assert!(out.rejected[2].reason.contains("tombstone"));
+        assert!(
+            out.rejected[3].reason.contains("id"),
+            "{:?}",
+            out.rejected[3]
+        );
+    }
+
+    #[test]
+    fn bytes_keep_every_record_and_metadata_can_be_off() {
+        let mut src = source("metadata_columns = false", "bytes");
+        src.columns.clear();
+        let schema = table_schema(&src);
+        assert_eq!(schema.fields().len(), 1);
+        let d = Decoder::new(&src, schema).unwrap();
+        let recs = [(0, rec(1, Some("\u{0}raw"), None)), (0, rec(2, None, None))];
+        let refs: Vec<(i32, &RecordAndOffset)> = recs.iter().map(|(p, r)| (*p, r)).collect();
+        let b = d.decode(&refs).unwrap().batch.unwrap();
+        let v = b.column(0).as_binary::<i32>();
+        assert_eq!(v.value(0), b"\0raw");
+        assert!(v.is_null(1));
+    }
+
+    #[test]
+    fn declarations_are_checked() {
+        let bad = |extra: &str, fmt: &str| {
+            let text = format!(
+                "[[source]]\nname = \"e\"\nkind = \"kafka\"\nformat = \"{fmt}\"\n{extra}\n\
+                 [[source.columns]]\nname = \"id\"\ntype = \"bigint\"\n"
+            );
+            let mut out = Vec::new();
+            crate::project::source::parse_catalog(&text, std::path::Path::new("c.toml"), &mut out)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("", "json").contains("needs a [source.kafka] table"));
+        let k = "[source.kafka]\nbootstrap_servers = \"b:1\"\ntopic = \"t\"\n";
+        assert!(bad(k, "parquet").contains("json"));
+        assert!(bad(
+            &format!("mode = \"merge\"\nmerge_keys = [\"id\"]\n{k}"),
+            "json"
+        )
+        .contains("append"));
+        assert!(bad(&format!("location = \"x\"\n{k}"), "json").contains("not `location`"));
+        assert!(bad(&format!("{k}sasl_mechanism = \"GSSAPI\"\n"), "json").contains("GSSAPI"));
+        assert!(
+            bad(&format!("{k}sasl_mechanism = \"PLAIN\"\n"), "json").contains("sasl_password_env")
+        );
+        let files = "[[source]]\nname = \"f\"\nformat = \"bytes\"\nlocation = \"x\"\n";
+        let mut out = Vec::new();
+        let e =
+            crate::project::source::parse_catalog(files, std::path::Path::new("c.toml"), &mut out)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("for kafka sources"), "{e}");
+        let src = source("start = \"2026-01-01T00:00:00Z\"", "json");
+        assert_eq!(
+            src.kafka.unwrap().start_at,
+            Some(crate::project::KafkaStart::Timestamp(1_767_225_600_000))
+        );
+        let list = "[source.kafka]\nbootstrap_servers = [\"a:1\", \"b:2,c:3\"]\ntopic = \"t\"\n";
+        let text =
+            format!("[[source]]\nname = \"e\"\nkind = \"kafka\"\nformat = \"bytes\"\n{list}");
+        let mut out = Vec::new();
+        crate::project::source::parse_catalog(&text, std::path::Path::new("c.toml"), &mut out)
+            .unwrap();
+        assert_eq!(
+            out[0].kafka.as_ref().unwrap().bootstrap_servers.items(),
+            vec!["a:1", "b:2", "c:3"]
+        );
+    }
+}
