@@ -494,7 +494,7 @@ async fn commit_one(
             last[i] = Some(last[i].map_or(r.offset, |l: i64| l.max(r.offset)));
         }
     }
-    let rows = decoded.batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+    let rows = decoded.num_rows() as u64;
     let rejected = decoded.rejected.len() as u64;
     if !decoded.rejected.is_empty() {
         quarantine(
@@ -515,10 +515,8 @@ async fn commit_one(
         schema.clone(),
         Some(&*table),
     )?;
-    if let Some(b) = &decoded.batch {
-        if b.num_rows() > 0 {
-            sink.write(b).await?;
-        }
+    for b in decoded.batches.iter().filter(|b| b.num_rows() > 0) {
+        sink.write(b).await?;
     }
     let adds = sink.finish().await?;
     let meta = BatchMeta {

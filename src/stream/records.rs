@@ -71,8 +71,23 @@ pub struct RejectedRecord {
 /// A micro-batch's records, decoded.
 pub struct Decoded {
     /// Rows in the table's schema (record order within each partition).
-    pub batch: Option<RecordBatch>,
+    pub batches: Vec<RecordBatch>,
     pub rejected: Vec<RejectedRecord>,
+}
+
+impl Decoded {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Records decoded at a time (the JSON decoder's batch is larger).
+const PIECE: usize = 16 * 1024;
+
+/// One piece's rows and rejections.
+struct Piece {
+    batch: Option<RecordBatch>,
+    rejected: Vec<RejectedRecord>,
 }
 
 /// Decodes records of one source.
@@ -120,8 +135,23 @@ impl Decoder {
         })
     }
 
-    /// Decodes `records` (partition, record) in order.
+    /// Decodes `records` (partition, record) in order, in pieces of at most
+    /// [`PIECE`] records.
     pub fn decode(&self, records: &[(i32, &RecordAndOffset)]) -> Result<Decoded> {
+        let mut out = Decoded {
+            batches: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for piece in records.chunks(PIECE) {
+            let d = self.decode_piece(piece)?;
+            out.batches.extend(d.batch);
+            out.rejected.extend(d.rejected);
+        }
+        out.rejected.sort_by_key(|r| (r.partition, r.offset));
+        Ok(out)
+    }
+
+    fn decode_piece(&self, records: &[(i32, &RecordAndOffset)]) -> Result<Piece> {
         let mut rejected = Vec::new();
         let reject =
             |(p, r): &(i32, &RecordAndOffset), raw: String, reason: String| RejectedRecord {
@@ -203,9 +233,8 @@ impl Decoder {
                 chunk.batch
             }
         };
-        rejected.sort_by_key(|r| (r.partition, r.offset));
         let Some(data) = data else {
-            return Ok(Decoded {
+            return Ok(Piece {
                 batch: None,
                 rejected,
             });
@@ -248,7 +277,7 @@ impl Decoder {
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         let batch = crate::load::convert::conform(&batch, &self.table)?;
-        Ok(Decoded {
+        Ok(Piece {
             batch: Some(batch),
             rejected,
         })
@@ -383,7 +412,8 @@ mod tests {
         ];
         let refs: Vec<(i32, &RecordAndOffset)> = recs.iter().map(|(p, r)| (*p, r)).collect();
         let out = d.decode(&refs).unwrap();
-        let b = out.batch.unwrap();
+        assert_eq!(out.batches.len(), 1);
+        let b = &out.batches[0];
         assert_eq!(b.num_rows(), 2);
         let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 7]);
@@ -415,6 +445,42 @@ mod tests {
     }
 
     #[test]
+    fn a_large_batch_is_decoded_whole() {
+        let src = source("", "json");
+        let d = Decoder::new(&src, table_schema(&src)).unwrap();
+        let n = 3 * PIECE + 17;
+        let recs: Vec<(i32, RecordAndOffset)> = (0..n)
+            .map(|i| {
+                let v = if i % 1000 == 3 {
+                    "{}".to_string()
+                } else {
+                    format!("{{\"id\": {i}}}")
+                };
+                ((i % 3) as i32, rec(i as i64, Some(&v), None))
+            })
+            .collect();
+        let refs: Vec<(i32, &RecordAndOffset)> = recs.iter().map(|(p, r)| (*p, r)).collect();
+        let out = d.decode(&refs).unwrap();
+        let bad = (0..n).filter(|i| i % 1000 == 3).count();
+        assert_eq!(out.num_rows(), n - bad);
+        assert_eq!(out.rejected.len(), bad);
+        let mut ids: Vec<i64> = out
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        ids.sort();
+        let want: Vec<i64> = (0..n as i64).filter(|i| i % 1000 != 3).collect();
+        assert_eq!(ids, want);
+    }
+
+    #[test]
     fn bytes_keep_every_record_and_metadata_can_be_off() {
         let mut src = source("metadata_columns = false", "bytes");
         src.columns.clear();
@@ -423,7 +489,7 @@ mod tests {
         let d = Decoder::new(&src, schema).unwrap();
         let recs = [(0, rec(1, Some("\u{0}raw"), None)), (0, rec(2, None, None))];
         let refs: Vec<(i32, &RecordAndOffset)> = recs.iter().map(|(p, r)| (*p, r)).collect();
-        let b = d.decode(&refs).unwrap().batch.unwrap();
+        let b = d.decode(&refs).unwrap().batches.remove(0);
         let v = b.column(0).as_binary::<i32>();
         assert_eq!(v.value(0), b"\0raw");
         assert!(v.is_null(1));
