@@ -320,9 +320,14 @@ async fn run_source(
         );
         // Every fetcher has ended (caught up, or an error already returned).
         let mut ended = false;
+        // Batches start on a fixed cadence: the time a commit takes is taken
+        // from the next batch's collection, not added to it.
+        let mut batch_start = tokio::time::Instant::now();
         loop {
             // Collect one micro-batch.
-            let deadline = tokio::time::Instant::now() + trigger;
+            let now = tokio::time::Instant::now();
+            let deadline = (batch_start + trigger).max(now + Duration::from_millis(5));
+            batch_start = deadline;
             let mut batch: Vec<(i32, RecordAndOffset)> = Vec::new();
             let mut bytes = 0usize;
             let mut stopping = *stop.borrow();
