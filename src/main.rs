@@ -178,8 +178,8 @@ fn exit_code(e: &anyhow::Error) -> i32 {
 /// libraries' debug lines too.
 fn log_filter(verbose: u8) -> &'static str {
     match verbose {
-        0 => "warn,deltalake_core=error,sluice::server=info",
-        1 => "warn,deltalake_core=error,sluice=debug",
+        0 => "warn,deltalake_core=error,rskafka=error,sluice::server=info",
+        1 => "warn,deltalake_core=error,rskafka=error,sluice=debug",
         _ => "debug",
     }
 }
