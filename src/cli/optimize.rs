@@ -28,13 +28,13 @@ pub async fn run(ctx: &Context, args: OptimizeArgs) -> anyhow::Result<()> {
 fn line(r: &OptimizeReport, min_small_files: usize) -> String {
     let mut text = match r.version {
         Some(v) => format!(
-            "{}: compacted {} files ({}) into {} ({}) as version {v}; {} file(s) now",
+            "{}: compacted {} files ({}) into {} ({}) as version {v}; {} now",
             r.table,
             r.files_removed,
             human_bytes(r.bytes_removed),
             r.files_added,
             human_bytes(r.bytes_added),
-            r.files_after,
+            files(r.files_after),
         ),
         None => format!(
             "{}: nothing to compact at version {} ({} of {} files are small, compacting needs {})",
@@ -50,6 +50,15 @@ fn line(r: &OptimizeReport, min_small_files: usize) -> String {
     }
     text.push_str(&format!(" ({:.2}s)", r.seconds));
     text
+}
+
+/// `1 file`, `3 files`.
+fn files(n: u64) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
 }
 
 /// `512 bytes`, `1.5 KiB`, `12.0 MiB`.
