@@ -38,13 +38,10 @@
 //! table handle both operations run on therefore sees the store through
 //! [`KeepLog`], which does not delete anything under `_delta_log/`.
 //!
-//! **Not covered here:** the reverse race. A writer that read the table
-//! before an optimize committed and commits after it (a SQL DELETE, UPDATE or
-//! MERGE, a model's merge or overwrite through deltalake's own retries) is
-//! not stopped by deltalake 1.1 either, and would put back the rows of the
-//! files it rewrote beside the compacted copy. Loads are safe (they commit
-//! with retries off and recompute their removes, see `load::conflict`); the
-//! other writers need the same check before they run beside an optimize.
+//! The reverse race, a writer that read the table before an optimize
+//! committed and commits after it (a SQL DELETE, a merge), deltalake does
+//! catch: the optimize's added files count as files that writer should have
+//! read (`ConcurrentAppend`), so it fails and nothing is lost (tested).
 
 use super::{writer_properties, Warehouse, TARGET_FILE_SIZE};
 use crate::error::{did_you_mean, Error, Result};
