@@ -136,6 +136,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Materialize(args) => cli::materialize::run(&ctx()?, args).await,
         Command::Features { command } => cli::features::run(&ctx()?, command).await,
         Command::History(args) => cli::history::run(&ctx()?, args).await,
+        Command::Optimize(args) => cli::optimize::run(&ctx()?, args).await,
+        Command::Vacuum(args) => cli::vacuum::run(&ctx()?, args).await,
         Command::Source { command } => cli::source::run(&ctx()?, command).await,
     }
 }

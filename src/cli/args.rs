@@ -247,6 +247,22 @@ pub enum Command {
     HashPassword(HashPasswordArgs),
     /// List the versions of a table: version, time, operation, rows, load id, files.
     History(HistoryArgs),
+    /// Compact a table's small data files into files of about 128 MiB, in one
+    /// commit that changes no rows.
+    ///
+    /// Files under half the target size are merged (and only when there are
+    /// at least --min-small-files of them); no file is deleted, so every older
+    /// version still reads (`sluice vacuum` deletes the replaced files later).
+    /// Commits made meanwhile by loads or a stream are kept; a concurrent
+    /// commit that replaced the same files makes this one fail: run it again.
+    Optimize(OptimizeArgs),
+    /// Delete the data files that no version committed in the last --retain
+    /// still reads (files replaced by optimize, overwrites, deletes).
+    ///
+    /// Versions committed before the retention window may no longer read
+    /// afterwards (`VERSION AS OF` fails naming the deleted file). The log is
+    /// kept. A retention under 7 days needs --allow-short-retention.
+    Vacuum(VacuumArgs),
     /// dbt sources declared under `sources:` in the models' .yml files.
     Source {
         #[command(subcommand)]
@@ -643,6 +659,49 @@ pub struct HistoryArgs {
     pub format: RowsFormat,
 }
 
+#[derive(Args, Debug)]
+pub struct OptimizeArgs {
+    /// `schema.table`, or a table of the default schema.
+    pub table: String,
+    /// Also write a checkpoint of the latest version (readers then start from
+    /// it instead of replaying every commit).
+    #[arg(long)]
+    pub checkpoint: bool,
+    /// Compact only when at least this many files are under half the target
+    /// size (cheap to call after every batch).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub min_small_files: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct VacuumArgs {
+    /// `schema.table`, or a table of the default schema.
+    pub table: String,
+    /// Keep every file a version committed this recently reads: `7d`, `168h`,
+    /// `30m` (units s, m, h, d, w).
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub retain: u64,
+    /// List the files that would be deleted and their bytes; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accept a retention under 7 days (time travel to older versions and
+    /// readers still on them fail).
+    #[arg(long)]
+    pub allow_short_retention: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+}
+
+/// A retention such as `7d` or `168h`, in seconds (clap's value parser of
+/// `vacuum --retain`).
+fn parse_retention(s: &str) -> Result<u64, String> {
+    sluice::models::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
 /// `2026-01-01`, `2026-01-01 12:00:00` (UTC) or RFC 3339, as microseconds
 /// since the epoch (clap's value parser of --start and --end).
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -702,6 +761,14 @@ mod tests {
             }
         }
         walk(&command(), true);
+    }
+
+    #[test]
+    fn retentions() {
+        assert_eq!(parse_retention("7d"), Ok(7 * 86_400));
+        assert_eq!(parse_retention("168h"), Ok(7 * 86_400));
+        assert_eq!(parse_retention("30m"), Ok(1800));
+        assert!(parse_retention("7").unwrap_err().contains("no unit"));
     }
 
     #[test]

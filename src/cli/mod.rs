@@ -22,6 +22,7 @@ pub mod init;
 pub mod lineage;
 pub mod load;
 pub mod materialize;
+pub mod optimize;
 mod print_format;
 mod progress;
 mod render;
@@ -36,6 +37,7 @@ pub mod sql;
 pub mod stdio;
 pub mod stream;
 pub mod test;
+pub mod vacuum;
 
 use sluice::project::Project;
 use sluice::sql::Engine;

@@ -87,7 +87,12 @@ fn classify(e: &DataFusionError) -> (Kind, String) {
         D::ResourcesExhausted(m) => (Kind::ResourcesExhausted, m.clone()),
         D::Internal(m) => (Kind::Internal, m.clone()),
         D::ExecutionJoin(j) => (Kind::Internal, format!("a query task failed: {j}")),
-        D::ObjectStore(s) => (Kind::Storage, s.to_string()),
+        D::ObjectStore(s) => match missing_file_in(&s.to_string()) {
+            Some(m) if matches!(s.as_ref(), object_store::Error::NotFound { .. }) => {
+                (Kind::NotFound(Object::Other), m)
+            }
+            _ => (Kind::Storage, s.to_string()),
+        },
         D::IoError(io) => (Kind::Execution, format!("I/O error: {io}")),
         D::Configuration(_) | D::Substrait(_) | D::Ffi(_) => {
             (Kind::Plan, strip_df_prefix(&e.to_string()))
@@ -174,8 +179,29 @@ fn classify_parquet(e: &parquet::errors::ParquetError) -> (Kind, String) {
         }
     }
     let text = e.to_string();
+    if let Some(message) = missing_file_in(&text) {
+        return (Kind::NotFound(Object::Other), message);
+    }
     let message = data_error_in(&text).unwrap_or_else(|| format!("Parquet: {text}"));
     (Kind::Execution, message)
+}
+
+/// When `text` says that a data file a table version lists is gone (object
+/// store's `Object at location X not found`), a message saying why that
+/// happens and what to read instead.
+fn missing_file_in(text: &str) -> Option<String> {
+    const AT: &str = "Object at location ";
+    let rest = &text[text.find(AT)? + AT.len()..];
+    let path = rest
+        .split(" not found")
+        .next()
+        .filter(|p| p.len() < rest.len())?;
+    Some(format!(
+        "data file `{path}` no longer exists: `sluice vacuum` deletes the files that only \
+         versions older than its retention read, so such a version (VERSION AS OF, \
+         TIMESTAMP AS OF) can no longer be read; read a newer version (the latest version \
+         is never vacuumed: if it fails, the file was deleted outside sluice)"
+    ))
 }
 
 /// The message of the error of the data that `text` (an error that arrived
@@ -359,6 +385,42 @@ mod tests {
         assert_eq!(err.exit_code(), exit, "{err:?}");
         assert_eq!(crate::server::code(&err), code, "{err:?}");
         err
+    }
+
+    /// A data file a version lists that is gone (vacuumed) is named, with
+    /// the reason and what to read instead.
+    #[test]
+    fn a_vacuumed_file_says_so() {
+        let missing = "Failed to fetch metadata for file w/raw/t/part-1.parquet: Object Store \
+                       error: Object at location /w/raw/t/part-1.parquet not found: No such \
+                       file or directory (os error 2)";
+        let e = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::General(
+            missing.into(),
+        )));
+        let err = check(e, 2, Code::NotFound);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("data file `/w/raw/t/part-1.parquet` no longer exists"),
+            "{text}"
+        );
+        assert!(text.contains("sluice vacuum"), "{text}");
+        let e = DataFusionError::ObjectStore(Box::new(object_store::Error::NotFound {
+            path: "/w/raw/t/part-2.parquet".into(),
+            source: "gone".into(),
+        }));
+        let err = check(e, 2, Code::NotFound);
+        assert!(
+            err.to_string().contains("`/w/raw/t/part-2.parquet`"),
+            "{err}"
+        );
+        // Other Parquet errors are unchanged.
+        let e = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::General(
+            "bad magic".into(),
+        )));
+        assert_eq!(
+            check(e, 1, Code::InvalidArgument).to_string(),
+            "Parquet: Parquet error: bad magic"
+        );
     }
 
     /// The DataFusion error a variant keeps.

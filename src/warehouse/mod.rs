@@ -5,6 +5,7 @@
 
 mod catalog;
 mod history;
+mod maintain;
 mod table_cache;
 mod table_name;
 pub use table_cache::{InMemoryTable, KeyIndex};
@@ -13,6 +14,10 @@ mod write;
 
 pub use catalog::WarehouseCatalog;
 pub use history::{history, history_after, history_batch, table_history, CommitRecord};
+pub use maintain::{
+    human_duration, optimize, vacuum, OptimizeOptions, OptimizeReport, VacuumOptions, VacuumReport,
+    VacuumedFile, MIN_RETENTION,
+};
 pub use table_name::TableName;
 pub use views::{
     plan_in_session, plan_reads_files, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef,

@@ -352,7 +352,8 @@ fn formats(command: &str) -> Vec<String> {
     let mut args: Vec<&str> = command.split(' ').collect();
     // Commands with a required argument get one.
     match command {
-        "lineage" | "history" | "features show" => args.push("x"),
+        "lineage" | "history" | "features show" | "optimize" => args.push("x"),
+        "vacuum" => args.extend(["x", "--retain", "7d"]),
         "sql" => args.push("SELECT 1"),
         "features historical" => args.extend(["--entities", "e", "--features", "f"]),
         _ => {}
@@ -383,6 +384,8 @@ fn each_format_offers_what_the_command_prints() {
         ("test", &summary),
         ("materialize", &summary),
         ("features list", &summary),
+        ("optimize", &summary),
+        ("vacuum", &summary),
         ("compile", &text),
         ("features show", &text),
         ("lineage", &["text", "dot", "json"]),

@@ -10,6 +10,7 @@ mod dbt_packages;
 mod features;
 mod first_hour;
 mod load;
+mod maintain;
 mod model_syntax;
 mod models;
 mod online;
