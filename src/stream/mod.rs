@@ -250,6 +250,8 @@ async fn run_source(
         None
     };
     let mut epoch: i64 = 0;
+    // The compaction running in the background, if any.
+    let mut compaction: Option<tokio::task::JoinHandle<()>> = None;
     'restart: loop {
         // Where each partition resumes: after the stored offset, or at the start.
         let mut from = Vec::with_capacity(ids.len());
@@ -418,6 +420,12 @@ async fn run_source(
                             report.partitions.iter().map(|p| p.lag_records).sum::<i64>()
                         );
                         observer.committed(&report, version, rows);
+                        if k.optimize_every > 0
+                            && version / k.optimize_every != version.saturating_sub(1) / k.optimize_every
+                            && compaction.as_ref().is_none_or(|h| h.is_finished())
+                        {
+                            compaction = Some(spawn_compaction(warehouse, &schema_name, &table_name));
+                        }
                     }
                     Committed::Outdated(now) => {
                         report.batches_outdated += 1;
@@ -436,9 +444,42 @@ async fn run_source(
             }
         }
     }
+    if let Some(h) = compaction {
+        let _ = h.await;
+    }
     report.partitions = statuses(&ids, &progress);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Compacts the table's small files and writes a checkpoint, beside the
+/// stream: its commits are blind appends, which an optimize commits over (and
+/// a batch that loses the race to it is committed again on top, see `commit`).
+fn spawn_compaction(
+    warehouse: &Warehouse,
+    schema_name: &str,
+    table_name: &str,
+) -> tokio::task::JoinHandle<()> {
+    let warehouse = warehouse.clone();
+    let (schema_name, table_name) = (schema_name.to_string(), table_name.to_string());
+    tokio::spawn(async move {
+        let options = crate::warehouse::OptimizeOptions {
+            min_small_files: 8,
+            checkpoint: true,
+            ..Default::default()
+        };
+        match crate::warehouse::optimize(&warehouse, &schema_name, &table_name, &options)
+            .await
+        {
+            Ok(r) => tracing::info!(
+                "compacted {schema_name}.{table_name}: {} files into {}, checkpoint at v{}",
+                r.files_removed,
+                r.files_added,
+                r.checkpoint.map_or_else(|| "-".to_string(), |v| v.to_string())
+            ),
+            Err(e) => tracing::warn!("compacting {schema_name}.{table_name} (tried again later): {e}"),
+        }
+    })
 }
 
 fn statuses(ids: &[i32], progress: &[Progress]) -> Vec<PartitionStatus> {

@@ -267,3 +267,37 @@ def test_stream_into_s3_exactly_once(sluice_bin, kafka_broker, tmp_path, s3_endp
     sluice(sluice_bin, project, "load", env=env)
     check_exactly_once(f"{wh}/raw/events", sent, storage_options=s3_storage_options(s3_endpoint),
                        topic=topic)
+
+
+def test_small_files_are_compacted_and_history_kept(sluice_bin, kafka_broker, tmp_path):
+    topic = "orders_compact"
+    kafka_broker.create_topic(topic, 3)
+    project = kafka_project(tmp_path / "p", kafka_broker.address, topic,
+                            extra="optimize_every = 10")
+    proc = start_stream(sluice_bin, project, "--trigger-ms", "100")
+    prod = kafka_broker.producer("lz4")
+    sent = {p: [] for p in range(3)}
+    for chunk in range(30):
+        part = produce(prod, topic, [(None, event(i)) for i in range(chunk * 30, (chunk + 1) * 30)], 3)
+        for p, v in part.items():
+            sent[p].extend(v)
+        time.sleep(0.15)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    uri = str(project / "warehouse" / "raw" / "events")
+    check_exactly_once(uri, sent, topic=topic)
+    dt = DeltaTable(uri)
+    ops = [h["operation"] for h in dt.history()]
+    assert "OPTIMIZE" in ops, ops
+    assert ops.count("STREAMING UPDATE") >= 20, ops
+    # Fewer files than commits; every older version still reads its rows.
+    assert len(dt.file_uris()) < ops.count("STREAMING UPDATE")
+    for h in dt.history():
+        if h["operation"] == "STREAMING UPDATE" and h["version"] % 7 == 0:
+            old = DeltaTable(uri, version=h["version"]).to_pyarrow_table()
+            keys = list(zip(old["_kafka_partition"].to_pylist(), old["_kafka_offset"].to_pylist()))
+            assert len(keys) == len(set(keys))
+    assert any(p.name.endswith(".checkpoint.parquet")
+               for p in (Path(uri) / "_delta_log").iterdir())
