@@ -421,10 +421,12 @@ async fn run_source(
                         );
                         observer.committed(&report, version, rows);
                         if k.optimize_every > 0
-                            && version / k.optimize_every != version.saturating_sub(1) / k.optimize_every
+                            && version / k.optimize_every
+                                != version.saturating_sub(1) / k.optimize_every
                             && compaction.as_ref().is_none_or(|h| h.is_finished())
                         {
-                            compaction = Some(spawn_compaction(warehouse, &schema_name, &table_name));
+                            compaction =
+                                Some(spawn_compaction(warehouse, &schema_name, &table_name));
                         }
                     }
                     Committed::Outdated(now) => {
@@ -468,16 +470,17 @@ fn spawn_compaction(
             checkpoint: true,
             ..Default::default()
         };
-        match crate::warehouse::optimize(&warehouse, &schema_name, &table_name, &options)
-            .await
-        {
+        match crate::warehouse::optimize(&warehouse, &schema_name, &table_name, &options).await {
             Ok(r) => tracing::info!(
                 "compacted {schema_name}.{table_name}: {} files into {}, checkpoint at v{}",
                 r.files_removed,
                 r.files_added,
-                r.checkpoint.map_or_else(|| "-".to_string(), |v| v.to_string())
+                r.checkpoint
+                    .map_or_else(|| "-".to_string(), |v| v.to_string())
             ),
-            Err(e) => tracing::warn!("compacting {schema_name}.{table_name} (tried again later): {e}"),
+            Err(e) => {
+                tracing::warn!("compacting {schema_name}.{table_name} (tried again later): {e}")
+            }
         }
     })
 }
