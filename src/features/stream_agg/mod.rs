@@ -58,8 +58,10 @@
 //! [`ApplyStats::too_late`] and not applied. It is in the Delta table, so
 //! offline values include it; online values never will. To stay exact, the
 //! state refuses values at instants before
-//! [`StreamAggState::earliest_exact_us`] (`horizon + longest window`), the
-//! only ones a dropped event could change. The horizon follows the newest
+//! [`StreamAggState::earliest_exact_us`] (the newest event it ever dropped,
+//! too late or expired, plus the longest window): the only instants a dropped
+//! event could change. Apply also prunes, in the entities it touches, the
+//! events at or before the horizon; [`StreamAggState::expire`] sweeps all. The horizon follows the newest
 //! event time, so a single event far in the future makes everything else
 //! late: choose `allowed_lateness_us` for the source's disorder.
 //!

@@ -185,13 +185,14 @@ impl EntityState {
     }
 
     /// Drops the events at or before `cut`, and the tiles that lie wholly at
-    /// or before it. Returns the number of events dropped.
-    fn prune(&mut self, cut: i64, widths: &[i64]) -> u64 {
+    /// or before it. Returns the number of events dropped and the newest
+    /// time among them.
+    fn prune(&mut self, cut: i64, widths: &[i64]) -> (u64, Option<i64>) {
         let Some((&first, _)) = self.events.first_key_value() else {
-            return 0;
+            return (0, None);
         };
         if first > cut {
-            return 0;
+            return (0, None);
         }
         let kept = self.events.split_off(&cut.saturating_add(1));
         let dropped = std::mem::replace(&mut self.events, kept);
@@ -200,7 +201,8 @@ impl EntityState {
             let kept = set.split_off(&cut.div_euclid(w));
             *set = kept;
         }
-        dropped.values().map(|v| v.len() as u64).sum()
+        let newest = dropped.last_key_value().map(|(&t, _)| t);
+        (dropped.values().map(|v| v.len() as u64).sum(), newest)
     }
 
     fn is_empty(&self) -> bool {
@@ -243,6 +245,8 @@ pub struct StreamAggState {
     entities: HashMap<Vec<ScalarValue>, EntityState>,
     max_event_us: Option<i64>,
     expired_to_us: Option<i64>,
+    /// The newest time of an event dropped (too late, pruned or expired).
+    dropped_to_us: Option<i64>,
 }
 
 /// Whether `dt` is an integer type kept as `i64` (UInt64 is not: it does not fit).
@@ -471,6 +475,7 @@ impl StreamAggState {
             entities: HashMap::new(),
             max_event_us: None,
             expired_to_us: None,
+            dropped_to_us: None,
         })
     }
 
@@ -511,10 +516,18 @@ impl StreamAggState {
         }
     }
 
-    /// The earliest instant (µs) whose values the state still knows exactly:
-    /// every window of it lies after [`horizon_us`](Self::horizon_us).
+    /// The earliest instant (µs) whose values the state knows exactly: every
+    /// window of it lies after the newest event dropped so far (too late,
+    /// or expired). `None` while no event was dropped: every instant is
+    /// exact. Instants before it are refused by [`value`](Self::value).
     pub fn earliest_exact_us(&self) -> Option<i64> {
-        self.horizon_us().map(|h| h + self.max_window_us)
+        self.dropped_to_us.map(|d| d + self.max_window_us)
+    }
+
+    fn dropped(&mut self, newest: Option<i64>) {
+        if let Some(t) = newest {
+            self.dropped_to_us = Some(self.dropped_to_us.map_or(t, |d| d.max(t)));
+        }
     }
 
     /// Entities held.
@@ -683,6 +696,7 @@ impl StreamAggState {
             .map(|c| self.channel_values(c, &batch))
             .collect::<Result<Vec<_>>>()?;
         let key_cols: Vec<&ArrayRef> = self.entity_idx.iter().map(|&i| batch.column(i)).collect();
+        let mut late_max: Option<i64> = None;
         for (row, ts) in times.iter().enumerate() {
             if key_cols.iter().any(|c| c.is_null(row)) {
                 stats.null_key += 1;
@@ -694,6 +708,7 @@ impl StreamAggState {
             };
             if horizon.is_some_and(|h| ts <= h) {
                 stats.too_late += 1;
+                late_max = late_max.max(Some(ts));
                 continue;
             }
             let key = key_cols
@@ -716,12 +731,14 @@ impl StreamAggState {
                     .first_key_value()
                     .is_some_and(|(&t, _)| t <= h)
                 {
-                    entity.prune(h, &self.tile_widths);
+                    let (_, newest) = entity.prune(h, &self.tile_widths);
+                    late_max = late_max.max(newest);
                 }
             }
             entity.insert(ts, vals, &self.tile_widths);
             stats.applied += 1;
         }
+        self.dropped(late_max);
         Ok(stats)
     }
 
@@ -735,11 +752,14 @@ impl StreamAggState {
             .saturating_sub(self.options.allowed_lateness_us);
         self.expired_to_us = Some(self.expired_to_us.map_or(cut, |e| e.max(cut)));
         let widths = &self.tile_widths;
-        let mut dropped = 0;
+        let (mut dropped, mut newest) = (0, None);
         for e in self.entities.values_mut() {
-            dropped += e.prune(cut, widths);
+            let (n, t) = e.prune(cut, widths);
+            dropped += n;
+            newest = newest.max(t);
         }
         self.entities.retain(|_, e| !e.is_empty());
+        self.dropped(newest);
         dropped
     }
 
@@ -1069,11 +1089,15 @@ pub(crate) mod codec {
             }
             let horizon = self.horizon_us();
             let mut entity = EntityState::new(self.tile_widths.len());
+            let mut late_max = None;
             for (ts, vals) in events {
                 if horizon.is_none_or(|h| ts > h) {
                     entity.insert(ts, vals, &self.tile_widths);
+                } else {
+                    late_max = late_max.max(Some(ts));
                 }
             }
+            self.dropped(late_max);
             if entity.is_empty() {
                 self.entities.remove(&key);
             } else {
