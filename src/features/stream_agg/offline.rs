@@ -108,7 +108,7 @@ __sluice_windows AS (SELECT l.{ROW}, {aggs} FROM __sluice_labels AS l LEFT JOIN 
 SELECT l.* EXCLUDE ({ROW}), {outputs} FROM __sluice_labels AS l JOIN __sluice_windows AS w ON l.{ROW} = w.{ROW} ORDER BY l.{ROW}",
         labels = relation(labels),
         events = events_cols.join(", "),
-        from = spec.from_sql(),
+        from = spec.source_sql(),
         aggs = aggs.join(", "),
         on = on.join(" AND "),
         outputs = outputs.join(", "),

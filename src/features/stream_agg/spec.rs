@@ -381,7 +381,7 @@ impl StreamAggSpec {
     }
 
     /// The source as SQL (`raw.events AS e`).
-    pub(crate) fn from_sql(&self) -> String {
+    pub(crate) fn source_sql(&self) -> String {
         match &self.source_alias {
             Some(a) => format!("{} AS {}", self.source, quote_ident(a)),
             None => self.source.clone(),
@@ -842,7 +842,7 @@ GROUP BY user_id";
         )
         .unwrap();
         assert_eq!(s.source_alias.as_deref(), Some("e"));
-        assert_eq!(s.from_sql(), "events AS \"e\"");
+        assert_eq!(s.source_sql(), "events AS \"e\"");
         assert_eq!(s.aggregates[0].window_us, 5_400_000_000);
         assert_eq!(s.aggregates[0].arg.as_deref(), Some("e.price"));
     }
