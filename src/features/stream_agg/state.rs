@@ -37,6 +37,9 @@ pub struct ApplyStats {
     pub null_key: u64,
     /// Rows with a NULL event timestamp: in no window.
     pub null_timestamp: u64,
+    /// Rows whose event timestamp is outside ±2^62 µs (about ±146,000
+    /// years): not applied, they are in no window an instant in range has.
+    pub out_of_range: u64,
     /// Rows older than the lateness horizon: not applied (the Delta table
     /// has them, so offline values include them; online values never will,
     /// and the state refuses to answer the instants they would change).
@@ -210,6 +213,14 @@ impl EntityState {
     }
 }
 
+/// Event times and instants the state handles (µs): wide enough for any
+/// real timestamp, narrow enough that window and tile arithmetic cannot
+/// overflow.
+pub(crate) const TIME_RANGE_US: std::ops::RangeInclusive<i64> = -(1 << 62)..=(1 << 62);
+
+/// The longest allowed lateness (about 100 years, as the longest window).
+const MAX_LATENESS_US: i64 = super::spec::MAX_WINDOW_US;
+
 /// The tile `k` of width `w` holding time `ts`: `k*w < ts <= (k+1)*w`.
 fn tile_of(ts: i64, w: i64) -> i64 {
     (ts - 1).div_euclid(w)
@@ -336,9 +347,9 @@ impl StreamAggState {
         options: StreamAggOptions,
     ) -> Result<Self> {
         let err = |m: String| model_error(&spec.model, m);
-        if options.allowed_lateness_us < 0 {
+        if !(0..=MAX_LATENESS_US).contains(&options.allowed_lateness_us) {
             return Err(err(format!(
-                "allowed lateness must not be negative (got {} µs)",
+                "allowed lateness must be between 0 and 36500 days (got {} µs)",
                 options.allowed_lateness_us
             )));
         }
@@ -510,6 +521,8 @@ impl StreamAggState {
         let late = self
             .max_event_us
             .map(|m| m - self.max_window_us - self.options.allowed_lateness_us);
+        // No overflow: event times are within TIME_RANGE_US, windows and
+        // lateness far smaller (lateness is capped in `new`).
         match (late, self.expired_to_us) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -587,34 +600,28 @@ impl StreamAggState {
             .map_err(|e| Error::Internal(format!("re-ordering a batch: {e}")))
     }
 
-    /// Event times in µs. Nanoseconds are rounded up: the instants of values
-    /// and the window bounds are whole microseconds, and `ceil(ns / 1000) <= T`
-    /// exactly when `ns <= T * 1000`, so windows keep the same events.
-    fn times_us(&self, col: &ArrayRef) -> Result<Vec<Option<i64>>> {
+    /// Event times in µs (`Err(())` for a time outside [`TIME_RANGE_US`]).
+    /// Nanoseconds are rounded up: the instants of values and the window
+    /// bounds are whole microseconds, and `ceil(ns / 1000) <= T` exactly when
+    /// `ns <= T * 1000`, so windows keep the same events.
+    fn times_us(&self, col: &ArrayRef) -> Result<Vec<Option<std::result::Result<i64, ()>>>> {
         let raw = cast(col, &DataType::Int64)
             .map_err(|e| Error::Internal(format!("timestamp as Int64: {e}")))?;
         let raw = raw.as_primitive::<Int64Type>();
         let unit = self.ts_unit;
-        raw.iter()
+        Ok(raw
+            .iter()
             .map(|v| {
-                let Some(v) = v else { return Ok(None) };
+                let v = v?;
                 let us = match unit {
                     TimeUnit::Second => v.checked_mul(1_000_000),
                     TimeUnit::Millisecond => v.checked_mul(1_000),
                     TimeUnit::Microsecond => Some(v),
                     TimeUnit::Nanosecond => Some(ceil_div(v, 1_000)),
                 };
-                us.map(Some).ok_or_else(|| {
-                    model_error(
-                        &self.spec.model,
-                        format!(
-                            "event timestamp `{}` value {v} is out of range",
-                            self.spec.event_timestamp
-                        ),
-                    )
-                })
+                Some(us.filter(|t| TIME_RANGE_US.contains(t)).ok_or(()))
             })
-            .collect()
+            .collect())
     }
 
     /// The values of channel `c` over `batch`.
@@ -686,7 +693,7 @@ impl StreamAggState {
             }
         };
         let times = self.times_us(batch.column(self.ts_idx))?;
-        if let Some(newest) = times.iter().flatten().max() {
+        if let Some(newest) = times.iter().flatten().flatten().max() {
             self.max_event_us = Some(self.max_event_us.map_or(*newest, |m| m.max(*newest)));
         }
         let horizon = self.horizon_us();
@@ -702,9 +709,16 @@ impl StreamAggState {
                 stats.null_key += 1;
                 continue;
             }
-            let Some(ts) = *ts else {
-                stats.null_timestamp += 1;
-                continue;
+            let ts = match *ts {
+                None => {
+                    stats.null_timestamp += 1;
+                    continue;
+                }
+                Some(Err(())) => {
+                    stats.out_of_range += 1;
+                    continue;
+                }
+                Some(Ok(ts)) => ts,
             };
             if horizon.is_some_and(|h| ts <= h) {
                 stats.too_late += 1;
@@ -869,6 +883,12 @@ impl StreamAggState {
                     key.len(),
                     self.spec.entities.join(", ")
                 ),
+            ));
+        }
+        if !TIME_RANGE_US.contains(&at_us) {
+            return Err(model_error(
+                &self.spec.model,
+                format!("the instant {at_us} µs is out of range (±2^62 µs from 1970)"),
             ));
         }
         if let Some(earliest) = self.earliest_exact_us() {
@@ -1064,6 +1084,9 @@ pub(crate) mod codec {
             let mut events = Vec::new();
             for _ in 0..n {
                 let ts = r.u64().ok_or_else(|| bad("truncated"))? as i64;
+                if !TIME_RANGE_US.contains(&ts) {
+                    return Err(bad("an event time is out of range"));
+                }
                 let mut vals = Vec::with_capacity(channels);
                 for c in &self.channels {
                     let v = match (r.u8(), c.domain) {

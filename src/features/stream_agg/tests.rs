@@ -253,6 +253,7 @@ async fn differential(seed: u64, two_entities: bool, exact_floats: bool) -> (usi
             stats.filtered_out
                 + stats.null_key
                 + stats.null_timestamp
+                + stats.out_of_range
                 + stats.too_late
                 + stats.applied,
             n as u64,
@@ -789,4 +790,27 @@ async fn offline_sql_runs_as_the_model_sql_at_now() {
     assert_eq!(off.num_columns(), 4, "label columns, then the features");
     assert_eq!(off.column(2), batch.column(1));
     assert_eq!(off.column(3), batch.column(2));
+}
+
+#[test]
+fn extreme_times_are_refused_or_skipped_not_overflowed() {
+    let mut s = simple_state(TWO, source_schema(), 0).unwrap();
+    let stats = s
+        .apply(&batch_of(&[
+            ev(1, 5, i64::MIN),
+            ev(1, 6, i64::MAX),
+            ev(1, 7, START),
+        ]))
+        .unwrap();
+    assert_eq!((stats.out_of_range, stats.applied), (2, 1));
+    let k = [ScalarValue::Int64(Some(1))];
+    for at in [i64::MIN, i64::MAX] {
+        let err = s.value(&k, at).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+    }
+    assert_eq!(s.value(&k, START).unwrap()[1], ScalarValue::Int64(Some(7)));
+    let err = simple_state(TWO, source_schema(), i64::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("allowed lateness"), "{err}");
 }
