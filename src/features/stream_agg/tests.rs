@@ -373,8 +373,25 @@ async fn differential(seed: u64, two_entities: bool, exact_floats: bool) -> (usi
             }
         }
         // The batch API gives the same values.
-        let probe = state.values(&batch_of(chunk), newest).unwrap();
+        let keyed: Vec<Event> = chunk
+            .iter()
+            .filter(|e| e.user_id.is_some())
+            .cloned()
+            .collect();
+        let probe = state.values(&batch_of(&keyed), newest).unwrap();
         assert_eq!(probe.schema(), state.output_schema());
+        assert_eq!(probe.num_rows(), keyed.len());
+        for row in 0..probe.num_rows() {
+            let key: Vec<ScalarValue> = (0..entities.len())
+                .map(|i| ScalarValue::try_from_array(probe.column(i), row).unwrap())
+                .collect();
+            let one = state.value(&key, newest).unwrap();
+            for (i, v) in one.iter().enumerate() {
+                let got =
+                    ScalarValue::try_from_array(probe.column(entities.len() + i), row).unwrap();
+                assert_eq!(&got, v);
+            }
+        }
     }
     (checked, too_late)
 }
@@ -813,4 +830,114 @@ fn extreme_times_are_refused_or_skipped_not_overflowed() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("allowed lateness"), "{err}");
+}
+
+/// The offline SQL through sluice's own engine (its parser, checked
+/// arithmetic and `sum`, a Delta table as the source) gives the online
+/// values.
+#[tokio::test]
+async fn offline_sql_through_the_sluice_engine_matches_online() {
+    let wh = crate::warehouse::Warehouse::open("memory://stream_agg", &Default::default()).unwrap();
+    let engine = crate::sql::Engine::new(wh, "main").await.unwrap();
+    let mut rng = Rng(21);
+    let mut rows = Vec::new();
+    for _ in 0..60 {
+        let sec = rng.range(0, 300);
+        let micros = if rng.percent(30) {
+            0
+        } else {
+            rng.range(0, 999_999)
+        };
+        rows.push(format!(
+            "({}, {}, '{}', TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{sec} seconds' + INTERVAL '{micros} microseconds')",
+            rng.range(1, 3),
+            rng.range(-50, 500),
+            if rng.percent(80) { "payment" } else { "refund" },
+        ));
+    }
+    engine
+        .query(&format!(
+            "CREATE TABLE events AS SELECT * FROM (VALUES {}) t(user_id, amount, kind, ts)",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+    let sql = "SELECT user_id,
+        count(*) FILTER (WHERE ts > now() - INTERVAL '30 seconds') AS n_30s,
+        sum(amount) FILTER (WHERE ts > now() - INTERVAL '2 minutes') AS amount_2m,
+        avg(amount) FILTER (WHERE ts > now() - INTERVAL '45 seconds') AS avg_45s,
+        max(ts) FILTER (WHERE ts > now() - INTERVAL '1 minute') AS last_1m
+      FROM events WHERE kind = 'payment' GROUP BY user_id";
+    let spec = StreamAggSpec::parse("m", sql, &["user_id".to_string()], "ts").unwrap();
+    let source = engine.query("SELECT * FROM events").await.unwrap();
+    // The events span 5 minutes: a lateness of 10 keeps them all.
+    let options = StreamAggOptions {
+        allowed_lateness_us: 600 * SEC,
+    };
+    let mut state = StreamAggState::new(spec.clone(), source[0].schema(), options).unwrap();
+    for b in &source {
+        state.apply(b).unwrap();
+    }
+    let base = engine
+        .query("SELECT CAST(TIMESTAMP '2026-01-01 00:00:00' AS BIGINT) / 1000 AS us")
+        .await
+        .unwrap();
+    let base = base[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    let mut labels = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let user = 1 + i % 4;
+        let offset_us = rng.range(0, 330) * SEC
+            + if rng.percent(50) {
+                0
+            } else {
+                rng.range(0, 999_999)
+            };
+        labels.push(format!(
+            "({i}, {user}, TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{offset_us} microseconds')"
+        ));
+        expected.push(
+            state
+                .value(&[ScalarValue::Int64(Some(user))], base + offset_us)
+                .unwrap(),
+        );
+    }
+    let labels = format!(
+        "SELECT * FROM (VALUES {}) l(label_id, user_id, t)",
+        labels.join(", ")
+    );
+    let off = engine
+        .query(&offline_sql(&spec, &labels, "t"))
+        .await
+        .unwrap();
+    let off = concat_batches(&off[0].schema(), &off).unwrap();
+    assert_eq!(off.num_rows(), 40);
+    let busy = expected
+        .iter()
+        .filter(|v| v[0] != ScalarValue::Int64(Some(0)))
+        .count();
+    assert!(
+        busy >= 10,
+        "only {busy} labels have events in their 30 s window"
+    );
+    let first = off.num_columns() - spec.aggregates.len();
+    for row in 0..off.num_rows() {
+        let id = ScalarValue::try_from_array(off.column(0), row).unwrap();
+        let ScalarValue::Int64(Some(id)) = id else {
+            panic!("{id:?}")
+        };
+        for i in 0..spec.aggregates.len() {
+            let got = ScalarValue::try_from_array(off.column(first + i), row).unwrap();
+            assert_eq!(
+                got, expected[id as usize][i],
+                "label {id}, {}",
+                spec.aggregates[i].alias
+            );
+        }
+    }
 }
