@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -48,15 +48,6 @@ pub struct ApplyStats {
     pub applied: u64,
 }
 
-/// One value of an aggregate input, in its domain.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Val {
-    Null,
-    /// Integers, timestamps and dates (as their `i64` value).
-    I(i64),
-    F(f64),
-}
-
 /// How a channel (one distinct aggregate argument) is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Domain {
@@ -85,134 +76,6 @@ struct CompiledAgg {
     output_type: DataType,
 }
 
-/// Partial aggregate of one channel over a set of events.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Partial {
-    /// Non-NULL values.
-    count: i64,
-    isum: i128,
-    fsum: f64,
-    min: Val,
-    max: Val,
-}
-
-impl Default for Partial {
-    fn default() -> Self {
-        Partial {
-            count: 0,
-            isum: 0,
-            fsum: 0.0,
-            min: Val::Null,
-            max: Val::Null,
-        }
-    }
-}
-
-/// `a < b` in the order DataFusion's min/max use (floats: total order).
-fn less(a: Val, b: Val) -> bool {
-    match (a, b) {
-        (Val::I(x), Val::I(y)) => x < y,
-        (Val::F(x), Val::F(y)) => x.total_cmp(&y).is_lt(),
-        _ => false,
-    }
-}
-
-impl Partial {
-    fn add(&mut self, v: Val) {
-        match v {
-            Val::Null => return,
-            Val::I(x) => self.isum += i128::from(x),
-            Val::F(x) => self.fsum += x,
-        }
-        self.count += 1;
-        if self.min == Val::Null || less(v, self.min) {
-            self.min = v;
-        }
-        if self.max == Val::Null || less(self.max, v) {
-            self.max = v;
-        }
-    }
-
-    fn merge(&mut self, o: &Partial) {
-        if o.count == 0 {
-            return;
-        }
-        self.count += o.count;
-        self.isum += o.isum;
-        self.fsum += o.fsum;
-        if self.min == Val::Null || less(o.min, self.min) {
-            self.min = o.min;
-        }
-        if self.max == Val::Null || less(self.max, o.max) {
-            self.max = o.max;
-        }
-    }
-}
-
-/// Partial aggregates of the events of one tile.
-#[derive(Debug, Clone)]
-struct Tile {
-    rows: i64,
-    channels: Vec<Partial>,
-}
-
-/// One entity's events and tiles.
-#[derive(Debug, Default)]
-struct EntityState {
-    /// Event time (µs) → the channel values of each event at that time.
-    events: BTreeMap<i64, Vec<Box<[Val]>>>,
-    /// Per tile width: tile index `k` (covering `(k*w, (k+1)*w]`) → partials.
-    tiles: Vec<BTreeMap<i64, Tile>>,
-}
-
-impl EntityState {
-    fn new(tile_sets: usize) -> Self {
-        EntityState {
-            events: BTreeMap::new(),
-            tiles: (0..tile_sets).map(|_| BTreeMap::new()).collect(),
-        }
-    }
-
-    fn insert(&mut self, ts: i64, vals: Box<[Val]>, widths: &[i64]) {
-        for (set, &w) in self.tiles.iter_mut().zip(widths) {
-            let tile = set.entry(tile_of(ts, w)).or_insert_with(|| Tile {
-                rows: 0,
-                channels: vec![Partial::default(); vals.len()],
-            });
-            tile.rows += 1;
-            for (p, v) in tile.channels.iter_mut().zip(vals.iter()) {
-                p.add(*v);
-            }
-        }
-        self.events.entry(ts).or_default().push(vals);
-    }
-
-    /// Drops the events at or before `cut`, and the tiles that lie wholly at
-    /// or before it. Returns the number of events dropped and the newest
-    /// time among them.
-    fn prune(&mut self, cut: i64, widths: &[i64]) -> (u64, Option<i64>) {
-        let Some((&first, _)) = self.events.first_key_value() else {
-            return (0, None);
-        };
-        if first > cut {
-            return (0, None);
-        }
-        let kept = self.events.split_off(&cut.saturating_add(1));
-        let dropped = std::mem::replace(&mut self.events, kept);
-        for (set, &w) in self.tiles.iter_mut().zip(widths) {
-            // Tile k ends at (k+1)*w <= cut exactly when k < floor(cut / w).
-            let kept = set.split_off(&cut.div_euclid(w));
-            *set = kept;
-        }
-        let newest = dropped.last_key_value().map(|(&t, _)| t);
-        (dropped.values().map(|v| v.len() as u64).sum(), newest)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-}
-
 /// Event times and instants the state handles (µs): wide enough for any
 /// real timestamp, narrow enough that window and tile arithmetic cannot
 /// overflow.
@@ -220,23 +83,6 @@ pub(crate) const TIME_RANGE_US: std::ops::RangeInclusive<i64> = -(1 << 62)..=(1 
 
 /// The longest allowed lateness (about 100 years, as the longest window).
 const MAX_LATENESS_US: i64 = super::spec::MAX_WINDOW_US;
-
-/// The tile `k` of width `w` holding time `ts`: `k*w < ts <= (k+1)*w`.
-fn tile_of(ts: i64, w: i64) -> i64 {
-    (ts - 1).div_euclid(w)
-}
-
-fn ceil_div(a: i64, b: i64) -> i64 {
-    a.div_euclid(b) + i64::from(a.rem_euclid(b) != 0)
-}
-
-/// The tile width for a window: a sixtieth of it, rounded to whole seconds,
-/// at least one second (so a lookup reads about 60 tiles).
-pub(crate) fn tile_width_us(window_us: i64) -> i64 {
-    let sixtieth = window_us / 60;
-    let seconds = (sixtieth + 500_000) / 1_000_000;
-    seconds.max(1) * 1_000_000
-}
 
 /// The exact online state of one stream feature view (see the module doc).
 #[derive(Debug)]
@@ -977,179 +823,9 @@ fn int_to_scalar(x: i64, dt: &DataType) -> Result<ScalarValue> {
         .map_err(|e| Error::Internal(format!("scalar of {dt}: {e}")))
 }
 
-pub(crate) mod codec {
-    //! One entity's state as bytes (format version 1, little-endian):
-    //! `b"SFA"`, version `1u8`, the layout fingerprint (`u64`, FNV-1a of the
-    //! channel domains, so a state saved for another definition is refused),
-    //! the channel count (`u16`), the event count (`u64`), then per event its
-    //! time in µs (`i64`) and per channel a tag (`0` NULL, `1` integer, `2`
-    //! float) with 8 bytes of value unless NULL. Tiles are not stored: they
-    //! are rebuilt from the events (tiles straddling the horizon then lack
-    //! dropped events, which no exact lookup reads).
+mod codec;
+mod entity;
 
-    use super::*;
-
-    const MAGIC: &[u8; 3] = b"SFA";
-    const VERSION: u8 = 1;
-
-    impl StreamAggState {
-        fn fingerprint(&self) -> u64 {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            let mut eat = |b: u8| {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            };
-            for c in &self.channels {
-                eat(match c.domain {
-                    Domain::Int => 1,
-                    Domain::Float => 2,
-                    Domain::CountOnly => 3,
-                });
-            }
-            eat(0xff);
-            h
-        }
-
-        /// The state of entity `key` as bytes, or `None` if the state holds
-        /// no event of it.
-        pub fn encode_entity(&self, key: &[ScalarValue]) -> Option<Vec<u8>> {
-            let e = self.entities.get(key)?;
-            let n: usize = e.events.values().map(Vec::len).sum();
-            let mut out = Vec::with_capacity(24 + n * (8 + 9 * self.channels.len()));
-            out.extend_from_slice(MAGIC);
-            out.push(VERSION);
-            out.extend_from_slice(&self.fingerprint().to_le_bytes());
-            out.extend_from_slice(&(self.channels.len() as u16).to_le_bytes());
-            out.extend_from_slice(&(n as u64).to_le_bytes());
-            for (ts, rows) in &e.events {
-                for vals in rows {
-                    out.extend_from_slice(&ts.to_le_bytes());
-                    for v in vals.iter() {
-                        match v {
-                            Val::Null => out.push(0),
-                            Val::I(x) => {
-                                out.push(1);
-                                out.extend_from_slice(&x.to_le_bytes());
-                            }
-                            Val::F(x) => {
-                                out.push(2);
-                                out.extend_from_slice(&x.to_bits().to_le_bytes());
-                            }
-                        }
-                    }
-                }
-            }
-            Some(out)
-        }
-
-        /// Replaces the state of entity `key` with `bytes` from
-        /// [`encode_entity`](Self::encode_entity). Events at or before the
-        /// current horizon are dropped; the newest event time advances to
-        /// the newest decoded event.
-        pub fn decode_entity(&mut self, key: Vec<ScalarValue>, bytes: &[u8]) -> Result<()> {
-            let bad = |m: &str| {
-                model_error(
-                    &self.spec.model,
-                    format!("the stored online state of entity {key:?} cannot be read: {m}; rebuild it from the source table"),
-                )
-            };
-            if key.len() != self.entity_idx.len() {
-                return Err(bad("the key does not have one value per entity"));
-            }
-            let mut r = Reader { bytes, at: 0 };
-            if r.take(3) != Some(MAGIC.as_slice()) {
-                return Err(bad("not a stream feature view state"));
-            }
-            match r.u8() {
-                Some(VERSION) => {}
-                Some(v) => {
-                    return Err(bad(&format!(
-                        "format version {v}, this sluice reads {VERSION}"
-                    )))
-                }
-                None => return Err(bad("truncated")),
-            }
-            if r.u64() != Some(self.fingerprint()) {
-                return Err(bad(
-                    "it was saved for another definition of the feature view",
-                ));
-            }
-            let channels = r.u16().ok_or_else(|| bad("truncated"))? as usize;
-            if channels != self.channels.len() {
-                return Err(bad(
-                    "it was saved for another definition of the feature view",
-                ));
-            }
-            let n = r.u64().ok_or_else(|| bad("truncated"))?;
-            let mut events = Vec::new();
-            for _ in 0..n {
-                let ts = r.u64().ok_or_else(|| bad("truncated"))? as i64;
-                if !TIME_RANGE_US.contains(&ts) {
-                    return Err(bad("an event time is out of range"));
-                }
-                let mut vals = Vec::with_capacity(channels);
-                for c in &self.channels {
-                    let v = match (r.u8(), c.domain) {
-                        (Some(0), _) => Val::Null,
-                        (Some(1), Domain::Int | Domain::CountOnly) => {
-                            Val::I(r.u64().ok_or_else(|| bad("truncated"))? as i64)
-                        }
-                        (Some(2), Domain::Float) => {
-                            Val::F(f64::from_bits(r.u64().ok_or_else(|| bad("truncated"))?))
-                        }
-                        (None, _) => return Err(bad("truncated")),
-                        _ => return Err(bad("a value has the wrong type")),
-                    };
-                    vals.push(v);
-                }
-                events.push((ts, vals.into_boxed_slice()));
-            }
-            if r.at != bytes.len() {
-                return Err(bad("trailing bytes"));
-            }
-            if let Some(newest) = events.iter().map(|(t, _)| *t).max() {
-                self.max_event_us = Some(self.max_event_us.map_or(newest, |m| m.max(newest)));
-            }
-            let horizon = self.horizon_us();
-            let mut entity = EntityState::new(self.tile_widths.len());
-            let mut late_max = None;
-            for (ts, vals) in events {
-                if horizon.is_none_or(|h| ts > h) {
-                    entity.insert(ts, vals, &self.tile_widths);
-                } else {
-                    late_max = late_max.max(Some(ts));
-                }
-            }
-            self.dropped(late_max);
-            if entity.is_empty() {
-                self.entities.remove(&key);
-            } else {
-                self.entities.insert(key, entity);
-            }
-            Ok(())
-        }
-    }
-
-    struct Reader<'a> {
-        bytes: &'a [u8],
-        at: usize,
-    }
-
-    impl<'a> Reader<'a> {
-        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-            let end = self.at.checked_add(n)?;
-            let s = self.bytes.get(self.at..end)?;
-            self.at = end;
-            Some(s)
-        }
-        fn u8(&mut self) -> Option<u8> {
-            self.take(1).map(|s| s[0])
-        }
-        fn u16(&mut self) -> Option<u16> {
-            self.take(2)?.try_into().ok().map(u16::from_le_bytes)
-        }
-        fn u64(&mut self) -> Option<u64> {
-            self.take(8)?.try_into().ok().map(u64::from_le_bytes)
-        }
-    }
-}
+use entity::ceil_div;
+pub(crate) use entity::tile_width_us;
+use entity::{EntityState, Partial, Val};

@@ -931,13 +931,14 @@ async fn offline_sql_through_the_sluice_engine_matches_online() {
         let ScalarValue::Int64(Some(id)) = id else {
             panic!("{id:?}")
         };
-        for i in 0..spec.aggregates.len() {
+        for (i, (a, want)) in spec
+            .aggregates
+            .iter()
+            .zip(&expected[id as usize])
+            .enumerate()
+        {
             let got = ScalarValue::try_from_array(off.column(first + i), row).unwrap();
-            assert_eq!(
-                got, expected[id as usize][i],
-                "label {id}, {}",
-                spec.aggregates[i].alias
-            );
+            assert_eq!(&got, want, "label {id}, {}", a.alias);
         }
     }
 }
