@@ -53,7 +53,10 @@
 //!
 //! **Late and out-of-order events.** Events may arrive in any order. The
 //! *horizon* is `newest event time seen - longest window - allowed lateness`
-//! (and at least the last [`StreamAggState::expire`] cut). An event at or
+//! (and at least the last [`StreamAggState::expire`] cut); `apply` first
+//! takes the newest time of the whole batch, so the order of rows inside a
+//! batch never matters (a first batch spanning more than the longest window
+//! plus the lateness keeps only its recent part). An event at or
 //! before the horizon is *too late*: it is counted in
 //! [`ApplyStats::too_late`] and not applied. It is in the Delta table, so
 //! offline values include it; online values never will. To stay exact, the
@@ -69,7 +72,9 @@
 //! unfiltered and evaluates the row filter and the aggregate arguments with
 //! DataFusion (planned once from the same SQL text), so they mean exactly
 //! what they mean offline. Rows with a NULL entity column or event timestamp
-//! are skipped (no label can match them).
+//! are skipped (no label can match them), as are event times outside
+//! ±2^62 µs ([`ApplyStats::out_of_range`]), so window arithmetic cannot
+//! overflow; instants outside that range are refused.
 //!
 //! **Encoding.** [`StreamAggState::encode_entity`] /
 //! [`StreamAggState::decode_entity`] store one entity's events as versioned
