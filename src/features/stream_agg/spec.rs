@@ -761,7 +761,9 @@ pub(crate) fn parse_interval_us(text: &str) -> std::result::Result<i64, String> 
                 .map_err(|_| format!("`{amount}` is not a number"))?;
             v * 10i128.pow(9 - frac.len() as u32)
         };
-        total += (int_v * SCALE + frac_v) * per;
+        total = total
+            .checked_add((int_v * SCALE + frac_v) * per)
+            .ok_or_else(|| "the interval is too long".to_string())?;
     }
     if total % SCALE != 0 {
         return Err("the interval is not a whole number of microseconds".into());
