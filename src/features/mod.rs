@@ -8,6 +8,8 @@
 //! - [`historical`]: the SQL of a training set (`historical_features(...)`,
 //!   `sluice features historical`).
 //! - [`online`]: the online store (`sluice materialize`, `online.<view>`).
+//! - [`stream_agg`]: stream feature views: windowed aggregates kept exact
+//!   online per micro-batch, and the same windows offline as SQL.
 //! - [`hook`]: feature views checked before their model writes its table
 //!   (a bad view commits nothing), registered after it.
 //!
@@ -21,6 +23,7 @@ pub mod historical;
 pub mod hook;
 pub mod online;
 pub mod registry;
+pub mod stream_agg;
 
 pub use historical::{training_sql, Options, TrainingSet};
 pub use registry::{get_view, list_views, record_view, FeatureColumn, FeatureViewDef, ViewVersion};
