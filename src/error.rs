@@ -213,7 +213,7 @@ pub enum Error {
     },
 
     /// A model cannot be compiled or run.
-    #[error("model `{model}` ({file}): {message}")]
+    #[error("model `{model}`{}: {message}", in_file(.file))]
     Model {
         model: String,
         file: String,
@@ -498,6 +498,15 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
     match best {
         Some((_, c)) => format!(" (did you mean `{c}`?)"),
         None => String::new(),
+    }
+}
+
+/// ` (file)` for a model error that knows its file, else nothing.
+fn in_file(file: &str) -> String {
+    if file.is_empty() {
+        String::new()
+    } else {
+        format!(" ({file})")
     }
 }
 

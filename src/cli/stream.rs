@@ -4,9 +4,14 @@ use super::args::{StreamArgs, SummaryFormat};
 use super::serve::shutdown_signal;
 use super::stdio::{note, stdout};
 use super::{print_format, Context};
+use datafusion::arrow::array::RecordBatch;
+use sluice::features::live::{LiveEvent, LiveViews};
+use sluice::project::SourceDecl;
 use sluice::stream::{StreamObserver, StreamOptions, StreamReport};
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
 
 pub async fn run(ctx: &Context, args: StreamArgs) -> anyhow::Result<()> {
     ctx.project.require_config("sluice stream")?;
@@ -42,19 +47,65 @@ pub async fn run(ctx: &Context, args: StreamArgs) -> anyhow::Result<()> {
             ctx.warehouse_uri
         ));
     }
+    // Stream feature views over these sources: rebuilt from their tables now,
+    // then fed every commit.
+    let stream_id = sluice::names::new_id();
+    let options = StreamOptions {
+        run_id: Some(stream_id.clone()),
+        ..options
+    };
+    let mut feeds = HashMap::new();
+    let mut tasks = Vec::new();
+    let engine = ctx.engine().await?;
+    let store = sluice::features::settings(&engine)?.online.clone();
+    for src in &sources {
+        let (schema, table) = src.target();
+        let live = LiveViews::start(&engine, store.clone(), &schema, &table, &stream_id).await?;
+        if live.is_empty() {
+            continue;
+        }
+        if ctx.progress_lines {
+            note(format!(
+                "sluice stream: keeping {} fresh online",
+                live.names().join(", ")
+            ));
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        feeds.insert(src.name.clone(), tx);
+        tasks.push(tokio::spawn(live.run(rx)));
+    }
     let observer = Lines {
         show: ctx.progress_lines,
+        feeds,
     };
-    let reports = sluice::stream::run(&ctx.warehouse, &sources, &options, rx, &observer).await?;
-    print(&reports, args.format)
+    let result = sluice::stream::run(&ctx.warehouse, &sources, &options, rx, &observer).await;
+    // The views finish applying what was committed.
+    drop(observer);
+    for t in tasks {
+        let _ = t.await;
+    }
+    print(&result?, args.format)
 }
 
-/// One stderr line per commit.
+/// One stderr line per commit; the committed rows to the stream feature views.
 struct Lines {
     show: bool,
+    feeds: HashMap<String, UnboundedSender<LiveEvent>>,
 }
 
 impl StreamObserver for Lines {
+    fn rows(&self, source: &SourceDecl, _version: u64, batches: &[RecordBatch]) {
+        if let Some(tx) = self.feeds.get(&source.name) {
+            let _ = tx.send(LiveEvent::Rows(batches.to_vec()));
+        }
+    }
+
+    fn outdated(&self, source: &SourceDecl) {
+        if let Some(tx) = self.feeds.get(&source.name) {
+            let _ = tx.send(LiveEvent::Outdated);
+        }
+    }
+
     fn committed(&self, report: &StreamReport, version: u64, rows: u64) {
         if !self.show {
             return;

@@ -335,6 +335,42 @@ pub async fn training_sql(
                 )));
             }
         }
+        if view.stream.is_some() {
+            let (join, cols) = stream_join(
+                wh,
+                state,
+                view,
+                features,
+                &alias,
+                &entity_from,
+                &timestamp,
+                &mut inputs,
+            )
+            .await?;
+            for (f, expr) in cols {
+                let out = if options.full_names || entity_columns.contains(&f) {
+                    format!("{}__{f}", view.name)
+                } else {
+                    f.clone()
+                };
+                if entity_columns.contains(&out) {
+                    return Err(Error::Sql(format!(
+                        "feature `{f}` of view `{}` would be named `{out}`, a column of the entity source `{entity}`; rename that column in the entity source",
+                        view.name
+                    )));
+                }
+                if let Some((_, other)) = seen.iter().find(|(n, _)| n == &out) {
+                    return Err(Error::Sql(format!(
+                        "feature views `{other}` and `{}` both have a feature `{out}`; pass full_names=true (--full-names) to name features `<view>__<feature>`, or ask for one of them (`{other}:{f}`)",
+                        view.name
+                    )));
+                }
+                seen.push((out.clone(), view.name.clone()));
+                select.push(format!("{expr} AS {}", crate::names::quote_ident(&out)));
+            }
+            joins.push(join);
+            continue;
+        }
         let version = wh.latest_version(&view.schema, &view.table).await?.ok_or_else(|| {
             Error::not_found(crate::error::Object::Table, format!(
                 "feature view `{}`: table {} does not exist; run its model (sluice run models -s {})",
@@ -422,6 +458,90 @@ pub async fn training_sql(
         inputs,
         timestamp,
     })
+}
+
+/// The join of a stream feature view: its aggregates computed offline
+/// ([`offline_sql`](super::stream_agg::offline_sql)) as of each distinct
+/// (entity, timestamp) of the entity source, over its source table pinned
+/// to its current version, joined back on the entities and the timestamp.
+/// Returns the join and, per feature, its name and the expression selecting it.
+#[allow(clippy::too_many_arguments)]
+async fn stream_join(
+    wh: &Warehouse,
+    state: &SessionState,
+    view: &FeatureViewDef,
+    features: &[String],
+    alias: &str,
+    entity_from: &str,
+    timestamp: &str,
+    inputs: &mut Vec<(String, u64)>,
+) -> Result<(String, Vec<(String, String)>)> {
+    use crate::names::quote_ident;
+    let mut spec = super::online::stream::spec_of(view)?;
+    let default_schema = state.config().options().catalog.default_schema.clone();
+    let (s, t) = super::online::stream::source_table(&spec.source, &default_schema)?;
+    let version = wh.latest_version(&s, &t).await?.ok_or_else(|| {
+        Error::not_found(
+            crate::error::Object::Table,
+            format!(
+                "stream feature view `{}`: its source {s}.{t} does not exist; load it (sluice load / sluice stream)",
+                view.name
+            ),
+        )
+    })?;
+    let id = format!("{s}.{t}");
+    if !inputs.iter().any(|(x, _)| x == &id) {
+        inputs.push((id, version));
+    }
+    let source_alias = spec.source_alias.clone().unwrap_or_else(|| t.clone());
+    spec.source = format!(
+        "(SELECT * FROM {}.{} VERSION AS OF {version})",
+        quote_ident(&s),
+        quote_ident(&t)
+    );
+    spec.source_alias = Some(source_alias);
+    const LABEL_TS: &str = "__sluice_label_ts";
+    let ents: Vec<String> = view.entities.iter().map(|e| quote_ident(e)).collect();
+    let labels = format!(
+        "SELECT DISTINCT {}, {} AS {LABEL_TS} FROM {entity_from} AS __sluice_e",
+        ents.join(", "),
+        quote_ident(timestamp)
+    );
+    let mut label_columns: Vec<&str> = view.entities.iter().map(String::as_str).collect();
+    label_columns.push(LABEL_TS);
+    let offline = super::stream_agg::offline_sql(&spec, &labels, LABEL_TS, &label_columns);
+    let mut on: Vec<String> = ents
+        .iter()
+        .map(|k| format!("e.{k} = {alias}.{k}"))
+        .collect();
+    on.push(format!("e.{} = {alias}.{LABEL_TS}", quote_ident(timestamp)));
+    let join = format!("LEFT JOIN ({offline}) AS {alias} ON {}", on.join(" AND "));
+    let cols = features
+        .iter()
+        .map(|f| {
+            // A count is 0, not NULL, for an entity with no event in its
+            // window (as online); a label with a NULL key or time has none.
+            let col = format!("{alias}.{}", quote_ident(f));
+            let is_count = spec
+                .aggregates
+                .iter()
+                .any(|a| &a.alias == f && a.func.sql_name() == "count");
+            let expr = if is_count {
+                format!(
+                    "CASE WHEN {} THEN {col} ELSE coalesce({col}, 0) END",
+                    ents.iter()
+                        .map(|k| format!("e.{k} IS NULL"))
+                        .chain([format!("e.{} IS NULL", quote_ident(timestamp))])
+                        .collect::<Vec<_>>()
+                        .join(" OR ")
+                )
+            } else {
+                col
+            };
+            (f.clone(), expr)
+        })
+        .collect();
+    Ok((join, cols))
 }
 
 fn names(schema: &SchemaRef) -> String {

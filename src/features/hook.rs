@@ -32,13 +32,18 @@ fn model_err(model: &Model, message: impl Into<String>) -> crate::Error {
 impl ModelHook for FeatureViewHook {
     async fn before_write(
         &self,
-        _engine: &Engine,
+        engine: &Engine,
         model: &Model,
         schema: &Schema,
     ) -> crate::Result<()> {
         let Some(fv) = &model.config.feature_view else {
             return Ok(());
         };
+        if fv.stream {
+            return check_stream_view(engine, model, fv, schema)
+                .await
+                .map(|_| ());
+        }
         check_columns(fv, schema).map_err(|m| model_err(model, m))?;
         if fv.online {
             // What the online store would refuse after the commit is refused now.
@@ -58,8 +63,13 @@ impl ModelHook for FeatureViewHook {
         let Some(fv) = &model.config.feature_view else {
             return Ok(());
         };
-        let view = register_feature_view(engine, model, fv, mat, run_id).await?;
-        if !fv.online {
+        let stream = if fv.stream {
+            Some(check_stream_view(engine, model, fv, &mat_schema(engine, model).await?).await?)
+        } else {
+            None
+        };
+        let view = register_feature_view(engine, model, fv, mat, run_id, stream).await?;
+        if !fv.online || fv.stream {
             return Ok(());
         }
         let store = self.settings.online.clone();
@@ -82,6 +92,75 @@ impl ModelHook for FeatureViewHook {
             )),
         }
     }
+}
+
+/// The schema of a model's relation, as written.
+async fn mat_schema(engine: &Engine, model: &Model) -> crate::Result<Schema> {
+    let reference =
+        datafusion::common::TableReference::partial(model.schema.as_str(), model.table.as_str());
+    let provider = engine.context().table_provider(reference).await?;
+    Ok(provider.schema().as_ref().clone())
+}
+
+/// A stream feature view's checks: its SQL has the accepted shape (see
+/// [`super::stream_agg`]), its source exists and the aggregates fit its
+/// columns' types, and the model's result has the entity columns. Returns
+/// what the registry keeps of it.
+async fn check_stream_view(
+    engine: &Engine,
+    model: &Model,
+    fv: &FeatureView,
+    schema: &Schema,
+) -> crate::Result<super::StreamDef> {
+    let in_file = |e: crate::Error| match e {
+        crate::Error::Model {
+            model: m, message, ..
+        } => crate::Error::Model {
+            model: m,
+            file: model.file.display.clone(),
+            message,
+        },
+        other => model_err(model, other.to_string()),
+    };
+    let spec = super::stream_agg::StreamAggSpec::parse(
+        &model.id(),
+        &model.sql,
+        &fv.entities,
+        &fv.event_timestamp,
+    )
+    .map_err(in_file)?;
+    let (s, t) = super::online::stream::source_table(&spec.source, engine.default_schema())
+        .map_err(|e| model_err(model, e.to_string()))?;
+    let source_schema = super::online::stream::table_schema(engine.warehouse(), &s, &t)
+        .await
+        .map_err(|e| {
+            model_err(
+                model,
+                format!("a stream feature view reads a table of the warehouse: {e}"),
+            )
+        })?;
+    super::stream_agg::StreamAggState::new(
+        spec,
+        source_schema,
+        super::stream_agg::StreamAggOptions {
+            allowed_lateness_us: fv.allowed_lateness_us,
+        },
+    )
+    .map_err(in_file)?;
+    for e in &fv.entities {
+        if schema.field_with_name(e).is_err() {
+            return Err(model_err(
+                model,
+                format!("feature_view entity `{e}` is not a column of the model's result; select it and group by it"),
+            ));
+        }
+    }
+    Ok(super::StreamDef {
+        sql: model.sql.clone(),
+        source: format!("{s}.{t}"),
+        allowed_lateness_us: fv.allowed_lateness_us,
+        allowed_lateness: fv.allowed_lateness.clone(),
+    })
 }
 
 /// Whether `schema` (the model's result) has the columns `fv` names, with
@@ -190,6 +269,7 @@ fn view_def(model: &Model, fv: &FeatureView) -> super::FeatureViewDef {
         tags: model.config.tags.clone(),
         online: fv.online,
         versions: Vec::new(),
+        stream: None,
     }
 }
 
@@ -200,8 +280,10 @@ async fn register_feature_view(
     fv: &FeatureView,
     mat: &Materialized,
     run_id: &str,
+    stream: Option<super::StreamDef>,
 ) -> crate::Result<super::FeatureViewDef> {
-    let view = view_def(model, fv);
+    let mut view = view_def(model, fv);
+    view.stream = stream;
     let version = super::ViewVersion {
         sql_hash: model.sql_hash.clone(),
         table_version: mat.version,
@@ -237,6 +319,9 @@ mod tests {
             ttl_seconds: None,
             ttl: None,
             online: false,
+            stream: false,
+            allowed_lateness_us: 0,
+            allowed_lateness: None,
         }
     }
 

@@ -21,12 +21,15 @@ pub mod export;
 pub mod function;
 pub mod historical;
 pub mod hook;
+pub mod live;
 pub mod online;
 pub mod registry;
 pub mod stream_agg;
 
 pub use historical::{training_sql, Options, TrainingSet};
-pub use registry::{get_view, list_views, record_view, FeatureColumn, FeatureViewDef, ViewVersion};
+pub use registry::{
+    get_view, list_views, record_view, FeatureColumn, FeatureViewDef, StreamDef, ViewVersion,
+};
 
 use crate::error::{Error, Result};
 use crate::project::Project;

@@ -54,6 +54,26 @@ pub struct FeatureViewDef {
     /// Oldest first.
     #[serde(default)]
     pub versions: Vec<ViewVersion>,
+    /// A stream feature view's definition (`None` for a batch view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamDef>,
+}
+
+/// What makes a feature view a stream feature view (see
+/// [`crate::features::stream_agg`]): its SQL is the definition, read again
+/// by `sluice stream`, the server and training sets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamDef {
+    /// The model's SQL, names resolved.
+    pub sql: String,
+    /// The source table, `schema.table`.
+    pub source: String,
+    /// Allowed lateness, microseconds.
+    #[serde(default)]
+    pub allowed_lateness_us: i64,
+    /// As written (`5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_lateness: Option<String>,
 }
 
 impl FeatureViewDef {
@@ -93,10 +113,12 @@ pub async fn record_view(
         datafusion::common::TableReference::partial(view.schema.as_str(), view.table.as_str());
     let provider = engine.context().table_provider(reference).await?;
     let schema = provider.schema();
+    // A stream view's event timestamp is a column of its source, not of its result.
+    let event = (view.stream.is_none()).then_some(&view.event_timestamp);
     for required in view
         .entities
         .iter()
-        .chain(std::iter::once(&view.event_timestamp))
+        .chain(event)
         .chain(view.created_timestamp.iter())
     {
         if schema.field_with_name(required).is_err() {

@@ -66,6 +66,14 @@ pub struct FeatureView {
     pub ttl: Option<String>,
     /// Whether `sluice run` writes the online store after the model.
     pub online: bool,
+    /// A stream feature view: windowed aggregates over a streaming source,
+    /// kept fresh online by `sluice stream` (see `features::stream_agg`).
+    pub stream: bool,
+    /// How late (behind the newest event) an event may arrive and still be
+    /// applied online, in microseconds (stream views only).
+    pub allowed_lateness_us: i64,
+    /// The allowed lateness as written (`5m`).
+    pub allowed_lateness: Option<String>,
 }
 
 /// The effective configuration of one model.
@@ -440,6 +448,8 @@ fn feature_view(v: &Value) -> Result<FeatureView> {
         "created_timestamp",
         "ttl",
         "online",
+        "stream",
+        "allowed_lateness",
     ];
     for k in m.keys() {
         if !known.contains(&k.as_str()) {
@@ -503,6 +513,54 @@ fn feature_view(v: &Value) -> Result<FeatureView> {
         Some(v) => as_bool("online", v)?,
         None => false,
     };
+    let stream = match m.get("stream") {
+        Some(v) => as_bool("stream", v)?,
+        None => false,
+    };
+    let allowed_lateness = match m.get("allowed_lateness") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.trim().to_string()),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "feature_view allowed_lateness must be a duration such as '5m' or '1h', not {other}"
+            )))
+        }
+    };
+    let allowed_lateness_us = match &allowed_lateness {
+        Some(t) => {
+            if !stream {
+                return Err(Error::invalid(
+                    "feature_view allowed_lateness applies to stream feature views: add 'stream': true, or leave it out",
+                ));
+            }
+            let seconds = parse_duration(t).map_err(|e| match e {
+                Error::InvalidValue(m) => {
+                    Error::invalid(format!("feature_view allowed_lateness: {m}"))
+                }
+                other => other,
+            })?;
+            i64::try_from(seconds)
+                .ok()
+                .and_then(|s| s.checked_mul(1_000_000))
+                .filter(|us| *us <= crate::features::stream_agg::MAX_WINDOW_US)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "feature_view allowed_lateness '{t}' is longer than 36500 days"
+                    ))
+                })?
+        }
+        None => 0,
+    };
+    if stream && created_timestamp.is_some() {
+        return Err(Error::invalid(
+            "feature_view created_timestamp does not apply to a stream feature view (its values are aggregates over windows); leave it out",
+        ));
+    }
+    if stream && ttl.is_some() {
+        return Err(Error::invalid(
+            "feature_view ttl does not apply to a stream feature view: each aggregate has its own window (FILTER (WHERE ts > now() - INTERVAL ...)); leave ttl out",
+        ));
+    }
     Ok(FeatureView {
         entities,
         event_timestamp,
@@ -510,6 +568,9 @@ fn feature_view(v: &Value) -> Result<FeatureView> {
         ttl_seconds,
         ttl,
         online,
+        stream,
+        allowed_lateness_us,
+        allowed_lateness,
     })
 }
 

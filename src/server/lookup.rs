@@ -15,7 +15,7 @@
 //! would give.
 
 use super::types::client_schema;
-use crate::features::online::table::OnlineTable;
+use crate::features::online::table::{OnlineTable, StreamOnlineTable};
 use crate::sql::Engine;
 use crate::warehouse::{InMemoryTable, KeyIndex};
 use arrow::array::AsArray;
@@ -167,7 +167,7 @@ impl PreparedLookup {
             .iter()
             .map(|n| table_schema.index_of(n).ok())
             .collect::<Option<Vec<_>>>()?;
-        let source = if provider.is::<OnlineTable>() {
+        let source = if provider.is::<OnlineTable>() || provider.is::<StreamOnlineTable>() {
             Source::Online(provider)
         } else {
             Source::Table {

@@ -82,6 +82,11 @@ pub struct StreamReport {
 /// Told about every committed batch (the online store, the log).
 pub trait StreamObserver: Send + Sync {
     fn committed(&self, _report: &StreamReport, _version: u64, _rows: u64) {}
+    /// The rows a commit of `source` added (the table's columns).
+    fn rows(&self, _source: &SourceDecl, _version: u64, _batches: &[arrow::array::RecordBatch]) {}
+    /// Another ingester committed to `source`'s table: what was derived
+    /// from this run's commits alone is incomplete.
+    fn outdated(&self, _source: &SourceDecl) {}
 }
 
 /// An observer that only logs.
@@ -390,7 +395,9 @@ async fn run_source(
                         rows,
                         rejected,
                         last,
+                        batches,
                     } => {
+                        observer.rows(src, version, &batches);
                         report.batches += 1;
                         report.version = Some(version);
                         report.rows_loaded += rows;
@@ -431,6 +438,7 @@ async fn run_source(
                     }
                     Committed::Outdated(now) => {
                         report.batches_outdated += 1;
+                        observer.outdated(src);
                         tracing::info!(
                             "stream {}: another ingester stored these offsets first; resuming after them",
                             src.name
@@ -514,6 +522,7 @@ enum Committed {
         rows: u64,
         rejected: u64,
         last: Vec<Option<i64>>,
+        batches: Vec<arrow::array::RecordBatch>,
     },
     Outdated(Vec<Option<i64>>),
 }
@@ -585,6 +594,7 @@ async fn commit_one(
             rows,
             rejected,
             last,
+            batches: decoded.batches,
         }),
         Outcome::Outdated(now) => Ok(Committed::Outdated(now)),
     }

@@ -144,6 +144,41 @@ impl Warehouse {
         }
     }
 
+    /// Paths, relative to `_sluice/`, of every object under `_sluice/<rel>/`.
+    pub async fn list_meta(&self, rel: &str) -> Result<Vec<String>> {
+        let prefix = self.meta_path(rel);
+        let root = self.meta_path("");
+        let mut out = Vec::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(|e| Error::storage(&prefix, e))?;
+            let full = meta.location.as_ref();
+            let rel = full
+                .strip_prefix(root.as_ref())
+                .unwrap_or(full)
+                .trim_start_matches('/');
+            out.push(rel.to_string());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stores bytes at `_sluice/<rel>` unless something is there already:
+    /// `false` when it was.
+    pub async fn create_meta_bytes(&self, rel: &str, body: Vec<u8>) -> Result<bool> {
+        let path = self.meta_path(rel);
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(body), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
+    }
+
     /// Deletes `_sluice/<rel>` (absent is fine).
     pub async fn delete_meta(&self, rel: &str) -> Result<()> {
         let path = self.meta_path(rel);

@@ -127,7 +127,7 @@ pub fn encode(map: &Map) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, ArrowError> {
+pub(super) fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, ArrowError> {
     let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None)?;
     let mut map = Map::default();
     let bad = |what: &str| ArrowError::SchemaError(what.to_string());

@@ -17,6 +17,7 @@ mod embedded;
 mod materialize;
 pub mod redis;
 mod redis_store;
+pub mod stream;
 pub mod table;
 
 pub use materialize::{materialize, MaterializeReport, Range};
@@ -468,6 +469,7 @@ pub struct OnlineStore {
     backend: Backend,
     embedded: embedded::Embedded,
     redis: Option<redis_store::RedisStore>,
+    streams: stream::StreamReaders,
 }
 
 impl OnlineStore {
@@ -483,6 +485,7 @@ impl OnlineStore {
             backend,
             embedded: embedded::Embedded::default(),
             redis,
+            streams: stream::StreamReaders::default(),
         })
     }
 

@@ -55,7 +55,7 @@ impl RedisStore {
         format!("{}:{view}:{generation}:", self.prefix).into_bytes()
     }
 
-    async fn conn(&self) -> Result<Conn> {
+    pub(super) async fn conn(&self) -> Result<Conn> {
         let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
         match pooled {
             Some(c) => Ok(c),
@@ -63,7 +63,7 @@ impl RedisStore {
         }
     }
 
-    fn give_back(&self, c: Conn) {
+    pub(super) fn give_back(&self, c: Conn) {
         if let Ok(mut p) = self.pool.lock() {
             if p.len() < 64 {
                 p.push(c);

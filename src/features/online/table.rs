@@ -74,6 +74,10 @@ impl SchemaProvider for OnlineSchema {
             .map(|(n, _)| n.clone())
             .collect();
         names.extend(views);
+        let streams = crate::sql::file_functions::block_on(async {
+            settings.online.stream_states().await.map_err(df_err)
+        });
+        names.extend(streams.into_iter().flatten().map(|s| s.view));
         names.sort();
         names.dedup();
         names
@@ -125,6 +129,10 @@ impl SchemaProvider for OnlineSchema {
                 .map_err(df_err)?;
             return Ok(Some(Arc::new(table)));
         }
+        if let Some(doc) = store.stream_state(name).await.map_err(df_err)? {
+            let reader = store.stream_reader(doc).await.map_err(df_err)?;
+            return Ok(Some(Arc::new(StreamOnlineTable::new(store, name, reader))));
+        }
         let state = match store.state(name).await.map_err(df_err)? {
             Some(s) => s,
             None => {
@@ -132,7 +140,15 @@ impl SchemaProvider for OnlineSchema {
                 let views = crate::features::list_views(store.warehouse())
                     .await
                     .map_err(df_err)?;
-                if views.iter().any(|v| v.name == name) {
+                if let Some(v) = views.iter().find(|v| v.name == name) {
+                    if v.stream.is_some() {
+                        return Err(df_err(Error::not_found(
+                            crate::error::Object::Table,
+                            format!(
+                                "stream feature view `{name}` has no values in the online store yet: run `sluice stream` (it keeps the view fresh while it runs)"
+                            ),
+                        )));
+                    }
                     return Err(df_err(not_materialized(name)));
                 }
                 return Ok(None);
@@ -264,70 +280,8 @@ impl OnlineTable {
         })
     }
 
-    fn entity_index(&self, e: &Expr) -> Option<usize> {
-        let name = match e {
-            Expr::Column(c) => &c.name,
-            Expr::Cast(c) => match c.expr.as_ref() {
-                Expr::Column(c) => &c.name,
-                _ => return None,
-            },
-            Expr::TryCast(c) => match c.expr.as_ref() {
-                Expr::Column(c) => &c.name,
-                _ => return None,
-            },
-            _ => return None,
-        };
-        self.entities.iter().position(|f| f.name() == name)
-    }
-
-    /// The keys a filter allows, as a disjunction of conjunctions of
-    /// `entity = value`; `None` when it is not of that form.
     fn key_filter(&self, e: &Expr) -> Option<Vec<Vec<(usize, ScalarValue)>>> {
-        match e {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-                Operator::Eq => {
-                    let (c, v) = match (left.as_ref(), right.as_ref()) {
-                        (c, Expr::Literal(v, _)) => (c, v),
-                        (Expr::Literal(v, _), c) => (c, v),
-                        _ => return None,
-                    };
-                    let i = self.entity_index(c)?;
-                    Some(vec![vec![(i, v.clone())]])
-                }
-                Operator::Or => {
-                    let mut l = self.key_filter(left)?;
-                    l.extend(self.key_filter(right)?);
-                    Some(l)
-                }
-                Operator::And => {
-                    let l = self.key_filter(left)?;
-                    let r = self.key_filter(right)?;
-                    and(l, r)
-                }
-                _ => None,
-            },
-            Expr::InList(list) if !list.negated => {
-                let i = self.entity_index(&list.expr)?;
-                list.list
-                    .iter()
-                    .map(|v| match v {
-                        Expr::Literal(v, _) => Some(vec![(i, v.clone())]),
-                        _ => None,
-                    })
-                    .collect()
-            }
-            _ => None,
-        }
-    }
-
-    fn usage(&self) -> String {
-        let cols: Vec<&str> = self.entities.iter().map(|f| f.name().as_str()).collect();
-        format!(
-            "online.{} is read by key: filter every entity column ({}) with = or IN, e.g. WHERE {} = 42",
-            self.name,
-            cols.join(", "),
-            cols.first().copied().unwrap_or("id")
-        )
+        key_filter(&self.entities, e)
     }
 
     /// Looks the keys up and builds the rows.
@@ -418,6 +372,79 @@ impl OnlineTable {
     }
 }
 
+/// `online.<view>` of a stream feature view: the aggregates as of the
+/// lookup's instant (`_event_time`), from the entities' events that
+/// `sluice stream` keeps in the online store.
+#[derive(Debug)]
+pub struct StreamOnlineTable {
+    store: Arc<OnlineStore>,
+    name: String,
+    reader: Arc<super::stream::ReaderView>,
+    entities: Vec<Field>,
+    schema: SchemaRef,
+}
+
+impl StreamOnlineTable {
+    fn new(store: Arc<OnlineStore>, name: &str, reader: Arc<super::stream::ReaderView>) -> Self {
+        let schema = super::stream::output_schema(&reader);
+        let entities = reader
+            .template
+            .entity_fields()
+            .into_iter()
+            .map(|f| f.with_nullable(true))
+            .collect();
+        StreamOnlineTable {
+            store,
+            name: name.to_string(),
+            reader,
+            entities,
+            schema,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for StreamOnlineTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match key_filter(&self.entities, f) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let keys = keys_of(&self.name, &self.entities, filters)?;
+        let now = chrono::Utc::now().timestamp_micros();
+        let batch = self
+            .store
+            .stream_values(&self.reader, &keys, now, &self.schema)
+            .await
+            .map_err(df_err)?;
+        MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())
+            .map(|e| e as Arc<dyn ExecutionPlan>)
+    }
+}
+
 /// `l AND r` over disjunctions of conjunctions.
 fn and(
     l: Vec<Vec<(usize, ScalarValue)>>,
@@ -473,46 +500,118 @@ impl TableProvider for OnlineTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut combos: Vec<Vec<(usize, ScalarValue)>> = vec![Vec::new()];
-        for f in filters {
-            if let Some(k) = self.key_filter(f) {
-                combos = and(combos, k).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "online.{}: more than {MAX_KEYS} keys in one query",
-                        self.name
-                    ))
-                })?;
-            }
-        }
-        let mut keys: Vec<Vec<ScalarValue>> = Vec::with_capacity(combos.len());
-        let mut seen = HashSet::new();
-        for c in combos {
-            let mut key = vec![ScalarValue::Null; self.entities.len()];
-            let mut set = 0;
-            for (i, v) in c {
-                key[i] = v;
-                set += 1;
-            }
-            if set < self.entities.len() {
-                return Err(DataFusionError::Plan(self.usage()));
-            }
-            // `= NULL` matches nothing.
-            if key.iter().any(ScalarValue::is_null) {
-                continue;
-            }
-            if seen.insert(key.clone()) {
-                keys.push(key);
-            }
-        }
-        if keys.len() > MAX_KEYS {
-            return Err(DataFusionError::Plan(format!(
-                "online.{}: {} keys in one query; the most is {MAX_KEYS}",
-                self.name,
-                keys.len()
-            )));
-        }
+        let keys = keys_of(&self.name, &self.entities, filters)?;
         let batch = self.rows(keys).await.map_err(df_err)?;
         MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())
             .map(|e| e as Arc<dyn ExecutionPlan>)
     }
+}
+
+fn entity_index(entities: &[Field], e: &Expr) -> Option<usize> {
+    let name = match e {
+        Expr::Column(c) => &c.name,
+        Expr::Cast(c) => match c.expr.as_ref() {
+            Expr::Column(c) => &c.name,
+            _ => return None,
+        },
+        Expr::TryCast(c) => match c.expr.as_ref() {
+            Expr::Column(c) => &c.name,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    entities.iter().position(|f| f.name() == name)
+}
+
+/// The keys a filter allows, as a disjunction of conjunctions of
+/// `entity = value`; `None` when it is not of that form.
+fn key_filter(entities: &[Field], e: &Expr) -> Option<Vec<Vec<(usize, ScalarValue)>>> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Eq => {
+                let (c, v) = match (left.as_ref(), right.as_ref()) {
+                    (c, Expr::Literal(v, _)) => (c, v),
+                    (Expr::Literal(v, _), c) => (c, v),
+                    _ => return None,
+                };
+                let i = entity_index(entities, c)?;
+                Some(vec![vec![(i, v.clone())]])
+            }
+            Operator::Or => {
+                let mut l = key_filter(entities, left)?;
+                l.extend(key_filter(entities, right)?);
+                Some(l)
+            }
+            Operator::And => {
+                let l = key_filter(entities, left)?;
+                let r = key_filter(entities, right)?;
+                and(l, r)
+            }
+            _ => None,
+        },
+        Expr::InList(list) if !list.negated => {
+            let i = entity_index(entities, &list.expr)?;
+            list.list
+                .iter()
+                .map(|v| match v {
+                    Expr::Literal(v, _) => Some(vec![(i, v.clone())]),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => None,
+    }
+}
+
+fn usage(name: &str, entities: &[Field]) -> String {
+    let cols: Vec<&str> = entities.iter().map(|f| f.name().as_str()).collect();
+    format!(
+        "online.{} is read by key: filter every entity column ({}) with = or IN, e.g. WHERE {} = 42",
+        name,
+        cols.join(", "),
+        cols.first().copied().unwrap_or("id")
+    )
+}
+
+/// The keys `filters` ask for (each once; `= NULL` matches nothing).
+fn keys_of(name: &str, entities: &[Field], filters: &[Expr]) -> DfResult<Vec<Vec<ScalarValue>>> {
+    let mut combos: Vec<Vec<(usize, ScalarValue)>> = vec![Vec::new()];
+    for f in filters {
+        if let Some(k) = key_filter(entities, f) {
+            combos = and(combos, k).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "online.{}: more than {MAX_KEYS} keys in one query",
+                    name
+                ))
+            })?;
+        }
+    }
+    let mut keys: Vec<Vec<ScalarValue>> = Vec::with_capacity(combos.len());
+    let mut seen = HashSet::new();
+    for c in combos {
+        let mut key = vec![ScalarValue::Null; entities.len()];
+        let mut set = 0;
+        for (i, v) in c {
+            key[i] = v;
+            set += 1;
+        }
+        if set < entities.len() {
+            return Err(DataFusionError::Plan(usage(name, entities)));
+        }
+        // `= NULL` matches nothing.
+        if key.iter().any(ScalarValue::is_null) {
+            continue;
+        }
+        if seen.insert(key.clone()) {
+            keys.push(key);
+        }
+    }
+    if keys.len() > MAX_KEYS {
+        return Err(DataFusionError::Plan(format!(
+            "online.{}: {} keys in one query; the most is {MAX_KEYS}",
+            name,
+            keys.len()
+        )));
+    }
+    Ok(keys)
 }

@@ -31,8 +31,9 @@ fn relation(labels: &str) -> String {
 }
 
 /// SQL computing the aggregates of `spec` for every row of `labels` (a table
-/// name or a query with the entity columns, by the entities' names, and the
-/// instant column `label_ts`) as of that row's `label_ts`:
+/// name or a query whose columns are `label_columns`, among them the entity
+/// columns, by the entities' names, and the instant column `label_ts`) as of
+/// that row's `label_ts`:
 ///
 /// labels `LEFT JOIN` the source's rows that pass the row filter, on entity
 /// equality and `label_ts - longest window < event_ts <= label_ts`, grouped
@@ -41,7 +42,17 @@ fn relation(labels: &str) -> String {
 /// its window)`. The result has the label columns, then one column per
 /// aggregate, in label order; a label with no event gets count 0 and NULL for
 /// the others, as the online state gives.
-pub fn offline_sql(spec: &StreamAggSpec, labels: &str, label_ts: &str) -> String {
+///
+/// The labels are read once (grouped by their row number and their columns):
+/// a `row_number() OVER ()` is not stable between two evaluations of the
+/// same relation, so joining results back to the labels by it would pair
+/// values with the wrong rows.
+pub fn offline_sql(
+    spec: &StreamAggSpec,
+    labels: &str,
+    label_ts: &str,
+    label_columns: &[&str],
+) -> String {
     let lt = format!("l.{}", quote_ident(label_ts));
     let ets = format!("e.{TS}");
     let mut events_cols: Vec<String> = spec.entities.iter().map(|e| quote_ident(e)).collect();
@@ -96,21 +107,23 @@ pub fn offline_sql(spec: &StreamAggSpec, labels: &str, label_ts: &str) -> String
             format!("{ets} > {lt} - {}", interval(spec.max_window_us())),
         ])
         .collect();
-    let outputs: Vec<String> = spec
-        .aggregates
+    let label_cols: Vec<String> = label_columns
         .iter()
-        .map(|a| format!("w.{}", quote_ident(&a.alias)))
+        .map(|c| format!("l.{}", quote_ident(c)))
         .collect();
+    let mut group = vec![format!("l.{ROW}")];
+    group.extend(label_cols.iter().cloned());
+    let mut select = label_cols;
+    select.extend(aggs);
     format!(
         "WITH __sluice_labels AS (SELECT row_number() OVER () AS {ROW}, __sluice_l.* FROM {labels} AS __sluice_l), \
-__sluice_events AS (SELECT {events} FROM {from}{where_}), \
-__sluice_windows AS (SELECT l.{ROW}, {aggs} FROM __sluice_labels AS l LEFT JOIN __sluice_events AS e ON {on} GROUP BY l.{ROW}) \
-SELECT l.* EXCLUDE ({ROW}), {outputs} FROM __sluice_labels AS l JOIN __sluice_windows AS w ON l.{ROW} = w.{ROW} ORDER BY l.{ROW}",
+__sluice_events AS (SELECT {events} FROM {from}{where_}) \
+SELECT {select} FROM __sluice_labels AS l LEFT JOIN __sluice_events AS e ON {on} GROUP BY {group} ORDER BY l.{ROW}",
         labels = relation(labels),
         events = events_cols.join(", "),
         from = spec.source_sql(),
-        aggs = aggs.join(", "),
+        select = select.join(", "),
         on = on.join(" AND "),
-        outputs = outputs.join(", "),
+        group = group.join(", "),
     )
 }

@@ -59,7 +59,7 @@ enum Domain {
     CountOnly,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Channel {
     expr: Arc<dyn PhysicalExpr>,
     domain: Domain,
@@ -104,6 +104,18 @@ pub struct StreamAggState {
     expired_to_us: Option<i64>,
     /// The newest time of an event dropped (too late, pruned or expired).
     dropped_to_us: Option<i64>,
+}
+
+/// Whether arrays of types `a` and `b` hold the same values in other
+/// layouts (string and binary views, large offsets).
+fn same_values(a: &DataType, b: &DataType) -> bool {
+    use DataType::*;
+    let family = |t: &DataType| match t {
+        Utf8 | LargeUtf8 | Utf8View => 1,
+        Binary | LargeBinary | BinaryView => 2,
+        _ => 0,
+    };
+    family(a) != 0 && family(a) == family(b)
 }
 
 /// Whether `dt` is an integer type kept as `i64` (UInt64 is not: it does not fit).
@@ -242,6 +254,14 @@ impl StreamAggState {
         let plan = |sql: &str, what: &str| -> Result<Arc<dyn PhysicalExpr>> {
             let expr = ctx
                 .parse_sql_expr(sql, &df_schema)
+                .map_err(|e| err(format!("{what} `{sql}`: {}", Error::from(e))))?;
+            // As the planner does before physical planning (`coalesce`, for
+            // one, only runs once rewritten into CASE).
+            let simplify = datafusion::logical_expr::simplify::SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build();
+            let expr = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(simplify)
+                .simplify(expr)
                 .map_err(|e| err(format!("{what} `{sql}`: {}", Error::from(e))))?;
             ctx.create_physical_expr(expr, &df_schema)
                 .map_err(|e| err(format!("{what} `{sql}`: {}", Error::from(e))))
@@ -389,6 +409,102 @@ impl StreamAggState {
         }
     }
 
+    /// A state of the same definition holding nothing (for readers that
+    /// decode a few entities: no planning again).
+    pub fn empty_like(&self) -> StreamAggState {
+        StreamAggState {
+            spec: self.spec.clone(),
+            options: self.options,
+            source_schema: self.source_schema.clone(),
+            output_schema: self.output_schema.clone(),
+            filter: self.filter.clone(),
+            entity_idx: self.entity_idx.clone(),
+            ts_idx: self.ts_idx,
+            ts_unit: self.ts_unit,
+            channels: self.channels.clone(),
+            aggs: self.aggs.clone(),
+            tile_widths: self.tile_widths.clone(),
+            max_window_us: self.max_window_us,
+            entities: HashMap::new(),
+            max_event_us: None,
+            expired_to_us: None,
+            dropped_to_us: None,
+        }
+    }
+
+    /// The newest event time (µs) held for entity `key`.
+    pub fn entity_newest_us(&self, key: &[ScalarValue]) -> Option<i64> {
+        self.entities
+            .get(key)
+            .and_then(|e| e.events.last_key_value().map(|(t, _)| *t))
+    }
+
+    /// Whether the state holds an event of `key`.
+    pub fn has_entity(&self, key: &[ScalarValue]) -> bool {
+        self.entities.contains_key(key)
+    }
+
+    /// The keys of every entity held.
+    pub fn entity_keys(&self) -> Vec<Vec<ScalarValue>> {
+        self.entities.keys().cloned().collect()
+    }
+
+    /// The entity columns of the source, as its schema has them.
+    pub fn entity_fields(&self) -> Vec<Field> {
+        self.entity_idx
+            .iter()
+            .map(|&i| self.source_schema.field(i).clone())
+            .collect()
+    }
+
+    /// The time zone of the source's event timestamp, if it has one.
+    pub fn event_timezone(&self) -> Option<Arc<str>> {
+        match self.source_schema.field(self.ts_idx).data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        }
+    }
+
+    /// The longest window (µs).
+    pub fn max_window_us(&self) -> i64 {
+        self.max_window_us
+    }
+
+    /// The entity keys of `batch`'s rows (source columns), without NULL
+    /// keys, each once: the entities an [`apply`](Self::apply) of it may change.
+    pub fn keys_of(&self, batch: &RecordBatch) -> Result<Vec<Vec<ScalarValue>>> {
+        let mut out = std::collections::HashSet::new();
+        let mut cols = Vec::new();
+        for &i in &self.entity_idx {
+            let name = self.source_schema.field(i).name();
+            let c = batch.column_by_name(name).ok_or_else(|| {
+                model_error(
+                    &self.spec.model,
+                    format!("a batch of the source has no column `{name}`"),
+                )
+            })?;
+            let want = self.source_schema.field(i).data_type();
+            let c = if c.data_type() == want {
+                c.clone()
+            } else {
+                cast(c, want).map_err(|e| Error::Internal(format!("entity `{name}`: {e}")))?
+            };
+            cols.push(c);
+        }
+        for row in 0..batch.num_rows() {
+            if cols.iter().any(|c| c.is_null(row)) {
+                continue;
+            }
+            let key = cols
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, row))
+                .collect::<datafusion::common::Result<Vec<_>>>()
+                .map_err(|e| Error::Internal(format!("entity key: {e}")))?;
+            out.insert(key);
+        }
+        Ok(out.into_iter().collect())
+    }
+
     /// Entities held.
     pub fn entity_count(&self) -> usize {
         self.entities.len()
@@ -428,6 +544,14 @@ impl StreamAggState {
                     ),
                 )
             })?;
+            if c.data_type() != f.data_type() && same_values(c.data_type(), f.data_type()) {
+                // DataFusion reads strings as views, the stream writes plain
+                // arrays: the same values either way.
+                cols.push(cast(c, f.data_type()).map_err(|e| {
+                    Error::Internal(format!("column `{}` to {}: {e}", f.name(), f.data_type()))
+                })?);
+                continue;
+            }
             if c.data_type() != f.data_type() {
                 return Err(model_error(
                     &self.spec.model,

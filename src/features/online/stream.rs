@@ -1,0 +1,701 @@
+//! Stream feature views in the online store: per entity, the state bytes of
+//! [`StreamAggState`] (its events of the longest window), written by
+//! `sluice stream` after every micro-batch commit and turned into values by
+//! the reader at lookup time, as of the lookup's instant. Windows therefore
+//! slide with the clock: an entity whose window emptied reads as count 0 /
+//! NULL without any write.
+//!
+//! - **The state document** `_sluice/stream_online/<view>.json`
+//!   ([`StreamOnlineState`]): the definition the ingester computes (its SQL,
+//!   so readers decode with exactly that), the backend, and for the embedded
+//!   store the generation and sequence of its files.
+//! - **Embedded**: `_sluice/stream_online/<view>/<generation>/<seq>.arrow`,
+//!   each an Arrow IPC file of (key bytes, state bytes): a *full* file (the
+//!   marker entry with an empty key) replaces everything, a *delta* file
+//!   replaces the entities it names (empty state bytes: the entity is gone).
+//!   A reader probes for the next sequence number at each lookup, so it sees
+//!   a batch as soon as its file exists; every restart of the ingester starts
+//!   a generation with a full file, and a full file is written again once the
+//!   deltas since the last one outweigh it (older files are then deleted).
+//! - **Redis**: one key per entity, `<prefix>:sv:<view>:<definition>:<key
+//!   bytes>`, written with an expiry at the moment its newest event leaves
+//!   the longest window (so Redis drops entities nobody will read again).
+
+use super::embedded::{self, Map};
+use super::redis::Reply;
+use super::{Backend, OnlineStore};
+use crate::error::{Error, Result};
+use crate::features::stream_agg::{StreamAggOptions, StreamAggSpec, StreamAggState};
+use crate::features::FeatureViewDef;
+use crate::warehouse::Warehouse;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::scalar::ScalarValue;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The folder under `_sluice/`.
+pub(crate) const DIR: &str = "stream_online";
+
+/// The marker key of a full file (entity keys are never empty).
+const FULL: &[u8] = b"";
+
+/// How often a reader re-reads the state document (to notice a restarted
+/// ingester, or files it skipped).
+const DOC_EVERY: Duration = Duration::from_millis(500);
+
+/// A full embedded file at least every this many files.
+const FULL_EVERY_FILES: u64 = 200;
+
+/// What the online store holds for one stream feature view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamOnlineState {
+    /// The view's name and `schema.table`.
+    pub view: String,
+    pub table: String,
+    /// The source table (`schema.table`).
+    pub source: String,
+    /// The definition the ingester computes (the view's SQL), and its hash.
+    pub sql: String,
+    pub definition: String,
+    pub entities: Vec<String>,
+    pub event_timestamp: String,
+    pub allowed_lateness_us: i64,
+    pub backend: String,
+    /// Embedded store: the files of this generation are read.
+    pub generation: u64,
+    /// Embedded store: the newest file, and the newest full file.
+    pub seq: u64,
+    pub full_seq: u64,
+    /// Entities held by the ingester.
+    pub entity_count: u64,
+    /// The newest event time applied (µs).
+    pub max_event_us: Option<i64>,
+    pub updated_at: String,
+    /// The `sluice stream` run that writes it.
+    pub stream_id: String,
+}
+
+fn doc(view: &str) -> String {
+    format!("{DIR}/{view}.json")
+}
+
+fn file(view: &str, generation: u64, seq: u64) -> String {
+    format!("{DIR}/{view}/{generation}/{seq:012}.arrow")
+}
+
+/// The hash naming a definition (16 hex digits of the SHA-256 of its SQL).
+pub fn definition_hash(sql: &str) -> String {
+    let mut h = crate::models::compile::sha256_hex(sql);
+    h.truncate(16);
+    h
+}
+
+/// `(schema, table)` of a stream view's source as its SQL names it
+/// (`raw.events`, `sluice.raw.events`, `events` in `default_schema`).
+pub fn source_table(source: &str, default_schema: &str) -> Result<(String, String)> {
+    let parts: Vec<&str> = source.split('.').collect();
+    match parts.as_slice() {
+        [t] => Ok((default_schema.to_string(), t.to_string())),
+        [s, t] => Ok((s.to_string(), t.to_string())),
+        [c, s, t] if *c == crate::sql::CATALOG => Ok((s.to_string(), t.to_string())),
+        _ => Err(Error::Sql(format!(
+            "stream feature view source `{source}` is not a warehouse table (schema.table)"
+        ))),
+    }
+}
+
+/// The parsed definition of a registered stream view.
+pub fn spec_of(view: &FeatureViewDef) -> Result<StreamAggSpec> {
+    let def = view.stream.as_ref().ok_or_else(|| {
+        Error::Sql(format!(
+            "feature view `{}` is not a stream feature view",
+            view.name
+        ))
+    })?;
+    StreamAggSpec::parse(&view.id(), &def.sql, &view.entities, &view.event_timestamp)
+}
+
+/// The Arrow schema of a warehouse table.
+pub async fn table_schema(wh: &Warehouse, schema: &str, table: &str) -> Result<SchemaRef> {
+    let t = wh.open_table(schema, table).await?.ok_or_else(|| {
+        Error::not_found(
+            crate::error::Object::Table,
+            format!("{schema}.{table} does not exist: load its source first (`sluice load` or `sluice stream`)"),
+        )
+    })?;
+    let snap = t
+        .snapshot()
+        .map_err(|e| Error::storage(format!("{schema}.{table}"), e))?;
+    Ok(Arc::new(snap.snapshot().arrow_schema().as_ref().clone()))
+}
+
+/// Encodes entity keys (values of `fields`' types) as row bytes.
+pub struct KeyCodec {
+    fields: Vec<Field>,
+    conv: RowConverter,
+}
+
+impl KeyCodec {
+    pub fn new(fields: Vec<Field>) -> Result<Self> {
+        let conv = RowConverter::new(
+            fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| Error::Sql(format!("the entity columns cannot be online keys: {e}")))?;
+        Ok(KeyCodec { fields, conv })
+    }
+
+    /// The keys as arrays of the entity types.
+    pub fn columns(&self, keys: &[Vec<ScalarValue>]) -> Result<Vec<ArrayRef>> {
+        let mut out = Vec::with_capacity(self.fields.len());
+        for (i, f) in self.fields.iter().enumerate() {
+            let array = if keys.is_empty() {
+                datafusion::arrow::array::new_empty_array(f.data_type())
+            } else {
+                ScalarValue::iter_to_array(keys.iter().map(|k| k[i].clone()))
+                    .map_err(|e| Error::Sql(e.to_string()))?
+            };
+            out.push(cast(&array, f.data_type()).map_err(|e| {
+                Error::Sql(format!(
+                    "a value for `{}` is not a {} ({e})",
+                    f.name(),
+                    f.data_type()
+                ))
+            })?);
+        }
+        Ok(out)
+    }
+
+    pub fn rows(&self, keys: &[Vec<ScalarValue>]) -> Result<Rows> {
+        let cols = self.columns(keys)?;
+        self.conv
+            .convert_columns(&cols)
+            .map_err(|e| Error::Internal(format!("encoding online keys: {e}")))
+    }
+}
+
+impl std::fmt::Debug for KeyCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCodec")
+            .field("fields", &self.fields)
+            .finish()
+    }
+}
+
+fn redis_prefix(prefix: &str, view: &str, definition: &str) -> Vec<u8> {
+    format!("{prefix}:sv:{view}:{definition}:").into_bytes()
+}
+
+fn storage_err(store: &OnlineStore, message: String) -> Error {
+    Error::Storage {
+        location: store.backend.label(),
+        message,
+    }
+}
+
+/// Writes one stream view's entities into the online store (`sluice stream`).
+#[derive(Debug)]
+pub struct StreamPublisher {
+    store: Arc<OnlineStore>,
+    doc: StreamOnlineState,
+    keys: KeyCodec,
+    /// Entries written in delta files since the last full file.
+    since_full: u64,
+}
+
+impl StreamPublisher {
+    /// Starts publishing `view` (a stream view) computed by `state`: a new
+    /// generation, whose first write must be [`publish_full`](Self::publish_full).
+    pub async fn open(
+        store: Arc<OnlineStore>,
+        view: &FeatureViewDef,
+        state: &StreamAggState,
+        stream_id: &str,
+    ) -> Result<Self> {
+        let def = view.stream.as_ref().ok_or_else(|| {
+            Error::Internal(format!("{} is not a stream feature view", view.name))
+        })?;
+        let previous: Option<StreamOnlineState> =
+            store.warehouse.get_meta_json(&doc(&view.name)).await?;
+        let doc = StreamOnlineState {
+            view: view.name.clone(),
+            table: view.id(),
+            source: def.source.clone(),
+            sql: def.sql.clone(),
+            definition: definition_hash(&def.sql),
+            entities: view.entities.clone(),
+            event_timestamp: view.event_timestamp.clone(),
+            allowed_lateness_us: def.allowed_lateness_us,
+            backend: store.backend.label(),
+            generation: previous.map_or(1, |p| p.generation + 1),
+            seq: 0,
+            full_seq: 0,
+            entity_count: 0,
+            max_event_us: None,
+            updated_at: chrono::Utc::now().to_rfc3339(),
+            stream_id: stream_id.to_string(),
+        };
+        Ok(StreamPublisher {
+            keys: KeyCodec::new(state.entity_fields())?,
+            store,
+            doc,
+            since_full: 0,
+        })
+    }
+
+    /// The state document as last written.
+    pub fn state(&self) -> &StreamOnlineState {
+        &self.doc
+    }
+
+    /// Writes every entity `state` holds (replacing what readers had).
+    pub async fn publish_full(&mut self, state: &StreamAggState) -> Result<()> {
+        let keys = state.entity_keys();
+        self.write(state, &keys, true).await
+    }
+
+    /// Writes the entities `keys` as `state` now holds them (gone when it
+    /// holds nothing of one).
+    pub async fn publish(
+        &mut self,
+        state: &StreamAggState,
+        keys: &[Vec<ScalarValue>],
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let full = matches!(self.store.backend, Backend::Embedded)
+            && (self.doc.seq == 0
+                || self.doc.seq - self.doc.full_seq >= FULL_EVERY_FILES
+                || self.since_full + keys.len() as u64 > (state.entity_count() as u64).max(1024));
+        if full {
+            return self.publish_full(state).await;
+        }
+        self.write(state, keys, false).await
+    }
+
+    async fn write(
+        &mut self,
+        state: &StreamAggState,
+        keys: &[Vec<ScalarValue>],
+        full: bool,
+    ) -> Result<()> {
+        let rows = self.keys.rows(keys)?;
+        self.doc.entity_count = state.entity_count() as u64;
+        self.doc.max_event_us = state.max_event_us();
+        self.doc.updated_at = chrono::Utc::now().to_rfc3339();
+        match &self.store.backend {
+            Backend::Embedded => {
+                let mut map = Map::default();
+                if full {
+                    map.insert(FULL.into(), b"full".to_vec().into());
+                }
+                for (i, k) in keys.iter().enumerate() {
+                    let bytes = state.encode_entity(k).unwrap_or_default();
+                    if full && bytes.is_empty() {
+                        continue;
+                    }
+                    map.insert(rows.row(i).as_ref().into(), bytes.into());
+                }
+                let body = embedded::encode(&map)?;
+                let wh = &self.store.warehouse;
+                let mut seq = if self.doc.seq == 0 && full && self.doc.full_seq == 0 {
+                    0
+                } else {
+                    self.doc.seq + 1
+                };
+                // Another writer of this generation (a second ingester) took
+                // the number: move past it, with a full file.
+                while !create(wh, &file(&self.doc.view, self.doc.generation, seq), &body).await? {
+                    seq += 1;
+                    if !full {
+                        return Box::pin(self.write(state, &state.entity_keys(), true)).await;
+                    }
+                }
+                self.doc.seq = seq;
+                if full {
+                    let previous_full = self.doc.full_seq;
+                    self.doc.full_seq = seq;
+                    self.since_full = 0;
+                    wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
+                    self.clean(previous_full).await;
+                } else {
+                    self.since_full += keys.len() as u64;
+                    wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
+                }
+            }
+            Backend::Redis { prefix, .. } => {
+                let redis = self.store.redis.as_ref().ok_or_else(|| {
+                    Error::Internal("the Redis online store is not set up".into())
+                })?;
+                let now = chrono::Utc::now().timestamp_micros();
+                let key_prefix = redis_prefix(prefix, &self.doc.view, &self.doc.definition);
+                let mut conn = redis.conn().await?;
+                let mut key = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    key.clear();
+                    key.extend_from_slice(&key_prefix);
+                    key.extend_from_slice(rows.row(i).as_ref());
+                    // Kept until its newest event leaves the longest window
+                    // (and the allowed lateness), plus a minute for clocks.
+                    let ttl_ms = state.entity_newest_us(k).map(|t| {
+                        (t.saturating_add(state.max_window_us())
+                            .saturating_add(self.doc.allowed_lateness_us)
+                            .saturating_sub(now))
+                            / 1000
+                            + 60_000
+                    });
+                    match (state.encode_entity(k), ttl_ms) {
+                        (Some(bytes), Some(ttl)) if ttl > 0 => {
+                            let ttl = ttl.to_string();
+                            conn.queue(&[b"SET", &key, &bytes, b"PX", ttl.as_bytes()]);
+                        }
+                        _ => conn.queue(&[b"DEL", &key]),
+                    }
+                    if conn.queued() >= 2_000 {
+                        conn.flush().await?;
+                    }
+                }
+                conn.flush().await?;
+                redis.give_back(conn);
+                if full || self.doc.seq == 0 {
+                    self.doc.seq += 1;
+                    self.store
+                        .warehouse
+                        .put_meta_json(&doc(&self.doc.view), &self.doc)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the files readers no longer need: other generations, and
+    /// files of this one before the previous full file (a reader that was
+    /// reading them goes to the newest full file).
+    async fn clean(&self, keep_from: u64) {
+        let wh = &self.store.warehouse;
+        let dir = format!("{DIR}/{}/", self.doc.view);
+        let Ok(paths) = wh.list_meta(&format!("{DIR}/{}", self.doc.view)).await else {
+            return;
+        };
+        for p in paths {
+            let Some(rest) = p.strip_prefix(&dir) else {
+                continue;
+            };
+            let mut parts = rest.split('/');
+            let (Some(g), Some(f)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let gen: Option<u64> = g.parse().ok();
+            let seq: Option<u64> = f.strip_suffix(".arrow").and_then(|s| s.parse().ok());
+            let stale = match (gen, seq) {
+                (Some(g), _) if g < self.doc.generation => true,
+                (Some(g), Some(s)) if g == self.doc.generation => s < keep_from,
+                _ => false,
+            };
+            if stale {
+                if let Err(e) = wh.delete_meta(&p).await {
+                    tracing::debug!("deleting {p}: {e}");
+                }
+            }
+        }
+    }
+}
+
+async fn create(wh: &Warehouse, rel: &str, body: &[u8]) -> Result<bool> {
+    wh.create_meta_bytes(rel, body.to_vec()).await
+}
+
+/// A reader's copy of one view's embedded files.
+#[derive(Debug, Default)]
+struct Files {
+    generation: u64,
+    /// The next file to read.
+    next: u64,
+    map: Map,
+}
+
+/// What a reader keeps per view.
+#[derive(Debug)]
+pub(crate) struct ReaderView {
+    pub doc: StreamOnlineState,
+    pub template: StreamAggState,
+    keys: KeyCodec,
+    files: tokio::sync::Mutex<Files>,
+    doc_read: Mutex<Instant>,
+}
+
+/// The stream views this process reads.
+#[derive(Debug, Default)]
+pub(crate) struct StreamReaders {
+    views: Mutex<HashMap<String, Arc<ReaderView>>>,
+}
+
+impl OnlineStore {
+    /// The state document of a stream view, if `sluice stream` ever wrote it.
+    pub async fn stream_state(&self, view: &str) -> Result<Option<StreamOnlineState>> {
+        if !crate::warehouse::is_identifier(view) {
+            return Ok(None);
+        }
+        self.warehouse.get_meta_json(&doc(view)).await
+    }
+
+    /// Every stream view's state document.
+    pub async fn stream_states(&self) -> Result<Vec<StreamOnlineState>> {
+        let mut out = Vec::new();
+        for name in self.warehouse.list_meta_json(DIR).await? {
+            if name.contains('/') {
+                continue;
+            }
+            if let Some(s) = self.stream_state(&name).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A reader of `doc`'s view (built once per definition).
+    pub(crate) async fn stream_reader(&self, doc: StreamOnlineState) -> Result<Arc<ReaderView>> {
+        if let Some(r) = self
+            .streams
+            .views
+            .lock()
+            .ok()
+            .and_then(|v| v.get(&doc.view).cloned())
+        {
+            if r.doc.definition == doc.definition && r.doc.backend == doc.backend {
+                return Ok(r);
+            }
+        }
+        if doc.backend != self.backend.label() {
+            return Err(Error::Sql(format!(
+                "online view `{}` is kept by `sluice stream` in {}, but the store is now {}; restart `sluice stream`",
+                doc.view,
+                doc.backend,
+                self.backend.label()
+            )));
+        }
+        let (schema, table) = source_table(&doc.source, "")?;
+        let source_schema = table_schema(&self.warehouse, &schema, &table).await?;
+        let spec = StreamAggSpec::parse(&doc.table, &doc.sql, &doc.entities, &doc.event_timestamp)?;
+        let template = StreamAggState::new(
+            spec,
+            source_schema,
+            StreamAggOptions {
+                allowed_lateness_us: doc.allowed_lateness_us,
+            },
+        )?;
+        let reader = Arc::new(ReaderView {
+            keys: KeyCodec::new(template.entity_fields())?,
+            template,
+            files: tokio::sync::Mutex::new(Files::default()),
+            doc_read: Mutex::new(Instant::now()),
+            doc,
+        });
+        if let Ok(mut v) = self.streams.views.lock() {
+            v.insert(reader.doc.view.clone(), reader.clone());
+        }
+        Ok(reader)
+    }
+
+    /// The state bytes of `keys` in a stream view (`None`: nothing held).
+    async fn stream_lookup(
+        &self,
+        reader: &ReaderView,
+        keys: &[Vec<ScalarValue>],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = reader.keys.rows(keys)?;
+        match &self.backend {
+            Backend::Redis { prefix, .. } => {
+                let redis = self.redis.as_ref().ok_or_else(|| {
+                    Error::Internal("the Redis online store is not set up".into())
+                })?;
+                let key_prefix = redis_prefix(prefix, &reader.doc.view, &reader.doc.definition);
+                let full: Vec<Vec<u8>> = rows
+                    .iter()
+                    .map(|k| {
+                        let mut v = key_prefix.clone();
+                        v.extend_from_slice(k.as_ref());
+                        v
+                    })
+                    .collect();
+                let mut args: Vec<&[u8]> = Vec::with_capacity(full.len() + 1);
+                args.push(b"MGET");
+                args.extend(full.iter().map(Vec::as_slice));
+                let mut conn = redis.conn().await?;
+                let reply = conn.call(&args).await?;
+                redis.give_back(conn);
+                match reply {
+                    Reply::Array(items) => Ok(items.into_iter().map(Reply::into_bytes).collect()),
+                    other => Err(storage_err(
+                        self,
+                        format!("unexpected MGET reply {other:?}"),
+                    )),
+                }
+            }
+            Backend::Embedded => {
+                let mut files = reader.files.lock().await;
+                self.refresh(reader, &mut files).await?;
+                Ok(rows
+                    .iter()
+                    .map(|k| {
+                        files
+                            .map
+                            .get(k.as_ref())
+                            .filter(|v| !v.is_empty())
+                            .map(|v| v.to_vec())
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Brings a reader's copy of the embedded files up to date: the files
+    /// after the last one read, and (every [`DOC_EVERY`]) the state document,
+    /// for a new generation or files deleted before this reader read them.
+    async fn refresh(&self, reader: &ReaderView, files: &mut Files) -> Result<()> {
+        let due = reader
+            .doc_read
+            .lock()
+            .map(|t| t.elapsed() >= DOC_EVERY)
+            .unwrap_or(true);
+        if files.generation == 0 || due {
+            if let Ok(mut t) = reader.doc_read.lock() {
+                *t = Instant::now();
+            }
+            if let Some(d) = self.stream_state(&reader.doc.view).await? {
+                if d.generation != files.generation || d.full_seq > files.next {
+                    files.generation = d.generation;
+                    files.next = d.full_seq;
+                    files.map.clear();
+                }
+            }
+        }
+        let view = &reader.doc.view;
+        loop {
+            let rel = file(view, files.generation, files.next);
+            let Some(bytes) = self.warehouse.get_meta_bytes(&rel).await? else {
+                break;
+            };
+            let map = embedded::decode(&bytes).map_err(|e| {
+                Error::Sql(format!(
+                    "online view `{view}`: `_sluice/{rel}` is unreadable ({e}); restart `sluice stream`"
+                ))
+            })?;
+            if map.contains_key(FULL) {
+                files.map = map;
+                files.map.remove(FULL);
+            } else {
+                for (k, v) in map {
+                    if v.is_empty() {
+                        files.map.remove(&k);
+                    } else {
+                        files.map.insert(k, v);
+                    }
+                }
+            }
+            files.next += 1;
+        }
+        Ok(())
+    }
+
+    /// The values of `keys` in a stream view as of `at_us` (now, for
+    /// lookups): the entity columns, the aggregates, `_event_time` (`at_us`)
+    /// and `_status` (`present` when the store holds events of the entity,
+    /// else `not_found`: count 0 and NULL aggregates, as a training set gives
+    /// an entity with no event in its windows).
+    pub(crate) async fn stream_values(
+        &self,
+        reader: &ReaderView,
+        keys: &[Vec<ScalarValue>],
+        at_us: i64,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch> {
+        let found = self.stream_lookup(reader, keys).await?;
+        let mut state = reader.template.empty_like();
+        for (k, bytes) in keys.iter().zip(&found) {
+            if let Some(b) = bytes {
+                let typed = typed_key(&reader.keys, k)?;
+                state.decode_entity(typed, b)?;
+            }
+        }
+        let key_cols = reader.keys.columns(keys)?;
+        let names = &reader.doc.entities;
+        let key_batch = RecordBatch::try_new(
+            Arc::new(Schema::new(reader.keys.fields.clone())),
+            key_cols.clone(),
+        )
+        .map_err(|e| Error::Internal(format!("keys: {e}")))?;
+        debug_assert_eq!(names.len(), key_cols.len());
+        let values = state.values(&key_batch, at_us)?;
+        let mut status = StringBuilder::with_capacity(keys.len(), keys.len() * 8);
+        for k in keys {
+            let typed = typed_key(&reader.keys, k)?;
+            status.append_value(if state.has_entity(&typed) {
+                "present"
+            } else {
+                "not_found"
+            });
+        }
+        let mut columns: Vec<ArrayRef> = values.columns().to_vec();
+        let times = TimestampMicrosecondArray::from(vec![at_us; keys.len()]);
+        let times = match schema.field(columns.len()).data_type() {
+            DataType::Timestamp(_, Some(tz)) => times.with_timezone(tz.clone()),
+            _ => times,
+        };
+        columns.push(Arc::new(times));
+        columns.push(Arc::new(status.finish()));
+        RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::Internal(format!("online rows: {e}")))
+    }
+}
+
+/// `key` with each value of its entity column's type (as the state keys).
+fn typed_key(codec: &KeyCodec, key: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
+    key.iter()
+        .zip(&codec.fields)
+        .map(|(v, f)| {
+            if &v.data_type() == f.data_type() {
+                Ok(v.clone())
+            } else {
+                v.cast_to(f.data_type()).map_err(|e| {
+                    Error::Sql(format!(
+                        "a value for `{}` is not a {} ({e})",
+                        f.name(),
+                        f.data_type()
+                    ))
+                })
+            }
+        })
+        .collect()
+}
+
+/// The columns of `online.<view>` for a stream view: the entity columns, the
+/// aggregates, `_event_time` (the instant the values are for) and `_status`.
+pub(crate) fn output_schema(reader: &ReaderView) -> SchemaRef {
+    let out = reader.template.output_schema();
+    let mut fields: Vec<Field> = out
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let tz = reader.template.event_timezone();
+    fields.push(Field::new(
+        "_event_time",
+        DataType::Timestamp(TimeUnit::Microsecond, tz),
+        true,
+    ));
+    fields.push(Field::new("_status", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
