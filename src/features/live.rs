@@ -19,7 +19,7 @@ use crate::sql::Engine;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::scalar::ScalarValue;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,8 @@ impl LiveViews {
                 },
             )?;
             let publisher = StreamPublisher::open(store.clone(), &def, &state, stream_id).await?;
+            let mut state = state;
+            state.record_changes(true);
             views.push(LiveView {
                 def,
                 state,
@@ -115,6 +117,7 @@ impl LiveViews {
     async fn rebuild(&mut self, i: usize) -> Result<()> {
         let v = &mut self.views[i];
         let mut state = v.state.empty_like();
+        state.record_changes(true);
         let spec = state.spec().clone();
         let ts = &spec.event_timestamp;
         let cut_us = chrono::Utc::now()
@@ -153,6 +156,8 @@ impl LiveViews {
             add(&mut totals, &state.apply(b)?);
         }
         let v = &mut self.views[i];
+        // Everything is written whole below: nothing to append.
+        state.take_changes();
         v.state = state;
         v.totals = totals;
         match v.publisher.publish_full(&v.state).await {
@@ -176,12 +181,10 @@ impl LiveViews {
         Ok(())
     }
 
-    /// Applies the rows of one commit and writes the entities they touched.
+    /// Applies the rows of one commit and writes the events they added.
     pub async fn apply(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for v in &mut self.views {
-            let mut keys: HashSet<Vec<ScalarValue>> = HashSet::new();
             for b in batches {
-                keys.extend(v.state.keys_of(b)?);
                 let stats = v.state.apply(b)?;
                 if stats.too_late > 0 {
                     tracing::info!(
@@ -192,11 +195,11 @@ impl LiveViews {
                 }
                 add(&mut v.totals, &stats);
             }
-            let keys: Vec<Vec<ScalarValue>> = keys.into_iter().collect();
+            let added = v.state.take_changes();
             let result = if v.dirty {
                 v.publisher.publish_full(&v.state).await
             } else {
-                v.publisher.publish(&v.state, &keys).await
+                v.publisher.publish(&v.state, added, Vec::new()).await
             };
             match result {
                 Ok(()) => v.dirty = false,
@@ -224,7 +227,7 @@ impl LiveViews {
                 .into_iter()
                 .filter(|k| !v.state.has_entity(k))
                 .collect();
-            if let Err(e) = v.publisher.publish(&v.state, &gone).await {
+            if let Err(e) = v.publisher.publish(&v.state, HashMap::new(), gone).await {
                 tracing::warn!("stream feature view {}: {e}", v.def.name);
                 v.dirty = true;
             }

@@ -200,14 +200,37 @@ fn storage_err(store: &OnlineStore, message: String) -> Error {
     }
 }
 
-/// Writes one stream view's entities into the online store (`sluice stream`).
+/// What a write does to one entity's stored events.
+#[derive(Debug)]
+pub enum Change {
+    /// Adds events (records of `StreamAggState::take_changes`).
+    Append(Vec<u8>),
+    /// Replaces them all (`StreamAggState::entity_events`).
+    Replace(Vec<u8>),
+    /// The entity has no event left.
+    Delete,
+}
+
+const APPEND: u8 = 0;
+const REPLACE: u8 = 1;
+const DELETE: u8 = 2;
+
+/// Writes one stream view's entities into the online store (`sluice stream`):
+/// per micro-batch, the events it added to each entity are appended to that
+/// entity's stored events, so a write costs what the batch brought, not what
+/// the windows hold. An entity whose appended events outgrow its live ones
+/// (pruned events are still stored) is written whole again.
 #[derive(Debug)]
 pub struct StreamPublisher {
     store: Arc<OnlineStore>,
     doc: StreamOnlineState,
     keys: KeyCodec,
-    /// Entries written in delta files since the last full file.
-    since_full: u64,
+    /// Bytes appended per entity since it was last written whole.
+    appended: HashMap<Vec<ScalarValue>, usize>,
+    /// Embedded store: bytes in delta files since the last full file, and
+    /// the size of that full file.
+    since_full: usize,
+    full_size: usize,
 }
 
 impl StreamPublisher {
@@ -246,7 +269,9 @@ impl StreamPublisher {
             keys: KeyCodec::new(state.entity_fields())?,
             store,
             doc,
+            appended: HashMap::new(),
             since_full: 0,
+            full_size: 0,
         })
     }
 
@@ -255,39 +280,69 @@ impl StreamPublisher {
         &self.doc
     }
 
-    /// Writes every entity `state` holds (replacing what readers had).
+    /// Writes every entity `state` holds, whole (replacing what readers had).
     pub async fn publish_full(&mut self, state: &StreamAggState) -> Result<()> {
         let keys = state.entity_keys();
-        self.write(state, &keys, true).await
+        let changes: Vec<(Vec<ScalarValue>, Change)> = keys
+            .into_iter()
+            .map(|k| {
+                let bytes = state.entity_events(&k).unwrap_or_default();
+                (k, Change::Replace(bytes))
+            })
+            .collect();
+        self.appended.clear();
+        self.write(state, changes, true).await
     }
 
-    /// Writes the entities `keys` as `state` now holds them (gone when it
-    /// holds nothing of one).
+    /// Writes what changed since the last write: the events `added` per
+    /// entity (from `StreamAggState::take_changes`), and the entities `gone`.
     pub async fn publish(
         &mut self,
         state: &StreamAggState,
-        keys: &[Vec<ScalarValue>],
+        added: HashMap<Vec<ScalarValue>, Vec<u8>>,
+        gone: Vec<Vec<ScalarValue>>,
     ) -> Result<()> {
-        if keys.is_empty() {
+        if added.is_empty() && gone.is_empty() {
             return Ok(());
         }
-        let full = matches!(self.store.backend, Backend::Embedded)
-            && (self.doc.seq == 0
-                || self.doc.seq - self.doc.full_seq >= FULL_EVERY_FILES
-                || self.since_full + keys.len() as u64 > (state.entity_count() as u64).max(1024));
-        if full {
+        let record = 8 + 9 * state.output_schema().fields().len().max(1);
+        let mut changes = Vec::with_capacity(added.len() + gone.len());
+        let mut bytes = 0usize;
+        for (k, events) in added {
+            let live = state.entity_event_count(&k) * record;
+            let before = self.appended.get(&k).copied().unwrap_or(0);
+            if before + events.len() > 2 * live + 4096 {
+                let whole = state.entity_events(&k).unwrap_or_default();
+                bytes += whole.len();
+                self.appended.insert(k.clone(), 0);
+                changes.push((k, Change::Replace(whole)));
+            } else {
+                bytes += events.len();
+                self.appended.insert(k.clone(), before + events.len());
+                changes.push((k, Change::Append(events)));
+            }
+        }
+        for k in gone {
+            self.appended.remove(&k);
+            changes.push((k, Change::Delete));
+        }
+        if matches!(self.store.backend, Backend::Embedded)
+            && (self.doc.seq - self.doc.full_seq >= FULL_EVERY_FILES
+                || self.since_full + bytes > self.full_size.max(4 << 20))
+        {
             return self.publish_full(state).await;
         }
-        self.write(state, keys, false).await
+        self.write(state, changes, false).await
     }
 
     async fn write(
         &mut self,
         state: &StreamAggState,
-        keys: &[Vec<ScalarValue>],
+        changes: Vec<(Vec<ScalarValue>, Change)>,
         full: bool,
     ) -> Result<()> {
-        let rows = self.keys.rows(keys)?;
+        let keys: Vec<Vec<ScalarValue>> = changes.iter().map(|(k, _)| k.clone()).collect();
+        let rows = self.keys.rows(&keys)?;
         self.doc.entity_count = state.entity_count() as u64;
         self.doc.max_event_us = state.max_event_us();
         self.doc.updated_at = chrono::Utc::now().to_rfc3339();
@@ -297,37 +352,42 @@ impl StreamPublisher {
                 if full {
                     map.insert(FULL.into(), b"full".to_vec().into());
                 }
-                for (i, k) in keys.iter().enumerate() {
-                    let bytes = state.encode_entity(k).unwrap_or_default();
-                    if full && bytes.is_empty() {
-                        continue;
-                    }
-                    map.insert(rows.row(i).as_ref().into(), bytes.into());
+                let mut size = 0;
+                for (i, (_, change)) in changes.into_iter().enumerate() {
+                    let value: Vec<u8> = match change {
+                        Change::Append(b) => std::iter::once(APPEND).chain(b).collect(),
+                        Change::Replace(b) => std::iter::once(REPLACE).chain(b).collect(),
+                        Change::Delete => vec![DELETE],
+                    };
+                    size += value.len();
+                    map.insert(rows.row(i).as_ref().into(), value.into());
                 }
                 let body = embedded::encode(&map)?;
                 let wh = &self.store.warehouse;
-                let mut seq = if self.doc.seq == 0 && full && self.doc.full_seq == 0 {
+                let mut seq = if full && self.doc.seq == 0 && self.doc.full_seq == 0 {
                     0
                 } else {
                     self.doc.seq + 1
                 };
                 // Another writer of this generation (a second ingester) took
-                // the number: move past it, with a full file.
+                // the number: move past it, writing everything.
                 while !create(wh, &file(&self.doc.view, self.doc.generation, seq), &body).await? {
-                    seq += 1;
                     if !full {
-                        return Box::pin(self.write(state, &state.entity_keys(), true)).await;
+                        self.doc.seq = seq;
+                        return Box::pin(self.publish_full(state)).await;
                     }
+                    seq += 1;
                 }
                 self.doc.seq = seq;
                 if full {
                     let previous_full = self.doc.full_seq;
                     self.doc.full_seq = seq;
                     self.since_full = 0;
+                    self.full_size = size;
                     wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
                     self.clean(previous_full).await;
                 } else {
-                    self.since_full += keys.len() as u64;
+                    self.since_full += size;
                     wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
                 }
             }
@@ -339,23 +399,31 @@ impl StreamPublisher {
                 let key_prefix = redis_prefix(prefix, &self.doc.view, &self.doc.definition);
                 let mut conn = redis.conn().await?;
                 let mut key = Vec::new();
-                for (i, k) in keys.iter().enumerate() {
+                for (i, (k, change)) in changes.iter().enumerate() {
                     key.clear();
                     key.extend_from_slice(&key_prefix);
                     key.extend_from_slice(rows.row(i).as_ref());
                     // Kept until its newest event leaves the longest window
                     // (and the allowed lateness), plus a minute for clocks.
-                    let ttl_ms = state.entity_newest_us(k).map(|t| {
-                        (t.saturating_add(state.max_window_us())
-                            .saturating_add(self.doc.allowed_lateness_us)
-                            .saturating_sub(now))
-                            / 1000
-                            + 60_000
-                    });
-                    match (state.encode_entity(k), ttl_ms) {
-                        (Some(bytes), Some(ttl)) if ttl > 0 => {
+                    let ttl_ms = state
+                        .entity_newest_us(k)
+                        .map(|t| {
+                            t.saturating_add(state.max_window_us())
+                                .saturating_add(self.doc.allowed_lateness_us)
+                                .saturating_sub(now)
+                                / 1000
+                                + 60_000
+                        })
+                        .filter(|ttl| *ttl > 0);
+                    match (change, ttl_ms) {
+                        (Change::Replace(b), Some(ttl)) => {
                             let ttl = ttl.to_string();
-                            conn.queue(&[b"SET", &key, &bytes, b"PX", ttl.as_bytes()]);
+                            conn.queue(&[b"SET", &key, b, b"PX", ttl.as_bytes()]);
+                        }
+                        (Change::Append(b), Some(ttl)) => {
+                            let ttl = ttl.to_string();
+                            conn.queue(&[b"APPEND", &key, b]);
+                            conn.queue(&[b"PEXPIRE", &key, ttl.as_bytes()]);
                         }
                         _ => conn.queue(&[b"DEL", &key]),
                     }
@@ -420,7 +488,8 @@ struct Files {
     generation: u64,
     /// The next file to read.
     next: u64,
-    map: Map,
+    /// Key bytes → the entity's event records.
+    map: HashMap<Box<[u8]>, Vec<u8>>,
 }
 
 /// What a reader keeps per view.
@@ -588,20 +657,24 @@ impl OnlineStore {
             let Some(bytes) = self.warehouse.get_meta_bytes(&rel).await? else {
                 break;
             };
-            let map = embedded::decode(&bytes).map_err(|e| {
+            let mut map = embedded::decode(&bytes).map_err(|e| {
                 Error::Sql(format!(
                     "online view `{view}`: `_sluice/{rel}` is unreadable ({e}); restart `sluice stream`"
                 ))
             })?;
-            if map.contains_key(FULL) {
-                files.map = map;
-                files.map.remove(FULL);
-            } else {
-                for (k, v) in map {
-                    if v.is_empty() {
+            if map.remove(FULL).is_some() {
+                files.map.clear();
+            }
+            for (k, v) in map {
+                match v.split_first() {
+                    Some((&APPEND, events)) => {
+                        files.map.entry(k).or_default().extend_from_slice(events);
+                    }
+                    Some((&REPLACE, events)) => {
+                        files.map.insert(k, events.to_vec());
+                    }
+                    _ => {
                         files.map.remove(&k);
-                    } else {
-                        files.map.insert(k, v);
                     }
                 }
             }
@@ -627,7 +700,7 @@ impl OnlineStore {
         for (k, bytes) in keys.iter().zip(&found) {
             if let Some(b) = bytes {
                 let typed = typed_key(&reader.keys, k)?;
-                state.decode_entity(typed, b)?;
+                state.decode_events(typed, b)?;
             }
         }
         let key_cols = reader.keys.columns(keys)?;
@@ -642,11 +715,10 @@ impl OnlineStore {
         let mut status = StringBuilder::with_capacity(keys.len(), keys.len() * 8);
         for k in keys {
             let typed = typed_key(&reader.keys, k)?;
-            status.append_value(if state.has_entity(&typed) {
-                "present"
-            } else {
-                "not_found"
-            });
+            let recent = state
+                .entity_newest_us(&typed)
+                .is_some_and(|t| t > at_us.saturating_sub(state.max_window_us()));
+            status.append_value(if recent { "present" } else { "not_found" });
         }
         let mut columns: Vec<ArrayRef> = values.columns().to_vec();
         let times = TimestampMicrosecondArray::from(vec![at_us; keys.len()]);

@@ -104,6 +104,9 @@ pub struct StreamAggState {
     expired_to_us: Option<i64>,
     /// The newest time of an event dropped (too late, pruned or expired).
     dropped_to_us: Option<i64>,
+    /// While recording: per entity, the events applied since the last
+    /// [`take_changes`](Self::take_changes), as event records.
+    changes: Option<HashMap<Vec<ScalarValue>, Vec<u8>>>,
 }
 
 /// Whether arrays of types `a` and `b` hold the same values in other
@@ -353,6 +356,7 @@ impl StreamAggState {
             max_event_us: None,
             expired_to_us: None,
             dropped_to_us: None,
+            changes: None,
         })
     }
 
@@ -429,7 +433,32 @@ impl StreamAggState {
             max_event_us: None,
             expired_to_us: None,
             dropped_to_us: None,
+            changes: None,
         }
+    }
+
+    /// Starts (or stops) recording the events each [`apply`](Self::apply)
+    /// adds, per entity, for [`take_changes`](Self::take_changes): what a
+    /// writer appends to the online store, so that its cost follows the new
+    /// events, not the events the windows hold.
+    pub fn record_changes(&mut self, on: bool) {
+        self.changes = on.then(HashMap::new);
+    }
+
+    /// The events applied since the last call (while recording), per entity,
+    /// as event records (see [`entity_events`](Self::entity_events)).
+    pub fn take_changes(&mut self) -> HashMap<Vec<ScalarValue>, Vec<u8>> {
+        match &mut self.changes {
+            Some(c) => std::mem::take(c),
+            None => HashMap::new(),
+        }
+    }
+
+    /// Events held for entity `key`.
+    pub fn entity_event_count(&self, key: &[ScalarValue]) -> usize {
+        self.entities
+            .get(key)
+            .map_or(0, |e| e.events.values().map(Vec::len).sum())
     }
 
     /// The newest event time (µs) held for entity `key`.
@@ -701,6 +730,9 @@ impl StreamAggState {
                 .collect::<datafusion::common::Result<Vec<_>>>()
                 .map_err(|e| Error::Internal(format!("entity key: {e}")))?;
             let vals: Box<[Val]> = values.iter().map(|v| v[row]).collect();
+            if let Some(changes) = &mut self.changes {
+                codec::encode_event(changes.entry(key.clone()).or_default(), ts, &vals);
+            }
             let sets = self.tile_widths.len();
             let entity = self
                 .entities

@@ -594,6 +594,71 @@ fn entity_state_round_trips_through_bytes() {
     );
 }
 
+/// What a writer appends per batch (`take_changes`), concatenated over the
+/// batches and in any order, decodes to the state the batches built.
+#[test]
+fn appended_changes_decode_to_the_same_values() {
+    let sql = "SELECT user_id, sum(price) FILTER (WHERE ts > now() - INTERVAL '1 minute') AS p, count(*) FILTER (WHERE ts > now() - INTERVAL '10 seconds') AS n, min(amount) FILTER (WHERE ts > now() - INTERVAL '30 seconds') AS a FROM raw.events WHERE coalesce(kind, 'payment') <> 'refund' GROUP BY user_id";
+    let mut rng = Rng(11);
+    let mut s = simple_state(sql, source_schema(), 5 * SEC).unwrap();
+    s.record_changes(true);
+    let events = random_events(&mut rng, 600, false);
+    let mut log: std::collections::HashMap<Vec<ScalarValue>, Vec<Vec<u8>>> = Default::default();
+    for chunk in events.chunks(37) {
+        s.apply(&batch_of(chunk)).unwrap();
+        for (k, bytes) in s.take_changes() {
+            log.entry(k).or_default().push(bytes);
+        }
+    }
+    assert!(s.take_changes().is_empty());
+    let newest = s.max_event_us().unwrap();
+    let mut checked = 0;
+    for (k, runs) in &log {
+        // Appended in order, and the same runs in reverse order.
+        for reverse in [false, true] {
+            let mut bytes = Vec::new();
+            let order: Vec<&Vec<u8>> = if reverse {
+                runs.iter().rev().collect()
+            } else {
+                runs.iter().collect()
+            };
+            for r in order {
+                bytes.extend_from_slice(r);
+            }
+            let mut t = s.empty_like();
+            t.decode_events(k.clone(), &bytes).unwrap();
+            for d in 0..70 {
+                let at = newest + d * SEC;
+                if s.earliest_exact_us().is_some_and(|e| at < e) {
+                    continue;
+                }
+                assert_eq!(
+                    s.value(k, at).unwrap(),
+                    t.value(k, at).unwrap(),
+                    "{k:?} +{d} s"
+                );
+                checked += 1;
+            }
+        }
+        // The whole entity as one run decodes the same.
+        if let Some(whole) = s.entity_events(k) {
+            let mut t = s.empty_like();
+            t.decode_events(k.clone(), &whole).unwrap();
+            assert_eq!(s.value(k, newest).unwrap(), t.value(k, newest).unwrap());
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    let mut t = s.empty_like();
+    let err = t
+        .decode_events(vec![ScalarValue::Int64(Some(1))], &[1, 2, 3])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("truncated") && err.contains("restart `sluice stream`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn types_follow_datafusion_and_others_are_refused() {
     let schema = Arc::new(Schema::new(vec![

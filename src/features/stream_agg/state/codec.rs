@@ -43,20 +43,7 @@ impl StreamAggState {
         out.extend_from_slice(&(n as u64).to_le_bytes());
         for (ts, rows) in &e.events {
             for vals in rows {
-                out.extend_from_slice(&ts.to_le_bytes());
-                for v in vals.iter() {
-                    match v {
-                        Val::Null => out.push(0),
-                        Val::I(x) => {
-                            out.push(1);
-                            out.extend_from_slice(&x.to_le_bytes());
-                        }
-                        Val::F(x) => {
-                            out.push(2);
-                            out.extend_from_slice(&x.to_bits().to_le_bytes());
-                        }
-                    }
-                }
+                encode_event(&mut out, *ts, vals);
             }
         }
         Some(out)
@@ -101,32 +88,90 @@ impl StreamAggState {
             ));
         }
         let n = r.u64().ok_or_else(|| bad("truncated"))?;
-        let mut events = Vec::new();
-        for _ in 0..n {
-            let ts = r.u64().ok_or_else(|| bad("truncated"))? as i64;
-            if !TIME_RANGE_US.contains(&ts) {
-                return Err(bad("an event time is out of range"));
+        let events = self.read_events(&mut r, Some(n)).map_err(bad)?;
+        if r.at != bytes.len() {
+            return Err(bad("trailing bytes"));
+        }
+        self.install_entity(key, events);
+        Ok(())
+    }
+
+    /// Entity `key`'s events as [`encode_event`] records, without the header
+    /// (`None` when the state holds no event of it). Records concatenate:
+    /// the bytes of two runs are the run of both.
+    pub fn entity_events(&self, key: &[ScalarValue]) -> Option<Vec<u8>> {
+        let e = self.entities.get(key)?;
+        let n: usize = e.events.values().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(n * (8 + 9 * self.channels.len()));
+        for (ts, rows) in &e.events {
+            for vals in rows {
+                encode_event(&mut out, *ts, vals);
             }
-            let mut vals = Vec::with_capacity(channels);
+        }
+        Some(out)
+    }
+
+    /// Replaces the state of entity `key` with the events of `bytes`, records
+    /// of [`entity_events`](Self::entity_events) and of the changes
+    /// [`take_changes`](Self::take_changes) gives, in any order and
+    /// concatenated. They carry no fingerprint: the caller knows they were
+    /// written for this definition.
+    pub fn decode_events(&mut self, key: Vec<ScalarValue>, bytes: &[u8]) -> Result<()> {
+        let bad = |m: &str| {
+            model_error(
+                &self.spec.model,
+                format!("the stored online events of entity {key:?} cannot be read: {m}; restart `sluice stream` to rebuild them from the source table"),
+            )
+        };
+        if key.len() != self.entity_idx.len() {
+            return Err(bad("the key does not have one value per entity"));
+        }
+        let mut r = Reader { bytes, at: 0 };
+        let events = self.read_events(&mut r, None).map_err(bad)?;
+        self.install_entity(key, events);
+        Ok(())
+    }
+
+    /// `n` events (or all up to the end) from `r`.
+    fn read_events(
+        &self,
+        r: &mut Reader<'_>,
+        n: Option<u64>,
+    ) -> std::result::Result<Events, &'static str> {
+        let mut events = Vec::new();
+        let mut read = 0u64;
+        loop {
+            match n {
+                Some(n) if read == n => break,
+                None if r.at == r.bytes.len() => break,
+                _ => {}
+            }
+            read += 1;
+            let ts = r.u64().ok_or("truncated")? as i64;
+            if !TIME_RANGE_US.contains(&ts) {
+                return Err("an event time is out of range");
+            }
+            let mut vals = Vec::with_capacity(self.channels.len());
             for c in &self.channels {
                 let v = match (r.u8(), c.domain) {
                     (Some(0), _) => Val::Null,
                     (Some(1), Domain::Int | Domain::CountOnly) => {
-                        Val::I(r.u64().ok_or_else(|| bad("truncated"))? as i64)
+                        Val::I(r.u64().ok_or("truncated")? as i64)
                     }
-                    (Some(2), Domain::Float) => {
-                        Val::F(f64::from_bits(r.u64().ok_or_else(|| bad("truncated"))?))
-                    }
-                    (None, _) => return Err(bad("truncated")),
-                    _ => return Err(bad("a value has the wrong type")),
+                    (Some(2), Domain::Float) => Val::F(f64::from_bits(r.u64().ok_or("truncated")?)),
+                    (None, _) => return Err("truncated"),
+                    _ => return Err("a value has the wrong type"),
                 };
                 vals.push(v);
             }
             events.push((ts, vals.into_boxed_slice()));
         }
-        if r.at != bytes.len() {
-            return Err(bad("trailing bytes"));
-        }
+        Ok(events)
+    }
+
+    /// Makes `events` the state of entity `key`: events at or before the
+    /// horizon are dropped; the newest event time advances to the newest.
+    fn install_entity(&mut self, key: Vec<ScalarValue>, events: Events) {
         if let Some(newest) = events.iter().map(|(t, _)| *t).max() {
             self.max_event_us = Some(self.max_event_us.map_or(newest, |m| m.max(newest)));
         }
@@ -146,9 +191,30 @@ impl StreamAggState {
         } else {
             self.entities.insert(key, entity);
         }
-        Ok(())
     }
 }
+
+/// One event as bytes: its time (µs, `i64`), then per channel a tag (`0`
+/// NULL, `1` integer, `2` float) with 8 bytes of value unless NULL.
+pub(super) fn encode_event(out: &mut Vec<u8>, ts: i64, vals: &[Val]) {
+    out.extend_from_slice(&ts.to_le_bytes());
+    for v in vals {
+        match v {
+            Val::Null => out.push(0),
+            Val::I(x) => {
+                out.push(1);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Val::F(x) => {
+                out.push(2);
+                out.extend_from_slice(&x.to_bits().to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Decoded events: time and channel values.
+type Events = Vec<(i64, Box<[Val]>)>;
 
 struct Reader<'a> {
     bytes: &'a [u8],
