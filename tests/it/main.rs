@@ -20,3 +20,4 @@ mod slt;
 mod snapshots;
 mod sql;
 mod sql_cli;
+mod stream_views;

@@ -96,6 +96,14 @@ impl SchemaProvider for OnlineSchema {
                     Some((v, f)) => (v.trim(), Some(f.trim())),
                     None => (r.trim(), None),
                 };
+                if store.stream_state(view).await.map_err(df_err)?.is_some() {
+                    return Err(df_err(Error::NotSupported {
+                        message: format!(
+                            "feature service `{name}` includes `{view}`, a stream feature view: services of stream views are not supported yet; look it up on its own (online.{view})"
+                        ),
+                        source: None,
+                    }));
+                }
                 let state = materialized(&store, view).await?;
                 let layout = Layout::from_state(&state).map_err(df_err)?;
                 let wanted: Vec<usize> = match feature {
