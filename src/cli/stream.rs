@@ -60,11 +60,10 @@ pub async fn run(ctx: &Context, args: StreamArgs) -> anyhow::Result<()> {
     let store = sluice::features::settings(&engine)?.online.clone();
     for src in &sources {
         let (schema, table) = src.target();
+        // Started for every source: views registered later (a `sluice run`
+        // while this runs) are picked up within seconds.
         let live = LiveViews::start(&engine, store.clone(), &schema, &table, &stream_id).await?;
-        if live.is_empty() {
-            continue;
-        }
-        if ctx.progress_lines {
+        if ctx.progress_lines && !live.is_empty() {
             note(format!(
                 "sluice stream: keeping {} fresh online",
                 live.names().join(", ")

@@ -39,6 +39,8 @@ struct LiveView {
 /// The stream views over one source table.
 pub struct LiveViews {
     engine: Engine,
+    store: Arc<OnlineStore>,
+    stream_id: String,
     schema: String,
     table: String,
     views: Vec<LiveView>,
@@ -63,44 +65,82 @@ impl LiveViews {
         table: &str,
         stream_id: &str,
     ) -> Result<LiveViews> {
-        let wh = engine.warehouse();
-        let default_schema = engine.default_schema().to_string();
-        let mut views = Vec::new();
-        for def in super::list_views(wh).await? {
+        let mut live = LiveViews {
+            engine: engine.clone(),
+            store,
+            stream_id: stream_id.to_string(),
+            schema: schema.to_string(),
+            table: table.to_string(),
+            views: Vec::new(),
+        };
+        live.refresh_views().await?;
+        Ok(live)
+    }
+
+    /// Follows the registry: views registered over the table since (a
+    /// `sluice run` while the stream runs) are added, views whose definition
+    /// changed are set up again, views no longer registered are dropped.
+    /// Each added view is rebuilt from the table.
+    pub async fn refresh_views(&mut self) -> Result<()> {
+        let wh = self.engine.warehouse().clone();
+        let default_schema = self.engine.default_schema().to_string();
+        let mut wanted = Vec::new();
+        for def in super::list_views(&wh).await? {
             let Some(sd) = &def.stream else { continue };
             let (s, t) = source_table(&sd.source, &default_schema)?;
-            if s != schema || t != table {
-                continue;
+            if s == self.schema && t == self.table {
+                wanted.push(def);
             }
-            let source_schema = table_schema(wh, schema, table).await?;
-            let state = StreamAggState::new(
+        }
+        self.views.retain(|v| {
+            let keep = wanted.iter().any(|w| w.name == v.def.name);
+            if !keep {
+                tracing::info!(
+                    "stream feature view {} is no longer registered: not kept online any more",
+                    v.def.name
+                );
+            }
+            keep
+        });
+        for def in wanted {
+            let current = self.views.iter().position(|v| v.def.name == def.name);
+            if let Some(i) = current {
+                if self.views[i].def.stream == def.stream
+                    && self.views[i].def.entities == def.entities
+                {
+                    continue;
+                }
+                tracing::info!(
+                    "stream feature view {}: its definition changed; rebuilding it",
+                    def.name
+                );
+                self.views.remove(i);
+            }
+            let Some(sd) = def.stream.clone() else {
+                continue;
+            };
+            let source_schema = table_schema(&wh, &self.schema, &self.table).await?;
+            let mut state = StreamAggState::new(
                 spec_of(&def)?,
                 source_schema,
                 StreamAggOptions {
                     allowed_lateness_us: sd.allowed_lateness_us,
                 },
             )?;
-            let publisher = StreamPublisher::open(store.clone(), &def, &state, stream_id).await?;
-            let mut state = state;
             state.record_changes(true);
-            views.push(LiveView {
+            let publisher =
+                StreamPublisher::open(self.store.clone(), &def, &state, &self.stream_id).await?;
+            self.views.push(LiveView {
                 def,
                 state,
                 publisher,
                 dirty: false,
                 totals: ApplyStats::default(),
             });
+            let i = self.views.len() - 1;
+            self.rebuild(i).await?;
         }
-        let mut live = LiveViews {
-            engine: engine.clone(),
-            schema: schema.to_string(),
-            table: table.to_string(),
-            views,
-        };
-        for i in 0..live.views.len() {
-            live.rebuild(i).await?;
-        }
-        Ok(live)
+        Ok(())
     }
 
     /// The names of the views kept fresh.
@@ -269,6 +309,9 @@ impl LiveViews {
                     }
                 }
                 _ = tick.tick() => {
+                    if let Err(e) = self.refresh_views().await {
+                        tracing::warn!("stream feature views over {}.{}: reading the registry: {e}", self.schema, self.table);
+                    }
                     let now = chrono::Utc::now().timestamp_micros();
                     if let Err(e) = self.expire(now).await {
                         tracing::warn!("stream feature views over {}.{}: {e}", self.schema, self.table);

@@ -95,6 +95,12 @@ async fn scenario(online_toml: &str) {
     ))
     .await
     .unwrap();
+    // Live views started before the view is registered pick it up.
+    let store = sluice::features::settings(&e).unwrap().online.clone();
+    let mut early = LiveViews::start(&e, store.clone(), "raw", "events", "early")
+        .await
+        .unwrap();
+    assert!(early.is_empty());
     let report = execute(dir.path(), Steps::Models, &[], false).await;
     assert!(
         report.results.iter().all(|n| n.status == Status::Success),
@@ -117,7 +123,9 @@ async fn scenario(online_toml: &str) {
         .to_string();
     assert!(err.contains("run `sluice stream`"), "{err}");
 
-    let store = sluice::features::settings(&e).unwrap().online.clone();
+    early.refresh_views().await.unwrap();
+    assert_eq!(early.names(), ["user_rt"]);
+    drop(early);
     let mut live = LiveViews::start(&e, store, "raw", "events", "it")
         .await
         .unwrap();

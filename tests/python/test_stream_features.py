@@ -349,3 +349,45 @@ def test_stream_view_errors(sluice_bin, kafka_broker, tmp_path):
         assert "bad" in r.stdout + r.stderr
     assert not (project / "warehouse" / "_sluice" / "features").exists() or not list(
         (project / "warehouse" / "_sluice" / "features").iterdir())
+
+
+def test_a_view_registered_while_streaming_is_picked_up(sluice_bin, kafka_broker, tmp_path):
+    """`sluice run` of a new stream view while `sluice stream` runs: within
+    seconds the stream keeps it online, without a restart."""
+    topic = "sfv_late_view"
+    kafka_broker.create_topic(topic, 2)
+    project = tmp_path / "p"
+    (project / "catalog").mkdir(parents=True)
+    (project / "models").mkdir()
+    (project / "sluice.toml").write_text(
+        '[project]\nname = "sfv"\nmodels = "models"\n\n[warehouse]\nuri = "warehouse"\n')
+    (project / "catalog" / "sources.toml").write_text(
+        SOURCE.format(brokers=kafka_broker.address, topic=topic))
+    producer = kafka_broker.producer()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    produce(producer, topic, [(b"1", {"id": 1, "user_id": 1, "amount": 2.0, "ts": iso(now)})], 2)
+    sluice(sluice_bin, project, "load", "events")
+    err = open(tmp_path / "stream.stderr", "w")
+    stream = subprocess.Popen([sluice_bin, "--project", str(project), "stream"],
+                              stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        (project / "models" / "user_stream.sql").write_text(VIEW)
+        sluice(sluice_bin, project, "run")
+        produce(producer, topic, [(b"1", {"id": 2, "user_id": 1, "amount": 3.0,
+                                          "ts": iso(datetime.datetime.now(datetime.timezone.utc))})], 2)
+        deadline = time.time() + 30
+        out = ""
+        while time.time() < deadline:
+            r = subprocess.run([sluice_bin, "--project", str(project), "--progress", "never", "sql",
+                                "--format", "csv",
+                                "SELECT txn_count_10m, amount_1h FROM online.user_stream WHERE user_id = 1"],
+                               capture_output=True, text=True, timeout=60)
+            out = r.stdout + r.stderr
+            if r.returncode == 0 and "2,5.0" in out:
+                break
+            time.sleep(0.5)
+        assert "2,5.0" in out, out + (tmp_path / "stream.stderr").read_text()
+    finally:
+        stream.send_signal(signal.SIGINT)
+        stream.wait(30)
+        err.close()

@@ -48,6 +48,9 @@ const FULL: &[u8] = b"";
 /// ingester, or files it skipped).
 const DOC_EVERY: Duration = Duration::from_millis(500);
 
+/// How often a reader looks for new files of a view (at most).
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+
 /// A full embedded file at least every this many files.
 const FULL_EVERY_FILES: u64 = 200;
 
@@ -490,6 +493,10 @@ struct Files {
     next: u64,
     /// Key bytes → the entity's event records.
     map: HashMap<Box<[u8]>, Vec<u8>>,
+    /// The newest file the state document named when last read.
+    doc_seq: u64,
+    /// When the files were last probed.
+    probed: Option<Instant>,
 }
 
 /// What a reader keeps per view.
@@ -639,18 +646,40 @@ impl OnlineStore {
             .lock()
             .map(|t| t.elapsed() >= DOC_EVERY)
             .unwrap_or(true);
-        if files.generation == 0 || due {
-            if let Ok(mut t) = reader.doc_read.lock() {
-                *t = Instant::now();
-            }
-            if let Some(d) = self.stream_state(&reader.doc.view).await? {
-                if d.generation != files.generation || d.full_seq > files.next {
-                    files.generation = d.generation;
-                    files.next = d.full_seq;
-                    files.map.clear();
-                }
-            }
+        if !due && files.generation != 0 && files.probed.is_some_and(|t| t.elapsed() < PROBE_EVERY)
+        {
+            return Ok(());
         }
+        files.probed = Some(Instant::now());
+        if files.generation == 0 || due {
+            self.read_doc(reader, files).await?;
+        }
+        self.read_files(reader, files).await?;
+        // A file the document named is gone (a newer full file replaced it
+        // while this reader was behind): start again from the newest full file.
+        if files.next <= files.doc_seq {
+            self.read_doc(reader, files).await?;
+            self.read_files(reader, files).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_doc(&self, reader: &ReaderView, files: &mut Files) -> Result<()> {
+        if let Ok(mut t) = reader.doc_read.lock() {
+            *t = Instant::now();
+        }
+        if let Some(d) = self.stream_state(&reader.doc.view).await? {
+            if d.generation != files.generation || d.full_seq > files.next {
+                files.generation = d.generation;
+                files.next = d.full_seq;
+                files.map.clear();
+            }
+            files.doc_seq = d.seq;
+        }
+        Ok(())
+    }
+
+    async fn read_files(&self, reader: &ReaderView, files: &mut Files) -> Result<()> {
         let view = &reader.doc.view;
         loop {
             let rel = file(view, files.generation, files.next);
