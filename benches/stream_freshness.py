@@ -29,41 +29,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
-from kafka_util import Broker  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kafka_util import Broker, kafka_project  # noqa: E402
+from stream_ingest import delta_rows, peak_rss_mb  # noqa: E402
 
 HERE = Path(__file__).resolve()
 PROBE_USER = 10_000_000
 PROBE_ID = 10**12
-
-SOURCE = """
-[[source]]
-name = "events"
-kind = "kafka"
-format = "json"
-target = "raw.events"
-
-[source.kafka]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-max_batch_records = 500000
-
-[[source.columns]]
-name = "id"
-type = "bigint"
-not_null = true
-
-[[source.columns]]
-name = "user_id"
-type = "bigint"
-
-[[source.columns]]
-name = "amount"
-type = "double"
-
-[[source.columns]]
-name = "ts"
-type = "timestamptz"
-{extra}"""
 
 VIEW = """{{ config(materialized='view', feature_view={'entities': ['user_id'],
     'event_timestamp': 'ts', 'stream': true}) }}
@@ -131,27 +103,6 @@ def sluice(bin_, project, *args):
     return r.stdout
 
 
-def peak_rss_mb(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def delta_rows(uri):
-    import pyarrow as pa
-    from deltalake import DeltaTable
-    try:
-        dt = DeltaTable(uri)
-    except Exception:
-        return 0
-    adds = pa.table(dt.get_add_actions(flatten=True))
-    return sum(n for n in adds.column("num_records").to_pylist() if n is not None)
-
-
 def percentile(xs, p):
     xs = sorted(xs)
     if not xs:
@@ -167,17 +118,16 @@ def run(args, broker, shape, trigger_ms, work):
 
     topic = f"fresh_{shape}_{trigger_ms}_{random.randrange(1 << 30)}"
     broker.create_topic(topic, 3)
-    proj = work / topic
-    (proj / "catalog").mkdir(parents=True)
+    proj = kafka_project(work / topic, broker.address, topic, extra="max_batch_records = 500000")
     (proj / "models").mkdir()
     online = ""
     if args.redis_url:
         online = f'\n[online]\nstore = "redis"\nredis_url = "{args.redis_url}"\nkey_prefix = "b{random.randrange(1 << 30)}"\n'
     (proj / "sluice.toml").write_text(
         f'[project]\nname = "fresh"\nmodels = "models"\n\n[warehouse]\nuri = "warehouse"\n{online}')
-    extra = '\n[[source.columns]]\nname = "note"\ntype = "varchar"\n' if shape == "wide" else ""
-    (proj / "catalog" / "sources.toml").write_text(
-        SOURCE.format(brokers=broker.address, topic=topic, extra=extra))
+    if shape == "wide":
+        cat = proj / "catalog" / "sources.toml"
+        cat.write_text(cat.read_text() + '\n[[source.columns]]\nname = "note"\ntype = "varchar"\n')
     (proj / "models" / "probe_view.sql").write_text(VIEW)
     probe = Producer({"bootstrap.servers": broker.address, "linger.ms": 0, "acks": "1"})
     probe.produce(topic, value=json.dumps({"id": 0, "user_id": -1, "amount": 0, "ts": now_iso()}),

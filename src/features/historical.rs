@@ -348,24 +348,7 @@ pub async fn training_sql(
             )
             .await?;
             for (f, expr) in cols {
-                let out = if options.full_names || entity_columns.contains(&f) {
-                    format!("{}__{f}", view.name)
-                } else {
-                    f.clone()
-                };
-                if entity_columns.contains(&out) {
-                    return Err(Error::Sql(format!(
-                        "feature `{f}` of view `{}` would be named `{out}`, a column of the entity source `{entity}`; rename that column in the entity source",
-                        view.name
-                    )));
-                }
-                if let Some((_, other)) = seen.iter().find(|(n, _)| n == &out) {
-                    return Err(Error::Sql(format!(
-                        "feature views `{other}` and `{}` both have a feature `{out}`; pass full_names=true (--full-names) to name features `<view>__<feature>`, or ask for one of them (`{other}:{f}`)",
-                        view.name
-                    )));
-                }
-                seen.push((out.clone(), view.name.clone()));
+                let out = output_name(view, &f, options, &entity_columns, entity, &mut seen)?;
                 select.push(format!("{expr} AS {}", crate::names::quote_ident(&out)));
             }
             joins.push(join);
@@ -392,26 +375,7 @@ pub async fn training_sql(
                 ))
             })?;
         for f in features {
-            // Entity columns keep their names: a feature named like one
-            // comes back prefixed with its view, as with full_names.
-            let out = if options.full_names || entity_columns.contains(f) {
-                format!("{}__{f}", view.name)
-            } else {
-                f.clone()
-            };
-            if entity_columns.contains(&out) {
-                return Err(Error::Sql(format!(
-                    "feature `{f}` of view `{}` would be named `{out}`, a column of the entity source `{entity}`; rename that column in the entity source",
-                    view.name
-                )));
-            }
-            if let Some((_, other)) = seen.iter().find(|(n, _)| n == &out) {
-                return Err(Error::Sql(format!(
-                    "feature views `{other}` and `{}` both have a feature `{out}`; pass full_names=true (--full-names) to name features `<view>__<feature>`, or ask for one of them (`{other}:{f}`)",
-                    view.name
-                )));
-            }
-            seen.push((out.clone(), view.name.clone()));
+            let out = output_name(view, f, options, &entity_columns, entity, &mut seen)?;
             select.push(format!(
                 "{alias}.{} AS {}",
                 crate::names::quote_ident(f),
@@ -458,6 +422,39 @@ pub async fn training_sql(
         inputs,
         timestamp,
     })
+}
+
+/// The output name of feature `f` of `view`: entity columns keep their
+/// names, so a feature named like one comes back prefixed with its view, as
+/// with full_names; two features of one name are an error (recorded in `seen`
+/// as (name, view)).
+fn output_name(
+    view: &FeatureViewDef,
+    f: &str,
+    options: &Options,
+    entity_columns: &[String],
+    entity: &str,
+    seen: &mut Vec<(String, String)>,
+) -> Result<String> {
+    let out = if options.full_names || entity_columns.iter().any(|c| c == f) {
+        format!("{}__{f}", view.name)
+    } else {
+        f.to_string()
+    };
+    if entity_columns.contains(&out) {
+        return Err(Error::Sql(format!(
+            "feature `{f}` of view `{}` would be named `{out}`, a column of the entity source `{entity}`; rename that column in the entity source",
+            view.name
+        )));
+    }
+    if let Some((_, other)) = seen.iter().find(|(n, _)| n == &out) {
+        return Err(Error::Sql(format!(
+            "feature views `{other}` and `{}` both have a feature `{out}`; pass full_names=true (--full-names) to name features `<view>__<feature>`, or ask for one of them (`{other}:{f}`)",
+            view.name
+        )));
+    }
+    seen.push((out.clone(), view.name.clone()));
+    Ok(out)
 }
 
 /// The join of a stream feature view: its aggregates computed offline

@@ -36,6 +36,23 @@ struct LiveView {
     totals: ApplyStats,
 }
 
+impl LiveView {
+    /// Notes how a write to the online store went: after a failure, the
+    /// next write is a whole one.
+    fn written(&mut self, result: Result<()>) {
+        match result {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                tracing::warn!(
+                    "stream feature view {}: writing the online store (tried again after the next batch): {e}",
+                    self.def.name
+                );
+                self.dirty = true;
+            }
+        }
+    }
+}
+
 /// The stream views over one source table.
 pub struct LiveViews {
     engine: Engine,
@@ -200,16 +217,8 @@ impl LiveViews {
         state.take_changes();
         v.state = state;
         v.totals = totals;
-        match v.publisher.publish_full(&v.state).await {
-            Ok(()) => v.dirty = false,
-            Err(e) => {
-                tracing::warn!(
-                    "stream feature view {}: writing the online store (tried again after the next batch): {e}",
-                    v.def.name
-                );
-                v.dirty = true;
-            }
-        }
+        let result = v.publisher.publish_full(&v.state).await;
+        v.written(result);
         tracing::info!(
             "stream feature view {}: {} events of {} entities from {}.{}",
             v.def.name,
@@ -241,16 +250,7 @@ impl LiveViews {
             } else {
                 v.publisher.publish(&v.state, added, Vec::new()).await
             };
-            match result {
-                Ok(()) => v.dirty = false,
-                Err(e) => {
-                    tracing::warn!(
-                        "stream feature view {}: writing the online store (tried again after the next batch): {e}",
-                        v.def.name
-                    );
-                    v.dirty = true;
-                }
-            }
+            v.written(result);
         }
         Ok(())
     }

@@ -24,38 +24,8 @@ import pytest
 from deltalake import DeltaTable
 
 from conftest import s3_env, s3_storage_options
-from kafka_util import kafka_broker, produce  # noqa: F401
+from kafka_util import kafka_broker, kafka_project, produce  # noqa: F401
 from test_flight import adbc_connect, rows, start_server, stop_server
-
-SOURCE = """
-[[source]]
-name = "events"
-kind = "kafka"
-format = "json"
-target = "raw.events"
-
-[source.kafka]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-trigger_ms = 250
-
-[[source.columns]]
-name = "id"
-type = "bigint"
-not_null = true
-
-[[source.columns]]
-name = "user_id"
-type = "bigint"
-
-[[source.columns]]
-name = "amount"
-type = "double"
-
-[[source.columns]]
-name = "ts"
-type = "timestamptz"
-"""
 
 VIEW = """{{ config(materialized='view', feature_view={'entities': ['user_id'],
     'event_timestamp': 'ts', 'stream': true, 'allowed_lateness': '10m'}) }}
@@ -96,6 +66,17 @@ def sluice(bin_, project, *args, env=None):
                        capture_output=True, text=True, timeout=300, env=full)
     assert r.returncode == 0, f"sluice {' '.join(map(str, args))} failed:\n{r.stdout}\n{r.stderr}"
     return r.stdout
+
+
+def stream_project(root: Path, brokers: str, topic: str, warehouse: str = "warehouse",
+                   online: str = "") -> Path:
+    """A project with the Kafka source `events` (250 ms trigger) into
+    raw.events and a models folder."""
+    kafka_project(root, brokers, topic, warehouse=warehouse, extra="trigger_ms = 250")
+    (root / "models").mkdir()
+    (root / "sluice.toml").write_text(
+        f'[project]\nname = "sfv"\nmodels = "models"\n\n[warehouse]\nuri = "{warehouse}"\n{online}')
+    return root
 
 
 def iso(t: datetime.datetime) -> str:
@@ -221,13 +202,7 @@ def test_online_equals_offline_on_random_streams(sluice_bin, kafka_broker, tmp_p
         uri = str(tmp_path / "p" / "warehouse" / "raw" / "events")
     topic = f"sfv_{variant.replace('-', '_')}"
     kafka_broker.create_topic(topic, 3)
-    project = tmp_path / "p"
-    (project / "catalog").mkdir(parents=True)
-    (project / "models").mkdir()
-    (project / "sluice.toml").write_text(
-        f'[project]\nname = "sfv"\nmodels = "models"\n\n[warehouse]\nuri = "{warehouse}"\n{online}')
-    (project / "catalog" / "sources.toml").write_text(
-        SOURCE.format(brokers=kafka_broker.address, topic=topic))
+    project = stream_project(tmp_path / "p", kafka_broker.address, topic, warehouse, online)
     (project / "models" / "user_stream.sql").write_text(VIEW)
 
     events = Events(seed=hash(variant) % 1000)
@@ -318,13 +293,7 @@ def test_stream_view_errors(sluice_bin, kafka_broker, tmp_path):
     with the model and the fix, before anything is registered."""
     topic = "sfv_errors"
     kafka_broker.create_topic(topic, 1)
-    project = tmp_path / "p"
-    (project / "catalog").mkdir(parents=True)
-    (project / "models").mkdir()
-    (project / "sluice.toml").write_text(
-        '[project]\nname = "sfv"\nmodels = "models"\n\n[warehouse]\nuri = "warehouse"\n')
-    (project / "catalog" / "sources.toml").write_text(
-        SOURCE.format(brokers=kafka_broker.address, topic=topic))
+    project = stream_project(tmp_path / "p", kafka_broker.address, topic)
     produce(kafka_broker.producer(), topic,
             [(None, {"id": 1, "user_id": 1, "amount": 1.0, "ts": iso(datetime.datetime.now(
                 datetime.timezone.utc))})], 1)
@@ -356,13 +325,7 @@ def test_a_view_registered_while_streaming_is_picked_up(sluice_bin, kafka_broker
     seconds the stream keeps it online, without a restart."""
     topic = "sfv_late_view"
     kafka_broker.create_topic(topic, 2)
-    project = tmp_path / "p"
-    (project / "catalog").mkdir(parents=True)
-    (project / "models").mkdir()
-    (project / "sluice.toml").write_text(
-        '[project]\nname = "sfv"\nmodels = "models"\n\n[warehouse]\nuri = "warehouse"\n')
-    (project / "catalog" / "sources.toml").write_text(
-        SOURCE.format(brokers=kafka_broker.address, topic=topic))
+    project = stream_project(tmp_path / "p", kafka_broker.address, topic)
     producer = kafka_broker.producer()
     now = datetime.datetime.now(datetime.timezone.utc)
     produce(producer, topic, [(b"1", {"id": 1, "user_id": 1, "amount": 2.0, "ts": iso(now)})], 2)

@@ -288,10 +288,6 @@ impl OnlineTable {
         })
     }
 
-    fn key_filter(&self, e: &Expr) -> Option<Vec<Vec<(usize, ScalarValue)>>> {
-        key_filter(&self.entities, e)
-    }
-
     /// Looks the keys up and builds the rows.
     async fn rows(&self, keys: Vec<Vec<ScalarValue>>) -> crate::Result<RecordBatch> {
         let n = keys.len();
@@ -425,13 +421,7 @@ impl TableProvider for StreamOnlineTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match key_filter(&self.entities, f) {
-                Some(_) => TableProviderFilterPushDown::Exact,
-                None => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(pushdown(&self.entities, filters))
     }
 
     async fn scan(
@@ -492,13 +482,7 @@ impl TableProvider for OnlineTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match self.key_filter(f) {
-                Some(_) => TableProviderFilterPushDown::Exact,
-                None => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(pushdown(&self.entities, filters))
     }
 
     async fn scan(
@@ -579,6 +563,17 @@ fn usage(name: &str, entities: &[Field]) -> String {
         cols.join(", "),
         cols.first().copied().unwrap_or("id")
     )
+}
+
+/// Key conditions are answered exactly; anything else is left to the plan.
+fn pushdown(entities: &[Field], filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| match key_filter(entities, f) {
+            Some(_) => TableProviderFilterPushDown::Exact,
+            None => TableProviderFilterPushDown::Unsupported,
+        })
+        .collect()
 }
 
 /// The keys `filters` ask for (each once; `= NULL` matches nothing).
