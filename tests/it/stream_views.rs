@@ -202,3 +202,99 @@ async fn stream_view_on_redis() {
     ))
     .await;
 }
+
+/// Keys of two string columns, and a second view over the same table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_views_with_string_keys_of_two_columns() {
+    let by_pair =
+        "{{ config(materialized='view', feature_view={'entities': ['merchant', 'country'], \
+        'event_timestamp': 'ts', 'stream': true}) }}\n\
+        SELECT merchant, country, count(*) FILTER (WHERE ts > now() - INTERVAL '1 hour') AS n_1h, \
+        max(amount) FILTER (WHERE ts > now() - INTERVAL '1 hour') AS max_1h \
+        FROM raw.orders GROUP BY merchant, country\n";
+    let by_merchant = "{{ config(materialized='view', feature_view={'entities': ['merchant'], \
+        'event_timestamp': 'ts', 'stream': true}) }}\n\
+        SELECT merchant, avg(amount) FILTER (WHERE ts > now() - INTERVAL '1 day') AS avg_1d \
+        FROM raw.orders GROUP BY merchant\n";
+    let dir = project_of(&[
+        ("models/features/pair_rt.sql", by_pair),
+        ("models/features/merchant_rt.sql", by_merchant),
+    ]);
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "[project]\nname = \"t\"\nmodels = \"models\"\n\n[warehouse]\nuri = \"warehouse\"\ndefault_schema = \"main\"\n",
+    )
+    .unwrap();
+    let e = reopen(dir.path()).await;
+    e.query(&format!(
+        "CREATE TABLE raw.orders AS SELECT * FROM (VALUES \
+         ('acme', 'US', {a}, 10.0), ('acme', 'FR', {b}, 20.0), ('acme', 'US', {c}, 30.0), \
+         ('bolt', 'US', {a}, 5.0), (NULL, 'US', {a}, 1.0)) v(merchant, country, ts, amount)",
+        a = ago(60),
+        b = ago(120),
+        c = ago(4000),
+    ))
+    .await
+    .unwrap();
+    let report = execute(dir.path(), Steps::Models, &[], false).await;
+    assert!(
+        report.results.iter().all(|n| n.status == Status::Success),
+        "{:?}",
+        report.results
+    );
+    let store = sluice::features::settings(&e).unwrap().online.clone();
+    let mut live = LiveViews::start(&e, store, "raw", "orders", "it")
+        .await
+        .unwrap();
+    let mut names = live.names();
+    names.sort();
+    assert_eq!(names, ["merchant_rt", "pair_rt"]);
+    let q = "SELECT merchant, country, n_1h, max_1h, _status FROM online.pair_rt \
+             WHERE merchant IN ('acme', 'bolt', 'zed') AND country IN ('US', 'FR') \
+             ORDER BY merchant, country";
+    assert_eq!(
+        rows(&e, q).await,
+        [
+            "acme|FR|1|20.0|present",
+            "acme|US|1|10.0|present",
+            "bolt|FR|0||not_found",
+            "bolt|US|1|5.0|present",
+            "zed|FR|0||not_found",
+            "zed|US|0||not_found"
+        ]
+    );
+    let batch = e
+        .query(&format!(
+            "SELECT * FROM (VALUES ('bolt', 'FR', {a}, 7.5)) v(merchant, country, ts, amount)",
+            a = ago(2)
+        ))
+        .await
+        .unwrap();
+    live.apply(&batch).await.unwrap();
+    assert_eq!(
+        rows(
+            &e,
+            "SELECT n_1h, max_1h FROM online.pair_rt WHERE merchant = 'bolt' AND country = 'FR'"
+        )
+        .await,
+        ["1|7.5"]
+    );
+    assert_eq!(
+        rows(
+            &e,
+            "SELECT merchant, avg_1d FROM online.merchant_rt WHERE merchant IN ('acme', 'bolt') ORDER BY merchant"
+        )
+        .await,
+        ["acme|20.0", "bolt|6.25"]
+    );
+    // A key column left out is refused with the usage.
+    let err = e
+        .query("SELECT * FROM online.pair_rt WHERE merchant = 'acme'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("filter every entity column (merchant, country)"),
+        "{err}"
+    );
+}
