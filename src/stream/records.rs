@@ -90,39 +90,61 @@ struct Piece {
     rejected: Vec<RejectedRecord>,
 }
 
+/// CSV lines: each record one line of the declared columns, in order.
+struct CsvLines {
+    opts: crate::project::CsvOptions,
+    plans: Vec<ColumnPlan>,
+    schema: SchemaRef,
+}
+
 /// Decodes records of one source.
 pub struct Decoder {
     format: SourceFormat,
     json: Option<JsonRecords>,
+    csv: Option<CsvLines>,
     metadata: bool,
     table: SchemaRef,
 }
 
 impl Decoder {
     pub fn new(src: &SourceDecl, table: SchemaRef) -> Result<Self> {
-        let json = match src.format {
-            SourceFormat::Ndjson => {
-                let columns = src
-                    .columns
-                    .iter()
-                    .filter_map(|c| {
-                        c.data_type.as_ref().map(|dt| ColumnPlan {
-                            name: c.name.clone(),
-                            data_type: dt.clone(),
-                            not_null: c.not_null,
-                        })
-                    })
-                    .collect();
-                // Fields that are not declared columns are ignored: producers
-                // add fields without asking the warehouse.
-                Some(JsonRecords::new(FilePlan::new(columns), false))
+        let plans: Vec<ColumnPlan> = src
+            .columns
+            .iter()
+            .filter_map(|c| {
+                c.data_type.as_ref().map(|dt| ColumnPlan {
+                    name: c.name.clone(),
+                    data_type: dt.clone(),
+                    not_null: c.not_null,
+                })
+            })
+            .collect();
+        let (json, csv) = match src.format {
+            // Fields that are not declared columns are ignored: producers
+            // add fields without asking the warehouse.
+            SourceFormat::Ndjson => (Some(JsonRecords::new(FilePlan::new(plans), false)), None),
+            SourceFormat::Csv => {
+                let schema = Arc::new(Schema::new(
+                    plans
+                        .iter()
+                        .map(|p| Field::new(&p.name, p.data_type.clone(), true))
+                        .collect::<Vec<_>>(),
+                ));
+                (
+                    None,
+                    Some(CsvLines {
+                        opts: src.csv.clone(),
+                        plans,
+                        schema,
+                    }),
+                )
             }
-            SourceFormat::Bytes => None,
+            SourceFormat::Bytes => (None, None),
             other => {
                 return Err(Error::source(
                     &src.name,
                     format!(
-                        "kafka sources read format = \"json\" or \"bytes\", not {other:?} (csv lines are not supported yet)"
+                        "kafka sources read format = \"json\", \"csv\" or \"bytes\", not {other:?}"
                     ),
                 ))
             }
@@ -130,6 +152,7 @@ impl Decoder {
         Ok(Decoder {
             format: src.format,
             json,
+            csv,
             metadata: src.kafka.as_ref().is_some_and(|k| k.metadata_columns),
             table,
         })
@@ -193,6 +216,14 @@ impl Decoder {
                     schema,
                     vec![Arc::new(b.finish()) as ArrayRef],
                 )?)
+            }
+            SourceFormat::Csv => {
+                let Some(csv) = &self.csv else {
+                    return Err(Error::Internal("csv decoder missing".into()));
+                };
+                csv_lines(csv, records, &mut kept, &mut |i, raw, reason| {
+                    rejected.push(reject(&records[i], raw, reason))
+                })?
             }
             _ => {
                 let Some(json) = &self.json else {
@@ -282,6 +313,98 @@ impl Decoder {
             rejected,
         })
     }
+}
+
+/// Decodes CSV records, one line each: tokenized and typed as CSV files are
+/// (the source's `[source.csv]` delimiter, quote, null values and timestamp
+/// format; `header` does not apply). A record that is not one whole line (a
+/// line break, a quote left open) is rejected before tokenizing, so that it
+/// cannot run into the next. Pushes the kept records' indexes to `kept`, in
+/// row order, and reports each rejected one.
+fn csv_lines(
+    csv: &CsvLines,
+    records: &[(i32, &RecordAndOffset)],
+    kept: &mut Vec<usize>,
+    reject: &mut dyn FnMut(usize, String, String),
+) -> Result<Option<RecordBatch>> {
+    let quote = csv.opts.quote_byte().unwrap_or(b'"');
+    let mut buf = Vec::new();
+    // Line k + 1 of `buf` is record `index[k]`.
+    let mut index = Vec::with_capacity(records.len());
+    for (i, (_, r)) in records.iter().enumerate() {
+        let Some(v) = &r.record.value else {
+            reject(
+                i,
+                String::new(),
+                "the record has no value (a tombstone); a csv source needs one line per record"
+                    .into(),
+            );
+            continue;
+        };
+        let line = v
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(v);
+        let raw = || String::from_utf8_lossy(line).into_owned();
+        if line.is_empty() {
+            reject(i, String::new(), "the record is empty; a csv source needs one line of the declared columns per record".into());
+        } else if line.contains(&b'\n') || line.contains(&b'\r') {
+            reject(
+                i,
+                raw(),
+                "the record holds a line break; a csv source reads one line per record".into(),
+            );
+        } else if line.iter().filter(|&&b| b == quote).count() % 2 == 1 {
+            reject(i, raw(), "a quoted field is not closed".into());
+        } else {
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            index.push(i);
+        }
+    }
+    if index.is_empty() {
+        return Ok(None);
+    }
+    let mut tokenizer =
+        crate::load::csv::CsvTokenizer::for_piece(&csv.opts, index.len(), csv.plans.len(), 1);
+    let mut raws = Vec::new();
+    tokenizer.feed(&buf, &mut raws);
+    tokenizer.feed(&[], &mut raws);
+    let record = |line: u64| {
+        usize::try_from(line)
+            .ok()
+            .and_then(|l| l.checked_sub(1))
+            .and_then(|k| index.get(k).copied())
+            .ok_or_else(|| Error::Internal(format!("csv record on line {line}")))
+    };
+    let mut batches = Vec::new();
+    for raw in raws {
+        for r in &raw.rejected {
+            reject(record(r.line)?, r.raw.clone(), r.reason.clone());
+        }
+        let (batch, bad) = crate::load::convert::type_strings(
+            &raw.columns,
+            &csv.plans,
+            &csv.schema,
+            csv.opts.timestamp_format.as_deref(),
+            |j| raw.raw_text(j),
+            &raw.lines,
+        )?;
+        let bad_lines: std::collections::HashSet<u64> = bad.iter().map(|r| r.line).collect();
+        for r in bad {
+            reject(record(r.line)?, r.raw, r.reason);
+        }
+        for &l in &raw.lines {
+            if !bad_lines.contains(&l) {
+                kept.push(record(l)?);
+            }
+        }
+        batches.push(batch);
+    }
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(arrow::compute::concat_batches(&csv.schema, &batches)?))
 }
 
 static REJECTED: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -441,6 +564,81 @@ mod tests {
             out.rejected[3].reason.contains("id"),
             "{:?}",
             out.rejected[3]
+        );
+    }
+
+    #[test]
+    fn csv_lines_become_rows_and_bad_ones_rejections() {
+        let src = source(
+            "[source.csv]\ndelimiter = \";\"\nnull_values = [\"\", \"NA\"]\n",
+            "csv",
+        );
+        let d = Decoder::new(&src, table_schema(&src)).unwrap();
+        let recs = [
+            (0, rec(0, Some("1;2.50"), Some("k"))),
+            (0, rec(1, Some("2;NA\r\n"), None)),
+            (1, rec(0, Some("x;1"), None)),
+            (1, rec(1, Some("3"), None)),
+            (1, rec(2, Some("\"4;1\n5;2"), None)),
+            (2, rec(0, Some("6;\"1.5\"\n"), None)),
+            (2, rec(1, None, None)),
+            (2, rec(2, Some("7;\"oops"), None)),
+            (2, rec(3, Some(""), None)),
+            (2, rec(4, Some(";3"), None)),
+            (2, rec(5, Some("8;1;9"), None)),
+            (2, rec(6, Some("9;1.25"), None)),
+        ];
+        let refs: Vec<(i32, &RecordAndOffset)> = recs.iter().map(|(p, r)| (*p, r)).collect();
+        let out = d.decode(&refs).unwrap();
+        let b = &out.batches[0];
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        assert_eq!(ids.values().to_vec(), vec![1, 2, 6, 9]);
+        let amounts = b.column_by_name("amount").unwrap();
+        assert!(amounts.is_null(1), "NA is NULL");
+        let offs = b
+            .column_by_name("_kafka_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(offs.values().to_vec(), vec![0, 1, 0, 6]);
+        let rejected: Vec<(i32, i64)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.partition, r.offset))
+            .collect();
+        assert_eq!(
+            rejected,
+            vec![
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 1),
+                (2, 2),
+                (2, 3),
+                (2, 4),
+                (2, 5)
+            ]
+        );
+        let reason = |p: i32, o: i64| {
+            out.rejected
+                .iter()
+                .find(|r| (r.partition, r.offset) == (p, o))
+                .map(|r| r.reason.clone())
+                .unwrap()
+        };
+        assert!(reason(1, 0).contains("BIGINT"), "{}", reason(1, 0));
+        assert!(reason(1, 2).contains("line break"), "{}", reason(1, 2));
+        assert!(reason(2, 1).contains("tombstone"));
+        assert!(reason(2, 2).contains("not closed"), "{}", reason(2, 2));
+        assert!(reason(2, 3).contains("empty"));
+        assert!(reason(2, 4).contains("id"), "{}", reason(2, 4));
+        assert!(!reason(1, 1).is_empty() && !reason(2, 5).is_empty());
+        assert_eq!(
+            out.rejected
+                .iter()
+                .find(|r| (r.partition, r.offset) == (1, 0))
+                .unwrap()
+                .raw,
+            "x;1"
         );
     }
 

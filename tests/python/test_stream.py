@@ -230,6 +230,38 @@ def test_start_latest_and_new_columns(sluice_bin, kafka_broker, tmp_path):
     assert "extra" not in t.column_names
 
 
+def test_csv_lines(sluice_bin, kafka_broker, tmp_path):
+    """format = "csv": one line per record (as a producer writing CSV lines
+    sends them, gzip on); bad lines quarantined with partition and offset."""
+    topic = "orders_csv"
+    kafka_broker.create_topic(topic, 2)
+    good = [f"{i},{i % 7},{i * 0.5},2026-12-05T10:00:{i % 60:02d}Z" for i in range(500)]
+    recs = [(None, line) for line in good]
+    recs[10] = (None, "ten,1,1.0,2026-12-05T10:00:00Z")          # id not a number
+    recs[11] = (None, '11,1,"1.0\n12,1,1.0,2026-12-05T10:00:00Z')  # a quote open over a line
+    recs[12] = (None, "12,1")                                       # too few fields
+    recs[13] = (None, ",1,1.0,2026-12-05T10:00:00Z")               # id is not_null
+    recs[14] = (None, '14,1,"2.5",2026-12-05T10:00:00Z\r\n')      # quoted, CRLF: fine
+    sent = produce(kafka_broker.producer("gzip"), topic, recs, 2)
+    project = kafka_project(tmp_path / "p", kafka_broker.address, topic)
+    cat = project / "catalog" / "sources.toml"
+    cat.write_text(cat.read_text().replace('format = "json"', 'format = "csv"'))
+    r = json.loads(sluice(sluice_bin, project, "load", "--format", "json").stdout)
+    assert r["sources"][0]["rows_loaded"] == 496, r
+    assert r["sources"][0]["rows_rejected"] == 4, r
+    t = table_rows(str(project / "warehouse" / "raw" / "events"))
+    ids = sorted(t["id"].to_pylist())
+    assert ids == [i for i in range(500) if i not in (10, 11, 12, 13)]
+    row14 = t.filter(pc.equal(t["id"], 14)).to_pylist()[0]
+    assert row14["amount"] == 2.5 and row14["user_id"] == 1
+    rej = table_rows(str(project / "warehouse" / "raw" / "events__rejected"))
+    where = {(p, o) for p, vals in sent.items() for o, v in enumerate(vals)
+             if v in (recs[10][1], recs[11][1], recs[12][1], recs[13][1])}
+    assert set(zip(rej["partition"].to_pylist(), rej["offset"].to_pylist())) == where
+    reasons = " | ".join(rej["reason"].to_pylist())
+    assert "BIGINT" in reasons and "line break" in reasons and "not_null" in reasons, reasons
+
+
 def test_clear_errors(sluice_bin, kafka_broker, tmp_path):
     project = kafka_project(tmp_path / "p", kafka_broker.address, "no_such_topic")
     r = sluice(sluice_bin, project, "load", check=False)
