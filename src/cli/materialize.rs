@@ -13,7 +13,18 @@ pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
         start: args.start,
         end: args.end,
     });
-    let views = sluice::features::registry::select_views(engine.warehouse(), &args.views).await?;
+    let mut views =
+        sluice::features::registry::select_views(engine.warehouse(), &args.views).await?;
+    // Stream views are kept online by `sluice stream`, not materialized.
+    if args.views.is_empty() {
+        views.retain(|v| v.stream.is_none());
+    } else if let Some(v) = views.iter().find(|v| v.stream.is_some()) {
+        return Err(sluice::Error::Usage(format!(
+            "`{}` is a stream feature view: `sluice stream` keeps it online (there is nothing to materialize)",
+            v.name
+        ))
+        .into());
+    }
     let store = sluice::features::settings(&engine)?.online.clone();
     let mut reports = Vec::new();
     let mut failed = 0;

@@ -329,6 +329,7 @@ pub fn feature_views(
     for (v, state) in views {
         let ttl = v.ttl_text().unwrap_or_else(|| "-".into());
         let online = match state {
+            _ if v.stream.is_some() => "stream view: kept fresh by `sluice stream`".to_string(),
             Some(st) => format!(
                 "{} entities, table v{}, {}",
                 st.entity_count,
@@ -415,6 +416,12 @@ pub fn feature_view(
         )?;
     }
     match online {
+        _ if v.stream.is_some() => writeln!(
+            out,
+            "  online:          stream view over {}: kept fresh by `sluice stream` (query online.{})",
+            v.stream.as_ref().map_or("-", |s| s.source.as_str()),
+            v.name
+        )?,
         Some(st) => writeln!(
             out,
             "  online:          {} entities from table v{}, {} ({}; query online.{})",

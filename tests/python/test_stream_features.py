@@ -336,6 +336,11 @@ def test_a_view_registered_while_streaming_is_picked_up(sluice_bin, kafka_broker
     try:
         (project / "models" / "user_stream.sql").write_text(VIEW)
         sluice(sluice_bin, project, "run")
+        assert "stream view: kept fresh by `sluice stream`" in sluice(
+            sluice_bin, project, "features", "list")
+        r = subprocess.run([sluice_bin, "--project", str(project), "materialize", "user_stream"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "is a stream feature view" in r.stderr, r.stderr
         produce(producer, topic, [(b"1", {"id": 2, "user_id": 1, "amount": 3.0,
                                           "ts": iso(datetime.datetime.now(datetime.timezone.utc))})], 2)
         deadline = time.time() + 30
