@@ -139,6 +139,19 @@ async fn check_stream_view(
                 format!("a stream feature view reads a table of the warehouse: {e}"),
             )
         })?;
+    for e in &fv.entities {
+        if let Ok(f) = source_schema.field_with_name(e) {
+            if !is_key_type(f.data_type()) {
+                return Err(model_err(
+                    model,
+                    format!(
+                        "feature_view entity `{e}` is {} in {s}.{t}, which cannot be an entity key; cast it in the source (a string or an integer)",
+                        f.data_type()
+                    ),
+                ));
+            }
+        }
+    }
     super::stream_agg::StreamAggState::new(
         spec,
         source_schema,

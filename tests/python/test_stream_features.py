@@ -305,10 +305,13 @@ def test_stream_view_errors(sluice_bin, kafka_broker, tmp_path):
          "FROM raw.events GROUP BY user_id", "median"),
         ("SELECT user_id, count(*) FILTER (WHERE ts > now() - INTERVAL '1 hour') AS n "
          "FROM raw.nope GROUP BY user_id", "raw.nope"),
+        ("SELECT amount, count(*) FILTER (WHERE ts > now() - INTERVAL '1 hour') AS n "
+         "FROM raw.events GROUP BY amount", "cannot be an entity key"),
     ]
     for sql, needle in cases:
+        entity = sql.split()[1].rstrip(",")
         (project / "models" / "bad.sql").write_text(
-            "{{ config(materialized='view', feature_view={'entities': ['user_id'], "
+            "{{ config(materialized='view', feature_view={'entities': ['" + entity + "'], "
             "'event_timestamp': 'ts', 'stream': true}) }}\n" + sql)
         full = dict(os.environ)
         r = subprocess.run([sluice_bin, "--project", str(project), "--progress", "never", "run"],
