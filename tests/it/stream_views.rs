@@ -173,6 +173,33 @@ async fn scenario(online_toml: &str) {
     let (online2, _) = online_and_offline(&other, "1, 2, 3, 4").await;
     assert_eq!(online2, online);
 
+    // Many commits: the embedded store writes a checkpoint beside its
+    // files; a reader that follows the changes and one that starts from the
+    // checkpoint agree.
+    if online_toml.is_empty() {
+        for i in 0..205 {
+            let b = e
+                .query(&format!(
+                    "SELECT * FROM (VALUES (9, {t}, 1.0)) v(user_id, ts, amount)",
+                    t = ago(i % 50)
+                ))
+                .await
+                .unwrap();
+            live.apply(&b).await.unwrap();
+            if i == 3 {
+                // `other` reads now, then follows the files.
+                online_and_offline(&other, "9").await;
+            }
+        }
+        let store = sluice::features::settings(&e).unwrap().online.clone();
+        let st = store.stream_state("user_rt").await.unwrap().unwrap();
+        assert!(st.checkpoint.is_some(), "{st:?}");
+        let fresh = reopen(dir.path()).await;
+        let q = "SELECT n_10m, amount_1h FROM online.user_rt WHERE user_id = 9";
+        assert_eq!(rows(&fresh, q).await, ["205|205.0"]);
+        assert_eq!(rows(&other, q).await, ["205|205.0"]);
+    }
+
     // Expiry far ahead: every entity is gone, values are zero / NULL.
     live.expire(chrono::Utc::now().timestamp_micros() + 3 * 3_600_000_000)
         .await

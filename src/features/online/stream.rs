@@ -48,7 +48,8 @@ const FULL: &[u8] = b"";
 /// ingester, or files it skipped).
 const DOC_EVERY: Duration = Duration::from_millis(500);
 
-/// How often a reader looks for new files of a view (at most).
+/// How often a reader looks for new files of a view on object storage (at
+/// most: each look is a request). On a local disk it looks at every lookup.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 
 /// A full embedded file at least every this many files.
@@ -74,6 +75,10 @@ pub struct StreamOnlineState {
     /// Embedded store: the newest file, and the newest full file.
     pub seq: u64,
     pub full_seq: u64,
+    /// Embedded store: the newest checkpoint (`full-<seq>.arrow`: everything
+    /// up to and including file `seq`), where a reader starts.
+    #[serde(default)]
+    pub checkpoint: Option<u64>,
     /// Entities held by the ingester.
     pub entity_count: u64,
     /// The newest event time applied (µs).
@@ -89,6 +94,10 @@ fn doc(view: &str) -> String {
 
 fn file(view: &str, generation: u64, seq: u64) -> String {
     format!("{DIR}/{view}/{generation}/{seq:012}.arrow")
+}
+
+fn checkpoint_file(view: &str, generation: u64, seq: u64) -> String {
+    format!("{DIR}/{view}/{generation}/full-{seq:012}.arrow")
 }
 
 /// The hash naming a definition (16 hex digits of the SHA-256 of its SQL).
@@ -263,6 +272,7 @@ impl StreamPublisher {
             generation: previous.map_or(1, |p| p.generation + 1),
             seq: 0,
             full_seq: 0,
+            checkpoint: None,
             entity_count: 0,
             max_event_us: None,
             updated_at: chrono::Utc::now().to_rfc3339(),
@@ -329,13 +339,54 @@ impl StreamPublisher {
             self.appended.remove(&k);
             changes.push((k, Change::Delete));
         }
-        if matches!(self.store.backend, Backend::Embedded)
+        let due = matches!(self.store.backend, Backend::Embedded)
             && (self.doc.seq - self.doc.full_seq >= FULL_EVERY_FILES
-                || self.since_full + bytes > self.full_size.max(4 << 20))
-        {
-            return self.publish_full(state).await;
+                || self.since_full + bytes > self.full_size.max(4 << 20));
+        self.write(state, changes, false).await?;
+        if due {
+            if let Err(e) = self.checkpoint(state).await {
+                tracing::warn!(
+                    "stream feature view {}: writing a checkpoint (readers keep following the changes): {e}",
+                    self.doc.view
+                );
+            }
         }
-        self.write(state, changes, false).await
+        Ok(())
+    }
+
+    /// Embedded store: everything `state` holds, as the checkpoint of the
+    /// newest file (`full-<seq>.arrow`), where a reader that starts (or fell
+    /// behind) begins. Readers following the changes never read it, so a
+    /// checkpoint never stalls their lookups. Files before the previous
+    /// checkpoint are then deleted.
+    async fn checkpoint(&mut self, state: &StreamAggState) -> Result<()> {
+        let keys = state.entity_keys();
+        let rows = self.keys.rows(&keys)?;
+        let mut map = Map::default();
+        map.insert(FULL.into(), b"full".to_vec().into());
+        let mut size = 0;
+        for (i, k) in keys.iter().enumerate() {
+            let mut v = vec![REPLACE];
+            v.extend(state.entity_events(k).unwrap_or_default());
+            size += v.len();
+            map.insert(rows.row(i).as_ref().into(), v.into());
+        }
+        let body = embedded::encode(&map)?;
+        let seq = self.doc.seq;
+        let wh = &self.store.warehouse;
+        wh.put_meta_bytes(
+            &checkpoint_file(&self.doc.view, self.doc.generation, seq),
+            body,
+        )
+        .await?;
+        let previous = self.doc.full_seq;
+        self.doc.full_seq = seq;
+        self.doc.checkpoint = Some(seq);
+        self.since_full = 0;
+        self.full_size = size;
+        wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
+        self.clean(previous).await;
+        Ok(())
     }
 
     async fn write(
@@ -385,6 +436,7 @@ impl StreamPublisher {
                 if full {
                     let previous_full = self.doc.full_seq;
                     self.doc.full_seq = seq;
+                    self.doc.checkpoint = None;
                     self.since_full = 0;
                     self.full_size = size;
                     wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
@@ -466,7 +518,10 @@ impl StreamPublisher {
                 continue;
             };
             let gen: Option<u64> = g.parse().ok();
-            let seq: Option<u64> = f.strip_suffix(".arrow").and_then(|s| s.parse().ok());
+            let seq: Option<u64> = f
+                .strip_suffix(".arrow")
+                .map(|s| s.strip_prefix("full-").unwrap_or(s))
+                .and_then(|s| s.parse().ok());
             let stale = match (gen, seq) {
                 (Some(g), _) if g < self.doc.generation => true,
                 (Some(g), Some(s)) if g == self.doc.generation => s < keep_from,
@@ -646,7 +701,11 @@ impl OnlineStore {
             .lock()
             .map(|t| t.elapsed() >= DOC_EVERY)
             .unwrap_or(true);
-        if !due && files.generation != 0 && files.probed.is_some_and(|t| t.elapsed() < PROBE_EVERY)
+        let remote = self.warehouse.root().scheme() != "file";
+        if remote
+            && !due
+            && files.generation != 0
+            && files.probed.is_some_and(|t| t.elapsed() < PROBE_EVERY)
         {
             return Ok(());
         }
@@ -655,26 +714,50 @@ impl OnlineStore {
             self.read_doc(reader, files).await?;
         }
         self.read_files(reader, files).await?;
-        // A file the document named is gone (a newer full file replaced it
-        // while this reader was behind): start again from the newest full file.
+        // A file the document named is gone (cleaned after a newer
+        // checkpoint while this reader was behind): start again from the
+        // newest checkpoint.
         if files.next <= files.doc_seq {
-            self.read_doc(reader, files).await?;
+            self.read_doc_and_reset(reader, files, true).await?;
             self.read_files(reader, files).await?;
         }
         Ok(())
     }
 
     async fn read_doc(&self, reader: &ReaderView, files: &mut Files) -> Result<()> {
+        self.read_doc_and_reset(reader, files, false).await
+    }
+
+    /// Reads the state document; starts over from its newest checkpoint when
+    /// the generation changed (a restarted `sluice stream`) or `reset`.
+    async fn read_doc_and_reset(
+        &self,
+        reader: &ReaderView,
+        files: &mut Files,
+        reset: bool,
+    ) -> Result<()> {
         if let Ok(mut t) = reader.doc_read.lock() {
             *t = Instant::now();
         }
-        if let Some(d) = self.stream_state(&reader.doc.view).await? {
-            if d.generation != files.generation || d.full_seq > files.next {
-                files.generation = d.generation;
-                files.next = d.full_seq;
-                files.map.clear();
+        let Some(d) = self.stream_state(&reader.doc.view).await? else {
+            return Ok(());
+        };
+        files.doc_seq = d.seq;
+        if d.generation == files.generation && !reset {
+            return Ok(());
+        }
+        files.generation = d.generation;
+        files.map.clear();
+        // The newest full point: a checkpoint beside the files, or a full
+        // file in them (the first of a generation, or one written after a
+        // failed write).
+        files.next = d.full_seq;
+        if d.checkpoint == Some(d.full_seq) {
+            let rel = checkpoint_file(&reader.doc.view, d.generation, d.full_seq);
+            if let Some(bytes) = self.warehouse.get_meta_bytes(&rel).await? {
+                apply_file(files, &bytes, &reader.doc.view, &rel)?;
+                files.next = d.full_seq + 1;
             }
-            files.doc_seq = d.seq;
         }
         Ok(())
     }
@@ -686,27 +769,7 @@ impl OnlineStore {
             let Some(bytes) = self.warehouse.get_meta_bytes(&rel).await? else {
                 break;
             };
-            let mut map = embedded::decode(&bytes).map_err(|e| {
-                Error::Sql(format!(
-                    "online view `{view}`: `_sluice/{rel}` is unreadable ({e}); restart `sluice stream`"
-                ))
-            })?;
-            if map.remove(FULL).is_some() {
-                files.map.clear();
-            }
-            for (k, v) in map {
-                match v.split_first() {
-                    Some((&APPEND, events)) => {
-                        files.map.entry(k).or_default().extend_from_slice(events);
-                    }
-                    Some((&REPLACE, events)) => {
-                        files.map.insert(k, events.to_vec());
-                    }
-                    _ => {
-                        files.map.remove(&k);
-                    }
-                }
-            }
+            apply_file(files, &bytes, view, &rel)?;
             files.next += 1;
         }
         Ok(())
@@ -760,6 +823,32 @@ impl OnlineStore {
         RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| Error::Internal(format!("online rows: {e}")))
     }
+}
+
+/// Applies one embedded file (changes, or everything when it is full).
+fn apply_file(files: &mut Files, bytes: &bytes::Bytes, view: &str, rel: &str) -> Result<()> {
+    let mut map = embedded::decode(bytes).map_err(|e| {
+        Error::Sql(format!(
+            "online view `{view}`: `_sluice/{rel}` is unreadable ({e}); restart `sluice stream`"
+        ))
+    })?;
+    if map.remove(FULL).is_some() {
+        files.map.clear();
+    }
+    for (k, v) in map {
+        match v.split_first() {
+            Some((&APPEND, events)) => {
+                files.map.entry(k).or_default().extend_from_slice(events);
+            }
+            Some((&REPLACE, events)) => {
+                files.map.insert(k, events.to_vec());
+            }
+            _ => {
+                files.map.remove(&k);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `key` with each value of its entity column's type (as the state keys).
