@@ -18,7 +18,6 @@ use crate::names::quote_ident;
 use crate::sql::Engine;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::scalar::ScalarValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +144,8 @@ impl LiveViews {
                 },
             )?;
             state.record_changes(true);
+            // The ingester only collects events for the online store.
+            state.keep_tiles(false);
             let publisher =
                 StreamPublisher::open(self.store.clone(), &def, &state, &self.stream_id).await?;
             self.views.push(LiveView {
@@ -233,6 +234,7 @@ impl LiveViews {
     /// Applies the rows of one commit and writes the events they added.
     pub async fn apply(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for v in &mut self.views {
+            let started = std::time::Instant::now();
             for b in batches {
                 let stats = v.state.apply(b)?;
                 if stats.too_late > 0 {
@@ -244,13 +246,22 @@ impl LiveViews {
                 }
                 add(&mut v.totals, &stats);
             }
+            let applied = started.elapsed();
             let added = v.state.take_changes();
+            let touched = added.len();
             let result = if v.dirty {
                 v.publisher.publish_full(&v.state).await
             } else {
                 v.publisher.publish(&v.state, added, Vec::new()).await
             };
             v.written(result);
+            tracing::debug!(
+                "stream feature view {}: {} rows applied in {} ms, {touched} entities written in {} ms",
+                v.def.name,
+                batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                applied.as_millis(),
+                (started.elapsed() - applied).as_millis()
+            );
         }
         Ok(())
     }
@@ -259,18 +270,30 @@ impl LiveViews {
     /// that they are gone).
     pub async fn expire(&mut self, now_us: i64) -> Result<()> {
         for v in &mut self.views {
-            let before = v.state.entity_keys();
-            if v.state.expire(now_us) == 0 {
+            let started = std::time::Instant::now();
+            let (_, gone) = v.state.expire_entities(now_us);
+            if gone.is_empty() {
                 continue;
             }
-            let gone: Vec<Vec<ScalarValue>> = before
-                .into_iter()
-                .filter(|k| !v.state.has_entity(k))
-                .collect();
+            let n = gone.len();
             if let Err(e) = v.publisher.publish(&v.state, HashMap::new(), gone).await {
                 tracing::warn!("stream feature view {}: {e}", v.def.name);
                 v.dirty = true;
             }
+            tracing::debug!(
+                "stream feature view {}: {n} entities expired in {} ms",
+                v.def.name,
+                started.elapsed().as_millis()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the online store's background work (checkpoints) to be
+    /// done and published.
+    pub async fn settle(&mut self) -> Result<()> {
+        for v in &mut self.views {
+            v.publisher.settle().await?;
         }
         Ok(())
     }
@@ -318,6 +341,13 @@ impl LiveViews {
                     }
                 }
             }
+        }
+        if let Err(e) = self.settle().await {
+            tracing::warn!(
+                "stream feature views over {}.{}: {e}",
+                self.schema,
+                self.table
+            );
         }
         for v in &self.views {
             let t = &v.totals;

@@ -191,6 +191,8 @@ async fn scenario(online_toml: &str) {
                 online_and_offline(&other, "9").await;
             }
         }
+        // The checkpoint is written in the background; wait for it.
+        live.settle().await.unwrap();
         let store = sluice::features::settings(&e).unwrap().online.clone();
         let st = store.stream_state("user_rt").await.unwrap().unwrap();
         assert!(st.checkpoint.is_some(), "{st:?}");

@@ -243,6 +243,9 @@ pub struct StreamPublisher {
     /// the size of that full file.
     since_full: usize,
     full_size: usize,
+    /// A checkpoint being written in the background: the file it covers up
+    /// to, and the task (which gives the checkpoint's size).
+    pending: Option<(u64, tokio::task::JoinHandle<Result<usize>>)>,
 }
 
 impl StreamPublisher {
@@ -285,6 +288,7 @@ impl StreamPublisher {
             appended: HashMap::new(),
             since_full: 0,
             full_size: 0,
+            pending: None,
         })
     }
 
@@ -339,54 +343,132 @@ impl StreamPublisher {
             self.appended.remove(&k);
             changes.push((k, Change::Delete));
         }
+        let adopted = self.adopt_checkpoint(false).await;
         let due = matches!(self.store.backend, Backend::Embedded)
+            && self.pending.is_none()
             && (self.doc.seq - self.doc.full_seq >= FULL_EVERY_FILES
                 || self.since_full + bytes > self.full_size.max(4 << 20));
         self.write(state, changes, false).await?;
+        if let Some(previous) = adopted {
+            self.clean(previous).await;
+        }
         if due {
-            if let Err(e) = self.checkpoint(state).await {
-                tracing::warn!(
-                    "stream feature view {}: writing a checkpoint (readers keep following the changes): {e}",
-                    self.doc.view
-                );
-            }
+            self.start_checkpoint();
         }
         Ok(())
     }
 
-    /// Embedded store: everything `state` holds, as the checkpoint of the
-    /// newest file (`full-<seq>.arrow`), where a reader that starts (or fell
-    /// behind) begins. Readers following the changes never read it, so a
-    /// checkpoint never stalls their lookups. Files before the previous
-    /// checkpoint are then deleted.
-    async fn checkpoint(&mut self, state: &StreamAggState) -> Result<()> {
-        let keys = state.entity_keys();
-        let rows = self.keys.rows(&keys)?;
-        let mut map = Map::default();
-        map.insert(FULL.into(), b"full".to_vec().into());
-        let mut size = 0;
-        for (i, k) in keys.iter().enumerate() {
-            let mut v = vec![REPLACE];
-            v.extend(state.entity_events(k).unwrap_or_default());
-            size += v.len();
-            map.insert(rows.row(i).as_ref().into(), v.into());
+    /// Waits for the checkpoint being written, if any, and publishes it.
+    pub async fn settle(&mut self) -> Result<()> {
+        if let Some(previous) = self.adopt_checkpoint(true).await {
+            self.store
+                .warehouse
+                .put_meta_json(&doc(&self.doc.view), &self.doc)
+                .await?;
+            self.clean(previous).await;
         }
-        let body = embedded::encode(&map)?;
-        let seq = self.doc.seq;
-        let wh = &self.store.warehouse;
-        wh.put_meta_bytes(
-            &checkpoint_file(&self.doc.view, self.doc.generation, seq),
-            body,
-        )
-        .await?;
-        let previous = self.doc.full_seq;
-        self.doc.full_seq = seq;
-        self.doc.checkpoint = Some(seq);
-        self.since_full = 0;
-        self.full_size = size;
-        wh.put_meta_json(&doc(&self.doc.view), &self.doc).await?;
-        self.clean(previous).await;
         Ok(())
+    }
+
+    /// Starts writing, in the background, the checkpoint of the newest file:
+    /// the last full point merged with the files after it, as a reader
+    /// would, so the live state is not read (and the batches applied
+    /// meanwhile wait for nothing).
+    fn start_checkpoint(&mut self) {
+        let to = self.doc.seq;
+        let base = self.doc.full_seq;
+        let from_checkpoint = self.doc.checkpoint == Some(base);
+        let store = self.store.clone();
+        let view = self.doc.view.clone();
+        let generation = self.doc.generation;
+        self.since_full = 0;
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let wh = &store.warehouse;
+            let mut parts = Vec::new();
+            let first = if from_checkpoint {
+                checkpoint_file(&view, generation, base)
+            } else {
+                file(&view, generation, base)
+            };
+            let names = std::iter::once(first)
+                .chain((base + 1..=to).map(|s| file(&view, generation, s)))
+                .collect::<Vec<_>>();
+            for rel in names {
+                let bytes = wh.get_meta_bytes(&rel).await?.ok_or_else(|| {
+                    Error::Internal(format!("`_sluice/{rel}` disappeared while checkpointing"))
+                })?;
+                parts.push((rel, bytes));
+            }
+            let v = view.clone();
+            let (body, size, entities) = tokio::task::spawn_blocking(move || {
+                let mut files = Files::default();
+                for (rel, bytes) in &parts {
+                    apply_file(&mut files, bytes, &v, rel)?;
+                }
+                drop(parts);
+                let mut map = Map::default();
+                map.insert(FULL.into(), b"full".to_vec().into());
+                let mut size = 0;
+                let entities = files.map.len();
+                for (k, events) in files.map.drain() {
+                    let mut value = Vec::with_capacity(events.len() + 1);
+                    value.push(REPLACE);
+                    value.extend_from_slice(&events);
+                    size += value.len();
+                    map.insert(k, value.into());
+                }
+                Ok::<_, Error>((embedded::encode(&map)?, size, entities))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
+            wh.put_meta_bytes(&checkpoint_file(&view, generation, to), body)
+                .await?;
+            tracing::debug!(
+                "stream feature view {view}: checkpoint of {entities} entities ({size} bytes) at file {to} in {} ms",
+                started.elapsed().as_millis()
+            );
+            Ok(size)
+        });
+        self.pending = Some((to, task));
+    }
+
+    /// Takes a finished background checkpoint into the state document (the
+    /// next write of the document publishes it). Returns the previous full
+    /// point, before which files may then be deleted.
+    async fn adopt_checkpoint(&mut self, wait: bool) -> Option<u64> {
+        if !wait && !self.pending.as_ref().is_some_and(|(_, t)| t.is_finished()) {
+            return None;
+        }
+        let (seq, task) = self.pending.take()?;
+        let result = match task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Internal(format!("checkpoint task: {e}"))),
+        };
+        match result {
+            Ok(size) if self.doc.full_seq < seq => {
+                let previous = self.doc.full_seq;
+                self.doc.full_seq = seq;
+                self.doc.checkpoint = Some(seq);
+                self.full_size = size;
+                Some(previous)
+            }
+            // A full file was written meanwhile: this one is not needed.
+            Ok(_) => {
+                let rel = checkpoint_file(&self.doc.view, self.doc.generation, seq);
+                if let Err(e) = self.store.warehouse.delete_meta(&rel).await {
+                    tracing::debug!("deleting {rel}: {e}");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "stream feature view {}: writing a checkpoint (readers keep following the changes; tried again later): {e}",
+                    self.doc.view
+                );
+                None
+            }
+        }
     }
 
     async fn write(
@@ -617,13 +699,16 @@ impl OnlineStore {
         let (schema, table) = source_table(&doc.source, "")?;
         let source_schema = table_schema(&self.warehouse, &schema, &table).await?;
         let spec = StreamAggSpec::parse(&doc.table, &doc.sql, &doc.entities, &doc.event_timestamp)?;
-        let template = StreamAggState::new(
+        let mut template = StreamAggState::new(
             spec,
             source_schema,
             StreamAggOptions {
                 allowed_lateness_us: doc.allowed_lateness_us,
             },
         )?;
+        // Each lookup decodes its entities into a fresh state: tiles would
+        // cost more than the one value they serve.
+        template.keep_tiles(false);
         let reader = Arc::new(ReaderView {
             keys: KeyCodec::new(template.entity_fields())?,
             template,

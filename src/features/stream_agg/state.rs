@@ -14,7 +14,6 @@ use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use std::collections::HashMap;
-use std::ops::Bound;
 use std::sync::Arc;
 
 /// Settings of the online state.
@@ -98,6 +97,8 @@ pub struct StreamAggState {
     channels: Vec<Channel>,
     aggs: Vec<CompiledAgg>,
     tile_widths: Vec<i64>,
+    /// Whether entities keep tiles (see [`keep_tiles`](Self::keep_tiles)).
+    tiles: bool,
     max_window_us: i64,
     entities: HashMap<Vec<ScalarValue>, EntityState>,
     max_event_us: Option<i64>,
@@ -351,6 +352,7 @@ impl StreamAggState {
             channels,
             aggs,
             tile_widths,
+            tiles: true,
             max_window_us,
             entities: HashMap::new(),
             max_event_us: None,
@@ -428,6 +430,7 @@ impl StreamAggState {
             channels: self.channels.clone(),
             aggs: self.aggs.clone(),
             tile_widths: self.tile_widths.clone(),
+            tiles: self.tiles,
             max_window_us: self.max_window_us,
             entities: HashMap::new(),
             max_event_us: None,
@@ -435,6 +438,44 @@ impl StreamAggState {
             dropped_to_us: None,
             changes: None,
         }
+    }
+
+    /// Whether entities keep tiles of partial aggregates (the default). Tiles
+    /// make a value of an entity with many events cost about 60 tiles per
+    /// window instead of its events; they pay for a state that answers many
+    /// lookups. A state that only collects events (the ingester's, which
+    /// writes them to the online store, or a reader's decoded for one
+    /// lookup) keeps none: each event then costs its bytes only.
+    pub fn keep_tiles(&mut self, on: bool) {
+        if on == self.tiles {
+            return;
+        }
+        self.tiles = on;
+        let widths = self.widths().to_vec();
+        let channels = self.channels.len();
+        for e in self.entities.values_mut() {
+            let mut fresh = EntityState::new(channels, widths.len());
+            let mut vals = Vec::with_capacity(channels);
+            for i in 0..e.len() {
+                vals.clear();
+                vals.extend(e.vals(i));
+                fresh.insert(e.times[i], &vals, &widths);
+            }
+            *e = fresh;
+        }
+    }
+
+    /// The tile widths entities keep (none without tiles).
+    fn widths(&self) -> &[i64] {
+        if self.tiles {
+            &self.tile_widths
+        } else {
+            &[]
+        }
+    }
+
+    fn new_entity(&self) -> EntityState {
+        EntityState::new(self.channels.len(), self.widths().len())
     }
 
     /// Starts (or stops) recording the events each [`apply`](Self::apply)
@@ -456,16 +497,12 @@ impl StreamAggState {
 
     /// Events held for entity `key`.
     pub fn entity_event_count(&self, key: &[ScalarValue]) -> usize {
-        self.entities
-            .get(key)
-            .map_or(0, |e| e.events.values().map(Vec::len).sum())
+        self.entities.get(key).map_or(0, EntityState::len)
     }
 
     /// The newest event time (µs) held for entity `key`.
     pub fn entity_newest_us(&self, key: &[ScalarValue]) -> Option<i64> {
-        self.entities
-            .get(key)
-            .and_then(|e| e.events.last_key_value().map(|(t, _)| *t))
+        self.entities.get(key).and_then(EntityState::newest)
     }
 
     /// Whether the state holds an event of `key`.
@@ -541,10 +578,7 @@ impl StreamAggState {
 
     /// Events held, over all entities.
     pub fn event_count(&self) -> usize {
-        self.entities
-            .values()
-            .map(|e| e.events.values().map(Vec::len).sum::<usize>())
-            .sum()
+        self.entities.values().map(EntityState::len).sum()
     }
 
     /// `batch` with the columns of the source schema, in its order.
@@ -703,6 +737,7 @@ impl StreamAggState {
             .collect::<Result<Vec<_>>>()?;
         let key_cols: Vec<&ArrayRef> = self.entity_idx.iter().map(|&i| batch.column(i)).collect();
         let mut late_max: Option<i64> = None;
+        let mut vals: Vec<Val> = Vec::with_capacity(values.len());
         for (row, ts) in times.iter().enumerate() {
             if key_cols.iter().any(|c| c.is_null(row)) {
                 stats.null_key += 1;
@@ -729,29 +764,27 @@ impl StreamAggState {
                 .map(|c| ScalarValue::try_from_array(c, row))
                 .collect::<datafusion::common::Result<Vec<_>>>()
                 .map_err(|e| Error::Internal(format!("entity key: {e}")))?;
-            let vals: Box<[Val]> = values.iter().map(|v| v[row]).collect();
+            vals.clear();
+            vals.extend(values.iter().map(|v| v[row]));
             if let Some(changes) = &mut self.changes {
                 codec::encode_event(changes.entry(key.clone()).or_default(), ts, &vals);
             }
-            let sets = self.tile_widths.len();
+            let (channels, sets) = (self.channels.len(), self.widths().len());
+            let widths: &[i64] = if self.tiles { &self.tile_widths } else { &[] };
             let entity = self
                 .entities
                 .entry(key)
-                .or_insert_with(|| EntityState::new(sets));
+                .or_insert_with(|| EntityState::new(channels, sets));
             // Keep memory bounded for entities that keep receiving events
             // (the others are swept by `expire`): prune when the horizon has
             // passed the entity's oldest event.
             if let Some(h) = horizon {
-                if entity
-                    .events
-                    .first_key_value()
-                    .is_some_and(|(&t, _)| t <= h)
-                {
-                    let (_, newest) = entity.prune(h, &self.tile_widths);
+                if entity.oldest().is_some_and(|t| t <= h) {
+                    let (_, newest) = entity.prune(h, widths);
                     late_max = late_max.max(newest);
                 }
             }
-            entity.insert(ts, vals, &self.tile_widths);
+            entity.insert(ts, &vals, widths);
             stats.applied += 1;
         }
         self.dropped(late_max);
@@ -763,20 +796,34 @@ impl StreamAggState {
     /// entities left with no event. Values of earlier instants are refused
     /// from then on. Returns the number of events dropped.
     pub fn expire(&mut self, now_us: i64) -> u64 {
+        self.expire_entities(now_us).0
+    }
+
+    /// [`expire`](Self::expire), also giving the keys of the entities it
+    /// dropped whole.
+    pub fn expire_entities(&mut self, now_us: i64) -> (u64, Vec<Vec<ScalarValue>>) {
         let cut = now_us
             .saturating_sub(self.max_window_us)
             .saturating_sub(self.options.allowed_lateness_us);
         self.expired_to_us = Some(self.expired_to_us.map_or(cut, |e| e.max(cut)));
-        let widths = &self.tile_widths;
+        let widths: &[i64] = if self.tiles { &self.tile_widths } else { &[] };
         let (mut dropped, mut newest) = (0, None);
         for e in self.entities.values_mut() {
             let (n, t) = e.prune(cut, widths);
             dropped += n;
             newest = newest.max(t);
         }
-        self.entities.retain(|_, e| !e.is_empty());
+        let gone: Vec<Vec<ScalarValue>> = self
+            .entities
+            .iter()
+            .filter(|(_, e)| e.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            self.entities.remove(k);
+        }
         self.dropped(newest);
-        dropped
+        (dropped, gone)
     }
 
     /// The partial aggregate of `agg` for `entity` over `(at - w, at]`:
@@ -792,18 +839,15 @@ impl StreamAggState {
             if from >= to {
                 return;
             }
-            for vals in entity
-                .events
-                .range((Bound::Excluded(from), Bound::Included(to)))
-                .flat_map(|(_, v)| v)
-            {
-                *rows += 1;
-                if let Some(c) = agg.channel {
-                    acc.add(vals[c]);
+            let range = entity.between(from, to);
+            *rows += range.len() as i64;
+            if let Some(c) = agg.channel {
+                for i in range {
+                    acc.add(entity.val(i, c));
                 }
             }
         };
-        if ka < kb {
+        if ka < kb && !entity.tiles.is_empty() {
             raw(lo, ka * t, &mut rows, &mut acc);
             for tile in entity.tiles[agg.tile_set].range(ka..kb).map(|(_, t)| t) {
                 rows += tile.rows;
@@ -905,7 +949,7 @@ impl StreamAggState {
             }
         }
         let entity = self.entities.get(key);
-        let empty = EntityState::new(self.tile_widths.len());
+        let empty = self.new_entity();
         let entity = entity.unwrap_or(&empty);
         self.spec
             .aggregates

@@ -226,6 +226,8 @@ async fn differential(seed: u64, two_entities: bool, exact_floats: bool) -> (usi
         allowed_lateness_us: 30 * SEC,
     };
     let mut state = StreamAggState::new(spec.clone(), source_schema(), options).unwrap();
+    // With and without tiles, and switched half-way (seeds 3 and 7).
+    state.keep_tiles(!matches!(seed, 2 | 7));
     let all = random_events(&mut rng, 500, exact_floats);
     let mut fed: Vec<RecordBatch> = Vec::new();
     let mut fed_events: Vec<Event> = Vec::new();
@@ -250,6 +252,9 @@ async fn differential(seed: u64, two_entities: bool, exact_floats: bool) -> (usi
         let chunk = &all[at..at + n];
         at += n;
         let batch = batch_of(chunk);
+        if at > all.len() / 2 && matches!(seed, 3 | 7) {
+            state.keep_tiles(seed == 7);
+        }
         let stats = state.apply(&batch).unwrap();
         assert_eq!(stats.rows, n as u64);
         assert_eq!(

@@ -34,18 +34,14 @@ impl StreamAggState {
     /// no event of it.
     pub fn encode_entity(&self, key: &[ScalarValue]) -> Option<Vec<u8>> {
         let e = self.entities.get(key)?;
-        let n: usize = e.events.values().map(Vec::len).sum();
+        let n = e.len();
         let mut out = Vec::with_capacity(24 + n * (8 + 9 * self.channels.len()));
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&self.fingerprint().to_le_bytes());
         out.extend_from_slice(&(self.channels.len() as u16).to_le_bytes());
         out.extend_from_slice(&(n as u64).to_le_bytes());
-        for (ts, rows) in &e.events {
-            for vals in rows {
-                encode_event(&mut out, *ts, vals);
-            }
-        }
+        encode_entity_events(&mut out, e);
         Some(out)
     }
 
@@ -101,13 +97,8 @@ impl StreamAggState {
     /// the bytes of two runs are the run of both.
     pub fn entity_events(&self, key: &[ScalarValue]) -> Option<Vec<u8>> {
         let e = self.entities.get(key)?;
-        let n: usize = e.events.values().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(n * (8 + 9 * self.channels.len()));
-        for (ts, rows) in &e.events {
-            for vals in rows {
-                encode_event(&mut out, *ts, vals);
-            }
-        }
+        let mut out = Vec::with_capacity(e.len() * (8 + 9 * self.channels.len()));
+        encode_entity_events(&mut out, e);
         Some(out)
     }
 
@@ -176,11 +167,12 @@ impl StreamAggState {
             self.max_event_us = Some(self.max_event_us.map_or(newest, |m| m.max(newest)));
         }
         let horizon = self.horizon_us();
-        let mut entity = EntityState::new(self.tile_widths.len());
+        let mut entity = self.new_entity();
+        let widths: &[i64] = if self.tiles { &self.tile_widths } else { &[] };
         let mut late_max = None;
         for (ts, vals) in events {
             if horizon.is_none_or(|h| ts > h) {
-                entity.insert(ts, vals, &self.tile_widths);
+                entity.insert(ts, &vals, widths);
             } else {
                 late_max = late_max.max(Some(ts));
             }
@@ -194,11 +186,23 @@ impl StreamAggState {
     }
 }
 
+/// Every event of `e`, as [`encode_event`] records.
+fn encode_entity_events(out: &mut Vec<u8>, e: &EntityState) {
+    for i in 0..e.len() {
+        encode_event(out, e.times[i], e.vals(i));
+    }
+}
+
 /// One event as bytes: its time (µs, `i64`), then per channel a tag (`0`
 /// NULL, `1` integer, `2` float) with 8 bytes of value unless NULL.
-pub(super) fn encode_event(out: &mut Vec<u8>, ts: i64, vals: &[Val]) {
+pub(super) fn encode_event(
+    out: &mut Vec<u8>,
+    ts: i64,
+    vals: impl IntoIterator<Item = impl std::borrow::Borrow<Val>>,
+) {
     out.extend_from_slice(&ts.to_le_bytes());
     for v in vals {
+        let v: Val = *v.borrow();
         match v {
             Val::Null => out.push(0),
             Val::I(x) => {

@@ -1,7 +1,7 @@
 //! One entity's online state: its events by time, and tiles of partial
 //! aggregates over them (see the parent modules for why and what it costs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// One value of an aggregate input, in its domain.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,24 +83,70 @@ pub(super) struct Tile {
     pub(super) channels: Vec<Partial>,
 }
 
-/// One entity's events and tiles.
+/// One entity's events and tiles. Events are kept flat, in time order
+/// (equal times in arrival order): their times, and `channels` values per
+/// event in one queue, so an event costs its bytes and no allocation of its
+/// own, appending in time order is a push, and pruning pops from the front.
 #[derive(Debug, Default)]
 pub(super) struct EntityState {
-    /// Event time (µs) → the channel values of each event at that time.
-    pub(super) events: BTreeMap<i64, Vec<Box<[Val]>>>,
+    /// Event times (µs), ascending.
+    pub(super) times: VecDeque<i64>,
+    /// `channels` values per event, in the order of `times`.
+    vals: VecDeque<Val>,
+    channels: usize,
     /// Per tile width: tile index `k` (covering `(k*w, (k+1)*w]`) → partials.
+    /// Empty when the state keeps no tiles.
     pub(super) tiles: Vec<BTreeMap<i64, Tile>>,
 }
 
 impl EntityState {
-    pub(super) fn new(tile_sets: usize) -> Self {
+    pub(super) fn new(channels: usize, tile_sets: usize) -> Self {
         EntityState {
-            events: BTreeMap::new(),
+            times: VecDeque::new(),
+            vals: VecDeque::new(),
+            channels,
             tiles: (0..tile_sets).map(|_| BTreeMap::new()).collect(),
         }
     }
 
-    pub(super) fn insert(&mut self, ts: i64, vals: Box<[Val]>, widths: &[i64]) {
+    /// Events held.
+    pub(super) fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// The newest event time.
+    pub(super) fn newest(&self) -> Option<i64> {
+        self.times.back().copied()
+    }
+
+    /// The oldest event time.
+    pub(super) fn oldest(&self) -> Option<i64> {
+        self.times.front().copied()
+    }
+
+    /// The channel values of event `i`.
+    pub(super) fn vals(&self, i: usize) -> impl Iterator<Item = Val> + '_ {
+        self.vals
+            .range(i * self.channels..(i + 1) * self.channels)
+            .copied()
+    }
+
+    /// The value of channel `c` of event `i`.
+    pub(super) fn val(&self, i: usize, c: usize) -> Val {
+        self.vals[i * self.channels + c]
+    }
+
+    /// The indexes of the events in `(from, to]`.
+    pub(super) fn between(&self, from: i64, to: i64) -> std::ops::Range<usize> {
+        let a = self.times.partition_point(|&t| t <= from);
+        let b = self.times.partition_point(|&t| t <= to);
+        a..b.max(a)
+    }
+
+    /// Adds an event (`vals`: one value per channel). `widths` are the tile
+    /// widths (empty without tiles).
+    pub(super) fn insert(&mut self, ts: i64, vals: &[Val], widths: &[i64]) {
+        debug_assert_eq!(vals.len(), self.channels);
         for (set, &w) in self.tiles.iter_mut().zip(widths) {
             let tile = set.entry(tile_of(ts, w)).or_insert_with(|| Tile {
                 rows: 0,
@@ -111,32 +157,43 @@ impl EntityState {
                 p.add(*v);
             }
         }
-        self.events.entry(ts).or_default().push(vals);
+        if self.times.back().is_none_or(|&t| t <= ts) {
+            self.times.push_back(ts);
+            self.vals.extend(vals.iter().copied());
+            return;
+        }
+        let at = self.times.partition_point(|&t| t <= ts);
+        self.times.insert(at, ts);
+        for (j, v) in vals.iter().enumerate() {
+            self.vals.insert(at * self.channels + j, *v);
+        }
     }
 
     /// Drops the events at or before `cut`, and the tiles that lie wholly at
     /// or before it. Returns the number of events dropped and the newest
     /// time among them.
     pub(super) fn prune(&mut self, cut: i64, widths: &[i64]) -> (u64, Option<i64>) {
-        let Some((&first, _)) = self.events.first_key_value() else {
-            return (0, None);
-        };
-        if first > cut {
+        if self.times.front().is_none_or(|&t| t > cut) {
             return (0, None);
         }
-        let kept = self.events.split_off(&cut.saturating_add(1));
-        let dropped = std::mem::replace(&mut self.events, kept);
+        let n = self.times.partition_point(|&t| t <= cut);
+        let newest = self.times.get(n - 1).copied();
+        self.times.drain(..n);
+        self.vals.drain(..n * self.channels);
         for (set, &w) in self.tiles.iter_mut().zip(widths) {
             // Tile k ends at (k+1)*w <= cut exactly when k < floor(cut / w).
             let kept = set.split_off(&cut.div_euclid(w));
             *set = kept;
         }
-        let newest = dropped.last_key_value().map(|(&t, _)| t);
-        (dropped.values().map(|v| v.len() as u64).sum(), newest)
+        if self.times.len() * 4 < self.times.capacity() && self.times.capacity() > 64 {
+            self.times.shrink_to(self.times.len() * 2);
+            self.vals.shrink_to(self.vals.len() * 2);
+        }
+        (n as u64, newest)
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.times.is_empty()
     }
 }
 
