@@ -101,19 +101,43 @@ fn schema() -> Arc<Schema> {
 
 /// The map as an Arrow IPC file.
 pub fn encode(map: &Map) -> Result<Vec<u8>> {
+    encode_entries(map.iter())
+}
+
+/// Entries as an Arrow IPC file of (key, value) batches, each at most 65,536
+/// entries and about 64 MiB of values (offsets are 32-bit). Entries are
+/// consumed as they are written, so a caller that drains a map into it
+/// holds each entry once.
+pub fn encode_entries<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    entries: impl Iterator<Item = (K, V)>,
+) -> Result<Vec<u8>> {
+    const BATCH_BYTES: usize = 64 << 20;
     let schema = schema();
     let mut out = Vec::new();
     let err =
         |e: datafusion::arrow::error::ArrowError| Error::Internal(format!("online snapshot: {e}"));
     {
         let mut w = FileWriter::try_new(&mut out, &schema).map_err(err)?;
-        let mut entries = map.iter().peekable();
+        let mut entries = entries.peekable();
         while entries.peek().is_some() {
             let mut k = BinaryBuilder::new();
             let mut v = BinaryBuilder::new();
-            for (key, value) in entries.by_ref().take(65_536) {
+            let (mut n, mut bytes) = (0usize, 0usize);
+            while n < 65_536 && bytes < BATCH_BYTES {
+                let Some((key, value)) = entries.next() else {
+                    break;
+                };
+                let (key, value) = (key.as_ref(), value.as_ref());
+                if value.len() > i32::MAX as usize / 2 {
+                    return Err(Error::Internal(format!(
+                        "online snapshot: a value of {} bytes is too large",
+                        value.len()
+                    )));
+                }
                 k.append_value(key);
                 v.append_value(value);
+                n += 1;
+                bytes += key.len() + value.len();
             }
             let batch = RecordBatch::try_new(
                 schema.clone(),
@@ -125,6 +149,34 @@ pub fn encode(map: &Map) -> Result<Vec<u8>> {
         w.finish().map_err(err)?;
     }
     Ok(out)
+}
+
+/// Calls `f` with each (key, value) entry of an IPC file from
+/// [`encode_entries`], without building a map.
+pub(super) fn for_each_entry(
+    bytes: &bytes::Bytes,
+    mut f: impl FnMut(&[u8], &[u8]),
+) -> std::result::Result<(), ArrowError> {
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None)?;
+    let bad = |what: &str| ArrowError::SchemaError(what.to_string());
+    for batch in reader {
+        let batch = batch?;
+        if batch.num_columns() != 2 {
+            return Err(bad("expected key and value columns"));
+        }
+        let k = batch
+            .column(0)
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| bad("key is not binary"))?;
+        let v = batch
+            .column(1)
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| bad("value is not binary"))?;
+        for i in 0..k.len() {
+            f(k.value(i), v.value(i));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, ArrowError> {
@@ -168,5 +220,23 @@ mod tests {
         let bytes = bytes::Bytes::from(encode(&m).unwrap());
         assert_eq!(decode(&bytes).unwrap(), m);
         assert!(decode(&bytes::Bytes::from_static(b"nope")).is_err());
+    }
+
+    #[test]
+    fn large_values_are_split_into_batches() {
+        let mut m = Map::default();
+        for i in 0..70u8 {
+            m.insert(vec![i].into(), vec![i; 1 << 20].into());
+        }
+        let bytes = bytes::Bytes::from(encode_entries(m.iter()).unwrap());
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None).unwrap();
+        assert_eq!(reader.num_batches(), 2);
+        let mut seen = 0;
+        for_each_entry(&bytes, |k, v| {
+            assert_eq!(m.get(k).map(|x| x.as_ref()), Some(v));
+            seen += 1;
+        })
+        .unwrap();
+        assert_eq!(seen, 70);
     }
 }

@@ -385,40 +385,35 @@ impl StreamPublisher {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let wh = &store.warehouse;
-            let mut parts = Vec::new();
             let first = if from_checkpoint {
                 checkpoint_file(&view, generation, base)
             } else {
                 file(&view, generation, base)
             };
-            let names = std::iter::once(first)
-                .chain((base + 1..=to).map(|s| file(&view, generation, s)))
-                .collect::<Vec<_>>();
+            let names =
+                std::iter::once(first).chain((base + 1..=to).map(|s| file(&view, generation, s)));
+            // Key bytes → the entity's stored value (its tag, then events):
+            // one copy of each entity, merged file by file.
+            let mut merged: HashMap<Box<[u8]>, Vec<u8>, ahash::RandomState> = HashMap::default();
             for rel in names {
                 let bytes = wh.get_meta_bytes(&rel).await?.ok_or_else(|| {
                     Error::Internal(format!("`_sluice/{rel}` disappeared while checkpointing"))
                 })?;
-                parts.push((rel, bytes));
+                let v = view.clone();
+                merged = tokio::task::spawn_blocking(move || {
+                    merge_file(&mut merged, &bytes, &v, &rel)?;
+                    Ok::<_, Error>(merged)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
             }
-            let v = view.clone();
-            let (body, size, entities) = tokio::task::spawn_blocking(move || {
-                let mut files = Files::default();
-                for (rel, bytes) in &parts {
-                    apply_file(&mut files, bytes, &v, rel)?;
-                }
-                drop(parts);
-                let mut map = Map::default();
-                map.insert(FULL.into(), b"full".to_vec().into());
-                let mut size = 0;
-                let entities = files.map.len();
-                for (k, events) in files.map.drain() {
-                    let mut value = Vec::with_capacity(events.len() + 1);
-                    value.push(REPLACE);
-                    value.extend_from_slice(&events);
-                    size += value.len();
-                    map.insert(k, value.into());
-                }
-                Ok::<_, Error>((embedded::encode(&map)?, size, entities))
+            let entities = merged.len();
+            let (body, size) = tokio::task::spawn_blocking(move || {
+                let size: usize = merged.values().map(Vec::len).sum();
+                let full: (&[u8], &[u8]) = (FULL, b"full");
+                let entries = std::iter::once((Box::<[u8]>::from(full.0), full.1.to_vec()))
+                    .chain(merged.drain());
+                Ok::<_, Error>((embedded::encode_entries(entries)?, size))
             })
             .await
             .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
@@ -936,6 +931,50 @@ fn apply_file(files: &mut Files, bytes: &bytes::Bytes, view: &str, rel: &str) ->
     Ok(())
 }
 
+/// Merges one embedded file into `merged` (key bytes → stored value: the
+/// `REPLACE` tag, then the entity's events), for a checkpoint.
+fn merge_file(
+    merged: &mut HashMap<Box<[u8]>, Vec<u8>, ahash::RandomState>,
+    bytes: &bytes::Bytes,
+    view: &str,
+    rel: &str,
+) -> Result<()> {
+    let unreadable = |e: datafusion::arrow::error::ArrowError| {
+        Error::Sql(format!(
+            "online view `{view}`: `_sluice/{rel}` is unreadable ({e}); restart `sluice stream`"
+        ))
+    };
+    // A full file replaces everything (its marker may be anywhere in it).
+    let mut full = false;
+    embedded::for_each_entry(bytes, |k, _| full |= k == FULL).map_err(unreadable)?;
+    if full {
+        merged.clear();
+    }
+    embedded::for_each_entry(bytes, |k, v| {
+        if k == FULL {
+            return;
+        }
+        match v.split_first() {
+            Some((&APPEND, events)) => match merged.get_mut(k) {
+                Some(stored) => stored.extend_from_slice(events),
+                None => {
+                    let mut stored = Vec::with_capacity(events.len() + 1);
+                    stored.push(REPLACE);
+                    stored.extend_from_slice(events);
+                    merged.insert(k.into(), stored);
+                }
+            },
+            Some((&REPLACE, _)) => {
+                merged.insert(k.into(), v.to_vec());
+            }
+            _ => {
+                merged.remove(k);
+            }
+        }
+    })
+    .map_err(unreadable)
+}
+
 /// `key` with each value of its entity column's type (as the state keys).
 fn typed_key(codec: &KeyCodec, key: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
     key.iter()
@@ -973,4 +1012,69 @@ pub(crate) fn output_schema(reader: &ReaderView) -> SchemaRef {
     ));
     fields.push(Field::new("_status", DataType::Utf8, false));
     Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_of(entries: &[(&[u8], u8, &[u8])], full: bool) -> bytes::Bytes {
+        let mut map = Map::default();
+        if full {
+            map.insert(FULL.into(), b"full".to_vec().into());
+        }
+        for (k, tag, events) in entries {
+            let mut v = vec![*tag];
+            v.extend_from_slice(events);
+            map.insert((*k).into(), v.into());
+        }
+        bytes::Bytes::from(embedded::encode(&map).unwrap())
+    }
+
+    /// A checkpoint merged from files holds what a reader following the
+    /// same files holds.
+    #[test]
+    fn checkpoint_merge_equals_what_readers_apply() {
+        let files = [
+            file_of(&[(b"a", REPLACE, b"11"), (b"b", REPLACE, b"22")], true),
+            file_of(
+                &[
+                    (b"a", APPEND, b"3"),
+                    (b"c", APPEND, b"4"),
+                    (b"b", DELETE, b""),
+                ],
+                false,
+            ),
+            file_of(&[(b"c", REPLACE, b"55"), (b"d", APPEND, b"6")], false),
+            // A full file in the chain (after a failed write) replaces all.
+            file_of(&[(b"d", REPLACE, b"7"), (b"e", REPLACE, b"8")], true),
+            file_of(&[(b"e", APPEND, b"9"), (b"d", DELETE, b"")], false),
+        ];
+        for upto in 1..=files.len() {
+            let mut reader = Files::default();
+            let mut merged = HashMap::default();
+            for f in &files[..upto] {
+                apply_file(&mut reader, f, "v", "f").unwrap();
+                merge_file(&mut merged, f, "v", "f").unwrap();
+            }
+            // The checkpoint, read back as a reader starting from it would.
+            let body = embedded::encode_entries(
+                std::iter::once((Box::<[u8]>::from(FULL), b"full".to_vec())).chain(merged),
+            )
+            .unwrap();
+            let mut fresh = Files::default();
+            apply_file(&mut fresh, &bytes::Bytes::from(body), "v", "cp").unwrap();
+            assert_eq!(fresh.map, reader.map, "after {upto} files");
+        }
+        let mut merged = HashMap::default();
+        for f in &files {
+            merge_file(&mut merged, f, "v", "f").unwrap();
+        }
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            merged.get(b"e".as_slice()).unwrap(),
+            &vec![REPLACE, b'8', b'9']
+        );
+        assert!(merge_file(&mut merged, &bytes::Bytes::from_static(b"nope"), "v", "f").is_err());
+    }
 }
