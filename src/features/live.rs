@@ -18,7 +18,6 @@ use crate::names::quote_ident;
 use crate::sql::Engine;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,7 +146,7 @@ impl LiveViews {
             // The ingester only collects events for the online store.
             state.keep_tiles(false);
             let publisher =
-                StreamPublisher::open(self.store.clone(), &def, &state, &self.stream_id).await?;
+                StreamPublisher::open(self.store.clone(), &def, &self.stream_id).await?;
             self.views.push(LiveView {
                 def,
                 state,
@@ -174,7 +173,7 @@ impl LiveViews {
     /// the longest window plus the allowed lateness of now.
     async fn rebuild(&mut self, i: usize) -> Result<()> {
         let v = &mut self.views[i];
-        let mut state = v.state.empty_like();
+        let mut state = v.state.empty_like()?;
         state.record_changes(true);
         let spec = state.spec().clone();
         let ts = &spec.event_timestamp;
@@ -276,7 +275,11 @@ impl LiveViews {
                 continue;
             }
             let n = gone.len();
-            if let Err(e) = v.publisher.publish(&v.state, HashMap::new(), gone).await {
+            if let Err(e) = v
+                .publisher
+                .publish(&v.state, Default::default(), gone)
+                .await
+            {
                 tracing::warn!("stream feature view {}: {e}", v.def.name);
                 v.dirty = true;
             }

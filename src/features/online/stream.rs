@@ -25,7 +25,9 @@ use super::embedded::{self, Map};
 use super::redis::Reply;
 use super::{Backend, OnlineStore};
 use crate::error::{Error, Result};
-use crate::features::stream_agg::{StreamAggOptions, StreamAggSpec, StreamAggState};
+use crate::features::stream_agg::{
+    EntityKey, KeyMap, StreamAggOptions, StreamAggSpec, StreamAggState,
+};
 use crate::features::FeatureViewDef;
 use crate::warehouse::Warehouse;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondArray};
@@ -236,9 +238,8 @@ const DELETE: u8 = 2;
 pub struct StreamPublisher {
     store: Arc<OnlineStore>,
     doc: StreamOnlineState,
-    keys: KeyCodec,
     /// Bytes appended per entity since it was last written whole.
-    appended: HashMap<Vec<ScalarValue>, usize>,
+    appended: KeyMap<usize>,
     /// Embedded store: bytes in delta files since the last full file, and
     /// the size of that full file.
     since_full: usize,
@@ -249,12 +250,11 @@ pub struct StreamPublisher {
 }
 
 impl StreamPublisher {
-    /// Starts publishing `view` (a stream view) computed by `state`: a new
-    /// generation, whose first write must be [`publish_full`](Self::publish_full).
+    /// Starts publishing `view` (a stream view): a new generation, whose
+    /// first write must be [`publish_full`](Self::publish_full).
     pub async fn open(
         store: Arc<OnlineStore>,
         view: &FeatureViewDef,
-        state: &StreamAggState,
         stream_id: &str,
     ) -> Result<Self> {
         let def = view.stream.as_ref().ok_or_else(|| {
@@ -282,10 +282,9 @@ impl StreamPublisher {
             stream_id: stream_id.to_string(),
         };
         Ok(StreamPublisher {
-            keys: KeyCodec::new(state.entity_fields())?,
             store,
             doc,
-            appended: HashMap::new(),
+            appended: KeyMap::default(),
             since_full: 0,
             full_size: 0,
             pending: None,
@@ -300,7 +299,7 @@ impl StreamPublisher {
     /// Writes every entity `state` holds, whole (replacing what readers had).
     pub async fn publish_full(&mut self, state: &StreamAggState) -> Result<()> {
         let keys = state.entity_keys();
-        let changes: Vec<(Vec<ScalarValue>, Change)> = keys
+        let changes: Vec<(EntityKey, Change)> = keys
             .into_iter()
             .map(|k| {
                 let bytes = state.entity_events(&k).unwrap_or_default();
@@ -316,8 +315,8 @@ impl StreamPublisher {
     pub async fn publish(
         &mut self,
         state: &StreamAggState,
-        added: HashMap<Vec<ScalarValue>, Vec<u8>>,
-        gone: Vec<Vec<ScalarValue>>,
+        added: KeyMap<Vec<u8>>,
+        gone: Vec<EntityKey>,
     ) -> Result<()> {
         if added.is_empty() && gone.is_empty() {
             return Ok(());
@@ -327,15 +326,15 @@ impl StreamPublisher {
         let mut bytes = 0usize;
         for (k, events) in added {
             let live = state.entity_event_count(&k) * record;
-            let before = self.appended.get(&k).copied().unwrap_or(0);
-            if before + events.len() > 2 * live + 4096 {
+            let appended = self.appended.entry(k.clone()).or_insert(0);
+            if *appended + events.len() > 2 * live + 4096 {
                 let whole = state.entity_events(&k).unwrap_or_default();
                 bytes += whole.len();
-                self.appended.insert(k.clone(), 0);
+                *appended = 0;
                 changes.push((k, Change::Replace(whole)));
             } else {
                 bytes += events.len();
-                self.appended.insert(k.clone(), before + events.len());
+                *appended += events.len();
                 changes.push((k, Change::Append(events)));
             }
         }
@@ -469,11 +468,9 @@ impl StreamPublisher {
     async fn write(
         &mut self,
         state: &StreamAggState,
-        changes: Vec<(Vec<ScalarValue>, Change)>,
+        changes: Vec<(EntityKey, Change)>,
         full: bool,
     ) -> Result<()> {
-        let keys: Vec<Vec<ScalarValue>> = changes.iter().map(|(k, _)| k.clone()).collect();
-        let rows = self.keys.rows(&keys)?;
         self.doc.entity_count = state.entity_count() as u64;
         self.doc.max_event_us = state.max_event_us();
         self.doc.updated_at = chrono::Utc::now().to_rfc3339();
@@ -484,14 +481,14 @@ impl StreamPublisher {
                     map.insert(FULL.into(), b"full".to_vec().into());
                 }
                 let mut size = 0;
-                for (i, (_, change)) in changes.into_iter().enumerate() {
+                for (key, change) in changes {
                     let value: Vec<u8> = match change {
                         Change::Append(b) => std::iter::once(APPEND).chain(b).collect(),
                         Change::Replace(b) => std::iter::once(REPLACE).chain(b).collect(),
                         Change::Delete => vec![DELETE],
                     };
                     size += value.len();
-                    map.insert(rows.row(i).as_ref().into(), value.into());
+                    map.insert(key, value.into());
                 }
                 let body = embedded::encode(&map)?;
                 let wh = &self.store.warehouse;
@@ -531,10 +528,10 @@ impl StreamPublisher {
                 let key_prefix = redis_prefix(prefix, &self.doc.view, &self.doc.definition);
                 let mut conn = redis.conn().await?;
                 let mut key = Vec::new();
-                for (i, (k, change)) in changes.iter().enumerate() {
+                for (k, change) in &changes {
                     key.clear();
                     key.extend_from_slice(&key_prefix);
-                    key.extend_from_slice(rows.row(i).as_ref());
+                    key.extend_from_slice(k);
                     // Kept until its newest event leaves the longest window
                     // (and the allowed lateness), plus a minute for clocks.
                     let ttl_ms = state
@@ -868,11 +865,11 @@ impl OnlineStore {
         schema: &SchemaRef,
     ) -> Result<RecordBatch> {
         let found = self.stream_lookup(reader, keys).await?;
-        let mut state = reader.template.empty_like();
-        for (k, bytes) in keys.iter().zip(&found) {
+        let rows = reader.keys.rows(keys)?;
+        let mut state = reader.template.empty_like()?;
+        for (i, bytes) in found.iter().enumerate() {
             if let Some(b) = bytes {
-                let typed = typed_key(&reader.keys, k)?;
-                state.decode_events(typed, b)?;
+                state.decode_events(rows.row(i).as_ref(), b)?;
             }
         }
         let key_cols = reader.keys.columns(keys)?;
@@ -885,10 +882,9 @@ impl OnlineStore {
         debug_assert_eq!(names.len(), key_cols.len());
         let values = state.values(&key_batch, at_us)?;
         let mut status = StringBuilder::with_capacity(keys.len(), keys.len() * 8);
-        for k in keys {
-            let typed = typed_key(&reader.keys, k)?;
+        for i in 0..keys.len() {
             let recent = state
-                .entity_newest_us(&typed)
+                .entity_newest_us(rows.row(i).as_ref())
                 .is_some_and(|t| t > at_us.saturating_sub(state.max_window_us()));
             status.append_value(if recent { "present" } else { "not_found" });
         }
@@ -973,26 +969,6 @@ fn merge_file(
         }
     })
     .map_err(unreadable)
-}
-
-/// `key` with each value of its entity column's type (as the state keys).
-fn typed_key(codec: &KeyCodec, key: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
-    key.iter()
-        .zip(&codec.fields)
-        .map(|(v, f)| {
-            if &v.data_type() == f.data_type() {
-                Ok(v.clone())
-            } else {
-                v.cast_to(f.data_type()).map_err(|e| {
-                    Error::Sql(format!(
-                        "a value for `{}` is not a {} ({e})",
-                        f.name(),
-                        f.data_type()
-                    ))
-                })
-            }
-        })
-        .collect()
 }
 
 /// The columns of `online.<view>` for a stream view: the entity columns, the

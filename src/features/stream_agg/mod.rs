@@ -94,7 +94,7 @@ mod state;
 
 pub use offline::offline_sql;
 pub use spec::{AggFunc, StreamAgg, StreamAggSpec, MAX_WINDOW_US};
-pub use state::{ApplyStats, StreamAggOptions, StreamAggState};
+pub use state::{ApplyStats, EntityKey, KeyMap, StreamAggOptions, StreamAggState};
 
 #[cfg(test)]
 mod tests;

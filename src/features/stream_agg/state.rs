@@ -10,6 +10,7 @@ use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit,
 };
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
@@ -83,6 +84,24 @@ pub(crate) const TIME_RANGE_US: std::ops::RangeInclusive<i64> = -(1 << 62)..=(1 
 /// The longest allowed lateness (about 100 years, as the longest window).
 const MAX_LATENESS_US: i64 = super::spec::MAX_WINDOW_US;
 
+/// An entity's key: its entity columns' values as Arrow row bytes (the
+/// same bytes the online store keys entities by).
+pub type EntityKey = Box<[u8]>;
+
+/// A map by entity key.
+pub type KeyMap<V> = HashMap<EntityKey, V, ahash::RandomState>;
+
+/// The Arrow row converter of the entity columns.
+fn key_converter(fields: &[Field]) -> std::result::Result<RowConverter, String> {
+    RowConverter::new(
+        fields
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| format!("the entity columns cannot be keys: {e}"))
+}
+
 /// The exact online state of one stream feature view (see the module doc).
 #[derive(Debug)]
 pub struct StreamAggState {
@@ -100,14 +119,16 @@ pub struct StreamAggState {
     /// Whether entities keep tiles (see [`keep_tiles`](Self::keep_tiles)).
     tiles: bool,
     max_window_us: i64,
-    entities: HashMap<Vec<ScalarValue>, EntityState>,
+    /// Encodes entity keys.
+    keys: RowConverter,
+    entities: KeyMap<EntityState>,
     max_event_us: Option<i64>,
     expired_to_us: Option<i64>,
     /// The newest time of an event dropped (too late, pruned or expired).
     dropped_to_us: Option<i64>,
     /// While recording: per entity, the events applied since the last
     /// [`take_changes`](Self::take_changes), as event records.
-    changes: Option<HashMap<Vec<ScalarValue>, Vec<u8>>>,
+    changes: Option<KeyMap<Vec<u8>>>,
 }
 
 /// Whether arrays of types `a` and `b` hold the same values in other
@@ -340,7 +361,13 @@ impl StreamAggState {
             fields.push(Field::new(&a.alias, c.output_type.clone(), !counts));
         }
         let max_window_us = spec.max_window_us();
+        let key_fields: Vec<Field> = entity_idx
+            .iter()
+            .map(|&i| source_schema.field(i).clone())
+            .collect();
+        let keys = key_converter(&key_fields).map_err(err)?;
         Ok(StreamAggState {
+            keys,
             output_schema: Arc::new(Schema::new(fields)),
             spec,
             options,
@@ -354,7 +381,7 @@ impl StreamAggState {
             tile_widths,
             tiles: true,
             max_window_us,
-            entities: HashMap::new(),
+            entities: KeyMap::default(),
             max_event_us: None,
             expired_to_us: None,
             dropped_to_us: None,
@@ -417,8 +444,10 @@ impl StreamAggState {
 
     /// A state of the same definition holding nothing (for readers that
     /// decode a few entities: no planning again).
-    pub fn empty_like(&self) -> StreamAggState {
-        StreamAggState {
+    pub fn empty_like(&self) -> Result<StreamAggState> {
+        Ok(StreamAggState {
+            keys: key_converter(&self.entity_fields())
+                .map_err(|m| model_error(&self.spec.model, m))?,
             spec: self.spec.clone(),
             options: self.options,
             source_schema: self.source_schema.clone(),
@@ -432,12 +461,12 @@ impl StreamAggState {
             tile_widths: self.tile_widths.clone(),
             tiles: self.tiles,
             max_window_us: self.max_window_us,
-            entities: HashMap::new(),
+            entities: KeyMap::default(),
             max_event_us: None,
             expired_to_us: None,
             dropped_to_us: None,
             changes: None,
-        }
+        })
     }
 
     /// Whether entities keep tiles of partial aggregates (the default). Tiles
@@ -483,35 +512,94 @@ impl StreamAggState {
     /// writer appends to the online store, so that its cost follows the new
     /// events, not the events the windows hold.
     pub fn record_changes(&mut self, on: bool) {
-        self.changes = on.then(HashMap::new);
+        self.changes = on.then(KeyMap::default);
     }
 
     /// The events applied since the last call (while recording), per entity,
     /// as event records (see [`entity_events`](Self::entity_events)).
-    pub fn take_changes(&mut self) -> HashMap<Vec<ScalarValue>, Vec<u8>> {
+    pub fn take_changes(&mut self) -> KeyMap<Vec<u8>> {
         match &mut self.changes {
             Some(c) => std::mem::take(c),
-            None => HashMap::new(),
+            None => KeyMap::default(),
         }
     }
 
+    /// The keys of entities given as values (one `Vec` per entity, one value
+    /// per entity column, cast to the column's type), as row bytes.
+    pub fn key_rows(&self, keys: &[Vec<ScalarValue>]) -> Result<Rows> {
+        let fields = self.entity_fields();
+        let mut cols = Vec::with_capacity(fields.len());
+        for (i, f) in fields.iter().enumerate() {
+            let array = if keys.is_empty() {
+                datafusion::arrow::array::new_empty_array(f.data_type())
+            } else {
+                let mut values = Vec::with_capacity(keys.len());
+                for k in keys {
+                    values.push(k.get(i).cloned().ok_or_else(|| {
+                        model_error(
+                            &self.spec.model,
+                            format!(
+                                "a key has {} values; the entities are {}",
+                                k.len(),
+                                self.spec.entities.join(", ")
+                            ),
+                        )
+                    })?);
+                }
+                ScalarValue::iter_to_array(values)
+                    .map_err(|e| Error::Sql(format!("entity `{}`: {e}", f.name())))?
+            };
+            cols.push(cast(&array, f.data_type()).map_err(|e| {
+                Error::Sql(format!(
+                    "a value for `{}` is not a {} ({e})",
+                    f.name(),
+                    f.data_type()
+                ))
+            })?);
+        }
+        self.rows_of(&cols)
+    }
+
+    /// The key of one entity given as values.
+    pub fn key_of(&self, key: &[ScalarValue]) -> Result<EntityKey> {
+        if key.len() != self.entity_idx.len() {
+            return Err(model_error(
+                &self.spec.model,
+                format!(
+                    "a key has {} values; the entities are {}",
+                    key.len(),
+                    self.spec.entities.join(", ")
+                ),
+            ));
+        }
+        let rows = self.key_rows(&[key.to_vec()])?;
+        Ok(rows.row(0).as_ref().into())
+    }
+
+    /// Row bytes of entity columns (arrays of the entity columns' types).
+    fn rows_of(&self, cols: &[ArrayRef]) -> Result<Rows> {
+        self.keys
+            .convert_columns(cols)
+            .map_err(|e| Error::Internal(format!("encoding entity keys: {e}")))
+    }
+
     /// Events held for entity `key`.
-    pub fn entity_event_count(&self, key: &[ScalarValue]) -> usize {
+    pub fn entity_event_count(&self, key: &[u8]) -> usize {
         self.entities.get(key).map_or(0, EntityState::len)
     }
 
     /// The newest event time (µs) held for entity `key`.
-    pub fn entity_newest_us(&self, key: &[ScalarValue]) -> Option<i64> {
+    pub fn entity_newest_us(&self, key: &[u8]) -> Option<i64> {
         self.entities.get(key).and_then(EntityState::newest)
     }
 
     /// Whether the state holds an event of `key`.
-    pub fn has_entity(&self, key: &[ScalarValue]) -> bool {
+    pub fn has_entity(&self, key: &[u8]) -> bool {
         self.entities.contains_key(key)
     }
 
     /// The keys of every entity held.
-    pub fn entity_keys(&self) -> Vec<Vec<ScalarValue>> {
+    pub fn entity_keys(&self) -> Vec<EntityKey> {
         self.entities.keys().cloned().collect()
     }
 
@@ -534,41 +622,6 @@ impl StreamAggState {
     /// The longest window (µs).
     pub fn max_window_us(&self) -> i64 {
         self.max_window_us
-    }
-
-    /// The entity keys of `batch`'s rows (source columns), without NULL
-    /// keys, each once: the entities an [`apply`](Self::apply) of it may change.
-    pub fn keys_of(&self, batch: &RecordBatch) -> Result<Vec<Vec<ScalarValue>>> {
-        let mut out = std::collections::HashSet::new();
-        let mut cols = Vec::new();
-        for &i in &self.entity_idx {
-            let name = self.source_schema.field(i).name();
-            let c = batch.column_by_name(name).ok_or_else(|| {
-                model_error(
-                    &self.spec.model,
-                    format!("a batch of the source has no column `{name}`"),
-                )
-            })?;
-            let want = self.source_schema.field(i).data_type();
-            let c = if c.data_type() == want {
-                c.clone()
-            } else {
-                cast(c, want).map_err(|e| Error::Internal(format!("entity `{name}`: {e}")))?
-            };
-            cols.push(c);
-        }
-        for row in 0..batch.num_rows() {
-            if cols.iter().any(|c| c.is_null(row)) {
-                continue;
-            }
-            let key = cols
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, row))
-                .collect::<datafusion::common::Result<Vec<_>>>()
-                .map_err(|e| Error::Internal(format!("entity key: {e}")))?;
-            out.insert(key);
-        }
-        Ok(out.into_iter().collect())
     }
 
     /// Entities held.
@@ -735,7 +788,12 @@ impl StreamAggState {
             .iter()
             .map(|c| self.channel_values(c, &batch))
             .collect::<Result<Vec<_>>>()?;
-        let key_cols: Vec<&ArrayRef> = self.entity_idx.iter().map(|&i| batch.column(i)).collect();
+        let key_cols: Vec<ArrayRef> = self
+            .entity_idx
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let key_rows = self.rows_of(&key_cols)?;
         let mut late_max: Option<i64> = None;
         let mut vals: Vec<Val> = Vec::with_capacity(values.len());
         for (row, ts) in times.iter().enumerate() {
@@ -759,22 +817,30 @@ impl StreamAggState {
                 late_max = late_max.max(Some(ts));
                 continue;
             }
-            let key = key_cols
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, row))
-                .collect::<datafusion::common::Result<Vec<_>>>()
-                .map_err(|e| Error::Internal(format!("entity key: {e}")))?;
+            let key_row = key_rows.row(row);
+            let key: &[u8] = key_row.as_ref();
             vals.clear();
             vals.extend(values.iter().map(|v| v[row]));
             if let Some(changes) = &mut self.changes {
-                codec::encode_event(changes.entry(key.clone()).or_default(), ts, &vals);
+                match changes.get_mut(key) {
+                    Some(c) => codec::encode_event(c, ts, &vals),
+                    None => {
+                        let mut c = Vec::with_capacity(64);
+                        codec::encode_event(&mut c, ts, &vals);
+                        changes.insert(key.into(), c);
+                    }
+                }
             }
             let (channels, sets) = (self.channels.len(), self.widths().len());
             let widths: &[i64] = if self.tiles { &self.tile_widths } else { &[] };
+            if !self.entities.contains_key(key) {
+                self.entities
+                    .insert(key.into(), EntityState::new(channels, sets));
+            }
             let entity = self
                 .entities
-                .entry(key)
-                .or_insert_with(|| EntityState::new(channels, sets));
+                .get_mut(key)
+                .ok_or_else(|| Error::Internal("an entity just inserted is missing".into()))?;
             // Keep memory bounded for entities that keep receiving events
             // (the others are swept by `expire`): prune when the horizon has
             // passed the entity's oldest event.
@@ -801,7 +867,7 @@ impl StreamAggState {
 
     /// [`expire`](Self::expire), also giving the keys of the entities it
     /// dropped whole.
-    pub fn expire_entities(&mut self, now_us: i64) -> (u64, Vec<Vec<ScalarValue>>) {
+    pub fn expire_entities(&mut self, now_us: i64) -> (u64, Vec<EntityKey>) {
         let cut = now_us
             .saturating_sub(self.max_window_us)
             .saturating_sub(self.options.allowed_lateness_us);
@@ -813,7 +879,7 @@ impl StreamAggState {
             dropped += n;
             newest = newest.max(t);
         }
-        let gone: Vec<Vec<ScalarValue>> = self
+        let gone: Vec<EntityKey> = self
             .entities
             .iter()
             .filter(|(_, e)| e.is_empty())
@@ -921,16 +987,12 @@ impl StreamAggState {
     /// NULL for the others. Instants before
     /// [`earliest_exact_us`](Self::earliest_exact_us) are refused.
     pub fn value(&self, key: &[ScalarValue], at_us: i64) -> Result<Vec<ScalarValue>> {
-        if key.len() != self.entity_idx.len() {
-            return Err(model_error(
-                &self.spec.model,
-                format!(
-                    "a key has {} values; the entities are {}",
-                    key.len(),
-                    self.spec.entities.join(", ")
-                ),
-            ));
-        }
+        let key = self.key_of(key)?;
+        self.value_of(&key, at_us)
+    }
+
+    /// [`value`](Self::value) of the entity with key bytes `key`.
+    pub fn value_of(&self, key: &[u8], at_us: i64) -> Result<Vec<ScalarValue>> {
         if !TIME_RANGE_US.contains(&at_us) {
             return Err(model_error(
                 &self.spec.model,
@@ -975,17 +1037,6 @@ impl StreamAggState {
             })?;
             key_cols.push(c.clone());
         }
-        let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.aggs.len()];
-        for row in 0..keys.num_rows() {
-            let key = key_cols
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, row))
-                .collect::<datafusion::common::Result<Vec<_>>>()
-                .map_err(|e| Error::Internal(format!("entity key: {e}")))?;
-            for (col, v) in columns.iter_mut().zip(self.value(&key, at_us)?) {
-                col.push(v);
-            }
-        }
         let mut arrays: Vec<ArrayRef> = Vec::new();
         for (i, c) in key_cols.iter().enumerate() {
             let want = self.output_schema.field(i).data_type();
@@ -995,6 +1046,16 @@ impl StreamAggState {
                     format!("entity column `{}`: {e}", self.spec.entities[i]),
                 )
             })?);
+        }
+        let rows = self.rows_of(&arrays)?;
+        let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.aggs.len()];
+        for row in 0..keys.num_rows() {
+            for (col, v) in columns
+                .iter_mut()
+                .zip(self.value_of(rows.row(row).as_ref(), at_us)?)
+            {
+                col.push(v);
+            }
         }
         for (col, agg) in columns.into_iter().zip(&self.aggs) {
             let arr = if col.is_empty() {

@@ -608,7 +608,7 @@ fn appended_changes_decode_to_the_same_values() {
     let mut s = simple_state(sql, source_schema(), 5 * SEC).unwrap();
     s.record_changes(true);
     let events = random_events(&mut rng, 600, false);
-    let mut log: std::collections::HashMap<Vec<ScalarValue>, Vec<Vec<u8>>> = Default::default();
+    let mut log: std::collections::HashMap<super::EntityKey, Vec<Vec<u8>>> = Default::default();
     for chunk in events.chunks(37) {
         s.apply(&batch_of(chunk)).unwrap();
         for (k, bytes) in s.take_changes() {
@@ -630,16 +630,16 @@ fn appended_changes_decode_to_the_same_values() {
             for r in order {
                 bytes.extend_from_slice(r);
             }
-            let mut t = s.empty_like();
-            t.decode_events(k.clone(), &bytes).unwrap();
+            let mut t = s.empty_like().unwrap();
+            t.decode_events(k, &bytes).unwrap();
             for d in 0..70 {
                 let at = newest + d * SEC;
                 if s.earliest_exact_us().is_some_and(|e| at < e) {
                     continue;
                 }
                 assert_eq!(
-                    s.value(k, at).unwrap(),
-                    t.value(k, at).unwrap(),
+                    s.value_of(k, at).unwrap(),
+                    t.value_of(k, at).unwrap(),
                     "{k:?} +{d} s"
                 );
                 checked += 1;
@@ -647,17 +647,32 @@ fn appended_changes_decode_to_the_same_values() {
         }
         // The whole entity as one run decodes the same.
         if let Some(whole) = s.entity_events(k) {
-            let mut t = s.empty_like();
-            t.decode_events(k.clone(), &whole).unwrap();
-            assert_eq!(s.value(k, newest).unwrap(), t.value(k, newest).unwrap());
+            let mut t = s.empty_like().unwrap();
+            t.decode_events(k, &whole).unwrap();
+            assert_eq!(
+                s.value_of(k, newest).unwrap(),
+                t.value_of(k, newest).unwrap()
+            );
         }
     }
     assert!(checked > 100, "{checked}");
-    let mut t = s.empty_like();
-    let err = t
-        .decode_events(vec![ScalarValue::Int64(Some(1))], &[1, 2, 3])
-        .unwrap_err()
-        .to_string();
+    // Keys given as values (of another integer type too) name the same
+    // entities as the row bytes.
+    for user in [1i64, 2, 3] {
+        let k = s.key_of(&[ScalarValue::Int64(Some(user))]).unwrap();
+        assert_eq!(
+            k,
+            s.key_of(&[ScalarValue::Int32(Some(user as i32))]).unwrap()
+        );
+        assert!(log.contains_key(&k), "user {user}");
+        assert_eq!(
+            s.value(&[ScalarValue::Int64(Some(user))], newest).unwrap(),
+            s.value_of(&k, newest).unwrap()
+        );
+    }
+    let mut t = s.empty_like().unwrap();
+    let key = t.key_of(&[ScalarValue::Int64(Some(1))]).unwrap();
+    let err = t.decode_events(&key, &[1, 2, 3]).unwrap_err().to_string();
     assert!(
         err.contains("truncated") && err.contains("restart `sluice stream`"),
         "{err}"

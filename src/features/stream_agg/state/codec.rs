@@ -33,7 +33,8 @@ impl StreamAggState {
     /// The state of entity `key` as bytes, or `None` if the state holds
     /// no event of it.
     pub fn encode_entity(&self, key: &[ScalarValue]) -> Option<Vec<u8>> {
-        let e = self.entities.get(key)?;
+        let key = self.key_of(key).ok()?;
+        let e = self.entities.get(&key)?;
         let n = e.len();
         let mut out = Vec::with_capacity(24 + n * (8 + 9 * self.channels.len()));
         out.extend_from_slice(MAGIC);
@@ -59,6 +60,7 @@ impl StreamAggState {
         if key.len() != self.entity_idx.len() {
             return Err(bad("the key does not have one value per entity"));
         }
+        let row = self.key_of(&key)?;
         let mut r = Reader { bytes, at: 0 };
         if r.take(3) != Some(MAGIC.as_slice()) {
             return Err(bad("not a stream feature view state"));
@@ -88,14 +90,14 @@ impl StreamAggState {
         if r.at != bytes.len() {
             return Err(bad("trailing bytes"));
         }
-        self.install_entity(key, events);
+        self.install_entity(row, events);
         Ok(())
     }
 
     /// Entity `key`'s events as [`encode_event`] records, without the header
     /// (`None` when the state holds no event of it). Records concatenate:
     /// the bytes of two runs are the run of both.
-    pub fn entity_events(&self, key: &[ScalarValue]) -> Option<Vec<u8>> {
+    pub fn entity_events(&self, key: &[u8]) -> Option<Vec<u8>> {
         let e = self.entities.get(key)?;
         let mut out = Vec::with_capacity(e.len() * (8 + 9 * self.channels.len()));
         encode_entity_events(&mut out, e);
@@ -107,19 +109,16 @@ impl StreamAggState {
     /// [`take_changes`](Self::take_changes) gives, in any order and
     /// concatenated. They carry no fingerprint: the caller knows they were
     /// written for this definition.
-    pub fn decode_events(&mut self, key: Vec<ScalarValue>, bytes: &[u8]) -> Result<()> {
+    pub fn decode_events(&mut self, key: &[u8], bytes: &[u8]) -> Result<()> {
         let bad = |m: &str| {
             model_error(
                 &self.spec.model,
-                format!("the stored online events of entity {key:?} cannot be read: {m}; restart `sluice stream` to rebuild them from the source table"),
+                format!("the stored online events of an entity cannot be read: {m}; restart `sluice stream` to rebuild them from the source table"),
             )
         };
-        if key.len() != self.entity_idx.len() {
-            return Err(bad("the key does not have one value per entity"));
-        }
         let mut r = Reader { bytes, at: 0 };
         let events = self.read_events(&mut r, None).map_err(bad)?;
-        self.install_entity(key, events);
+        self.install_entity(key.into(), events);
         Ok(())
     }
 
@@ -162,7 +161,7 @@ impl StreamAggState {
 
     /// Makes `events` the state of entity `key`: events at or before the
     /// horizon are dropped; the newest event time advances to the newest.
-    fn install_entity(&mut self, key: Vec<ScalarValue>, events: Events) {
+    fn install_entity(&mut self, key: EntityKey, events: Events) {
         if let Some(newest) = events.iter().map(|(t, _)| *t).max() {
             self.max_event_us = Some(self.max_event_us.map_or(newest, |m| m.max(newest)));
         }
