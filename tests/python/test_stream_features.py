@@ -362,3 +362,63 @@ def test_a_view_registered_while_streaming_is_picked_up(sluice_bin, kafka_broker
         stream.send_signal(signal.SIGINT)
         stream.wait(30)
         err.close()
+
+
+def test_sigkill_and_restart_keep_online_equal_to_offline(sluice_bin, kafka_broker, tmp_path):
+    """`sluice stream` killed with SIGKILL while events arrive, then started
+    again: the table has every event once, and the online values a server
+    that ran throughout reads (a new generation of the store) equal the
+    offline ones and DuckDB's."""
+    topic = "sfv_sigkill"
+    kafka_broker.create_topic(topic, 3)
+    project = stream_project(tmp_path / "p", kafka_broker.address, topic)
+    (project / "models" / "user_stream.sql").write_text(VIEW)
+    uri = str(project / "warehouse" / "raw" / "events")
+    events = Events(seed=4242)
+    producer = kafka_broker.producer("lz4")
+    produce(producer, topic, events.make(300, datetime.datetime.now(datetime.timezone.utc)), 3)
+    sluice(sluice_bin, project, "load", "events")
+    sluice(sluice_bin, project, "run")
+
+    def start():
+        err = open(tmp_path / "stream.stderr", "a")
+        return subprocess.Popen([sluice_bin, "--project", str(project), "stream"],
+                                stdout=subprocess.DEVNULL, stderr=err)
+
+    stream = start()
+    server = start_server(sluice_bin, project, {})
+    users = list(range(12))
+    try:
+        with adbc_connect(server, user=None) as conn:
+            for kill_round in range(2):
+                # Bursts while the stream runs; killed in the middle of them.
+                for burst in range(6):
+                    produce(producer, topic,
+                            events.make(400, datetime.datetime.now(datetime.timezone.utc)), 3)
+                    time.sleep(0.15)
+                    if burst == 3:
+                        stream.send_signal(signal.SIGKILL)
+                        stream.wait(10)
+                time.sleep(0.5)
+                stream = start()
+            wait_rows(uri, len(events.sent))
+            deadline = time.time() + 30
+            while True:
+                try:
+                    got, t_us, _ = lookup(conn, users)
+                    same(got, events.expected(t_us, users), "online vs DuckDB after SIGKILL")
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.3)
+            same(got, offline(conn, users, t_us), "online vs offline after SIGKILL")
+    finally:
+        stream.send_signal(signal.SIGINT)
+        try:
+            stream.wait(30)
+        except subprocess.TimeoutExpired:
+            stream.kill()
+        stop_server(server)
+    ids = DeltaTable(uri).to_pyarrow_table(columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(events.sent) == len(set(ids)), (len(ids), len(set(ids)))
