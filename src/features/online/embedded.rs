@@ -101,19 +101,22 @@ fn schema() -> Arc<Schema> {
 
 /// The map as an Arrow IPC file.
 pub fn encode(map: &Map) -> Result<Vec<u8>> {
-    encode_entries(map.iter())
+    encode_entries(map.iter(), 0)
 }
 
 /// Entries as an Arrow IPC file of (key, value) batches, each at most 65,536
-/// entries and about 64 MiB of values (offsets are 32-bit). Entries are
-/// consumed as they are written, so a caller that drains a map into it
-/// holds each entry once.
+/// entries and about 8 MiB of keys and values (offsets are 32-bit, and
+/// small batches keep the copies in flight small). Entries are consumed as
+/// they are written, so a caller that drains a map into it holds each entry
+/// about once; `size_hint` (the bytes of the entries, if known) sizes the
+/// output at once instead of by doubling.
 pub fn encode_entries<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     entries: impl Iterator<Item = (K, V)>,
+    size_hint: usize,
 ) -> Result<Vec<u8>> {
-    const BATCH_BYTES: usize = 64 << 20;
+    const BATCH_BYTES: usize = 8 << 20;
     let schema = schema();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(size_hint.saturating_add(size_hint / 16 + 4096));
     let err =
         |e: datafusion::arrow::error::ArrowError| Error::Internal(format!("online snapshot: {e}"));
     {
@@ -228,9 +231,10 @@ mod tests {
         for i in 0..70u8 {
             m.insert(vec![i].into(), vec![i; 1 << 20].into());
         }
-        let bytes = bytes::Bytes::from(encode_entries(m.iter()).unwrap());
+        let bytes = bytes::Bytes::from(encode_entries(m.iter(), 70 << 20).unwrap());
         let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None).unwrap();
-        assert_eq!(reader.num_batches(), 2);
+        // 8 MiB per batch: eight values each.
+        assert_eq!(reader.num_batches(), 9);
         let mut seen = 0;
         for_each_entry(&bytes, |k, v| {
             assert_eq!(m.get(k).map(|x| x.as_ref()), Some(v));

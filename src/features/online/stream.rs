@@ -15,8 +15,12 @@
 //!   replaces the entities it names (empty state bytes: the entity is gone).
 //!   A reader probes for the next sequence number at each lookup, so it sees
 //!   a batch as soon as its file exists; every restart of the ingester starts
-//!   a generation with a full file, and a full file is written again once the
-//!   deltas since the last one outweigh it (older files are then deleted).
+//!   a generation with a full file. Once the deltas since the last full point
+//!   outweigh it (or after 200 files), a *checkpoint* `full-<seq>.arrow` is
+//!   merged in the background from the last full point and the files after
+//!   it (as a reader would, without touching the live state, so batches never
+//!   wait for it); readers that start or fell behind begin there, and files
+//!   before the previous full point are then deleted.
 //! - **Redis**: one key per entity, `<prefix>:sv:<view>:<definition>:<key
 //!   bytes>`, written with an expiry at the moment its newest event leaves
 //!   the longest window (so Redis drops entities nobody will read again).
@@ -409,10 +413,11 @@ impl StreamPublisher {
             let entities = merged.len();
             let (body, size) = tokio::task::spawn_blocking(move || {
                 let size: usize = merged.values().map(Vec::len).sum();
+                let keys: usize = merged.keys().map(|k| k.len()).sum();
                 let full: (&[u8], &[u8]) = (FULL, b"full");
                 let entries = std::iter::once((Box::<[u8]>::from(full.0), full.1.to_vec()))
                     .chain(merged.drain());
-                Ok::<_, Error>((embedded::encode_entries(entries)?, size))
+                Ok::<_, Error>((embedded::encode_entries(entries, size + keys)?, size))
             })
             .await
             .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
@@ -1036,6 +1041,7 @@ mod tests {
             // The checkpoint, read back as a reader starting from it would.
             let body = embedded::encode_entries(
                 std::iter::once((Box::<[u8]>::from(FULL), b"full".to_vec())).chain(merged),
+                0,
             )
             .unwrap();
             let mut fresh = Files::default();

@@ -34,14 +34,21 @@
 //!
 //! ## The online state ([`StreamAggState`])
 //!
-//! Exact, with these costs. Per entity it keeps the raw events of the longest
-//! window plus the allowed lateness (a `BTreeMap` by event time) and, per tile
+//! Exact, with these costs. Entities are keyed by the Arrow row bytes of
+//! their entity columns (converted once per batch; the online store keys
+//! them by the same bytes). Per entity it keeps the raw events of the longest
+//! window plus the allowed lateness, flat and in time order (times, and the
+//! argument values, in two queues: no allocation per event) and, per tile
 //! width, **tiles** of partial aggregates (row count; per argument: count,
 //! sum, min, max). A window of length `w` uses tiles of `w/60` rounded to
 //! whole seconds (at least one second); tile `k` covers `(k*t, (k+1)*t]`.
+//! Tiles are optional ([`StreamAggState::keep_tiles`]): the ingester, which
+//! only collects events for the online store, and a reader's state decoded
+//! for one lookup keep none, and a value then reads the window's events.
 //!
-//! - **apply**: per event, one insert into the entity's event map and one tile
-//!   update per tile width: `O(log n)`, independent of the window lengths.
+//! - **apply**: per event, one hash lookup of its entity, an append (a
+//!   binary-search insert when out of order) and one tile update per tile
+//!   width, independent of the window lengths.
 //! - **value at `T`**: per aggregate, the whole tiles inside `(T - w, T]`
 //!   (about 60) plus the raw events of the two partial tiles at its edges,
 //!   read from the event map by range. Exact for any `T`, not only the newest,
