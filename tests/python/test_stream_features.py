@@ -159,6 +159,15 @@ def offline(conn, users, t_us):
     return {r[0]: tuple(r[1:]) for r in got}
 
 
+def stop_stream(stream):
+    """Stops `sluice stream` as Ctrl-C does (killed if it does not exit)."""
+    stream.send_signal(signal.SIGINT)
+    try:
+        stream.wait(30)
+    except subprocess.TimeoutExpired:
+        stream.kill()
+
+
 def table_count(uri, storage_options=None) -> int:
     return DeltaTable(uri, storage_options=storage_options).to_pyarrow_table().num_rows
 
@@ -276,11 +285,7 @@ def test_online_equals_offline_on_random_streams(sluice_bin, kafka_broker, tmp_p
             same(got, events.expected(t_us, [777]), "after sliding")
             same(got, offline(conn, [777], t_us), "after sliding, offline")
     finally:
-        stream.send_signal(signal.SIGINT)
-        try:
-            stream.wait(30)
-        except subprocess.TimeoutExpired:
-            stream.kill()
+        stop_stream(stream)
         stop_server(server)
         stream_err.close()
     assert stream.returncode == 0, (tmp_path / "stream.stderr").read_text()
@@ -414,11 +419,7 @@ def test_sigkill_and_restart_keep_online_equal_to_offline(sluice_bin, kafka_brok
                     time.sleep(0.3)
             same(got, offline(conn, users, t_us), "online vs offline after SIGKILL")
     finally:
-        stream.send_signal(signal.SIGINT)
-        try:
-            stream.wait(30)
-        except subprocess.TimeoutExpired:
-            stream.kill()
+        stop_stream(stream)
         stop_server(server)
     ids = DeltaTable(uri).to_pyarrow_table(columns=["id"]).column("id").to_pylist()
     assert len(ids) == len(events.sent) == len(set(ids)), (len(ids), len(set(ids)))

@@ -183,27 +183,10 @@ pub(super) fn for_each_entry(
 }
 
 pub(super) fn decode(bytes: &bytes::Bytes) -> std::result::Result<Map, ArrowError> {
-    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_ref()), None)?;
     let mut map = Map::default();
-    let bad = |what: &str| ArrowError::SchemaError(what.to_string());
-    for batch in reader {
-        let batch = batch?;
-        if batch.num_columns() != 2 {
-            return Err(bad("expected key and value columns"));
-        }
-        let k = batch
-            .column(0)
-            .as_binary_opt::<i32>()
-            .ok_or_else(|| bad("key is not binary"))?;
-        let v = batch
-            .column(1)
-            .as_binary_opt::<i32>()
-            .ok_or_else(|| bad("value is not binary"))?;
-        map.reserve(k.len());
-        for i in 0..k.len() {
-            map.insert(k.value(i).into(), v.value(i).into());
-        }
-    }
+    for_each_entry(bytes, |k, v| {
+        map.insert(k.into(), v.into());
+    })?;
     Ok(map)
 }
 

@@ -30,12 +30,11 @@ use super::redis::Reply;
 use super::{Backend, OnlineStore};
 use crate::error::{Error, Result};
 use crate::features::stream_agg::{
-    EntityKey, KeyMap, StreamAggOptions, StreamAggSpec, StreamAggState,
+    key_columns, EntityKey, KeyMap, StreamAggOptions, StreamAggSpec, StreamAggState,
 };
 use crate::features::FeatureViewDef;
 use crate::warehouse::Warehouse;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::scalar::ScalarValue;
@@ -172,23 +171,7 @@ impl KeyCodec {
 
     /// The keys as arrays of the entity types.
     pub fn columns(&self, keys: &[Vec<ScalarValue>]) -> Result<Vec<ArrayRef>> {
-        let mut out = Vec::with_capacity(self.fields.len());
-        for (i, f) in self.fields.iter().enumerate() {
-            let array = if keys.is_empty() {
-                datafusion::arrow::array::new_empty_array(f.data_type())
-            } else {
-                ScalarValue::iter_to_array(keys.iter().map(|k| k[i].clone()))
-                    .map_err(|e| Error::Sql(e.to_string()))?
-            };
-            out.push(cast(&array, f.data_type()).map_err(|e| {
-                Error::Sql(format!(
-                    "a value for `{}` is not a {} ({e})",
-                    f.name(),
-                    f.data_type()
-                ))
-            })?);
-        }
-        Ok(out)
+        key_columns(&self.fields, keys)
     }
 
     pub fn rows(&self, keys: &[Vec<ScalarValue>]) -> Result<Rows> {

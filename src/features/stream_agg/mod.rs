@@ -101,7 +101,7 @@ mod state;
 
 pub use offline::offline_sql;
 pub use spec::{AggFunc, StreamAgg, StreamAggSpec, MAX_WINDOW_US};
-pub use state::{ApplyStats, EntityKey, KeyMap, StreamAggOptions, StreamAggState};
+pub use state::{key_columns, ApplyStats, EntityKey, KeyMap, StreamAggOptions, StreamAggState};
 
 #[cfg(test)]
 mod tests;

@@ -91,6 +91,42 @@ pub type EntityKey = Box<[u8]>;
 /// A map by entity key.
 pub type KeyMap<V> = HashMap<EntityKey, V, ahash::RandomState>;
 
+/// Keys given as values (one `Vec` per entity, one value per entity column)
+/// as arrays of the entity columns' types (`fields`), values cast to them.
+pub fn key_columns(fields: &[Field], keys: &[Vec<ScalarValue>]) -> Result<Vec<ArrayRef>> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        let array = if keys.is_empty() {
+            datafusion::arrow::array::new_empty_array(f.data_type())
+        } else {
+            let mut values = Vec::with_capacity(keys.len());
+            for k in keys {
+                values.push(k.get(i).cloned().ok_or_else(|| {
+                    Error::Sql(format!(
+                        "a key has {} values; the entity columns are {}",
+                        k.len(),
+                        fields
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?);
+            }
+            ScalarValue::iter_to_array(values)
+                .map_err(|e| Error::Sql(format!("entity `{}`: {e}", f.name())))?
+        };
+        out.push(cast(&array, f.data_type()).map_err(|e| {
+            Error::Sql(format!(
+                "a value for `{}` is not a {} ({e})",
+                f.name(),
+                f.data_type()
+            ))
+        })?);
+    }
+    Ok(out)
+}
+
 /// The Arrow row converter of the entity columns.
 fn key_converter(fields: &[Field]) -> std::result::Result<RowConverter, String> {
     RowConverter::new(
@@ -527,36 +563,7 @@ impl StreamAggState {
     /// The keys of entities given as values (one `Vec` per entity, one value
     /// per entity column, cast to the column's type), as row bytes.
     pub fn key_rows(&self, keys: &[Vec<ScalarValue>]) -> Result<Rows> {
-        let fields = self.entity_fields();
-        let mut cols = Vec::with_capacity(fields.len());
-        for (i, f) in fields.iter().enumerate() {
-            let array = if keys.is_empty() {
-                datafusion::arrow::array::new_empty_array(f.data_type())
-            } else {
-                let mut values = Vec::with_capacity(keys.len());
-                for k in keys {
-                    values.push(k.get(i).cloned().ok_or_else(|| {
-                        model_error(
-                            &self.spec.model,
-                            format!(
-                                "a key has {} values; the entities are {}",
-                                k.len(),
-                                self.spec.entities.join(", ")
-                            ),
-                        )
-                    })?);
-                }
-                ScalarValue::iter_to_array(values)
-                    .map_err(|e| Error::Sql(format!("entity `{}`: {e}", f.name())))?
-            };
-            cols.push(cast(&array, f.data_type()).map_err(|e| {
-                Error::Sql(format!(
-                    "a value for `{}` is not a {} ({e})",
-                    f.name(),
-                    f.data_type()
-                ))
-            })?);
-        }
+        let cols = key_columns(&self.entity_fields(), keys)?;
         self.rows_of(&cols)
     }
 
