@@ -150,6 +150,23 @@ def lookup(conn, users):
     return {r[0]: tuple(r[1:-2]) for r in got}, t_us, {r[0]: r[-1] for r in got}
 
 
+def until_online_matches(conn, events, users, timeout, what):
+    """Looks `users` up until the online values equal DuckDB's for the
+    lookup's instant (the online store follows the table within a batch, or
+    a restarted stream's rebuild); fails with the last difference after
+    `timeout` seconds. Returns the last lookup."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            got, t_us, status = lookup(conn, users)
+            same(got, events.expected(t_us, users), what)
+            return got, t_us, status
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def offline(conn, users, t_us):
     labels = " UNION ALL ".join(
         f"SELECT CAST({u} AS BIGINT) AS user_id, "
@@ -251,17 +268,7 @@ def test_online_equals_offline_on_random_streams(sluice_bin, kafka_broker, tmp_p
                 time.sleep(0.3)
             wait_rows(uri, len(events.sent), storage_options)
             # The commit is in the table; the online store follows within a batch.
-            deadline = time.time() + 20
-            while True:
-                got, t_us, status = lookup(conn, users)
-                want = events.expected(t_us, users)
-                try:
-                    same(got, want, "online vs DuckDB")
-                    break
-                except AssertionError:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.3)
+            got, t_us, status = until_online_matches(conn, events, users, 20, "online vs DuckDB")
             same(got, offline(conn, users, t_us), "online vs offline")
             assert any(status[u] == "present" for u in range(12))
 
@@ -407,16 +414,8 @@ def test_sigkill_and_restart_keep_online_equal_to_offline(sluice_bin, kafka_brok
                 time.sleep(0.5)
                 stream = start()
             wait_rows(uri, len(events.sent))
-            deadline = time.time() + 30
-            while True:
-                try:
-                    got, t_us, _ = lookup(conn, users)
-                    same(got, events.expected(t_us, users), "online vs DuckDB after SIGKILL")
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.3)
+            got, t_us, _ = until_online_matches(conn, events, users, 30,
+                                                "online vs DuckDB after SIGKILL")
             same(got, offline(conn, users, t_us), "online vs offline after SIGKILL")
     finally:
         stop_stream(stream)
