@@ -9,11 +9,13 @@ use crate::features::FeatureSettings;
 use crate::load::{LoadObserver, LoadReport};
 use crate::models::{Compiled, Selection};
 use crate::project::Project;
+use crate::sql::cluster::ClusterOptions;
 use crate::sql::{Engine, EngineOptions};
 use crate::warehouse::Warehouse;
 
 /// An engine over `warehouse` for `project`: the project's default schema,
-/// online store (`[online]`) and feature services (`[feature_services.*]`).
+/// online store (`[online]`), feature services (`[feature_services.*]`) and
+/// workers (`[cluster] workers`).
 pub async fn engine(project: &Project, warehouse: Warehouse) -> Result<Engine> {
     engine_with(project, warehouse, &EngineOptions::default()).await
 }
@@ -25,8 +27,15 @@ pub async fn engine_with(
     options: &EngineOptions,
 ) -> Result<Engine> {
     let settings = FeatureSettings::from_project(project, warehouse.clone())?;
+    let mut options = options.clone();
+    if options.cluster.is_none() {
+        let workers = ClusterOptions::parse_workers(&project.config.cluster.workers)?;
+        if !workers.is_empty() {
+            options.cluster = Some(ClusterOptions::new(workers));
+        }
+    }
     let builder =
-        Engine::builder(warehouse, &project.config.warehouse.default_schema).options(options);
+        Engine::builder(warehouse, &project.config.warehouse.default_schema).options(&options);
     crate::features::install(builder, settings, Default::default())
         .build()
         .await

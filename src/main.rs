@@ -133,6 +133,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Compile(args) => cli::compile::run(&ctx()?, args).await,
         Command::Lineage(args) => cli::lineage::run(&ctx()?, args).await,
         Command::Serve(args) => cli::serve::run(&ctx()?, args).await,
+        Command::Worker(args) => cli::worker::run(&ctx()?, args).await,
         Command::Materialize(args) => cli::materialize::run(&ctx()?, args).await,
         Command::Features { command } => cli::features::run(&ctx()?, command).await,
         Command::History(args) => cli::history::run(&ctx()?, args).await,

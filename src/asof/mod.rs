@@ -21,8 +21,10 @@
 //!   `EXPLAIN` line, distribution, statistics, partition setup), `matching`
 //!   (times, the operator's rules, tolerance, tie-breaks), `output` (output
 //!   batches) and `key_index` (rows grouped by key, for the two indexes).
+//! - [`codec`]: the three plans on the wire, for workers of a cluster.
 //! - [`pushdown`]: filters on left columns go below the join.
 
+pub mod codec;
 pub mod join;
 mod key_index;
 mod matching;
@@ -34,6 +36,7 @@ pub mod probe;
 pub mod pushdown;
 pub mod stream_side;
 
+pub use codec::AsOfCodec;
 pub use join::{AsOfCondition, AsOfJoin};
 pub use matching::is_time_type;
 pub use merge::AsOfMergeExec;

@@ -47,6 +47,18 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "SLUICE_TARGET", value_name = "NAME")]
     pub target: Option<String>,
 
+    /// Plan queries and model runs over these `sluice worker`s
+    /// (comma-separated http://host:port). Default: `[cluster] workers` in
+    /// sluice.toml; none runs everything in this process.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_WORKERS",
+        value_name = "URLS",
+        value_delimiter = ','
+    )]
+    pub workers: Option<Vec<String>>,
+
     /// Log more on stderr: -v sluice's own debug lines, -vv also the
     /// libraries' (DataFusion, Delta, ...). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -69,8 +81,11 @@ pub enum Progress {
 fn honoured_globals(command: &str) -> &'static [&'static str] {
     match command {
         "init" | "hash-password" => &["verbose"],
-        "load" | "seed" | "run" | "build" | "test" => {
-            &["project", "warehouse", "progress", "verbose"]
+        "load" | "seed" => &["project", "warehouse", "progress", "verbose"],
+        "run" | "build" | "test" => &["project", "warehouse", "progress", "workers", "verbose"],
+        "worker" => &["project", "warehouse", "verbose"],
+        "sql" | "serve" | "materialize" | "features" | "snapshot" | "compile" | "lineage" => {
+            &["project", "warehouse", "workers", "verbose"]
         }
         _ => &["project", "warehouse", "verbose"],
     }
@@ -228,6 +243,13 @@ pub enum Command {
     /// credentials (Handshake) and get a bearer token. Same SQL as `sluice sql`;
     /// CREATE TABLE / INSERT / DELETE / DROP write Delta tables.
     Serve(ServeArgs),
+    /// Run a worker of a cluster: coordinators (`sluice sql`, `run`, `serve`
+    /// with `[cluster] workers` or --workers) send it parts of their queries.
+    ///
+    /// It reads the same warehouse as its coordinator (a folder every process
+    /// sees, or s3:// with the same settings). Prints `sluice worker:
+    /// listening on http://HOST:PORT`; stop it with Ctrl-C or SIGTERM.
+    Worker(WorkerArgs),
     /// Write the latest feature values per entity into the online store.
     ///
     /// Without --start/--end, continues from the table version the last run
@@ -571,6 +593,16 @@ pub struct ServeArgs {
     /// Port (default: [server] port, else 50051; 0 picks a free port).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Address to bind (default 127.0.0.1; 0.0.0.0 for other machines).
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (default 50052; 0 picks a free port).
+    #[arg(long, value_name = "PORT", default_value_t = 50052)]
+    pub port: u16,
 }
 
 #[derive(Args, Debug)]

@@ -38,6 +38,7 @@ pub mod stdio;
 pub mod stream;
 pub mod test;
 pub mod vacuum;
+pub mod worker;
 
 use sluice::project::Project;
 use sluice::sql::Engine;
@@ -63,6 +64,9 @@ impl Context {
         let mut project = Project::open(global.project.as_deref())?;
         if let Some(t) = &global.target {
             project.target = t.clone();
+        }
+        if let Some(w) = &global.workers {
+            project.config.cluster.workers = w.clone();
         }
         let warehouse_uri = project.warehouse_location(global.warehouse.as_deref());
         let warehouse = Warehouse::open(&warehouse_uri, &project.config.warehouse.storage_options)?;

@@ -35,6 +35,19 @@ pub struct ProjectConfig {
     /// feature store.
     #[serde(default)]
     pub feature_services: toml::Table,
+    /// `[cluster]`: workers queries and model runs are planned over.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `sluice worker` addresses (`http://host:port`); empty: no cluster.
+    /// `--workers` / `SLUICE_WORKERS` replace them.
+    #[serde(default)]
+    pub workers: Vec<String>,
 }
 
 /// `[server]`

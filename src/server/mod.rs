@@ -28,6 +28,7 @@ pub(crate) mod session;
 mod statements;
 mod stream;
 mod types;
+pub mod worker;
 
 pub use auth::{hash_password, Auth, PasswordHash, Role, User};
 pub use service::{FlightSqlServer, QueryLimits};

@@ -7,6 +7,7 @@
 mod capped;
 mod checked;
 mod checked_sum;
+pub mod cluster;
 pub mod deps;
 mod depth;
 mod file_checks;
@@ -51,6 +52,8 @@ pub struct Engine {
     default_schema: String,
     /// What the extensions installed (shared by sessions).
     extensions: Arc<Extensions>,
+    /// Queries are planned over workers (`[cluster] workers`).
+    distributed: bool,
 }
 
 /// What extensions installed into an engine: values by type (an extension's
@@ -79,6 +82,70 @@ pub struct EngineOptions {
     /// How AS OF joins run. `None`: `SLUICE_ASOF_MODE` (auto, merge, probe, stream) if
     /// set, else auto.
     pub asof_mode: Option<crate::asof::AsOfMode>,
+    /// Plan queries over these workers (`[cluster] workers`); `None` runs
+    /// everything in this process.
+    pub cluster: Option<cluster::ClusterOptions>,
+}
+
+/// The memory a query may use: `limit`, else `SLUICE_MEMORY_LIMIT`, else 75%
+/// of physical memory.
+pub fn memory_limit(limit: Option<usize>) -> Result<usize> {
+    match (limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
+        (Some(l), _) => Ok(l),
+        (None, Ok(v)) => {
+            parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m.to_string()))
+        }
+        (None, Err(_)) => Ok(default_memory_limit()),
+    }
+}
+
+/// A runtime whose operators spill when `limit` bytes are in use (sorts, the
+/// AS OF join's inputs), reading the warehouse's object store.
+pub(crate) fn runtime_env(
+    warehouse: &Warehouse,
+    limit: usize,
+) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(limit),
+        ))
+        .build_arc()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let root = warehouse.root().clone();
+    if root.scheme() != "file" {
+        let store_url = url::Url::parse(&format!(
+            "{}://{}",
+            root.scheme(),
+            root.host_str().unwrap_or_default()
+        ))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        runtime.register_object_store(&store_url, warehouse.store());
+    }
+    Ok(runtime)
+}
+
+/// sluice's functions beyond DataFusion's, in `state`: every session has
+/// them, workers' too (a plan names its functions; the session running it
+/// looks them up by name).
+pub(crate) fn install_functions(
+    state: &mut datafusion::execution::session_state::SessionState,
+    limit: usize,
+) -> Result<()> {
+    let functions = state.scalar_functions().clone();
+    for f in capped::capped_functions(&functions, limit) {
+        state.register_udf(Arc::new(f))?;
+    }
+    // DuckDB's name for regexp_like (a partial match, the same flags),
+    // which dbt packages' duckdb__ macros call.
+    if let Some(like) = state.scalar_functions().get("regexp_like").cloned() {
+        state.register_udf(Arc::new(
+            like.as_ref().clone().with_aliases(["regexp_matches"]),
+        ))?;
+    }
+    state.register_udaf(Arc::new(
+        datafusion::logical_expr::AggregateUDF::new_from_impl(checked_sum::CheckedSum::default()),
+    ))?;
+    Ok(())
 }
 
 /// `512MiB`, `4GiB`, `2GB`, `1000000` (bytes).
@@ -227,13 +294,7 @@ impl EngineBuilder {
             let tt = tt.clone();
             Box::pin(async move { planner::plan_sql(&state, &sql, &tt).await })
         });
-        let limit = match (options.memory_limit, std::env::var("SLUICE_MEMORY_LIMIT")) {
-            (Some(l), _) => l,
-            (None, Ok(v)) => {
-                parse_size(&v).map_err(|m| Error::config("SLUICE_MEMORY_LIMIT", m.to_string()))?
-            }
-            (None, Err(_)) => default_memory_limit(),
-        };
+        let limit = memory_limit(options.memory_limit)?;
         let asof_mode = match (options.asof_mode, std::env::var("SLUICE_ASOF_MODE")) {
             (Some(m), _) => m,
             (None, Ok(v)) => crate::asof::AsOfMode::parse(&v).ok_or_else(|| {
@@ -255,26 +316,20 @@ impl EngineBuilder {
             )
             .with_extension(Arc::new(crate::warehouse::SqlFrontEnd(front)))
             .with_extension(Arc::new(asof_mode));
-        // Operators that can spill (sorts, the AS OF join's inputs) spill when
-        // the pool is full; each sort keeps a merge reservation, sized so that a
-        // dozen concurrent sorts fit in small limits too.
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(
-                datafusion::execution::memory_pool::FairSpillPool::new(limit),
-            ))
-            .build_arc()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let root = warehouse.root().clone();
-        if root.scheme() != "file" {
-            let store_url = url::Url::parse(&format!(
-                "{}://{}",
-                root.scheme(),
-                root.host_str().unwrap_or_default()
-            ))
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            runtime.register_object_store(&store_url, warehouse.store());
-        }
-        let state = SessionStateBuilder::new()
+        let runtime = runtime_env(&warehouse, limit)?;
+        let config = match &options.cluster {
+            Some(c) => {
+                if warehouse.root().scheme() == "memory" {
+                    return Err(Error::config(
+                        "cluster workers",
+                        "a memory:// warehouse cannot be read by workers: use a local folder every worker sees, or s3://",
+                    ));
+                }
+                cluster::cluster_config(config, cluster::Channels::new(c))
+            }
+            None => config,
+        };
+        let builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
@@ -289,23 +344,26 @@ impl EngineBuilder {
                 .collect(),
             )
             .with_optimizer_rules(optimizer_rules())
-            .with_physical_optimizer_rules(checked::physical_optimizer_rules())
-            .build();
+            .with_physical_optimizer_rules(checked::physical_optimizer_rules());
+        // The distributed planner wraps the query planner set above (so it
+        // comes after it): our planner plans, then it cuts stages.
+        let builder = match &options.cluster {
+            Some(c) => {
+                use datafusion_distributed::{DistributedExt, SessionStateBuilderExt};
+                builder
+                    .with_distributed_worker_resolver(cluster::StaticWorkers(c.workers.clone()))
+                    .with_distributed_planner()
+            }
+            None => builder,
+        };
+        let mut state = builder.build();
+        install_functions(&mut state, limit)?;
         let ctx = file_functions::enable_url_tables(SessionContext::new_with_state(state));
-        let functions = ctx.state().scalar_functions().clone();
-        for f in capped::capped_functions(&functions, limit) {
-            ctx.register_udf(f);
-        }
-        // DuckDB's name for regexp_like (a partial match, the same flags),
-        // which dbt packages' duckdb__ macros call.
-        if let Some(like) = ctx.state().scalar_functions().get("regexp_like").cloned() {
-            ctx.register_udf(like.as_ref().clone().with_aliases(["regexp_matches"]));
-        }
-        ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
-            checked_sum::CheckedSum::default(),
-        ));
         let weak = ctx.state_weak_ref();
         catalog.bind_session(move || weak.upgrade().map(|s| s.read().clone()));
+        if options.cluster.is_some() {
+            catalog.scan_as_parquet(true);
+        }
         ctx.register_catalog(CATALOG, catalog.clone());
         file_functions::register(&ctx);
         for (name, schema) in schemas {
@@ -320,6 +378,7 @@ impl EngineBuilder {
             warehouse,
             default_schema: default_schema.to_string(),
             extensions: Arc::new(extensions),
+            distributed: options.cluster.is_some(),
         })
     }
 }
@@ -492,7 +551,13 @@ impl Engine {
             warehouse: self.warehouse.clone(),
             default_schema: schema,
             extensions: self.extensions.clone(),
+            distributed: self.distributed,
         }
+    }
+
+    /// Whether queries are planned over a cluster's workers.
+    pub fn is_distributed(&self) -> bool {
+        self.distributed
     }
 
     /// The warehouse catalog (listing refreshes after other writers).

@@ -84,6 +84,27 @@ impl Engine {
             LogicalPlan::Ddl(DdlStatement::DropTable(d)) => self.drop_table(d).await,
             LogicalPlan::Ddl(DdlStatement::DropView(d)) => self.drop_view(d).await,
             LogicalPlan::Dml(d) => self.dml(d).await,
+            LogicalPlan::Explain(e) if self.distributed => {
+                // DataFusion plans EXPLAIN's input itself, past the
+                // distributed planner: show the stages that would run.
+                let state = self.ctx.state();
+                let physical = state.create_physical_plan(&e.plan).await?;
+                let stages = datafusion_distributed::display_plan_ascii(physical.as_ref(), false);
+                let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+                    e.schema.inner().clone(),
+                    vec![
+                        Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                            "logical_plan",
+                            "distributed_plan",
+                        ])),
+                        Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                            e.plan.display_indent().to_string(),
+                            stages,
+                        ])),
+                    ],
+                )?;
+                Ok(Executed::Rows(self.ctx.read_batch(batch)?))
+            }
             other => {
                 let changes = is_statement(&other);
                 let df = self.ctx.execute_logical_plan(other).await?;

@@ -32,6 +32,25 @@ struct Shared {
     snapshots: RwLock<std::collections::HashMap<(String, String), (deltalake::DeltaTable, String)>>,
     /// Small tables kept decoded in memory (off unless set: the server).
     memory: std::sync::Mutex<super::table_cache::TableCache>,
+    /// Delta tables are scanned as plain Parquet (a cluster's coordinator).
+    as_parquet: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    async fn delta_provider(
+        &self,
+        name: &str,
+        table: deltalake::DeltaTable,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        if self.as_parquet.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = super::parquet_scan::DeltaParquetTable::try_new(name, table).await?;
+            return Ok(Arc::new(t));
+        }
+        table
+            .table_provider()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -66,6 +85,7 @@ impl WarehouseCatalog {
             pinned: RwLock::new(Default::default()),
             snapshots: RwLock::new(Default::default()),
             memory: Default::default(),
+            as_parquet: Default::default(),
         });
         let mut schemas = BTreeMap::new();
         let mut names = warehouse.list_schemas().await?;
@@ -124,6 +144,24 @@ impl WarehouseCatalog {
     pub fn set_table_cache(&self, budget: usize) {
         let mut m = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner());
         m.set_budget(budget);
+    }
+
+    /// Scans Delta tables as plain Parquet files of the version a query
+    /// pinned ([`super::parquet_scan`]), which workers of a cluster can read.
+    pub fn scan_as_parquet(&self, on: bool) {
+        self.shared
+            .as_parquet
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The provider of `table` (a loaded version of `name`): Delta's own, or
+    /// its files as Parquet in a cluster.
+    pub async fn delta_provider(
+        &self,
+        name: &str,
+        table: deltalake::DeltaTable,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        self.shared.delta_provider(name, table).await
     }
 
     /// The `(schema, table)` a bare model name stands for, if any.
@@ -246,12 +284,8 @@ impl WarehouseSchema {
         name: &str,
         table: &deltalake::DeltaTable,
     ) -> DfResult<Arc<dyn TableProvider>> {
-        let delta = || async {
-            table
-                .table_provider()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))
-        };
+        let qualified = format!("{}.{name}", self.name);
+        let delta = || self.shared.delta_provider(&qualified, table.clone());
         let (Some(version), Ok(snapshot)) = (table.version(), table.snapshot()) else {
             return delta().await;
         };
@@ -389,11 +423,8 @@ impl SchemaProvider for WarehouseSchema {
             .ok()
             .and_then(|p| p.get(&(self.name.clone(), name.to_string())).cloned());
         if let Some(table) = pinned {
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            return Ok(Some(provider));
+            let qualified = format!("{}.{name}", self.name);
+            return Ok(Some(self.shared.delta_provider(&qualified, table).await?));
         }
         let warehouse = &self.shared.warehouse;
         let key = (self.name.clone(), name.to_string());

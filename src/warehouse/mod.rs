@@ -6,6 +6,7 @@
 mod catalog;
 mod history;
 mod maintain;
+pub mod parquet_scan;
 mod table_cache;
 mod table_name;
 pub use table_cache::{InMemoryTable, KeyIndex};

@@ -35,6 +35,7 @@ async fn engine_mode(
         &EngineOptions {
             memory_limit: limit,
             asof_mode: mode,
+            ..Default::default()
         },
     )
     .await

@@ -49,6 +49,11 @@ impl AsOfMergeExec {
         &self.join.condition
     }
 
+    /// The inputs, condition and schema (what [`crate::asof::codec`] sends).
+    pub fn join(&self) -> &AsOfJoin {
+        &self.join
+    }
+
     /// One side's sort: keys ascending, then the time (descending for `<`
     /// and `<=`, so that "the earliest at or after" becomes "the latest at or
     /// before" like `>=`), then, on the right, an explicit tie-break.

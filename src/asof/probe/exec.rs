@@ -43,6 +43,11 @@ impl AsOfProbeExec {
     pub fn condition(&self) -> &AsOfCondition {
         &self.join.condition
     }
+
+    /// The inputs, condition and schema (what [`crate::asof::codec`] sends).
+    pub fn join(&self) -> &AsOfJoin {
+        &self.join
+    }
 }
 
 impl DisplayAs for AsOfProbeExec {

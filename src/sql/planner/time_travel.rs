@@ -193,10 +193,7 @@ async fn load_version(
             )
         }
     }
-    handle
-        .table_provider()
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))
+    tt.catalog.delta_provider(&id, handle).await
 }
 
 fn version_number(expr: &SqlExpr) -> Result<u64> {

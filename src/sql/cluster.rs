@@ -1,0 +1,267 @@
+//! Scale-out on datafusion-distributed: the coordinator's side of a cluster
+//! (which workers there are, how they are reached, the codecs plans are sent
+//! with) and the session a worker runs each task in.
+//!
+//! Planning stays in the coordinator: our SQL front end, the catalog, Delta
+//! snapshots (scanned as plain Parquet at a pinned version, see
+//! [`crate::warehouse::parquet_scan`]) and the AS OF planner. The distributed
+//! planner then cuts the physical plan into stages at its shuffles; workers
+//! run the stages' tasks and stream their output to each other over gRPC.
+//!
+//! What the engine does not do (datafusion-distributed 4.0): it retries no
+//! task (a failed task fails the query; `run models` retries whole models),
+//! and it does not check workers' health before routing to them (a dead
+//! worker fails the query that routes to it, with an error naming it).
+
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::prelude::SessionConfig;
+use datafusion_distributed::grpc::{create_worker_client, BoxCloneSyncChannel};
+use datafusion_distributed::{
+    ChannelResolver, CoordinatorToWorkerMsg, ExecuteTaskRequest, GetWorkerInfoRequest,
+    GetWorkerInfoResponse, SetPlanRequest, WorkerChannel, WorkerResolver, WorkerToCoordinatorMsg,
+};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// The workers a coordinator plans over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterOptions {
+    /// Worker URLs (`http://host:port`), each a `sluice worker`.
+    pub workers: Vec<Url>,
+    /// How long connecting to a worker may take before the query fails.
+    pub connect_timeout: Duration,
+    /// A worker that answers no HTTP/2 ping for this long is taken as gone
+    /// (a query waiting on it fails instead of hanging).
+    pub keepalive_timeout: Duration,
+}
+
+impl ClusterOptions {
+    /// Parses worker addresses (`host:port` or `http://host:port`), as
+    /// `[cluster] workers`, `--workers` and `SLUICE_WORKERS` give them.
+    pub fn parse_workers<S: AsRef<str>>(workers: &[S]) -> Result<Vec<Url>> {
+        let mut urls = Vec::new();
+        for w in workers {
+            let w = w.as_ref().trim();
+            if w.is_empty() {
+                continue;
+            }
+            let text = if w.contains("://") {
+                w.to_string()
+            } else {
+                format!("http://{w}")
+            };
+            let bad = |m: &str| {
+                Error::config(
+                    "cluster workers",
+                    format!("`{w}` {m}: write each worker as http://host:port (what `sluice worker` prints)"),
+                )
+            };
+            let url = Url::parse(&text).map_err(|e| bad(&e.to_string()))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(bad("is not an http:// address"));
+            }
+            if url.host_str().is_none() || url.port_or_known_default().is_none() {
+                return Err(bad("has no host and port"));
+            }
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        Ok(urls)
+    }
+
+    /// A cluster of `workers` with the default timeouts (5 s to connect, 20 s
+    /// without an answer to a ping).
+    pub fn new(workers: Vec<Url>) -> Self {
+        ClusterOptions {
+            workers,
+            connect_timeout: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The fixed list of workers.
+pub(crate) struct StaticWorkers(pub Vec<Url>);
+
+impl WorkerResolver for StaticWorkers {
+    fn get_urls(&self) -> DfResult<Vec<Url>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Connections to workers, one per URL, with a connect timeout and HTTP/2
+/// keep-alive (the engine's default channel has neither: an unreachable host
+/// would hang until the system's TCP timeout). Every error a worker's channel
+/// returns names the worker.
+#[derive(Clone)]
+pub(crate) struct Channels {
+    cache: Arc<Mutex<HashMap<Url, BoxCloneSyncChannel>>>,
+    connect_timeout: Duration,
+    keepalive_timeout: Duration,
+}
+
+impl Channels {
+    pub(crate) fn new(options: &ClusterOptions) -> Self {
+        Channels {
+            cache: Default::default(),
+            connect_timeout: options.connect_timeout,
+            keepalive_timeout: options.keepalive_timeout,
+        }
+    }
+
+    fn channel(&self, url: &Url) -> DfResult<BoxCloneSyncChannel> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(url) {
+            return Ok(c.clone());
+        }
+        let half = self.keepalive_timeout / 2;
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| DataFusionError::Configuration(format!("worker address `{url}`: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(half.max(Duration::from_secs(1)))
+            .keep_alive_timeout(half.max(Duration::from_secs(1)))
+            .keep_alive_while_idle(true);
+        // Lazy: a worker that is down now fails the request that needs it
+        // (within the connect timeout), and is reconnected to later.
+        let channel = BoxCloneSyncChannel::new(endpoint.connect_lazy());
+        cache.insert(url.clone(), channel.clone());
+        Ok(channel)
+    }
+}
+
+#[async_trait]
+impl ChannelResolver for Channels {
+    async fn get_worker_client_for_url(&self, url: &Url) -> DfResult<Box<dyn WorkerChannel>> {
+        let inner = create_worker_client(self.channel(url)?);
+        Ok(Box::new(NamedWorker {
+            url: url.clone(),
+            inner,
+        }))
+    }
+}
+
+/// A worker's channel whose errors say which worker failed.
+struct NamedWorker {
+    url: Url,
+    inner: Box<dyn WorkerChannel>,
+}
+
+fn named(url: &Url, e: DataFusionError) -> DataFusionError {
+    let text = e.to_string();
+    if text.contains(url.as_str()) {
+        return e;
+    }
+    let hint = if is_transport(&e) {
+        " (is `sluice worker` running there? a query fails when one of its workers is unreachable)"
+    } else {
+        ""
+    };
+    DataFusionError::Context(format!("worker {url}{hint}"), Box::new(e))
+}
+
+/// Whether `e` is the network failing rather than the query.
+fn is_transport(e: &DataFusionError) -> bool {
+    match e.find_root() {
+        DataFusionError::External(inner) => inner
+            .downcast_ref::<tonic::Status>()
+            .is_some_and(|s| s.code() != tonic::Code::Internal),
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl WorkerChannel for NamedWorker {
+    async fn coordinator_channel(
+        &mut self,
+        headers: tonic::codegen::http::HeaderMap,
+        set_plan_request: SetPlanRequest,
+        c2w_stream: BoxStream<'static, CoordinatorToWorkerMsg>,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> DfResult<BoxStream<'static, DfResult<WorkerToCoordinatorMsg>>> {
+        let url = self.url.clone();
+        let stream = self
+            .inner
+            .coordinator_channel(headers, set_plan_request, c2w_stream, metrics, task_ctx)
+            .await
+            .map_err(|e| named(&url, e))?;
+        Ok(stream.map(move |r| r.map_err(|e| named(&url, e))).boxed())
+    }
+
+    async fn execute_task(
+        &mut self,
+        headers: tonic::codegen::http::HeaderMap,
+        request: ExecuteTaskRequest,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> DfResult<Vec<BoxStream<'static, DfResult<arrow::array::RecordBatch>>>> {
+        let url = self.url.clone();
+        let streams = self
+            .inner
+            .execute_task(headers, request, metrics, task_ctx)
+            .await
+            .map_err(|e| named(&url, e))?;
+        Ok(streams
+            .into_iter()
+            .map(|s| {
+                let url = url.clone();
+                s.map(move |r| r.map_err(|e| named(&url, e))).boxed()
+            })
+            .collect())
+    }
+
+    async fn get_worker_info(
+        &mut self,
+        request: GetWorkerInfoRequest,
+    ) -> DfResult<GetWorkerInfoResponse> {
+        let url = self.url.clone();
+        self.inner
+            .get_worker_info(request)
+            .await
+            .map_err(|e| named(&url, e))
+    }
+}
+
+/// What every session of a cluster needs, coordinator and worker alike: our
+/// plan codec and the channels to the workers (workers call each other).
+pub(crate) fn cluster_config(config: SessionConfig, channels: Channels) -> SessionConfig {
+    use datafusion_distributed::DistributedExt;
+    config
+        .with_distributed_user_codec(crate::asof::AsOfCodec)
+        .with_distributed_channel_resolver(channels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_addresses_parse_or_say_how_to_write_them() {
+        let urls = ClusterOptions::parse_workers(&[
+            "127.0.0.1:7001",
+            " http://w2:7002 ",
+            "",
+            "127.0.0.1:7001",
+        ])
+        .unwrap();
+        let shown: Vec<&str> = urls.iter().map(|u| u.as_str()).collect();
+        assert_eq!(shown, ["http://127.0.0.1:7001/", "http://w2:7002/"]);
+        for bad in ["ftp://x:1", "http://", "not a url:::"] {
+            let err = ClusterOptions::parse_workers(&[bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http://host:port"), "{bad}: {err}");
+        }
+    }
+}
