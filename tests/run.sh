@@ -79,6 +79,9 @@ cleanup() {
 
 # 4. Rust build and tests (the venv's python3 is first on PATH)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
+# The cluster tests generate TPC-H data with tpchgen-cli (in the venv): here
+# its absence is a failure, not a skip.
+export SLUICE_REQUIRE_TPCHGEN=1
 cargo build
 cargo test
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"

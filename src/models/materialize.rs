@@ -162,10 +162,16 @@ impl Ctx<'_> {
         schema: &SchemaRef,
         mode: SaveMode,
     ) -> deltalake::operations::write::WriteBuilder {
+        let (input, state): (_, Arc<dyn datafusion::catalog::Session>) = match self.write_input(df)
+        {
+            Ok((input, state)) => (input, Arc::new(state)),
+            // Planning the input again fails as the write would.
+            Err(_) => (df.logical_plan().clone(), self.state()),
+        };
         table
             .write(vec![])
-            .with_input_plan(df.logical_plan().clone())
-            .with_session_state(self.state())
+            .with_input_plan(input)
+            .with_session_state(state)
             .with_save_mode(mode)
             .with_writer_properties(writer_properties(schema))
             .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
@@ -210,6 +216,27 @@ impl Ctx<'_> {
 
     fn state(&self) -> Arc<dyn datafusion::catalog::Session> {
         Arc::new(self.engine.context().state())
+    }
+
+    /// What Delta's writers plan and run in: the engine's session, or in a
+    /// cluster the local one with the model's query as a distributed input
+    /// ([`crate::sql::cluster::DistributedInput`]).
+    fn write_input(
+        &self,
+        df: &DataFrame,
+    ) -> Result<(
+        datafusion::logical_expr::LogicalPlan,
+        datafusion::execution::session_state::SessionState,
+    )> {
+        let state = self.engine.context().state();
+        if !self.engine.is_distributed() {
+            return Ok((df.logical_plan().clone(), state));
+        }
+        let input =
+            crate::sql::cluster::DistributedInput::new(df.logical_plan().clone(), state.clone())
+                .into_plan()
+                .map_err(|e| self.err(Error::from(e)))?;
+        Ok((input, crate::sql::cluster::local_state(state)))
     }
 
     async fn view(&self) -> Result<Materialized> {
@@ -370,11 +397,13 @@ impl Ctx<'_> {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        let (input, state) = self.write_input(&df)?;
+        let source = DataFrame::new(state.clone(), input);
         let (table, metrics) = table
-            .merge(df, predicate)
+            .merge(source, predicate)
             .with_source_alias("s")
             .with_target_alias("t")
-            .with_session_state(self.state())
+            .with_session_state(Arc::new(state))
             .with_commit_properties(self.props())
             .with_writer_properties(writer_properties(table_schema))
             .with_merge_schema(add_columns)

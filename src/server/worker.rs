@@ -47,7 +47,8 @@ pub fn worker_service(
     let channels = Channels::new(&ClusterOptions::new(Vec::new()));
     let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
         let channels = channels.clone();
-        counted.tasks.fetch_add(1, Ordering::Relaxed);
+        let n = counted.tasks.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!("worker: task {n} received");
         async move {
             let mut state = ctx
                 .builder
@@ -64,21 +65,37 @@ pub fn worker_service(
     Ok((worker, stats))
 }
 
-/// Serves a worker on `options.addr` until `shutdown` resolves; `ready` gets
-/// the bound address (port 0 picks one).
-pub async fn serve_worker(
-    warehouse: Warehouse,
+/// A worker serving in this process (tests, benchmarks, `sluice worker`).
+pub struct RunningWorker {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// What it has done.
+    pub stats: Arc<WorkerStats>,
+    /// The server; it ends when the shutdown future given resolves.
+    pub server: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningWorker {
+    /// Its URL, as coordinators name it (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Binds `options.addr` (port 0 picks one) and serves a worker there until
+/// `shutdown` resolves.
+pub async fn start_worker(
+    warehouse: &Warehouse,
     options: WorkerOptions,
-    ready: impl FnOnce(SocketAddr),
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<()> {
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<RunningWorker> {
     if warehouse.root().scheme() == "memory" {
         return Err(Error::config(
             "sluice worker",
             "a memory:// warehouse cannot be shared with a coordinator: use a local folder every process sees, or s3://",
         ));
     }
-    let (worker, _stats) = worker_service(&warehouse, options.memory_limit)?;
+    let (worker, stats) = worker_service(warehouse, options.memory_limit)?;
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|e| {
@@ -87,19 +104,41 @@ pub async fn serve_worker(
                 format!("cannot listen on {}: {e}", options.addr),
             )
         })?;
-    let bound = listener
+    let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    ready(bound);
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(worker.into_worker_server())
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(std::time::Duration::from_secs(30))),
-            shutdown,
-        )
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(worker.into_worker_server())
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(std::time::Duration::from_secs(30))),
+                shutdown,
+            )
+            .await
+            .map_err(|e| Error::Internal(format!("worker stopped: {e}")))
+    });
+    Ok(RunningWorker {
+        addr,
+        stats,
+        server,
+    })
+}
+
+/// Serves a worker on `options.addr` until `shutdown` resolves; `ready` gets
+/// the bound address (port 0 picks one).
+pub async fn serve_worker(
+    warehouse: Warehouse,
+    options: WorkerOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let running = start_worker(&warehouse, options, shutdown).await?;
+    ready(running.addr);
+    running
+        .server
         .await
-        .map_err(|e| Error::Internal(format!("worker stopped: {e}")))
+        .map_err(|e| Error::Internal(format!("worker stopped: {e}")))?
 }

@@ -233,6 +233,172 @@ impl WorkerChannel for NamedWorker {
     }
 }
 
+/// A query planned over the cluster, as a table another planner can scan:
+/// Delta's writers plan their own operators (which cannot travel to
+/// workers) around their input, so a model's query is handed to them as a
+/// scan of this, planned in the distributed session, while they plan in the
+/// local one ([`local_state`]). Each scan plans the query again (a writer may
+/// read its input twice).
+#[derive(Debug)]
+pub struct DistributedInput {
+    plan: datafusion::logical_expr::LogicalPlan,
+    state: datafusion::execution::session_state::SessionState,
+}
+
+impl DistributedInput {
+    /// `plan` to be planned in `state` (a cluster's session) when scanned.
+    pub fn new(
+        plan: datafusion::logical_expr::LogicalPlan,
+        state: datafusion::execution::session_state::SessionState,
+    ) -> Self {
+        DistributedInput { plan, state }
+    }
+
+    /// A logical plan scanning it.
+    pub fn into_plan(self) -> DfResult<datafusion::logical_expr::LogicalPlan> {
+        let provider: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(self);
+        datafusion::logical_expr::LogicalPlanBuilder::scan(
+            "input",
+            datafusion::datasource::provider_as_source(provider),
+            None,
+        )?
+        .build()
+    }
+}
+
+#[async_trait]
+impl datafusion::catalog::TableProvider for DistributedInput {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.plan.schema().inner().clone()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let mut builder = datafusion::logical_expr::LogicalPlanBuilder::from(self.plan.clone());
+        if let Some(p) = projection {
+            let columns: Vec<datafusion::logical_expr::Expr> = p
+                .iter()
+                .map(|i| {
+                    let (q, f) = self.plan.schema().qualified_field(*i);
+                    datafusion::logical_expr::Expr::Column(datafusion::common::Column::new(
+                        q.cloned(),
+                        f.name(),
+                    ))
+                })
+                .collect();
+            builder = builder.project(columns)?;
+        }
+        if let Some(n) = limit {
+            builder = builder.limit(0, Some(n))?;
+        }
+        let plan = self.state.optimize(&builder.build()?)?;
+        let plan = self.state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(Sealed::new(plan)))
+    }
+}
+
+/// A distributed plan as a leaf: the planner that plans around it (Delta's
+/// writers, in the local session) must not rewrite inside it (its optimizer
+/// would drop the one-partition merge the distributed plan ends with).
+#[derive(Debug)]
+struct Sealed {
+    inner: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    properties: Arc<datafusion::physical_plan::PlanProperties>,
+}
+
+impl Sealed {
+    fn new(inner: Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Self {
+        use datafusion::physical_plan::ExecutionPlanProperties;
+        let properties = Arc::new(datafusion::physical_plan::PlanProperties::new(
+            datafusion::physical_expr::EquivalenceProperties::new(inner.schema()),
+            datafusion::physical_plan::Partitioning::UnknownPartitioning(1),
+            inner.pipeline_behavior(),
+            inner.boundedness(),
+        ));
+        Sealed { inner, properties }
+    }
+}
+
+impl datafusion::physical_plan::DisplayAs for Sealed {
+    fn fmt_as(
+        &self,
+        _t: datafusion::physical_plan::DisplayFormatType,
+        f: &mut std::fmt::Formatter,
+    ) -> std::fmt::Result {
+        write!(f, "DistributedInput")
+    }
+}
+
+impl datafusion::physical_plan::ExecutionPlan for Sealed {
+    fn name(&self) -> &str {
+        "DistributedInput"
+    }
+
+    fn properties(&self) -> &Arc<datafusion::physical_plan::PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> DfResult<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> DfResult<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<datafusion::execution::SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "DistributedInput has one partition, not {partition}"
+            )));
+        }
+        datafusion::physical_plan::execute_stream(self.inner.clone(), context)
+    }
+}
+
+/// `state` planning in this process only (a cluster's session without its
+/// distributed planner; `state` itself when it has none).
+pub fn local_state(
+    state: datafusion::execution::session_state::SessionState,
+) -> datafusion::execution::session_state::SessionState {
+    let nested = state
+        .config()
+        .get_extension::<crate::warehouse::NestedPlanner>();
+    match nested {
+        Some(n) => {
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+                .with_query_planner(n.0.clone())
+                .build()
+        }
+        None => state,
+    }
+}
+
 /// What every session of a cluster needs, coordinator and worker alike: our
 /// plan codec and the channels to the workers (workers call each other).
 pub(crate) fn cluster_config(config: SessionConfig, channels: Channels) -> SessionConfig {

@@ -329,13 +329,20 @@ impl EngineBuilder {
             }
             None => config,
         };
+        let query_planner = Arc::new(checked::CheckedPlanner(planner::SluiceQueryPlanner::new(
+            extension_planners,
+        )));
+        let config = match options.cluster {
+            Some(_) => config.with_extension(Arc::new(crate::warehouse::NestedPlanner(
+                query_planner.clone(),
+            ))),
+            None => config,
+        };
         let builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_query_planner(Arc::new(checked::CheckedPlanner(
-                planner::SluiceQueryPlanner::new(extension_planners),
-            )))
+            .with_query_planner(query_planner)
             .with_relation_planners(
                 std::iter::once(
                     Arc::new(planner::asof::AsOfRelationPlanner) as Arc<dyn RelationPlanner>

@@ -20,6 +20,7 @@ pub use maintain::{
     VacuumedFile, MIN_RETENTION,
 };
 pub use table_name::TableName;
+pub use views::NestedPlanner;
 pub use views::{
     plan_in_session, plan_reads_files, Aliases, SqlFrontEnd, SqlFrontEndFn, SqlView, ViewDef,
 };

@@ -450,9 +450,19 @@ impl TableProvider for SqlView {
             builder = builder.limit(0, Some(n))?;
         }
         let plan = state.optimize(&builder.build()?)?;
-        state.create_physical_plan(&plan).await
+        // A view is a part of the query reading it: planned as one, not as
+        // a query of its own (a cluster's planner would make it a second
+        // distributed query inside the first).
+        match state.config().get_extension::<NestedPlanner>() {
+            Some(nested) => nested.0.create_physical_plan(&plan, state).await,
+            None => state.create_physical_plan(&plan).await,
+        }
     }
 }
+
+/// The query planner for plans nested in a query (views), when the
+/// session's own planner does more than plan (distributes).
+pub struct NestedPlanner(pub Arc<dyn datafusion::execution::context::QueryPlanner + Send + Sync>);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 mod asof;
 mod cli;
 mod cli_output;
+mod cluster;
 mod common;
 mod dbt_day;
 mod dbt_macros;
