@@ -87,6 +87,9 @@ class Readme:
         self.s3_endpoint = s3_endpoint
         self.server = None
         self.port = free_port()
+        # The README's worker ports (a local cluster), each a free port here.
+        self.worker_ports = {"50052": str(free_port()), "50053": str(free_port())}
+        self.background = []
         self.ran = []
 
     def rewrite(self, words):
@@ -109,7 +112,10 @@ class Readme:
         for w in rest:
             if w.startswith("/tmp/"):
                 w = f"{self.tmp}/{w[len('/tmp/'):]}"
-            out.append(w.replace("50051", str(self.port)))
+            w = w.replace("50051", str(self.port))
+            for readme_port, port in self.worker_ports.items():
+                w = w.replace(readme_port, port)
+            out.append(w)
         return env, out
 
     def run_sh(self, words, where):
@@ -120,6 +126,9 @@ class Readme:
                 return
         if words[0] == "export":
             return  # the S3 block's credentials: the test server's are set
+        background = words[-1] == "&"
+        if background:
+            words = words[:-1]
         env, cmd = self.rewrite(words)
         assert cmd[0] == self.bin, f"{where}: a command the README test does not know: {text}"
         full_env = dict(os.environ)
@@ -129,6 +138,9 @@ class Readme:
             self.s3_bucket(cmd)
         if "serve" in cmd:
             self.start_server(cmd, full_env, where)
+            return
+        if background:
+            self.start_background(cmd, full_env, where)
             return
         proc = subprocess.run(cmd, cwd=self.project, env=full_env,
                               capture_output=True, text=True, timeout=600)
@@ -164,6 +176,17 @@ class Readme:
                 time.sleep(0.2)
         pytest.fail(f"{where}: the server did not listen on {self.port}")
 
+    def start_background(self, cmd, env, where):
+        """A command ending in `&` (a worker): started, and running once it
+        prints its first line (`... listening on ...`)."""
+        proc = subprocess.Popen(cmd, cwd=self.project, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.background.append(proc)
+        line = proc.stdout.readline()
+        if "listening" not in line:
+            pytest.fail(f"{where}: `{' '.join(cmd)}` did not start: {line}{proc.stderr.read()}")
+        self.ran.append(" ".join(cmd) + " &")
+
     def run_sql(self, body, where):
         if body.lstrip().startswith("-- sql/"):
             return  # a model file
@@ -184,6 +207,12 @@ class Readme:
         assert proc.returncode == 0, f"{where}: the Python block failed\n{proc.stdout}\n{proc.stderr}"
 
     def stop(self):
+        for proc in self.background:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         if self.server is not None:
             self.server.terminate()
             try:
