@@ -130,6 +130,11 @@ pub enum Error {
     #[error("storage `{location}`: {message}")]
     Storage { location: String, message: String },
 
+    /// A worker of the cluster could not be reached or went away mid-query
+    /// (running the query again may succeed once it is back).
+    #[error("{worker}: {message}")]
+    Unavailable { worker: String, message: String },
+
     /// A SQL statement cannot be planned (sluice's own planning messages:
     /// DataFusion's are [`Error::Plan`]).
     #[error("{0}")]
@@ -247,7 +252,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Internal(_) | Error::EngineBug { .. } => 70,
-            Error::Storage { .. } | Error::Io { .. } | Error::Conflict { .. } => 3,
+            Error::Storage { .. }
+            | Error::Unavailable { .. }
+            | Error::Io { .. }
+            | Error::Conflict { .. } => 3,
             Error::Execution { .. }
             | Error::ResourcesExhausted { .. }
             | Error::BadInputFile { .. } => 1,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: Rust tests + Python interop tests against a local
-# moto S3 server. Runnable from any directory.
+# moto S3 server, then docker/ for real (its own dockerd; skipped with the
+# reason where Docker cannot be installed). Runnable from any directory.
 #   SLUICE_VENV       venv for the Python side (default /var/tmp/sluice-venv)
 #   CARGO_TARGET_DIR  cargo target dir        (default /var/tmp/sluice-target)
 set -euo pipefail
@@ -102,4 +103,12 @@ for mode in probe stream; do
         SLUICE_ASOF_MODE=$mode python -m pytest -q tests/python/test_asof.py || rc=$?
     fi
 done
+
+# 6. docker/ for real: its own dockerd, a base image made with debootstrap, the
+#    image, the compose cluster (coordinator + 2 workers), queries over ADBC, a
+#    worker stopped and started. Skipped with the reason printed only where no
+#    Docker engine can be installed (not root, no apt-get).
+if [ "$rc" -eq 0 ]; then
+    bash tests/docker/test_cluster.sh "$SLUICE_BIN" || rc=$?
+fi
 exit "$rc"

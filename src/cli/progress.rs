@@ -184,4 +184,11 @@ impl RunObserver for RunBars {
         };
         self.print(&line);
     }
+
+    fn retrying(&self, id: &str, attempt: u32, allowed: u32, error: &str) {
+        let first = error.lines().next().unwrap_or_default();
+        self.print(&format!(
+            "RETRY {id}: a worker failed, running it again ({attempt} of {allowed}): {first}"
+        ));
+    }
 }

@@ -137,7 +137,12 @@ impl NodeColumns {
             (None, Some(f)) if f > 0 => format!("{f} failing"),
             _ => String::new(),
         };
-        format!("{head} {what:>14} {:>7.2}s", r.seconds)
+        let retried = match r.retries {
+            0 => String::new(),
+            1 => " (retried once: a worker failed)".to_string(),
+            n => format!(" (retried {n} times: a worker failed)"),
+        };
+        format!("{head} {what:>14} {:>7.2}s{retried}", r.seconds)
     }
 }
 

@@ -269,6 +269,7 @@ fn seed_results(report: &LoadReport) -> Vec<sluice::models::NodeResult> {
                 message,
                 inputs: Vec::new(),
                 sql_hash: None,
+                retries: 0,
                 file: s.source.clone(),
             }
         })

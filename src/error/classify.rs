@@ -8,7 +8,7 @@ use super::{Error, Object};
 use datafusion::error::DataFusionError;
 
 /// The variant a DataFusion error becomes, read from it once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Plan,
     NotFound(Object),
@@ -18,6 +18,8 @@ enum Kind {
     ResourcesExhausted,
     Internal,
     Storage,
+    /// A worker of the cluster could not be reached (the location names it).
+    Unavailable(String),
 }
 
 /// The kind and the readable message of a DataFusion error. This is the one
@@ -50,7 +52,28 @@ fn classify(e: &DataFusionError) -> (Kind, String) {
             if let Some(arrow) = inner.downcast_ref::<arrow::error::ArrowError>() {
                 return classify_arrow(arrow);
             }
+            if let Some(status) = inner.downcast_ref::<tonic::Status>() {
+                // A transport failure between processes of a cluster: its
+                // message without gRPC's debug form.
+                return (
+                    Kind::Execution,
+                    format!("{:?}: {}", status.code(), status.message()),
+                );
+            }
             (Kind::Plan, inner.to_string())
+        }
+        // An error a worker of a cluster returned (or could not be reached
+        // for): the worker stays named, whatever the kind.
+        D::Context(ctx, inner) if ctx.starts_with("worker ") => {
+            let (kind, m) = classify(inner);
+            if ctx.contains("(is `sluice worker` running there?") {
+                let url = ctx.split(' ').nth(1).unwrap_or_default();
+                return (
+                    Kind::Unavailable(format!("worker {url}")),
+                    format!("{m} {}", &ctx[ctx.find('(').unwrap_or(0)..]),
+                );
+            }
+            (kind, format!("{ctx}: {m}"))
         }
         D::Context(ctx, inner) => match classify(inner) {
             (kind @ (Kind::Execution | Kind::ResourcesExhausted | Kind::Internal), m) => (kind, m),
@@ -340,6 +363,7 @@ impl From<DataFusionError> for Error {
             Kind::Internal => Error::EngineBug { message, source },
             // Object storage has its own variant (and hints), without the cause.
             Kind::Storage => Error::storage("object store", message),
+            Kind::Unavailable(worker) => Error::Unavailable { worker, message },
         }
     }
 }

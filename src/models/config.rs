@@ -103,6 +103,9 @@ pub struct ModelConfig {
     pub pre_hook: Vec<Hook>,
     /// `post-hook`: SQL run after the model is materialized.
     pub post_hook: Vec<Hook>,
+    /// `retries`: how often a model that failed because a worker of the
+    /// cluster failed is run again (default: `[run] retries`, else 1).
+    pub retries: Option<u32>,
 }
 
 /// One `pre-hook` / `post-hook` statement and where it was configured.
@@ -133,6 +136,7 @@ pub const KEYS: &[&str] = &[
     "meta",
     "pre_hook",
     "post_hook",
+    "retries",
     "pre-hook",
     "post-hook",
 ];
@@ -203,6 +207,7 @@ impl ModelConfig {
             warn_only: false,
             pre_hook: Vec::new(),
             post_hook: Vec::new(),
+            retries: None,
         }
     }
 
@@ -278,6 +283,18 @@ impl ModelConfig {
                 "feature_view" => self.feature_view = Some(feature_view(v)?),
                 "description" => self.description = Some(as_str(k, v)?),
                 "owner" => self.owner = Some(as_str(k, v)?),
+                "retries" => {
+                    self.retries = Some(match v {
+                        Value::Number(n) if n.as_u64().is_some_and(|n| n <= 100) => {
+                            n.as_u64().unwrap_or(0) as u32
+                        }
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "`retries` must be a whole number from 0 to 100, not {other}"
+                            )))
+                        }
+                    })
+                }
                 "severity" => {
                     self.warn_only = match as_str(k, v)?.to_ascii_lowercase().as_str() {
                         "warn" => true,
@@ -738,5 +755,19 @@ mod tests {
         assert!(ttl(json!("1.5d")).unwrap_err().contains("whole number"));
         assert_eq!(ttl(json!("7d")).unwrap(), Some(7 * 86_400));
         assert_eq!(ttl(json!(null)).unwrap(), None);
+    }
+
+    #[test]
+    fn retries_is_a_small_whole_number() {
+        let mut c = ModelConfig::defaults(Materialization::View);
+        c.apply(&obj(json!({"retries": 3}))).unwrap();
+        assert_eq!(c.retries, Some(3));
+        for bad in [json!(-1), json!(1.5), json!("2"), json!(1000)] {
+            let err = c
+                .apply(&obj(json!({ "retries": bad })))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`retries` must be a whole number"), "{err}");
+        }
     }
 }

@@ -121,6 +121,7 @@ pub async fn execute(
         tests_block: steps == Steps::Build,
         threads,
         command: command.to_string(),
+        retries: project.config.run.retries.unwrap_or(1),
     };
     tracing::debug!(
         "run {run_id}: {} models and {} tests selected of {} models, {threads} at once",
@@ -151,6 +152,7 @@ pub async fn execute(
                 message: Some(e.to_string()),
                 inputs: Vec::new(),
                 sql_hash: None,
+                retries: 0,
                 file: crate::project::DBT_PROJECT_FILE.into(),
             });
         }

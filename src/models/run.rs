@@ -14,7 +14,7 @@ use crate::warehouse::Warehouse;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// The command, for run records (`run`, `build`, `test`).
     pub command: String,
+    /// How often a model failed by a worker is run again, unless its own
+    /// `retries` says otherwise.
+    pub retries: u32,
 }
 
 /// How a node ended.
@@ -96,6 +99,13 @@ pub struct NodeResult {
     pub inputs: Vec<InputVersion>,
     pub sql_hash: Option<String>,
     pub file: String,
+    /// Attempts after the first (a model retried after a worker failed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The result of a run.
@@ -125,6 +135,9 @@ pub trait RunObserver: Send + Sync {
     /// A node ended (also a node skipped because something upstream failed):
     /// the `done`-th of `total` to end.
     fn finished(&self, _result: &NodeResult, _done: usize, _total: usize) {}
+    /// A model failed because a worker failed and runs again (`attempt` of
+    /// `allowed` retries).
+    fn retrying(&self, _id: &str, _attempt: u32, _allowed: u32, _error: &str) {}
 }
 
 /// Ignores progress.
@@ -234,6 +247,8 @@ pub async fn run(
     observer.planned(run_id, &planned);
 
     let mut results: Vec<Option<NodeResult>> = vec![None; n];
+    // Runs of each task after its first (models failed by a worker).
+    let mut attempts: Vec<u32> = vec![0; n];
     // Task indices in the order they ended: the report's order.
     let mut ended: Vec<usize> = Vec::with_capacity(n);
     let mut ready: Vec<usize> = (0..n).filter(|t| remaining[*t] == 0).collect();
@@ -281,7 +296,7 @@ pub async fn run(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let (t, result) = match joined {
+        let (t, mut result) = match joined {
             Ok(r) => r,
             Err(e) => {
                 // Only cancellation reaches here (panics are caught in the task).
@@ -289,6 +304,55 @@ pub async fn run(
                 continue;
             }
         };
+        if let Task::Model(m) = tasks[t] {
+            let allowed = compiled.models[m].config.retries.unwrap_or(opts.retries);
+            let transient = result.status == Status::Error
+                && result
+                    .message
+                    .as_deref()
+                    .is_some_and(crate::sql::cluster::is_transient);
+            if transient && attempts[t] < allowed {
+                attempts[t] += 1;
+                let message = result.message.clone().unwrap_or_default();
+                let wait =
+                    Duration::from_secs(2 * u64::from(attempts[t])).min(Duration::from_secs(30));
+                tracing::warn!(
+                    "run {run_id}: model {} failed ({message}); retry {} of {allowed} in {}s",
+                    result.id,
+                    attempts[t],
+                    wait.as_secs()
+                );
+                observer.retrying(&result.id, attempts[t], allowed, &message);
+                let engine = engine.clone();
+                let compiled = compiled.clone();
+                let run_id = run_id.to_string();
+                running.spawn(async move {
+                    use futures::FutureExt;
+                    tokio::time::sleep(wait).await;
+                    let work = run_model(&engine, &compiled, m, &run_id);
+                    let result = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            let mut r = skipped(&Task::Model(m), &compiled, &[], "");
+                            r.status = Status::Error;
+                            r.message = Some(format!(
+                                "internal error (a bug in sluice, please report it) while running model `{}`",
+                                compiled.models[m].id()
+                            ));
+                            r
+                        }
+                    };
+                    (t, result)
+                });
+                continue;
+            }
+            result.retries = attempts[t];
+            if attempts[t] > 0 && result.status == Status::Error {
+                if let Some(m) = result.message.as_mut() {
+                    m.push_str(&format!(" (after {} retries)", attempts[t]));
+                }
+            }
+        }
         let failed = result.status.is_failure() && result.status != Status::Skipped;
         let blocks = failed && matches!(tasks[t], Task::Model(_) | Task::Test(_));
         done += 1;
@@ -384,6 +448,7 @@ fn skipped(task: &Task, compiled: &Compiled, tests: &[DataTest], because: &str) 
         message: Some(format!("skipped because `{because}` failed")),
         inputs: Vec::new(),
         sql_hash: None,
+        retries: 0,
         file,
     }
 }
@@ -414,6 +479,7 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
                     message: Some(e.to_string()),
                     inputs: Vec::new(),
                     sql_hash: None,
+                    retries: 0,
                     file: model.file.display.clone(),
                 };
             }
@@ -464,6 +530,7 @@ async fn run_model(engine: &Engine, compiled: &Compiled, m: usize, run_id: &str)
         inputs,
         sql_hash: Some(model.sql_hash.clone()),
         file: model.file.display.clone(),
+        retries: 0,
     }
 }
 
@@ -597,6 +664,7 @@ async fn run_one_test(engine: &Engine, compiled: &Compiled, test: &DataTest) -> 
         message,
         inputs,
         sql_hash: Some(super::compile::sha256_hex(&test.sql)),
+        retries: 0,
         file: test.declared_in.clone(),
     }
 }

@@ -38,6 +38,19 @@ pub struct ProjectConfig {
     /// `[cluster]`: workers queries and model runs are planned over.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[run]`: how model runs behave.
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+/// `[run]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// How often a model that failed because a worker failed (unreachable,
+    /// gone mid-query) is run again; a model's own `retries` config wins.
+    /// Default 1.
+    pub retries: Option<u32>,
 }
 
 /// `[cluster]`

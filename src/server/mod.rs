@@ -63,7 +63,7 @@ pub(crate) fn code(err: &Error) -> tonic::Code {
         | Error::NotFound { .. } => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::NotSupported { .. } => Code::Unimplemented,
-        Error::Storage { .. } | Error::Io { .. } => Code::Unavailable,
+        Error::Storage { .. } | Error::Unavailable { .. } | Error::Io { .. } => Code::Unavailable,
         Error::Conflict { .. } => Code::Aborted,
         Error::Internal(_) | Error::EngineBug { .. } => Code::Internal,
         Error::ResourcesExhausted { .. } => Code::ResourceExhausted,

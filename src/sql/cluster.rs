@@ -147,19 +147,39 @@ impl ChannelResolver for Channels {
         Ok(Box::new(NamedWorker {
             url: url.clone(),
             inner,
+            cache: self.cache.clone(),
         }))
     }
 }
 
-/// A worker's channel whose errors say which worker failed.
+/// A worker's channel whose errors say which worker failed. A transport
+/// failure drops the cached connection: the next query connects afresh
+/// (a connection tried while the worker was down can fail late, and would
+/// fail the first query after the worker is back).
 struct NamedWorker {
     url: Url,
     inner: Box<dyn WorkerChannel>,
+    cache: Arc<Mutex<HashMap<Url, BoxCloneSyncChannel>>>,
+}
+
+impl NamedWorker {
+    fn failed(&self) -> impl Fn(DataFusionError) -> DataFusionError + Send + Sync + 'static {
+        let url = self.url.clone();
+        let cache = self.cache.clone();
+        move |e| {
+            if is_transport(&e) {
+                cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&url);
+            }
+            named(&url, e)
+        }
+    }
 }
 
 fn named(url: &Url, e: DataFusionError) -> DataFusionError {
     let text = e.to_string();
-    if text.contains(url.as_str()) {
+    // Another worker's failure relayed by this one names the worker that
+    // failed already.
+    if text.contains(url.as_str()) || text.contains("worker http") {
         return e;
     }
     let hint = if is_transport(&e) {
@@ -168,6 +188,22 @@ fn named(url: &Url, e: DataFusionError) -> DataFusionError {
         ""
     };
     DataFusionError::Context(format!("worker {url}{hint}"), Box::new(e))
+}
+
+/// Whether an error's text says a worker or the network failed (not the
+/// query): worth running the query again once the worker is back.
+pub fn is_transient(message: &str) -> bool {
+    const SIGNS: [&str; 8] = [
+        "(is `sluice worker` running there?",
+        "tcp connect error",
+        "transport error",
+        "Connection refused",
+        "connection reset",
+        "Broken pipe",
+        "timed-out while waiting for the plan",
+        "h2 protocol error",
+    ];
+    SIGNS.iter().any(|s| message.contains(s))
 }
 
 /// Whether `e` is the network failing rather than the query.
@@ -190,13 +226,13 @@ impl WorkerChannel for NamedWorker {
         metrics: ExecutionPlanMetricsSet,
         task_ctx: &Arc<TaskContext>,
     ) -> DfResult<BoxStream<'static, DfResult<WorkerToCoordinatorMsg>>> {
-        let url = self.url.clone();
+        let failed = Arc::new(self.failed());
         let stream = self
             .inner
             .coordinator_channel(headers, set_plan_request, c2w_stream, metrics, task_ctx)
             .await
-            .map_err(|e| named(&url, e))?;
-        Ok(stream.map(move |r| r.map_err(|e| named(&url, e))).boxed())
+            .map_err(|e| failed(e))?;
+        Ok(stream.map(move |r| r.map_err(|e| failed(e))).boxed())
     }
 
     async fn execute_task(
@@ -206,17 +242,17 @@ impl WorkerChannel for NamedWorker {
         metrics: ExecutionPlanMetricsSet,
         task_ctx: &Arc<TaskContext>,
     ) -> DfResult<Vec<BoxStream<'static, DfResult<arrow::array::RecordBatch>>>> {
-        let url = self.url.clone();
+        let failed = Arc::new(self.failed());
         let streams = self
             .inner
             .execute_task(headers, request, metrics, task_ctx)
             .await
-            .map_err(|e| named(&url, e))?;
+            .map_err(|e| failed(e))?;
         Ok(streams
             .into_iter()
             .map(|s| {
-                let url = url.clone();
-                s.map(move |r| r.map_err(|e| named(&url, e))).boxed()
+                let failed = failed.clone();
+                s.map(move |r| r.map_err(|e| failed(e))).boxed()
             })
             .collect())
     }
@@ -225,11 +261,8 @@ impl WorkerChannel for NamedWorker {
         &mut self,
         request: GetWorkerInfoRequest,
     ) -> DfResult<GetWorkerInfoResponse> {
-        let url = self.url.clone();
-        self.inner
-            .get_worker_info(request)
-            .await
-            .map_err(|e| named(&url, e))
+        let failed = self.failed();
+        self.inner.get_worker_info(request).await.map_err(failed)
     }
 }
 
@@ -429,5 +462,24 @@ mod tests {
                 .to_string();
             assert!(err.contains("http://host:port"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn worker_failures_are_transient_and_query_errors_are_not() {
+        let down = named(
+            &Url::parse("http://w2:50052").unwrap(),
+            DataFusionError::External(Box::new(tonic::Status::unavailable("tcp connect error"))),
+        )
+        .to_string();
+        assert!(down.contains("worker http://w2:50052/"), "{down}");
+        assert!(is_transient(&down), "{down}");
+        let query = named(
+            &Url::parse("http://w2:50052").unwrap(),
+            DataFusionError::Execution("Divide by zero error".into()),
+        )
+        .to_string();
+        assert!(query.contains("w2:50052"), "{query}");
+        assert!(!is_transient(&query), "{query}");
+        assert!(!is_transient("Schema error: No field named amount2"));
     }
 }

@@ -342,3 +342,177 @@ async fn tpch_over_two_workers_equals_one_process() {
         before = now;
     }
 }
+
+/// A `sluice worker` child process over the warehouse of `project`, with its
+/// debug log (one line per task) on stderr.
+struct ChildWorker {
+    child: std::process::Child,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ChildWorker {
+    fn start(project: &Path, port: u16) -> ChildWorker {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["worker", "--port", &port.to_string()])
+            .current_dir(project)
+            .env("RUST_LOG", "sluice=debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("listening on http://"), "{first}");
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        ChildWorker { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn tasks(&self) -> usize {
+        self.log.lock().unwrap().matches("task ").count()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildWorker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A worker killed (SIGKILL) in the middle of a query fails the query with an
+/// error naming it, in seconds, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_query_fails_it_with_its_name() {
+    let (dir, p, wh) = example_loaded().await;
+    let w1 = ChildWorker::start(dir.path(), 0);
+    let mut w2 = ChildWorker::start(dir.path(), 0);
+    let cluster = coordinator(&p, &wh, &[w1.url(), w2.url()]).await;
+    // Minutes of work (a nested loop join over 5,000 × 5,000 rows and more):
+    // it is still running when the worker dies.
+    let sql =
+        "SELECT a.user_id, count(*) FROM raw.transactions a, raw.transactions b, raw.users c \
+               WHERE a.amount > b.amount AND c.user_id <> b.user_id GROUP BY a.user_id";
+    let query = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.query(sql).await.map(|_| ()) }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w2.tasks() == 0 {
+        assert!(Instant::now() < deadline, "worker 2 got no task");
+        assert!(
+            !query.is_finished(),
+            "the query ended before worker 2 got a task"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !query.is_finished(),
+        "the query ended too soon to test a fault"
+    );
+    let killed = Instant::now();
+    w2.kill();
+    let result = tokio::time::timeout(Duration::from_secs(60), query)
+        .await
+        .expect("the query hangs after its worker died")
+        .unwrap();
+    let waited = killed.elapsed();
+    let err = result
+        .expect_err("the query succeeded without its worker")
+        .to_string();
+    assert!(waited < Duration::from_secs(30), "{waited:?}: {err}");
+    assert!(err.contains(&format!("127.0.0.1:{}", w2.port)), "{err}");
+}
+
+/// A model run whose worker is down retries the failed models (once, by
+/// default) and succeeds when the worker is back; the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_models_retries_once_the_worker_is_back() {
+    struct Restart {
+        dir: std::path::PathBuf,
+        port: u16,
+        restarted: std::sync::Mutex<Option<ChildWorker>>,
+        retries: std::sync::atomic::AtomicU32,
+    }
+    impl sluice::models::RunObserver for Restart {
+        fn retrying(&self, _id: &str, attempt: u32, allowed: u32, error: &str) {
+            assert_eq!((attempt, allowed), (1, 1));
+            assert!(error.contains(&self.port.to_string()), "{error}");
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            let mut w = self.restarted.lock().unwrap();
+            if w.is_none() {
+                *w = Some(ChildWorker::start(&self.dir, self.port));
+            }
+        }
+    }
+    let (dir, p, wh) = example_loaded().await;
+    let w1 = ChildWorker::start(dir.path(), 0);
+    let mut w2 = ChildWorker::start(dir.path(), 0);
+    let port = w2.port;
+    w2.kill();
+    let cluster = coordinator(&p, &wh, &[w1.url(), format!("http://127.0.0.1:{port}")]).await;
+    let observer = Restart {
+        dir: dir.path().to_path_buf(),
+        port,
+        restarted: Default::default(),
+        retries: Default::default(),
+    };
+    let opts = sluice::models::CompileOptions::default();
+    let compiled = std::sync::Arc::new(sluice::models::compile(&p, &cluster, &opts).await.unwrap());
+    let report = sluice::models::execute(
+        &p,
+        &cluster,
+        compiled,
+        &sluice::models::Selection::default(),
+        sluice::models::Steps::Models,
+        2,
+        &Default::default(),
+        "run",
+        &observer,
+    )
+    .await
+    .unwrap();
+    assert!(report.success(), "{report:?}");
+    assert!(
+        observer.retries.load(Ordering::Relaxed) > 0,
+        "nothing was retried"
+    );
+    let retried: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| r.retries == 1)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert!(!retried.is_empty(), "{report:?}");
+    let back = observer.restarted.lock().unwrap();
+    assert!(
+        back.as_ref().is_some_and(|w| w.tasks() > 0),
+        "the restarted worker ran nothing"
+    );
+}

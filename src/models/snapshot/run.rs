@@ -75,6 +75,7 @@ impl SnapshotOutcome {
             message,
             inputs: Vec::new(),
             sql_hash: None,
+            retries: 0,
             file: self.file.clone(),
         }
     }
