@@ -306,7 +306,9 @@ pub async fn run(
         };
         if let Task::Model(m) = tasks[t] {
             let allowed = compiled.models[m].config.retries.unwrap_or(opts.retries);
+            // Only a model that committed nothing runs again.
             let transient = result.status == Status::Error
+                && result.version.is_none()
                 && result
                     .message
                     .as_deref()

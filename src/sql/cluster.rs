@@ -190,20 +190,25 @@ fn named(url: &Url, e: DataFusionError) -> DataFusionError {
     DataFusionError::Context(format!("worker {url}{hint}"), Box::new(e))
 }
 
-/// Whether an error's text says a worker or the network failed (not the
-/// query): worth running the query again once the worker is back.
+/// Whether an error's text says a worker of the cluster failed (could not be
+/// reached, went away mid-query), not the query: worth running the query
+/// again once the worker is back. Other services' connection errors (object
+/// storage, Redis) are not this.
 pub fn is_transient(message: &str) -> bool {
-    const SIGNS: [&str; 8] = [
-        "(is `sluice worker` running there?",
+    if message.contains("(is `sluice worker` running there?")
+        || message.contains("timed-out while waiting for the plan to be set by the coordinator")
+    {
+        return true;
+    }
+    const TRANSPORT: [&str; 6] = [
         "tcp connect error",
         "transport error",
-        "Connection refused",
         "connection reset",
+        "Connection reset",
         "Broken pipe",
-        "timed-out while waiting for the plan",
         "h2 protocol error",
     ];
-    SIGNS.iter().any(|s| message.contains(s))
+    message.contains("worker http") && TRANSPORT.iter().any(|s| message.contains(s))
 }
 
 /// Whether `e` is the network failing rather than the query.
@@ -481,5 +486,8 @@ mod tests {
         assert!(query.contains("w2:50052"), "{query}");
         assert!(!is_transient(&query), "{query}");
         assert!(!is_transient("Schema error: No field named amount2"));
+        assert!(!is_transient(
+            "writing the online store: storage `redis://127.0.0.1:1`: Connection refused (os error 111)"
+        ));
     }
 }
