@@ -16,8 +16,10 @@ Two data shapes from two generators, as Delta tables built by `sluice run models
 
 Configurations, on this machine's cores 0 and 1:
   single   `sluice serve` alone, taskset -c 0,1 (no cluster)
-  one      one `sluice worker` on core 0; the coordinator unpinned
-  two      two workers, one on core 0, one on core 1; the coordinator unpinned
+  one      one `sluice worker` and the coordinator on core 0 (with one worker
+           every stage has one task, and datafusion-distributed runs such a
+           plan in the coordinator: this is "the cluster on one core")
+  two      two workers, one on core 0, one on core 1; the coordinator on both
 Each query runs once to warm up (its result checked equal across
 configurations: row count and a hash of the sorted rows), then RUNS times; the
 median wall time of the ADBC client (execute + fetch all) is reported. Bytes
@@ -168,8 +170,11 @@ def run_config(name, args, proj, queries, cores):
                 procs.append(start([args.bin, "--project", proj, "worker", "--port", wp], pin, proj, env))
                 workers.append(f"http://127.0.0.1:{wp}")
             port = free_port()
+            # The coordinator on the workers' cores: with one worker, every
+            # stage has one task and datafusion-distributed runs the whole
+            # plan in the coordinator, so (a) pins it to the worker's core.
             procs.append(start([args.bin, "--project", proj, "--workers", ",".join(workers), "serve",
-                                "--port", port], None, proj, env))
+                                "--port", port], ",".join(pins), proj, env))
         conn = flight.connect(f"grpc://127.0.0.1:{port}")
         out = {}
         for qname, sql in queries:
