@@ -8,7 +8,8 @@
 #
 # Environment: SLUICE_BIN (a release binary; when unset, `cargo build
 # --release` first), RUNS (3), LABELS (1000000), FEATURES (10000000),
-# BENCH_DIR (/var/tmp/sluice-bench-cluster), ONLY (e.g. q1,q9,asof).
+# BENCH_DIR (/var/tmp/sluice-bench-cluster), ONLY (e.g. q1,q9,asof), MEMORY
+# (SLUICE_MEMORY_LIMIT of each process, 8GiB; SF 10 needs 16GiB for q18).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,4 +21,4 @@ if [ -z "${SLUICE_BIN:-}" ]; then
 fi
 exec python benches/cluster_bench.py --bin "$SLUICE_BIN" --sf "${1:-1}" --runs "${RUNS:-3}" \
     --labels "${LABELS:-1000000}" --features "${FEATURES:-10000000}" \
-    --dir "${BENCH_DIR:-/var/tmp/sluice-bench-cluster}" --only "${ONLY:-}"
+    --dir "${BENCH_DIR:-/var/tmp/sluice-bench-cluster}" --only "${ONLY:-}" --memory "${MEMORY:-8GiB}"

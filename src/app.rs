@@ -87,3 +87,161 @@ pub async fn seed_inputs(
         .await
         .map(Some)
 }
+
+/// Records a load in `_sluice.runs` (kind `load`, one row per source: rows
+/// loaded, rows quarantined as `failures`, the version committed), so loads
+/// have a history as tests and models do. A failure to record is logged,
+/// never the load's failure.
+pub async fn record_load(
+    warehouse: &Warehouse,
+    report: &LoadReport,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
+    use crate::models::run::{NodeResult, RunReport, Status};
+    let results: Vec<NodeResult> = report
+        .sources
+        .iter()
+        .map(|s| NodeResult {
+            id: s.table.clone(),
+            kind: "load",
+            materialization: s.mode.clone(),
+            status: Status::Success,
+            rows: Some(s.rows_loaded),
+            version: s.version,
+            failures: Some(s.rows_rejected),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            seconds: s.seconds,
+            message: s
+                .rejected_table
+                .as_ref()
+                .map(|t| format!("{} rows quarantined in {t}", s.rows_rejected)),
+            inputs: Vec::new(),
+            sql_hash: None,
+            file: s.source.clone(),
+            retries: 0,
+        })
+        .collect();
+    let run = RunReport {
+        run_id: report.load_id.clone(),
+        command: "load".into(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        seconds: report.sources.iter().map(|s| s.seconds).sum(),
+        results,
+    };
+    if let Err(e) = crate::models::records::append_runs(warehouse, &run).await {
+        tracing::warn!("load {}: not recorded in _sluice.runs: {e}", report.load_id);
+    }
+}
+
+/// OpenLineage events of a load (`[lineage]`): one run per source, job
+/// `<project>.load.<source>`, its files as the input and its table (and the
+/// quarantine table, when rows were rejected) as outputs with the rows
+/// written. Sent after the load (START at its start time); never fails it.
+pub async fn load_events(
+    project: &Project,
+    warehouse: &Warehouse,
+    result: std::result::Result<&LoadReport, &str>,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
+    use crate::lineage::openlineage::{
+        run_event, Dataset, EventType, Job, QualityMetrics, RunInfo,
+    };
+    let emitter = match crate::models::openlineage::emitter(project) {
+        Ok(Some(e)) => e,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("lineage: {e}");
+            return;
+        }
+    };
+    let name = &project.settings.name;
+    let job_of = |source: &str| Job {
+        namespace: emitter.namespace().to_string(),
+        name: format!("{name}.load.{source}"),
+        sql: None,
+        job_type: "LOAD",
+    };
+    let now = chrono::Utc::now();
+    let ns = warehouse.root().to_string();
+    match result {
+        Ok(report) => {
+            for s in &report.sources {
+                let job = job_of(&s.source);
+                let run = RunInfo::new();
+                let location = project
+                    .sources
+                    .iter()
+                    .find(|d| d.name == s.source)
+                    .map(|d| d.location.clone())
+                    .unwrap_or_default();
+                let input = if location.contains("://") {
+                    let scheme = location.split("://").next().unwrap_or("file");
+                    Dataset::new(format!("{scheme}://"), location.clone())
+                } else {
+                    let path = project.root.join(&location);
+                    Dataset::new("file://", path.to_string_lossy().into_owned())
+                };
+                let mut out = Dataset::new(ns.clone(), s.table.clone());
+                out.output_rows = Some(s.rows_loaded);
+                out.quality = Some(QualityMetrics {
+                    row_count: Some(s.rows_loaded),
+                    file_count: Some(s.files.len() as u64),
+                    bytes: Some(s.files.iter().map(|f| f.bytes).sum()),
+                    ..Default::default()
+                });
+                let mut outputs = vec![out];
+                if let Some(q) = &s.rejected_table {
+                    let mut d = Dataset::new(ns.clone(), q.clone());
+                    d.output_rows = Some(s.rows_rejected);
+                    outputs.push(d);
+                }
+                let start = run_event(
+                    EventType::Start,
+                    started_at,
+                    &job,
+                    &run,
+                    std::slice::from_ref(&input),
+                    &[],
+                    None,
+                );
+                emitter.emit(&start).await;
+                let end = run_event(
+                    EventType::Complete,
+                    now,
+                    &job,
+                    &run,
+                    &[input],
+                    &outputs,
+                    None,
+                );
+                emitter.emit(&end).await;
+            }
+        }
+        Err(message) => {
+            let job = job_of("all");
+            let run = RunInfo::new();
+            emitter
+                .emit(&run_event(
+                    EventType::Start,
+                    started_at,
+                    &job,
+                    &run,
+                    &[],
+                    &[],
+                    None,
+                ))
+                .await;
+            emitter
+                .emit(&run_event(
+                    EventType::Fail,
+                    now,
+                    &job,
+                    &run,
+                    &[],
+                    &[],
+                    Some(message),
+                ))
+                .await;
+        }
+    }
+}

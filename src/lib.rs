@@ -34,11 +34,13 @@
 
 pub mod app;
 pub mod asof;
+pub mod docs;
 pub mod error;
 pub mod features;
 pub mod formats;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lineage;
 pub mod load;
 pub mod models;
 pub mod names;

@@ -140,6 +140,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Optimize(args) => cli::optimize::run(&ctx()?, args).await,
         Command::Vacuum(args) => cli::vacuum::run(&ctx()?, args).await,
         Command::Source { command } => cli::source::run(&ctx()?, command).await,
+        Command::Docs { command } => cli::docs::run(&ctx()?, command).await,
     }
 }
 

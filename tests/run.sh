@@ -78,6 +78,22 @@ cleanup() {
     rm -f "$MOTO_LOG"
 }
 
+# 3b. Debian's chromium for the docs site tests (Playwright drives it; no
+#     browser download). Installed with apt-get when missing and running as
+#     root; without it those tests are skipped, unless SLUICE_REQUIRE_CHROMIUM=1
+#     (CI sets it).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq chromium fonts-dejavu-core >/dev/null 2>&1 \
+        || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium fonts-dejavu-core >/dev/null 2>&1)) || true
+fi
+if command -v chromium >/dev/null 2>&1; then
+    export SLUICE_CHROMIUM="$(command -v chromium)"
+elif [ "${SLUICE_REQUIRE_CHROMIUM:-0}" = 1 ]; then
+    echo "run.sh: chromium is not installed (apt-get install chromium)" >&2; exit 1
+else
+    echo "run.sh: chromium not found: the docs site browser tests are skipped" >&2
+fi
+
 # 4. Rust build and tests (the venv's python3 is first on PATH)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
 # The cluster tests generate TPC-H data with tpchgen-cli (in the venv): here

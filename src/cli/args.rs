@@ -233,7 +233,8 @@ pub enum Command {
     /// Render every selected model and print the execution order and the SQL that
     /// would run, without running anything.
     Compile(CompileArgs),
-    /// Show the models upstream and downstream of MODEL.
+    /// Show the models upstream and downstream of MODEL, or the column lineage of
+    /// MODEL.COLUMN.
     Lineage(LineageArgs),
     /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC, SQLAlchemy, pyarrow).
     ///
@@ -290,6 +291,44 @@ pub enum Command {
         #[command(subcommand)]
         command: SourceCommand,
     },
+    /// The project's documentation site: graph, SQL, columns, column lineage,
+    /// tests and their history, table versions, runs, freshness.
+    Docs {
+        #[command(subcommand)]
+        command: DocsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DocsCommand {
+    /// Write the site (index.html, app.js, app.css, data.js) into --out; it
+    /// opens from file:// with nothing fetched.
+    Generate(DocsGenerateArgs),
+    /// Serve the site over HTTP (generating it first when --out holds none).
+    Serve(DocsServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DocsGenerateArgs {
+    /// Folder of the site. Default: target/docs in the project.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
+    #[arg(long, value_name = "JSON")]
+    pub vars: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DocsServeArgs {
+    /// Folder of the site. Default: target/docs in the project.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
 }
 
 #[derive(Subcommand, Debug)]
@@ -442,6 +481,10 @@ pub struct TestArgs {
     /// lines then go to stderr).
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,
+    /// Run nothing: show every recorded result of each test and load (from
+    /// _sluice.runs): runs, pass/fail counts, last failures and the trend.
+    #[arg(long)]
+    pub history: bool,
 }
 
 impl From<TestArgs> for ModelArgs {
@@ -575,8 +618,19 @@ pub struct DepsArgs {
 
 #[derive(Args, Debug)]
 pub struct LineageArgs {
-    /// Model name (`user_features`) or `schema.table`.
+    /// Model name (`user_features`) or `schema.table`: the models upstream and
+    /// downstream of it. MODEL.COLUMN (`orders.amount`) or
+    /// schema.table.column (`raw.transactions.amount`, a source's column
+    /// too): the columns it is computed from and the columns and features
+    /// computed from it, with the kind of each dependency (copied,
+    /// transformed, aggregated, filter).
     pub model: String,
+    /// Only the columns upstream of MODEL.COLUMN.
+    #[arg(long, conflicts_with = "downstream")]
+    pub upstream: bool,
+    /// Only the columns downstream of MODEL.COLUMN (impact analysis).
+    #[arg(long)]
+    pub downstream: bool,
     /// Values for var() as JSON or YAML, e.g. '{"start_date": "2026-01-01"}'.
     #[arg(long, value_name = "JSON")]
     pub vars: Option<String>,

@@ -25,7 +25,19 @@ pub async fn load(
     options: &LoadOptions,
 ) -> anyhow::Result<LoadReport> {
     let bars = LoadBars::new(ctx.progress);
-    Ok(sluice::load::load(&ctx.project, &ctx.warehouse, sources, options, &bars).await?)
+    let started = chrono::Utc::now();
+    let result = sluice::load::load(&ctx.project, &ctx.warehouse, sources, options, &bars).await;
+    let shown = result.as_ref().map_err(|e| e.to_string());
+    sluice::app::load_events(
+        &ctx.project,
+        &ctx.warehouse,
+        shown.as_ref().copied().map_err(String::as_str),
+        started,
+    )
+    .await;
+    let report = result?;
+    sluice::app::record_load(&ctx.warehouse, &report, started).await;
+    Ok(report)
 }
 
 /// A load's (or seed's) report in `format`.

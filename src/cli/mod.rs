@@ -15,6 +15,7 @@ pub mod args;
 pub mod build;
 pub mod compile;
 pub mod deps;
+pub mod docs;
 pub mod features;
 pub mod hash_password;
 pub mod history;

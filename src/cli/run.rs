@@ -157,8 +157,22 @@ pub async fn models(
         SummaryFormat::Json if ctx.progress_lines => NodeLines::Stderr,
         SummaryFormat::Json => NodeLines::Off,
     };
-    let mut report = {
+    // OpenLineage events ([lineage] in sluice.toml), traced with an engine
+    // of their own.
+    let events = if sluice::models::openlineage::emitter(&ctx.project)?.is_some() {
+        let scratch = ctx.engine().await?;
+        sluice::models::openlineage::RunLineage::start(&ctx.project, &scratch, &compiled, command)
+            .await?
+    } else {
+        None
+    };
+    let executed = {
         let bars = RunBars::new(ctx.progress, lines, command);
+        let observer = events.as_ref().map(|e| e.observer(&bars));
+        let observer: &dyn sluice::models::RunObserver = match &observer {
+            Some(o) => o,
+            None => &bars,
+        };
         sluice::models::execute(
             &ctx.project,
             &engine,
@@ -168,10 +182,17 @@ pub async fn models(
             args.threads(),
             &vars,
             command,
-            &bars,
+            observer,
         )
-        .await?
+        .await
     };
+    if let Some(e) = &events {
+        match &executed {
+            Ok(report) => e.finish(Some(report), None).await,
+            Err(err) => e.finish(None, Some(&err.to_string())).await,
+        }
+    }
+    let mut report = executed?;
     if report.success() && !snapshots.after.is_empty() {
         let after = sluice::models::snapshot::run_snapshots(
             &engine,

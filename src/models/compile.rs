@@ -364,7 +364,7 @@ pub async fn compile(
             }
         }
     }
-    names.graph = Some(Arc::new(graph_json(
+    names.graph = Some(minijinja::Value::from_serialize(graph_json(
         project,
         &drafts,
         &names,

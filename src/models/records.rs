@@ -171,3 +171,129 @@ pub async fn append_runs(warehouse: &Warehouse, report: &RunReport) -> Result<()
         .map_err(|e| Error::storage(format!("{RUNS_SCHEMA}.{RUNS_TABLE}"), e))?;
     Ok(())
 }
+
+/// One row of `_sluice.runs`, as read back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub command: String,
+    /// `schema.table` (models, loads) or the test name.
+    pub node: String,
+    /// `model`, `test`, `snapshot`, `load`...
+    pub kind: String,
+    pub status: String,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    pub seconds: f64,
+    pub rows: Option<i64>,
+    /// Failing rows (tests), quarantined rows (loads).
+    pub failures: Option<i64>,
+    pub message: Option<String>,
+}
+
+/// Every row of `_sluice.runs`, oldest first; none when nothing was recorded.
+pub async fn read_runs(engine: &crate::sql::Engine) -> Result<Vec<RunRecord>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+    if engine
+        .warehouse()
+        .open_table(RUNS_SCHEMA, RUNS_TABLE)
+        .await?
+        .is_none()
+    {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT run_id, command, node, kind, status, started_at, seconds, rows, failures, message FROM {RUNS_SCHEMA}.{RUNS_TABLE} ORDER BY started_at NULLS FIRST, run_id"
+    );
+    let mut out = Vec::new();
+    for b in engine.query(&sql).await? {
+        // Strings may come back as views (Parquet reads): one type here.
+        let text = |i: usize| {
+            datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8)
+                .ok()
+                .and_then(|a| a.as_string_opt::<i32>().cloned())
+        };
+        let (Some(run_id), Some(command), Some(node), Some(kind), Some(status), Some(message)) =
+            (text(0), text(1), text(2), text(3), text(4), text(9))
+        else {
+            return Err(Error::Internal(format!(
+                "{RUNS_SCHEMA}.{RUNS_TABLE} has unexpected column types"
+            )));
+        };
+        let started = b
+            .column(5)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .cloned();
+        let seconds = b.column(6).as_primitive_opt::<Float64Type>().cloned();
+        let rows = b.column(7).as_primitive_opt::<Int64Type>().cloned();
+        let failures = b.column(8).as_primitive_opt::<Int64Type>().cloned();
+        let get = |a: &Option<datafusion::arrow::array::Int64Array>, r: usize| {
+            a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
+        };
+        for r in 0..b.num_rows() {
+            out.push(RunRecord {
+                run_id: run_id.value(r).to_string(),
+                command: command.value(r).to_string(),
+                node: node.value(r).to_string(),
+                kind: kind.value(r).to_string(),
+                status: status.value(r).to_string(),
+                started_at: started
+                    .as_ref()
+                    .filter(|a| a.is_valid(r))
+                    .and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(r)))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                seconds: seconds
+                    .as_ref()
+                    .filter(|a| a.is_valid(r))
+                    .map_or(0.0, |a| a.value(r)),
+                rows: get(&rows, r),
+                failures: get(&failures, r),
+                message: message.is_valid(r).then(|| message.value(r).to_string()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The history of one test or load: every recorded result, oldest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Trend {
+    pub node: String,
+    pub kind: String,
+    pub runs: usize,
+    /// Runs by status (`pass`, `fail`, `warn`, `error`, `success`...).
+    pub by_status: std::collections::BTreeMap<String, usize>,
+    pub last_status: String,
+    pub last_failures: Option<i64>,
+    pub last_run: Option<String>,
+    /// Status and failures of each run, oldest first.
+    pub history: Vec<(Option<String>, String, Option<i64>)>,
+}
+
+/// Trends of every node of `kinds` (`test`, `load`) in `records`, by name.
+pub fn trends(records: &[RunRecord], kinds: &[&str]) -> Vec<Trend> {
+    let mut by: std::collections::BTreeMap<(String, String), Trend> = Default::default();
+    for r in records.iter().filter(|r| kinds.contains(&r.kind.as_str())) {
+        let t = by
+            .entry((r.kind.clone(), r.node.clone()))
+            .or_insert_with(|| Trend {
+                node: r.node.clone(),
+                kind: r.kind.clone(),
+                runs: 0,
+                by_status: Default::default(),
+                last_status: String::new(),
+                last_failures: None,
+                last_run: None,
+                history: Vec::new(),
+            });
+        t.runs += 1;
+        *t.by_status.entry(r.status.clone()).or_default() += 1;
+        t.last_status = r.status.clone();
+        t.last_failures = r.failures;
+        t.last_run = r.started_at.clone();
+        t.history
+            .push((r.started_at.clone(), r.status.clone(), r.failures));
+    }
+    by.into_values().collect()
+}

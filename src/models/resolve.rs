@@ -31,8 +31,9 @@ pub(crate) struct Names {
     pub(crate) library: Option<Arc<jinja::MacroLibrary>>,
     /// The warehouse for `run_query` and introspection at compile time.
     pub(crate) introspect: Option<Arc<dyn jinja::Introspect>>,
-    /// dbt's `graph` (nodes and sources), as templates see it.
-    pub(crate) graph: Option<Arc<serde_json::Value>>,
+    /// dbt's `graph` (nodes and sources), as templates see it: converted
+    /// once (a template value is shared, not copied, by every render).
+    pub(crate) graph: Option<minijinja::Value>,
 }
 
 /// Why a name in a model's SQL or a `ref()` does not resolve.

@@ -41,6 +41,10 @@ pub struct ProjectConfig {
     /// `[run]`: how model runs behave.
     #[serde(default)]
     pub run: RunSection,
+    /// `[lineage]`: where OpenLineage events go (`file`, `url`), parsed by
+    /// [`crate::lineage::openlineage::LineageConfig`].
+    #[serde(default)]
+    pub lineage: toml::Table,
 }
 
 /// `[run]`

@@ -12,6 +12,7 @@ pub mod deps;
 mod depth;
 mod file_checks;
 pub(crate) mod file_functions;
+pub mod lineage;
 mod output;
 pub mod parser;
 pub mod planner;

@@ -490,7 +490,7 @@ impl RenderState {
         map.insert(
             "graph".into(),
             match &ctx.graph {
-                Some(g) => Value::from_serialize(g.as_ref()),
+                Some(g) => g.clone(),
                 None => Value::from_serialize(serde_json::json!({
                     "nodes": {}, "sources": {}, "exposures": {}, "metrics": {},
                     "semantic_models": {}, "saved_queries": {}, "groups": {}

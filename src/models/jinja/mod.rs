@@ -104,8 +104,9 @@ pub struct RenderContext {
     pub introspect: Option<Arc<dyn Introspect>>,
     /// dbt's `model` / node object (resource_type, config, ...), merged into `model`.
     pub node: Option<serde_json::Value>,
-    /// dbt's `graph`: `nodes` and `sources` by unique id (`None`: empty).
-    pub graph: Option<Arc<serde_json::Value>>,
+    /// dbt's `graph`: `nodes` and `sources` by unique id (`None`: empty),
+    /// as a template value built once per compile.
+    pub graph: Option<minijinja::Value>,
 }
 
 impl RenderContext {

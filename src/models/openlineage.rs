@@ -1,0 +1,406 @@
+//! OpenLineage events of a model run (`[lineage]` in sluice.toml): the
+//! command is a parent run (`<project>.<command>`); each model, seed and
+//! snapshot a run of job `<project>.<schema.table>` (START when it starts,
+//! COMPLETE or FAIL when it ends) with its inputs and its output (schema,
+//! column lineage, rows written); each data test a run of job
+//! `<project>.test.<name>` whose inputs carry the test as a data-quality
+//! assertion. Events are sent in the background and never fail the run; a
+//! run's START is sent before its end.
+
+use super::compile::Compiled;
+use super::lineage::{project_lineage, ProjectLineage};
+use super::run::{NodeResult, RunObserver, RunReport, Status};
+use crate::error::{Error, Result};
+use crate::lineage::openlineage::{
+    self as ol, Assertion, ColumnLineage, Dataset, Emitter, EventType, InputField, Job,
+    LineageConfig, QualityMetrics, RunInfo, TransformKind,
+};
+use crate::project::Project;
+use crate::sql::lineage::Kind;
+use crate::sql::Engine;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The longest the end of a command waits for undelivered events.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// The emitter of `[lineage]`, `None` when it sends nowhere.
+pub fn emitter(project: &Project) -> Result<Option<Emitter>> {
+    let config: LineageConfig = project.section("lineage")?;
+    Emitter::new(&config, &project.root)
+        .map_err(|m| Error::config(project.root.join("sluice.toml"), m))
+}
+
+fn transform(k: Kind) -> TransformKind {
+    match k {
+        Kind::Copied => TransformKind::Copied,
+        Kind::Transformed => TransformKind::Transformed,
+        Kind::Aggregated => TransformKind::Aggregated,
+        Kind::Filter => TransformKind::Filter,
+    }
+}
+
+/// Background sends, in order per run.
+#[derive(Default)]
+struct Sends {
+    /// The START send of each run still going, by node id.
+    started: HashMap<String, JoinHandle<()>>,
+    all: Vec<JoinHandle<()>>,
+}
+
+/// The events of one command.
+pub struct RunLineage {
+    emitter: Emitter,
+    project: String,
+    /// Namespace of the warehouse's datasets (its URI).
+    datasets: String,
+    parent_job: Job,
+    parent_run: RunInfo,
+    lineage: ProjectLineage,
+    /// SQL of each model, by `schema.table`.
+    sql: HashMap<String, String>,
+    runs: Mutex<HashMap<String, RunInfo>>,
+    sends: Mutex<Sends>,
+}
+
+impl RunLineage {
+    /// Starts the command's parent run; `None` without `[lineage]`. `scratch`
+    /// is an engine of its own (tracing columns plans every model with it).
+    pub async fn start(
+        project: &Project,
+        scratch: &Engine,
+        compiled: &Compiled,
+        command: &str,
+    ) -> Result<Option<Arc<RunLineage>>> {
+        let Some(emitter) = emitter(project)? else {
+            return Ok(None);
+        };
+        let lineage = match project_lineage(compiled, scratch).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("lineage: columns not traced: {e}");
+                ProjectLineage::default()
+            }
+        };
+        let name = &project.settings.name;
+        let parent_job = Job {
+            namespace: emitter.namespace().to_string(),
+            name: format!("{name}.{}", command.replace(' ', "_")),
+            sql: None,
+            job_type: "COMMAND",
+        };
+        let rl = Arc::new(RunLineage {
+            datasets: scratch.warehouse().root().to_string(),
+            project: name.clone(),
+            parent_run: RunInfo::new(),
+            parent_job,
+            lineage,
+            sql: compiled
+                .models
+                .iter()
+                .map(|m| (m.id(), m.sql.clone()))
+                .collect(),
+            runs: Mutex::new(HashMap::new()),
+            sends: Mutex::new(Sends::default()),
+            emitter,
+        });
+        let (e, job, run) = (
+            rl.emitter.clone(),
+            rl.parent_job.clone(),
+            rl.parent_run.clone(),
+        );
+        let h = tokio::spawn(async move {
+            e.emit_run(EventType::Start, &job, &run, &[], &[], None)
+                .await
+        });
+        if let Ok(mut s) = rl.sends.lock() {
+            s.started.insert(String::new(), h);
+        }
+        Ok(Some(rl))
+    }
+
+    /// Forwards to `inner` and sends the events of each node.
+    pub fn observer<'a>(self: &'a Arc<Self>, inner: &'a dyn RunObserver) -> Observer<'a> {
+        Observer {
+            inner,
+            events: self,
+        }
+    }
+
+    fn job(&self, id: &str, kind: &str) -> Job {
+        let (name, job_type) = match kind {
+            "test" => (format!("{}.test.{id}", self.project), "TEST"),
+            "seed" => (format!("{}.{id}", self.project), "SEED"),
+            "snapshot" => (format!("{}.{id}", self.project), "SNAPSHOT"),
+            _ => (format!("{}.{id}", self.project), "MODEL"),
+        };
+        Job {
+            namespace: self.emitter.namespace().to_string(),
+            name,
+            sql: self.sql.get(id).cloned(),
+            job_type,
+        }
+    }
+
+    /// A dataset of the warehouse, with its columns when a model makes it.
+    fn dataset(&self, relation: &str) -> Dataset {
+        let mut d = Dataset::new(self.datasets.clone(), relation);
+        if let Some(m) = self.lineage.models.get(relation) {
+            d.fields = m
+                .columns
+                .iter()
+                .zip(&m.types)
+                .map(|((c, _), t)| ol::Field::new(c.clone(), t.clone()))
+                .collect();
+        }
+        d
+    }
+
+    fn output(&self, relation: &str, rows: Option<u64>) -> Dataset {
+        let mut d = self.dataset(relation);
+        if let Some(m) = self.lineage.models.get(relation) {
+            d.column_lineage = m
+                .columns
+                .iter()
+                .filter(|(_, deps)| !deps.is_empty())
+                .map(|(c, deps)| ColumnLineage {
+                    field: c.clone(),
+                    inputs: deps
+                        .iter()
+                        .map(|(o, k)| InputField {
+                            namespace: if o.relation.contains("://") {
+                                o.relation
+                                    .split("://")
+                                    .next()
+                                    .map(|s| format!("{s}://"))
+                                    .unwrap_or_default()
+                            } else {
+                                self.datasets.clone()
+                            },
+                            name: o.relation.clone(),
+                            field: o.column.clone(),
+                            kind: transform(*k),
+                        })
+                        .collect(),
+                })
+                .collect();
+        }
+        d.output_rows = rows;
+        if rows.is_some() {
+            d.quality = Some(QualityMetrics {
+                row_count: rows,
+                ..Default::default()
+            });
+        }
+        d
+    }
+
+    /// The input datasets of a model: the relations its columns come from
+    /// (files too), else the tables its run read.
+    fn inputs(&self, id: &str, result: Option<&NodeResult>) -> Vec<Dataset> {
+        let mut names: Vec<String> = Vec::new();
+        if let Some(m) = self.lineage.models.get(id) {
+            for (_, deps) in &m.columns {
+                for o in deps.keys() {
+                    if !names.contains(&o.relation) {
+                        names.push(o.relation.clone());
+                    }
+                }
+            }
+        }
+        if let Some(r) = result {
+            for i in &r.inputs {
+                if !names.contains(&i.table) {
+                    names.push(i.table.clone());
+                }
+            }
+        }
+        names
+            .iter()
+            .filter(|n| n.as_str() != id)
+            .map(|n| {
+                if n.contains("://") {
+                    Dataset::new(
+                        n.split("://")
+                            .next()
+                            .map(|s| format!("{s}://"))
+                            .unwrap_or_default(),
+                        n.clone(),
+                    )
+                } else {
+                    self.dataset(n)
+                }
+            })
+            .collect()
+    }
+
+    fn spawn_start(&self, id: &str, kind: &str) {
+        let run = RunInfo::child_of(&self.parent_job, &self.parent_run);
+        if let Ok(mut r) = self.runs.lock() {
+            r.insert(id.to_string(), run.clone());
+        }
+        let job = self.job(id, kind);
+        let inputs = if kind == "test" {
+            Vec::new()
+        } else {
+            self.inputs(id, None)
+        };
+        let e = self.emitter.clone();
+        let h = tokio::spawn(async move {
+            e.emit_run(EventType::Start, &job, &run, &inputs, &[], None)
+                .await
+        });
+        if let Ok(mut s) = self.sends.lock() {
+            s.started.insert(id.to_string(), h);
+        }
+    }
+
+    fn spawn_end(&self, result: &NodeResult) {
+        let id = result.id.as_str();
+        let kind = result.kind;
+        let run = self
+            .runs
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(id))
+            .unwrap_or_else(|| RunInfo::child_of(&self.parent_job, &self.parent_run));
+        let job = self.job(id, kind);
+        let failed = result.status.is_failure();
+        let (inputs, outputs) = if kind == "test" {
+            let success = matches!(result.status, Status::Pass | Status::Warn);
+            let inputs = result
+                .inputs
+                .iter()
+                .map(|i| {
+                    let mut d = self.dataset(&i.table);
+                    d.assertions = vec![Assertion {
+                        assertion: id.to_string(),
+                        success,
+                        column: None,
+                    }];
+                    d
+                })
+                .collect();
+            (inputs, Vec::new())
+        } else if result.status == Status::Skipped {
+            (Vec::new(), Vec::new())
+        } else {
+            let out = if failed {
+                Vec::new()
+            } else {
+                vec![self.output(id, result.rows)]
+            };
+            (self.inputs(id, Some(result)), out)
+        };
+        let (kind_of_event, error) = if failed || result.status == Status::Skipped {
+            let why = result
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", result.kind, result.status.as_str()));
+            (EventType::Fail, Some(why))
+        } else {
+            (EventType::Complete, None)
+        };
+        let e = self.emitter.clone();
+        let start = self
+            .sends
+            .lock()
+            .ok()
+            .and_then(|mut s| s.started.remove(id));
+        let h = tokio::spawn(async move {
+            if let Some(start) = start {
+                let _ = start.await;
+            } else {
+                // A node that never started (skipped): its START first.
+                e.emit_run(EventType::Start, &job, &run, &[], &[], None)
+                    .await;
+            }
+            e.emit_run(
+                kind_of_event,
+                &job,
+                &run,
+                &inputs,
+                &outputs,
+                error.as_deref(),
+            )
+            .await;
+        });
+        if let Ok(mut s) = self.sends.lock() {
+            s.all.push(h);
+        }
+    }
+
+    /// Ends the parent run (COMPLETE, or FAIL when `error` or a failed node)
+    /// and waits up to 30 s for the events still being sent.
+    pub async fn finish(&self, report: Option<&RunReport>, error: Option<&str>) {
+        let failed = error.is_some() || report.is_some_and(|r| !r.success());
+        let why = error.map(str::to_string).or_else(|| {
+            report.filter(|r| !r.success()).map(|r| {
+                let n = r.results.iter().filter(|x| x.status.is_failure()).count();
+                format!("{n} nodes failed")
+            })
+        });
+        let (mut handles, start) = match self.sends.lock() {
+            Ok(mut s) => {
+                let start = s.started.remove("");
+                let mut rest: Vec<JoinHandle<()>> = s.started.drain().map(|(_, h)| h).collect();
+                rest.append(&mut s.all);
+                (rest, start)
+            }
+            Err(_) => (Vec::new(), None),
+        };
+        let e = self.emitter.clone();
+        let (job, run) = (self.parent_job.clone(), self.parent_run.clone());
+        let kind = if failed {
+            EventType::Fail
+        } else {
+            EventType::Complete
+        };
+        handles.push(tokio::spawn(async move {
+            if let Some(s) = start {
+                let _ = s.await;
+            }
+            e.emit_run(kind, &job, &run, &[], &[], why.as_deref()).await;
+        }));
+        let n = handles.len();
+        let wait = futures::future::join_all(handles.iter_mut());
+        if tokio::time::timeout(DRAIN, wait).await.is_err() {
+            let pending = handles.iter().filter(|h| !h.is_finished()).count();
+            tracing::warn!(
+                "lineage: {pending} of {n} event sends still retrying after {}s; given up (the run itself is unaffected)",
+                DRAIN.as_secs()
+            );
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// A [`RunObserver`] that also sends the events.
+pub struct Observer<'a> {
+    inner: &'a dyn RunObserver,
+    events: &'a Arc<RunLineage>,
+}
+
+impl RunObserver for Observer<'_> {
+    fn planned(&self, run_id: &str, nodes: &[(String, &'static str)]) {
+        self.inner.planned(run_id, nodes)
+    }
+
+    fn started(&self, id: &str, kind: &str) {
+        self.events.spawn_start(id, kind);
+        self.inner.started(id, kind)
+    }
+
+    fn finished(&self, result: &NodeResult, done: usize, total: usize) {
+        self.events.spawn_end(result);
+        self.inner.finished(result, done, total)
+    }
+
+    fn retrying(&self, id: &str, attempt: u32, allowed: u32, error: &str) {
+        self.inner.retrying(id, attempt, allowed, error)
+    }
+}
