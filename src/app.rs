@@ -34,6 +34,23 @@ pub async fn engine_with(
             options.cluster = Some(ClusterOptions::new(workers));
         }
     }
+    if let Some(c) = options.cluster.as_mut() {
+        if c.settings.is_empty() {
+            c.settings = project
+                .config
+                .cluster
+                .settings
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+        }
+    }
     let builder =
         Engine::builder(warehouse, &project.config.warehouse.default_schema).options(&options);
     crate::features::install(builder, settings, Default::default())
@@ -244,4 +261,76 @@ pub async fn load_events(
                 .await;
         }
     }
+}
+
+/// OpenLineage events of one `sluice materialize` of a feature view
+/// (`[lineage]`): job `<project>.materialize.<view>`, the offline table as
+/// input (rows read), the online view `online.<view>` as output (entities
+/// written). Never fails the command.
+pub async fn materialize_events(
+    project: &Project,
+    warehouse: &Warehouse,
+    view: &crate::features::registry::FeatureViewDef,
+    result: std::result::Result<&crate::features::online::MaterializeReport, &str>,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
+    use crate::lineage::openlineage::{
+        run_event, Dataset, EventType, Job, QualityMetrics, RunInfo,
+    };
+    let emitter = match crate::models::openlineage::emitter(project) {
+        Ok(Some(e)) => e,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("lineage: {e}");
+            return;
+        }
+    };
+    let job = Job {
+        namespace: emitter.namespace().to_string(),
+        name: format!("{}.materialize.{}", project.settings.name, view.name),
+        sql: None,
+        job_type: "MATERIALIZE",
+    };
+    let run = RunInfo::new();
+    let ns = warehouse.root().to_string();
+    let mut input = Dataset::new(ns.clone(), format!("{}.{}", view.schema, view.table));
+    let start = run_event(
+        EventType::Start,
+        started_at,
+        &job,
+        &run,
+        std::slice::from_ref(&input),
+        &[],
+        None,
+    );
+    emitter.emit(&start).await;
+    let end = match result {
+        Ok(r) => {
+            input.quality = Some(QualityMetrics {
+                row_count: Some(r.rows_read),
+                ..Default::default()
+            });
+            let mut out = Dataset::new(ns, format!("online.{}", view.name));
+            out.output_rows = Some(r.entities_written);
+            run_event(
+                EventType::Complete,
+                chrono::Utc::now(),
+                &job,
+                &run,
+                &[input],
+                &[out],
+                None,
+            )
+        }
+        Err(message) => run_event(
+            EventType::Fail,
+            chrono::Utc::now(),
+            &job,
+            &run,
+            &[input],
+            &[],
+            Some(message),
+        ),
+    };
+    emitter.emit(&end).await;
 }

@@ -30,7 +30,19 @@ pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     // A view that fails does not stop the others.
     for view in &views {
-        match sluice::features::online::materialize(&engine, &store, view, range, args.full).await {
+        let started = chrono::Utc::now();
+        let result =
+            sluice::features::online::materialize(&engine, &store, view, range, args.full).await;
+        let shown = result.as_ref().map_err(|e| e.to_string());
+        sluice::app::materialize_events(
+            &ctx.project,
+            engine.warehouse(),
+            view,
+            shown.as_ref().copied().map_err(String::as_str),
+            started,
+        )
+        .await;
+        match result {
             Ok(r) => reports.push(r),
             Err(e) => {
                 failed += 1;

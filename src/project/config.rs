@@ -65,6 +65,10 @@ pub struct ClusterSection {
     /// `--workers` / `SLUICE_WORKERS` replace them.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// `[cluster.settings]`: datafusion-distributed's settings, without their
+    /// `distributed.` prefix (`compression = "none"`).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// `[server]`

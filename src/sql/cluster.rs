@@ -42,6 +42,10 @@ pub struct ClusterOptions {
     /// A worker that answers no HTTP/2 ping for this long is taken as gone
     /// (a query waiting on it fails instead of hanging).
     pub keepalive_timeout: Duration,
+    /// datafusion-distributed settings (`[cluster.settings]`), by name
+    /// without the `distributed.` prefix: `compression`, `shuffle_batch_size`,
+    /// `file_scan_config_bytes_per_partition`, ...
+    pub settings: Vec<(String, String)>,
 }
 
 impl ClusterOptions {
@@ -86,6 +90,7 @@ impl ClusterOptions {
             workers,
             connect_timeout: Duration::from_secs(5),
             keepalive_timeout: Duration::from_secs(20),
+            settings: Vec::new(),
         }
     }
 }

@@ -365,6 +365,20 @@ impl EngineBuilder {
             None => builder,
         };
         let mut state = builder.build();
+        if let Some(c) = &options.cluster {
+            for (key, value) in &c.settings {
+                let name = format!("distributed.{key}");
+                state
+                    .config_mut()
+                    .options_mut()
+                    .set(&name, value)
+                    .map_err(|e| {
+                        Error::InvalidValue(format!(
+                            "[cluster.settings] {key} = {value:?}: {e}; the settings are datafusion-distributed's (compression = \"lz4\" | \"zstd\" | \"none\", shuffle_batch_size, file_scan_config_bytes_per_partition, max_tasks_per_stage, broadcast_joins, ...)"
+                        ))
+                    })?;
+            }
+        }
         install_functions(&mut state, limit)?;
         let ctx = file_functions::enable_url_tables(SessionContext::new_with_state(state));
         let weak = ctx.state_weak_ref();

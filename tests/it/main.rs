@@ -10,6 +10,7 @@ mod dbt_macros;
 mod dbt_packages;
 mod features;
 mod first_hour;
+mod lineage;
 mod load;
 mod maintain;
 mod model_syntax;
