@@ -21,4 +21,5 @@ if [ -z "${SLUICE_BIN:-}" ]; then
 fi
 exec python benches/cluster_bench.py --bin "$SLUICE_BIN" --sf "${1:-1}" --runs "${RUNS:-3}" \
     --labels "${LABELS:-1000000}" --features "${FEATURES:-10000000}" \
-    --dir "${BENCH_DIR:-/var/tmp/sluice-bench-cluster}" --only "${ONLY:-}" --memory "${MEMORY:-8GiB}"
+    --dir "${BENCH_DIR:-/var/tmp/sluice-bench-cluster}" --only "${ONLY:-}" --memory "${MEMORY:-8GiB}" \
+    --configs "${CONFIGS:-single,one,two}" ${SETTINGS:+$(for s in $SETTINGS; do printf -- "--setting %s " "$s"; done)}

@@ -159,18 +159,11 @@ pub async fn load_events(
     warehouse: &Warehouse,
     result: std::result::Result<&LoadReport, &str>,
     started_at: chrono::DateTime<chrono::Utc>,
+    parent: Option<&crate::models::openlineage::CommandRun>,
 ) {
-    use crate::lineage::openlineage::{
-        run_event, Dataset, EventType, Job, QualityMetrics, RunInfo,
-    };
-    let emitter = match crate::models::openlineage::emitter(project) {
-        Ok(Some(e)) => e,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!("lineage: {e}");
-            return;
-        }
-    };
+    use crate::lineage::openlineage::{run_event, Dataset, EventType, Job, QualityMetrics};
+    let Some(parent) = parent else { return };
+    let emitter = parent.emitter.clone();
     let name = &project.settings.name;
     let job_of = |source: &str| Job {
         namespace: emitter.namespace().to_string(),
@@ -184,7 +177,7 @@ pub async fn load_events(
         Ok(report) => {
             for s in &report.sources {
                 let job = job_of(&s.source);
-                let run = RunInfo::new();
+                let run = parent.child();
                 let location = project
                     .sources
                     .iter()
@@ -236,7 +229,7 @@ pub async fn load_events(
         }
         Err(message) => {
             let job = job_of("all");
-            let run = RunInfo::new();
+            let run = parent.child();
             emitter
                 .emit(&run_event(
                     EventType::Start,
@@ -273,25 +266,18 @@ pub async fn materialize_events(
     view: &crate::features::registry::FeatureViewDef,
     result: std::result::Result<&crate::features::online::MaterializeReport, &str>,
     started_at: chrono::DateTime<chrono::Utc>,
+    parent: Option<&crate::models::openlineage::CommandRun>,
 ) {
-    use crate::lineage::openlineage::{
-        run_event, Dataset, EventType, Job, QualityMetrics, RunInfo,
-    };
-    let emitter = match crate::models::openlineage::emitter(project) {
-        Ok(Some(e)) => e,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!("lineage: {e}");
-            return;
-        }
-    };
+    use crate::lineage::openlineage::{run_event, Dataset, EventType, Job, QualityMetrics};
+    let Some(parent) = parent else { return };
+    let emitter = parent.emitter.clone();
     let job = Job {
         namespace: emitter.namespace().to_string(),
         name: format!("{}.materialize.{}", project.settings.name, view.name),
         sql: None,
         job_type: "MATERIALIZE",
     };
-    let run = RunInfo::new();
+    let run = parent.child();
     let ns = warehouse.root().to_string();
     let mut input = Dataset::new(ns.clone(), format!("{}.{}", view.schema, view.table));
     let start = run_event(

@@ -28,10 +28,11 @@ pub async fn run(ctx: &Context, args: LineageArgs) -> anyhow::Result<()> {
                 if let Err(e) = found {
                     return Err(e.into());
                 }
-                anyhow::bail!(
+                return Err(sluice::Error::Usage(format!(
                     "--upstream / --downstream trace a column: write {}.COLUMN",
                     args.model
-                );
+                ))
+                .into());
             }
             let lineage = col::project_lineage(&compiled, &engine).await?;
             let (relation, column) = col::resolve_column(&compiled, &lineage, &args.model)?;

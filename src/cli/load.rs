@@ -14,8 +14,13 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<()> {
         allow_duplicates: args.allow_duplicates,
         max_rejected: args.max_rejected,
     };
-    let report = load(ctx, &args.sources, &options).await?;
-    print(&report, args.format)
+    let command = sluice::models::openlineage::CommandRun::start(&ctx.project, "load").await?;
+    let result = load(ctx, &args.sources, &options, command.as_ref()).await;
+    if let Some(c) = &command {
+        c.end(result.as_ref().err().map(|e| e.to_string()).as_deref())
+            .await;
+    }
+    print(&result?, args.format)
 }
 
 /// Loads `sources` (all when empty) with progress bars.
@@ -23,6 +28,7 @@ pub async fn load(
     ctx: &Context,
     sources: &[String],
     options: &LoadOptions,
+    lineage: Option<&sluice::models::openlineage::CommandRun>,
 ) -> anyhow::Result<LoadReport> {
     let bars = LoadBars::new(ctx.progress);
     let started = chrono::Utc::now();
@@ -33,6 +39,7 @@ pub async fn load(
         &ctx.warehouse,
         shown.as_ref().copied().map_err(String::as_str),
         started,
+        lineage,
     )
     .await;
     let report = result?;

@@ -26,6 +26,8 @@ pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
         .into());
     }
     let store = sluice::features::settings(&engine)?.online.clone();
+    let command =
+        sluice::models::openlineage::CommandRun::start(&ctx.project, "materialize").await?;
     let mut reports = Vec::new();
     let mut failed = 0;
     // A view that fails does not stop the others.
@@ -40,6 +42,7 @@ pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
             view,
             shown.as_ref().copied().map_err(String::as_str),
             started,
+            command.as_ref(),
         )
         .await;
         match result {
@@ -49,6 +52,10 @@ pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
                 note(format!("materialize {}: {e}", view.name));
             }
         }
+    }
+    if let Some(c) = &command {
+        let error = (failed > 0).then(|| format!("{failed} of {} view(s) failed", views.len()));
+        c.end(error.as_deref()).await;
     }
     let mut out = stdout();
     match args.format {

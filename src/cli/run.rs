@@ -21,9 +21,30 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     } else {
         "sluice run models"
     })?;
+    // One OpenLineage parent run for the loads and the models.
+    let command = if with_load {
+        sluice::models::openlineage::CommandRun::start(&ctx.project, "run").await?
+    } else {
+        None
+    };
+    let result = run_steps(ctx, args, started, with_load, command.as_ref()).await;
+    if let Some(c) = &command {
+        c.end(result.as_ref().err().map(|e| e.to_string()).as_deref())
+            .await;
+    }
+    result
+}
+
+async fn run_steps(
+    ctx: &Context,
+    args: RunArgs,
+    started: Instant,
+    with_load: bool,
+    command: Option<&sluice::models::openlineage::CommandRun>,
+) -> anyhow::Result<()> {
     let mut load = None;
     if with_load && !ctx.project.sources.is_empty() {
-        let report = super::load::load(ctx, &[], &Default::default()).await?;
+        let report = super::load::load(ctx, &[], &Default::default(), command).await?;
         // In JSON, the load is part of the run's document.
         if args.models.format == SummaryFormat::Table {
             super::load::print(&report, SummaryFormat::Table)?;
@@ -32,7 +53,16 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
         load = Some((report, seconds));
     }
     if with_load {
-        models(ctx, &args.models, Steps::Build, "run", load, started).await
+        models_under(
+            ctx,
+            &args.models,
+            Steps::Build,
+            "run",
+            load,
+            started,
+            command,
+        )
+        .await
     } else {
         models(
             ctx,
@@ -57,6 +87,27 @@ pub async fn models(
     command: &str,
     load: Option<(LoadReport, f64)>,
     started: Instant,
+) -> anyhow::Result<()> {
+    // The command's OpenLineage parent run ([lineage]), ended with the
+    // command's outcome (a compile error included).
+    let parent = sluice::models::openlineage::CommandRun::start(&ctx.project, command).await?;
+    let result = models_under(ctx, args, steps, command, load, started, parent.as_ref()).await;
+    if let Some(c) = &parent {
+        c.end(result.as_ref().err().map(|e| e.to_string()).as_deref())
+            .await;
+    }
+    result
+}
+
+/// [`models`] under the OpenLineage parent run `lineage` (when configured).
+async fn models_under(
+    ctx: &Context,
+    args: &ModelArgs,
+    steps: Steps,
+    command: &str,
+    load: Option<(LoadReport, f64)>,
+    started: Instant,
+    lineage: Option<&sluice::models::openlineage::CommandRun>,
 ) -> anyhow::Result<()> {
     let vars = args.vars()?;
     let options = CompileOptions {
@@ -159,12 +210,20 @@ pub async fn models(
     };
     // OpenLineage events ([lineage] in sluice.toml), traced with an engine
     // of their own.
-    let events = if sluice::models::openlineage::emitter(&ctx.project)?.is_some() {
-        let scratch = ctx.engine().await?;
-        sluice::models::openlineage::RunLineage::start(&ctx.project, &scratch, &compiled, command)
-            .await?
-    } else {
-        None
+    let events = match lineage {
+        Some(parent) => {
+            let scratch = ctx.engine().await?;
+            Some(
+                sluice::models::openlineage::RunLineage::start(
+                    &ctx.project,
+                    &scratch,
+                    &compiled,
+                    parent,
+                )
+                .await?,
+            )
+        }
+        None => None,
     };
     let executed = {
         let bars = RunBars::new(ctx.progress, lines, command);
@@ -187,10 +246,7 @@ pub async fn models(
         .await
     };
     if let Some(e) = &events {
-        match &executed {
-            Ok(report) => e.finish(Some(report), None).await,
-            Err(err) => e.finish(None, Some(&err.to_string())).await,
-        }
+        e.finish().await;
     }
     let mut report = executed?;
     if report.success() && !snapshots.after.is_empty() {

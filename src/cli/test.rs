@@ -77,7 +77,11 @@ async fn history(ctx: &Context, args: &TestArgs) -> anyhow::Result<()> {
     for t in &trends {
         let ok = t.by_status.get("pass").copied().unwrap_or(0)
             + t.by_status.get("success").copied().unwrap_or(0);
-        let bad = t.runs - ok;
+        // Skipped runs (something upstream failed) are neither.
+        let bad = ["fail", "error", "warn"]
+            .iter()
+            .map(|s| t.by_status.get(*s).copied().unwrap_or(0))
+            .sum::<usize>();
         let failures = t
             .last_failures
             .map(|f| f.to_string())

@@ -12,7 +12,6 @@ pub mod serve;
 
 use crate::error::{Error, Result};
 use crate::models::compile::Compiled;
-use crate::models::config::Materialization;
 use crate::models::lineage::{project_lineage, ProjectLineage};
 use crate::models::records::RunRecord;
 use crate::models::CompileOptions;
@@ -147,8 +146,15 @@ pub async fn site_data(
                 edges.insert((format!("model.{}", up.id()), to.clone()));
             }
         }
-        for (s, t) in &m.inputs {
-            let from = b.of_relation(&format!("{s}.{t}"));
+        // What the query reads directly (ephemeral models and views as
+        // nodes of their own, not what they read); the compiled inputs
+        // when the model could not be traced.
+        let reads: Vec<String> = match lineage.models.get(&m.id()) {
+            Some(l) if l.error.is_none() => l.reads.clone(),
+            _ => m.inputs.iter().map(|(s, t)| format!("{s}.{t}")).collect(),
+        };
+        for r in reads {
+            let from = b.of_relation(&r);
             if from != to {
                 edges.insert((from, to.clone()));
             }
@@ -161,9 +167,6 @@ pub async fn site_data(
             let mut inputs = Vec::new();
             for (o, k) in deps {
                 let from = b.of_relation(&o.relation);
-                if from != node {
-                    edges.insert((from.clone(), node.clone()));
-                }
                 inputs.push(json!({"node": from, "column": o.column, "kind": k.as_str()}));
             }
             if !inputs.is_empty() {
@@ -199,6 +202,7 @@ pub async fn site_data(
         }
     }
 
+    attach_online(engine, &lineage, &mut b).await;
     attach_tests(&compiled, &tests, &runs, &mut b);
     attach_runs(&runs, &mut b);
     attach_versions(engine, &mut b).await;
@@ -266,7 +270,7 @@ fn model_nodes(compiled: &Compiled, lineage: &ProjectLineage, b: &mut NodeBuilde
                 "event_timestamp": fv.event_timestamp,
                 "ttl": fv.ttl,
                 "features": ml.map(|l| l.features.clone()).unwrap_or_default(),
-                "online": {"store": if fv.online { "configured" } else { "none" }, "materialized_at": null, "entities": null},
+                "online": {"store": if fv.online { "configured, not materialized yet" } else { "none" }, "materialized_at": null, "entities": null},
                 "stream": fv.stream,
             })
         });
@@ -279,7 +283,7 @@ fn model_nodes(compiled: &Compiled, lineage: &ProjectLineage, b: &mut NodeBuilde
         let error = ml.and_then(|l| l.error.clone());
         b.add(
             id.clone(),
-            (m.config.materialized != Materialization::Ephemeral).then(|| m.id()),
+            Some(m.id()),
             json!({
                 "id": id, "kind": kind, "name": m.name, "relation": m.id(), "file": file,
                 "description": m.description, "materialized": materialized, "tags": m.config.tags,
@@ -293,10 +297,7 @@ fn model_nodes(compiled: &Compiled, lineage: &ProjectLineage, b: &mut NodeBuilde
 
 fn source_nodes(project: &Project, compiled: &Compiled, b: &mut NodeBuilder) {
     for s in &project.sources {
-        let relation = s
-            .target
-            .clone()
-            .unwrap_or_else(|| format!("raw.{}", s.name));
+        let relation = s.target_name();
         let id = format!("source.{relation}");
         b.add(
             id.clone(),
@@ -396,6 +397,36 @@ fn attach_tests(
     }
 }
 
+/// The online state of each feature view: store, last materialization,
+/// entities.
+async fn attach_online(engine: &Engine, lineage: &ProjectLineage, b: &mut NodeBuilder) {
+    let Ok(settings) = crate::features::settings(engine) else {
+        return;
+    };
+    let store = match settings.online.backend() {
+        crate::features::online::Backend::Embedded => "embedded",
+        crate::features::online::Backend::Redis { .. } => "redis",
+    };
+    for ml in lineage.models.values() {
+        let id = format!("model.{}", ml.relation);
+        let Some(n) = b.nodes.get_mut(&id) else {
+            continue;
+        };
+        if n["kind"] != "feature_view" {
+            continue;
+        }
+        let state = settings.online.state(&ml.name).await.ok().flatten();
+        n["feature_view"]["online"] = match state {
+            Some(s) => {
+                json!({"store": store, "materialized_at": s.materialized_at, "entities": s.entity_count,
+                              "table_version": s.table_version})
+            }
+            // Never materialized: as configured (online: true or not).
+            None => continue,
+        };
+    }
+}
+
 fn attach_runs(runs: &[RunRecord], b: &mut NodeBuilder) {
     let mut by_node: HashMap<&str, Vec<&RunRecord>> = HashMap::new();
     for r in runs.iter().filter(|r| r.kind != "test") {
@@ -427,24 +458,59 @@ async fn attach_versions(engine: &Engine, b: &mut NodeBuilder) {
         .filter(|(r, _)| r.split('.').count() == 2 && !r.contains('/'))
         .map(|(r, id)| (r.clone(), id.clone()))
         .collect();
-    let results: Vec<(String, Option<Vec<CommitRecord>>)> = futures::stream::iter(targets)
+    type Found = (
+        String,
+        Option<Vec<CommitRecord>>,
+        Option<datafusion::arrow::datatypes::SchemaRef>,
+    );
+    let results: Vec<Found> = futures::stream::iter(targets)
         .map(|(rel, id)| {
             let wh = wh.clone();
             async move {
                 let Some((s, t)) = rel.split_once('.') else {
-                    return (id, None);
+                    return (id, None, None);
                 };
-                let h = match wh.open_table(s, t).await {
-                    Ok(Some(table)) => crate::warehouse::history(&table).await.ok(),
-                    _ => None,
-                };
-                (id, h)
+                match wh.open_table(s, t).await {
+                    Ok(Some(table)) => {
+                        let schema = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
+                        (id, crate::warehouse::history(&table).await.ok(), schema)
+                    }
+                    _ => (id, None, None),
+                }
             }
         })
         .buffer_unordered(16)
         .collect()
         .await;
-    for (id, h) in results {
+    for (id, h, schema) in results {
+        // Sources, seeds and snapshots: the table's own columns and types
+        // (descriptions from their declarations kept).
+        if let (Some(schema), Some(n)) = (schema, b.nodes.get_mut(&id)) {
+            if n["kind"] != "model" && n["kind"] != "feature_view" {
+                let described: HashMap<String, Value> = n["columns"]
+                    .as_array()
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(|x| {
+                                Some((
+                                    x.get("name")?.as_str()?.to_string(),
+                                    x["description"].clone(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let columns: Vec<Value> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        json!({"name": f.name(), "type": f.data_type().to_string(),
+                               "description": described.get(f.name()).cloned().unwrap_or(Value::Null)})
+                    })
+                    .collect();
+                n["columns"] = Value::Array(columns);
+            }
+        }
         let Some(h) = h else { continue };
         let Some(n) = b.nodes.get_mut(&id) else {
             continue;

@@ -13,7 +13,7 @@
 use super::compile::Compiled;
 use super::config::Materialization;
 use crate::error::{Error, Object, Result};
-use crate::sql::lineage::{Deps, Kind, LineageWalker, Origin};
+use crate::sql::lineage::{Deps, Kind, LineageWalker};
 use crate::sql::Engine;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
@@ -34,10 +34,15 @@ pub struct ModelLineage {
     pub columns: Vec<(String, Deps)>,
     /// The columns' types, as the plan gives them.
     pub types: Vec<String>,
+    /// Relations the model's query reads directly (tables, views, ephemeral
+    /// models, files), itself excluded.
+    pub reads: Vec<String>,
     /// Why the model could not be traced (its columns are then empty).
     pub error: Option<String>,
     /// Feature columns when the model is a feature view.
     pub features: Vec<String>,
+    /// Not stored: inlined into the models that read it.
+    pub ephemeral: bool,
 }
 
 /// One step of a traced path.
@@ -141,8 +146,10 @@ pub async fn project_lineage(compiled: &Compiled, engine: &Engine) -> Result<Pro
             name: m.name.clone(),
             columns: Vec::new(),
             types: Vec::new(),
+            reads: Vec::new(),
             error: None,
             features: Vec::new(),
+            ephemeral: m.config.materialized == Materialization::Ephemeral,
         };
         match engine.plan(&m.sql).await {
             Ok(plan) => {
@@ -151,6 +158,7 @@ pub async fn project_lineage(compiled: &Compiled, engine: &Engine) -> Result<Pro
                     state: &state,
                     leaves: &leaves,
                     default_schema: engine.default_schema(),
+                    reads: Default::default(),
                 };
                 ml.types = plan
                     .schema()
@@ -159,9 +167,26 @@ pub async fn project_lineage(compiled: &Compiled, engine: &Engine) -> Result<Pro
                     .map(|f| f.data_type().to_string())
                     .collect();
                 match walker.lineage(&plan).await {
-                    Ok(l) => ml.columns = l.resolved(),
+                    Ok(l) => {
+                        // An incremental model reads itself (`{{ this }}`):
+                        // not an origin of its own columns.
+                        let me = m.id();
+                        ml.columns = l
+                            .resolved()
+                            .into_iter()
+                            .map(|(c, mut d)| {
+                                d.retain(|o, _| o.relation != me);
+                                (c, d)
+                            })
+                            .collect();
+                    }
                     Err(e) => ml.error = Some(e.to_string()),
                 }
+                ml.reads = walker
+                    .reads
+                    .lock()
+                    .map(|r| r.iter().filter(|r| **r != m.id()).cloned().collect())
+                    .unwrap_or_default();
                 if let Some((entities, ts)) = &features {
                     ml.features = ml
                         .columns
@@ -237,19 +262,14 @@ impl ProjectLineage {
             .is_some_and(|m| m.features.iter().any(|f| f == column))
     }
 
-    /// Every column `relation.column` is computed from, breadth first, each
-    /// once (at its nearest depth, with the strongest kind over the paths of
-    /// that depth).
-    pub fn upstream(&self, relation: &str, column: &str) -> Vec<Hop> {
-        let mut seen: BTreeMap<Origin, usize> = BTreeMap::new();
-        let mut out: Vec<Hop> = Vec::new();
-        let mut queue = VecDeque::from([(
-            relation.to_string(),
-            column.to_string(),
-            Kind::Copied,
-            0usize,
-        )]);
-        while let Some((rel, col, kind, depth)) = queue.pop_front() {
+    /// The direct origins of `relation.column` with ephemeral models looked
+    /// through (they are not stored: their own origins, kinds composed).
+    pub fn stored_deps(&self, relation: &str, column: &str) -> Deps {
+        let mut out = Deps::new();
+        let mut stack: Vec<(String, String, Kind)> =
+            vec![(relation.to_string(), column.to_string(), Kind::Copied)];
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        while let Some((rel, col, kind)) = stack.pop() {
             let Some(m) = self.models.get(&rel) else {
                 continue;
             };
@@ -258,36 +278,40 @@ impl ProjectLineage {
             };
             for (o, k) in deps {
                 let path = k.then(kind);
-                if let Some(&at) = seen.get(o) {
-                    if let Some(h) = out
-                        .iter_mut()
-                        .find(|h| h.relation == o.relation && h.column == o.column)
-                    {
-                        if at == depth + 1 && path > h.kind {
-                            h.kind = path;
-                        }
+                if self.models.get(&o.relation).is_some_and(|x| x.ephemeral) {
+                    if seen.insert((o.relation.clone(), o.column.clone())) {
+                        stack.push((o.relation.clone(), o.column.clone(), path));
                     }
-                    continue;
+                } else {
+                    let e = out.entry(o.clone()).or_insert(path);
+                    if path > *e {
+                        *e = path;
+                    }
                 }
-                seen.insert(o.clone(), depth + 1);
-                out.push(Hop {
-                    relation: o.relation.clone(),
-                    column: o.column.clone(),
-                    kind: path,
-                    depth: depth + 1,
-                    via: format!("{rel}.{col}"),
-                    is_model: self.models.contains_key(&o.relation),
-                    is_feature: self.is_feature(&o.relation, &o.column),
-                });
-                queue.push_back((o.relation.clone(), o.column.clone(), path, depth + 1));
             }
         }
         out
     }
 
-    /// Every model column computed from `relation.column`, breadth first.
+    /// Every column `relation.column` is computed from, each once, with the
+    /// strongest kind over all the paths to it (a value dependency wins over
+    /// a filter one) and the column it is reached from on that path.
+    pub fn upstream(&self, relation: &str, column: &str) -> Vec<Hop> {
+        self.traverse(relation, column, |rel, col| {
+            self.models
+                .get(rel)
+                .and_then(|m| m.columns.iter().find(|(c, _)| c == col))
+                .map(|(_, deps)| {
+                    deps.iter()
+                        .map(|(o, k)| (o.relation.clone(), o.column.clone(), *k))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// Every model column computed from `relation.column`, as [`Self::upstream`].
     pub fn downstream(&self, relation: &str, column: &str) -> Vec<Hop> {
-        // Reverse edges once.
         let mut rev: HashMap<(&str, &str), Reads> = HashMap::new();
         for m in self.models.values() {
             for (c, deps) in &m.columns {
@@ -298,41 +322,76 @@ impl ProjectLineage {
                 }
             }
         }
-        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut out: Vec<Hop> = Vec::new();
-        let mut queue = VecDeque::from([(
-            relation.to_string(),
-            column.to_string(),
-            Kind::Copied,
-            0usize,
-        )]);
-        while let Some((rel, col, kind, depth)) = queue.pop_front() {
-            let Some(next) = rev.get(&(rel.as_str(), col.as_str())) else {
-                continue;
+        self.traverse(relation, column, |rel, col| {
+            rev.get(&(rel, col))
+                .map(|v| {
+                    v.iter()
+                        .map(|&(r, c, k)| (r.to_string(), c.to_string(), k))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// Breadth first from `relation.column` over `next` (the columns one step
+    /// away and the kind of that step). A column found again by a path of a
+    /// stronger kind takes that kind and that path, and is walked again from
+    /// (kinds only grow, so this ends).
+    fn traverse(
+        &self,
+        relation: &str,
+        column: &str,
+        next: impl Fn(&str, &str) -> Vec<(String, String, Kind)>,
+    ) -> Vec<Hop> {
+        let start = (relation.to_string(), column.to_string());
+        let mut order: Vec<(String, String)> = Vec::new();
+        let mut best: HashMap<(String, String), (Kind, usize, String)> = HashMap::new();
+        let mut queue = VecDeque::from([start.clone()]);
+        while let Some(at) = queue.pop_front() {
+            let (kind, depth) = if at == start {
+                (Kind::Copied, 0)
+            } else {
+                match best.get(&at) {
+                    Some((k, d, _)) => (*k, *d),
+                    None => continue,
+                }
             };
-            for &(r, c, k) in next {
-                let path = kind.then(k);
-                if !seen.insert((r.to_string(), c.to_string())) {
-                    if let Some(h) = out.iter_mut().find(|h| h.relation == r && h.column == c) {
-                        if h.depth == depth + 1 && path > h.kind {
-                            h.kind = path;
-                        }
-                    }
+            for (r, c, step) in next(&at.0, &at.1) {
+                let key = (r, c);
+                if key == start {
                     continue;
                 }
-                out.push(Hop {
-                    relation: r.to_string(),
-                    column: c.to_string(),
-                    kind: path,
-                    depth: depth + 1,
-                    via: format!("{rel}.{col}"),
-                    is_model: true,
-                    is_feature: self.is_feature(r, c),
-                });
-                queue.push_back((r.to_string(), c.to_string(), path, depth + 1));
+                let path = step.then(kind);
+                let via = format!("{}.{}", at.0, at.1);
+                match best.get_mut(&key) {
+                    None => {
+                        best.insert(key.clone(), (path, depth + 1, via));
+                        order.push(key.clone());
+                        queue.push_back(key);
+                    }
+                    Some(b) if path > b.0 => {
+                        *b = (path, depth + 1, via);
+                        queue.push_back(key);
+                    }
+                    Some(_) => {}
+                }
             }
         }
-        out
+        order
+            .into_iter()
+            .filter_map(|key| {
+                let (kind, depth, via) = best.remove(&key)?;
+                Some(Hop {
+                    is_model: self.models.contains_key(&key.0),
+                    is_feature: self.is_feature(&key.0, &key.1),
+                    relation: key.0,
+                    column: key.1,
+                    kind,
+                    depth,
+                    via,
+                })
+            })
+            .collect()
     }
 }
 
@@ -356,8 +415,12 @@ pub fn render_text(start: &str, up: Option<&[Hop]>, down: Option<&[Hop]>) -> Str
             .get(start)
             .map(|v| v.iter().rev().map(|h| (*h, 1)).collect())
             .unwrap_or_default();
+        let mut shown: BTreeSet<String> = BTreeSet::new();
         while let Some((h, indent)) = stack.pop() {
             let name = format!("{}.{}", h.relation, h.column);
+            if !shown.insert(name.clone()) {
+                continue;
+            }
             let mut tags = vec![h.kind.as_str().to_string()];
             if !h.is_model {
                 tags.push("source".into());

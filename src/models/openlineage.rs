@@ -1,6 +1,7 @@
 //! OpenLineage events of a model run (`[lineage]` in sluice.toml): the
-//! command is a parent run (`<project>.<command>`); each model, seed and
-//! snapshot a run of job `<project>.<schema.table>` (START when it starts,
+//! command is a parent run (`<project>.command.<command>`, [`CommandRun`]);
+//! each model, seed and
+//! snapshot a run of job `<project>.model.<schema.table>` (`seed.`, `snapshot.`) (START when it starts,
 //! COMPLETE or FAIL when it ends) with its inputs and its output (schema,
 //! column lineage, rows written); each data test a run of job
 //! `<project>.test.<name>` whose inputs carry the test as a data-quality
@@ -9,7 +10,7 @@
 
 use super::compile::Compiled;
 use super::lineage::{project_lineage, ProjectLineage};
-use super::run::{NodeResult, RunObserver, RunReport, Status};
+use super::run::{NodeResult, RunObserver, Status};
 use crate::error::{Error, Result};
 use crate::lineage::openlineage::{
     self as ol, Assertion, ColumnLineage, Dataset, Emitter, EventType, InputField, Job,
@@ -31,6 +32,60 @@ pub fn emitter(project: &Project) -> Result<Option<Emitter>> {
     let config: LineageConfig = project.section("lineage")?;
     Emitter::new(&config, &project.root)
         .map_err(|m| Error::config(project.root.join("sluice.toml"), m))
+}
+
+/// The run of one command (`<project>.<command>`): the parent of every run
+/// the command makes (loads, models, tests).
+#[derive(Debug, Clone)]
+pub struct CommandRun {
+    pub emitter: Emitter,
+    pub job: Job,
+    pub run: RunInfo,
+}
+
+impl CommandRun {
+    /// Sends the command's START; `None` without `[lineage]`.
+    pub async fn start(project: &Project, command: &str) -> Result<Option<CommandRun>> {
+        let Some(emitter) = emitter(project)? else {
+            return Ok(None);
+        };
+        let job = Job {
+            namespace: emitter.namespace().to_string(),
+            name: format!(
+                "{}.command.{}",
+                project.settings.name,
+                command.replace(' ', "_")
+            ),
+            sql: None,
+            job_type: "COMMAND",
+        };
+        let c = CommandRun {
+            emitter,
+            job,
+            run: RunInfo::new(),
+        };
+        c.emitter
+            .emit_run(EventType::Start, &c.job, &c.run, &[], &[], None)
+            .await;
+        Ok(Some(c))
+    }
+
+    /// A run this command makes.
+    pub fn child(&self) -> RunInfo {
+        RunInfo::child_of(&self.job, &self.run)
+    }
+
+    /// Sends COMPLETE, or FAIL with `error`.
+    pub async fn end(&self, error: Option<&str>) {
+        let kind = if error.is_some() {
+            EventType::Fail
+        } else {
+            EventType::Complete
+        };
+        self.emitter
+            .emit_run(kind, &self.job, &self.run, &[], &[], error)
+            .await;
+    }
 }
 
 fn transform(k: Kind) -> TransformKind {
@@ -66,17 +121,15 @@ pub struct RunLineage {
 }
 
 impl RunLineage {
-    /// Starts the command's parent run; `None` without `[lineage]`. `scratch`
-    /// is an engine of its own (tracing columns plans every model with it).
+    /// The events of the nodes `command` runs. `scratch` is an engine of its
+    /// own (tracing columns plans every model with it).
     pub async fn start(
         project: &Project,
         scratch: &Engine,
         compiled: &Compiled,
-        command: &str,
-    ) -> Result<Option<Arc<RunLineage>>> {
-        let Some(emitter) = emitter(project)? else {
-            return Ok(None);
-        };
+        command: &CommandRun,
+    ) -> Result<Arc<RunLineage>> {
+        let emitter = command.emitter.clone();
         let lineage = match project_lineage(compiled, scratch).await {
             Ok(l) => l,
             Err(e) => {
@@ -84,18 +137,11 @@ impl RunLineage {
                 ProjectLineage::default()
             }
         };
-        let name = &project.settings.name;
-        let parent_job = Job {
-            namespace: emitter.namespace().to_string(),
-            name: format!("{name}.{}", command.replace(' ', "_")),
-            sql: None,
-            job_type: "COMMAND",
-        };
         let rl = Arc::new(RunLineage {
             datasets: scratch.warehouse().root().to_string(),
-            project: name.clone(),
-            parent_run: RunInfo::new(),
-            parent_job,
+            project: project.settings.name.clone(),
+            parent_run: command.run.clone(),
+            parent_job: command.job.clone(),
             lineage,
             sql: compiled
                 .models
@@ -106,19 +152,7 @@ impl RunLineage {
             sends: Mutex::new(Sends::default()),
             emitter,
         });
-        let (e, job, run) = (
-            rl.emitter.clone(),
-            rl.parent_job.clone(),
-            rl.parent_run.clone(),
-        );
-        let h = tokio::spawn(async move {
-            e.emit_run(EventType::Start, &job, &run, &[], &[], None)
-                .await
-        });
-        if let Ok(mut s) = rl.sends.lock() {
-            s.started.insert(String::new(), h);
-        }
-        Ok(Some(rl))
+        Ok(rl)
     }
 
     /// Forwards to `inner` and sends the events of each node.
@@ -132,15 +166,24 @@ impl RunLineage {
     fn job(&self, id: &str, kind: &str) -> Job {
         let (name, job_type) = match kind {
             "test" => (format!("{}.test.{id}", self.project), "TEST"),
-            "seed" => (format!("{}.{id}", self.project), "SEED"),
-            "snapshot" => (format!("{}.{id}", self.project), "SNAPSHOT"),
-            _ => (format!("{}.{id}", self.project), "MODEL"),
+            "seed" => (format!("{}.seed.{id}", self.project), "SEED"),
+            "snapshot" => (format!("{}.snapshot.{id}", self.project), "SNAPSHOT"),
+            _ => (format!("{}.model.{id}", self.project), "MODEL"),
         };
         Job {
             namespace: self.emitter.namespace().to_string(),
             name,
             sql: self.sql.get(id).cloned(),
             job_type,
+        }
+    }
+
+    /// The namespace of a dataset: the warehouse's, or the scheme of files
+    /// read directly (`file://`, `s3://`).
+    fn namespace_of(&self, relation: &str) -> String {
+        match relation.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://"),
+            None => self.datasets.clone(),
         }
     }
 
@@ -164,21 +207,14 @@ impl RunLineage {
             d.column_lineage = m
                 .columns
                 .iter()
+                .map(|(c, _)| (c, self.lineage.stored_deps(relation, c)))
                 .filter(|(_, deps)| !deps.is_empty())
                 .map(|(c, deps)| ColumnLineage {
                     field: c.clone(),
                     inputs: deps
                         .iter()
                         .map(|(o, k)| InputField {
-                            namespace: if o.relation.contains("://") {
-                                o.relation
-                                    .split("://")
-                                    .next()
-                                    .map(|s| format!("{s}://"))
-                                    .unwrap_or_default()
-                            } else {
-                                self.datasets.clone()
-                            },
+                            namespace: self.namespace_of(&o.relation),
                             name: o.relation.clone(),
                             field: o.column.clone(),
                             kind: transform(*k),
@@ -202,8 +238,8 @@ impl RunLineage {
     fn inputs(&self, id: &str, result: Option<&NodeResult>) -> Vec<Dataset> {
         let mut names: Vec<String> = Vec::new();
         if let Some(m) = self.lineage.models.get(id) {
-            for (_, deps) in &m.columns {
-                for o in deps.keys() {
+            for (c, _) in &m.columns {
+                for o in self.lineage.stored_deps(id, c).keys() {
                     if !names.contains(&o.relation) {
                         names.push(o.relation.clone());
                     }
@@ -286,6 +322,9 @@ impl RunLineage {
             (inputs, Vec::new())
         } else if result.status == Status::Skipped {
             (Vec::new(), Vec::new())
+        } else if self.lineage.models.get(id).is_some_and(|m| m.ephemeral) {
+            // Not stored: nothing is written.
+            (self.inputs(id, Some(result)), Vec::new())
         } else {
             let out = if failed {
                 Vec::new()
@@ -332,38 +371,17 @@ impl RunLineage {
         }
     }
 
-    /// Ends the parent run (COMPLETE, or FAIL when `error` or a failed node)
-    /// and waits up to 30 s for the events still being sent.
-    pub async fn finish(&self, report: Option<&RunReport>, error: Option<&str>) {
-        let failed = error.is_some() || report.is_some_and(|r| !r.success());
-        let why = error.map(str::to_string).or_else(|| {
-            report.filter(|r| !r.success()).map(|r| {
-                let n = r.results.iter().filter(|x| x.status.is_failure()).count();
-                format!("{n} nodes failed")
-            })
-        });
-        let (mut handles, start) = match self.sends.lock() {
+    /// Waits up to 30 s for the events still being sent (the command's own
+    /// end is [`CommandRun::end`]).
+    pub async fn finish(&self) {
+        let mut handles = match self.sends.lock() {
             Ok(mut s) => {
-                let start = s.started.remove("");
                 let mut rest: Vec<JoinHandle<()>> = s.started.drain().map(|(_, h)| h).collect();
                 rest.append(&mut s.all);
-                (rest, start)
+                rest
             }
-            Err(_) => (Vec::new(), None),
+            Err(_) => Vec::new(),
         };
-        let e = self.emitter.clone();
-        let (job, run) = (self.parent_job.clone(), self.parent_run.clone());
-        let kind = if failed {
-            EventType::Fail
-        } else {
-            EventType::Complete
-        };
-        handles.push(tokio::spawn(async move {
-            if let Some(s) = start {
-                let _ = s.await;
-            }
-            e.emit_run(kind, &job, &run, &[], &[], why.as_deref()).await;
-        }));
         let n = handles.len();
         let wait = futures::future::join_all(handles.iter_mut());
         if tokio::time::timeout(DRAIN, wait).await.is_err() {

@@ -132,6 +132,9 @@ pub struct LineageWalker<'a> {
     pub leaves: &'a BTreeSet<String>,
     /// Schema of unqualified names.
     pub default_schema: &'a str,
+    /// Every relation the walked plans read (tables, views that are leaves,
+    /// ephemeral models, files; through expanded views and subqueries).
+    pub reads: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// Views expanded inside one another deeper than this are leaves.
@@ -141,6 +144,13 @@ impl LineageWalker<'_> {
     /// The lineage of `plan`'s output columns.
     pub async fn lineage(&self, plan: &LogicalPlan) -> DfResult<PlanLineage> {
         self.walk(plan, 0).await
+    }
+
+    fn leaf(&self, relation: &str, fields: &[String]) -> PlanLineage {
+        if let Ok(mut r) = self.reads.lock() {
+            r.insert(relation.to_string());
+        }
+        leaf(relation, fields)
     }
 
     fn relation_name(&self, table: &TableReference) -> String {
@@ -194,7 +204,7 @@ impl LineageWalker<'_> {
                     .as_ref()
                     .and_then(|p| p.downcast_ref::<SqlView>().map(|v| v.sql().to_string()));
                 let mut out = match (files, view_sql) {
-                    (Some(url), _) => leaf(&url, &fields),
+                    (Some(url), _) => self.leaf(&url, &fields),
                     (None, Some(sql))
                         if !self.leaves.contains(&relation) && depth < MAX_VIEW_DEPTH =>
                     {
@@ -220,7 +230,7 @@ impl LineageWalker<'_> {
                             rows: l.rows,
                         }
                     }
-                    _ => leaf(&relation, &fields),
+                    _ => self.leaf(&relation, &fields),
                 };
                 let refs = self
                     .expr_deps(
@@ -263,17 +273,33 @@ impl LineageWalker<'_> {
             LogicalPlan::Window(w) => {
                 let input = self.walk(&w.input, depth).await?;
                 let mut columns = input.columns.clone();
-                let mut rows = input.rows.clone();
+                let rows = input.rows.clone();
                 for (e, f) in w
                     .window_expr
                     .iter()
                     .zip(w.schema.fields().iter().skip(input.columns.len()))
                 {
-                    let (deps, sub_rows) =
-                        self.value_deps(e, &input, w.input.schema(), depth).await?;
-                    merge(&mut rows, &sub_rows, Kind::Filter);
-                    let mut agg = Deps::new();
-                    merge(&mut agg, &deps, Kind::Aggregated);
+                    // The function's arguments (and FILTER) are aggregated;
+                    // PARTITION BY / ORDER BY decide which rows it sees, as
+                    // GROUP BY keys do (row_number() reads no value).
+                    let (args, keys): (Vec<Expr>, Vec<Expr>) = match strip_alias(e) {
+                        Expr::WindowFunction(wf) => {
+                            let p = &wf.params;
+                            let mut args = p.args.clone();
+                            args.extend(p.filter.iter().map(|f| f.as_ref().clone()));
+                            let mut keys = p.partition_by.clone();
+                            keys.extend(p.order_by.iter().map(|s| s.expr.clone()));
+                            (args, keys)
+                        }
+                        other => (vec![other.clone()], Vec::new()),
+                    };
+                    let mut agg = self
+                        .expr_deps(&args, &input, w.input.schema(), Kind::Aggregated, depth)
+                        .await?;
+                    let by = self
+                        .expr_deps(&keys, &input, w.input.schema(), Kind::Filter, depth)
+                        .await?;
+                    merge(&mut agg, &by, Kind::Filter);
                     columns.push((f.name().clone(), agg));
                 }
                 PlanLineage { columns, rows }
@@ -439,7 +465,12 @@ impl LineageWalker<'_> {
                     .collect(),
                 rows: Deps::new(),
             },
-            LogicalPlan::SubqueryAlias(s) => rename(self.walk(&s.input, depth).await?, &s.schema),
+            LogicalPlan::SubqueryAlias(s) => match ephemeral_relation(s.alias.table()) {
+                // An ephemeral model inlined as a CTE: a relation of its own
+                // (the caller composes it with the model's lineage).
+                Some(relation) => self.leaf(&relation, &names(&s.schema)),
+                None => rename(self.walk(&s.input, depth).await?, &s.schema),
+            },
             LogicalPlan::Subquery(s) => rename(self.walk(&s.subquery, depth).await?, plan.schema()),
             LogicalPlan::Limit(l) => self.walk(&l.input, depth).await?,
             LogicalPlan::Repartition(r) => self.walk(&r.input, depth).await?,
@@ -581,6 +612,17 @@ impl LineageWalker<'_> {
     }
 }
 
+/// Prefix of the CTE an ephemeral model is inlined as (`__sluice_ephemeral__`
+/// then `schema__table`).
+const EPHEMERAL_PREFIX: &str = "__sluice_ephemeral__";
+
+/// `schema.table` of the ephemeral model a CTE inlines.
+fn ephemeral_relation(alias: &str) -> Option<String> {
+    let id = alias.strip_prefix(EPHEMERAL_PREFIX)?;
+    let (schema, table) = id.split_once("__")?;
+    Some(format!("{schema}.{table}"))
+}
+
 fn leaf(relation: &str, fields: &[String]) -> PlanLineage {
     PlanLineage {
         columns: fields
@@ -702,6 +744,7 @@ mod tests {
             state: &state,
             leaves: &leaves,
             default_schema: "main",
+            reads: Default::default(),
         };
         w.lineage(&plan)
             .await
@@ -806,13 +849,10 @@ mod tests {
             .await,
             expect(&[
                 ("id", &["orders.id:copied"]),
-                (
-                    "rn",
-                    &["orders.customer_id:aggregated", "orders.ts:aggregated"]
-                ),
+                ("rn", &["orders.customer_id:filter", "orders.ts:filter"]),
                 (
                     "s",
-                    &["orders.amount:aggregated", "orders.customer_id:aggregated"]
+                    &["orders.amount:aggregated", "orders.customer_id:filter"]
                 ),
             ])
         );
