@@ -110,8 +110,12 @@ pub async fn site_data(
     options: &CompileOptions,
 ) -> Result<(Value, DocsSummary)> {
     let t0 = Instant::now();
+    let phase =
+        |name: &str| tracing::debug!("docs: {name} after {:.3}s", t0.elapsed().as_secs_f64());
     let compiled = crate::models::compile(project, engine, options).await?;
+    phase("compile");
     let lineage = project_lineage(&compiled, engine).await?;
+    phase("column lineage");
     let tests = crate::models::datatest::compile_tests(
         project,
         engine.warehouse(),
@@ -123,6 +127,7 @@ pub async fn site_data(
         tracing::warn!("docs: tests not compiled: {e}");
         Vec::new()
     });
+    phase("tests");
     let runs = crate::models::records::read_runs(engine)
         .await
         .unwrap_or_else(|e| {
@@ -202,11 +207,14 @@ pub async fn site_data(
         }
     }
 
+    phase("runs and nodes");
     attach_online(engine, &lineage, &mut b).await;
     attach_tests(&compiled, &tests, &runs, &mut b);
     attach_runs(&runs, &mut b);
     attach_versions(engine, &mut b).await;
+    phase("versions");
     attach_freshness(project, engine, &mut b).await;
+    phase("freshness");
 
     let untraced: Vec<(String, String)> = lineage
         .models
@@ -470,10 +478,23 @@ async fn attach_versions(engine: &Engine, b: &mut NodeBuilder) {
                 let Some((s, t)) = rel.split_once('.') else {
                     return (id, None, None);
                 };
+                // Models: their commits only, read from the log without
+                // loading the table. Others: their columns too.
+                if id.starts_with("model.") {
+                    let Ok(handle) = wh.table_url(s, t).and_then(|u| wh.table_handle(&u)) else {
+                        return (id, None, None);
+                    };
+                    let h = crate::warehouse::history_tail(&handle, KEEP).await.ok();
+                    return (id, h.filter(|h| !h.is_empty()), None);
+                }
                 match wh.open_table(s, t).await {
                     Ok(Some(table)) => {
                         let schema = table.snapshot().ok().map(|s| s.snapshot().arrow_schema());
-                        (id, crate::warehouse::history(&table).await.ok(), schema)
+                        (
+                            id,
+                            crate::warehouse::history_tail(&table, KEEP).await.ok(),
+                            schema,
+                        )
                     }
                     _ => (id, None, None),
                 }

@@ -76,6 +76,10 @@ pub struct ProjectLineage {
 struct Overlay {
     base: Option<Arc<dyn SchemaProvider>>,
     planned: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+    /// Serve a model's planned columns before its stored table (planning
+    /// needs only columns: this saves loading every table's Delta log); off
+    /// for a second attempt when a model does not plan that way.
+    prefer_planned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -95,6 +99,14 @@ impl SchemaProvider for Overlay {
     }
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if self
+            .prefer_planned
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            if let Some(t) = self.planned.read().ok().and_then(|p| p.get(name).cloned()) {
+                return Ok(Some(t));
+            }
+        }
         if let Some(base) = &self.base {
             if let Ok(Some(t)) = base.table(name).await {
                 return Ok(Some(t));
@@ -119,6 +131,7 @@ pub async fn project_lineage(compiled: &Compiled, engine: &Engine) -> Result<Pro
         .map(|m| m.id())
         .collect();
     let mut overlays: HashMap<String, Arc<Overlay>> = HashMap::new();
+    let prefer_planned = Arc::new(std::sync::atomic::AtomicBool::new(true));
     for m in &compiled.models {
         if overlays.contains_key(&m.schema) {
             continue;
@@ -127,6 +140,7 @@ pub async fn project_lineage(compiled: &Compiled, engine: &Engine) -> Result<Pro
         let o = Arc::new(Overlay {
             base,
             planned: RwLock::new(HashMap::new()),
+            prefer_planned: prefer_planned.clone(),
         });
         engine.catalog().set_extra_schema(&m.schema, o.clone());
         overlays.insert(m.schema.clone(), o);
@@ -151,7 +165,15 @@ pub async fn project_lineage(compiled: &Compiled, engine: &Engine) -> Result<Pro
             features: Vec::new(),
             ephemeral: m.config.materialized == Materialization::Ephemeral,
         };
-        match engine.plan(&m.sql).await {
+        // Against the upstream models' planned columns first; against their
+        // stored tables when that does not plan (a stored type differs).
+        let mut planned = engine.plan(&m.sql).await;
+        if planned.is_err() {
+            prefer_planned.store(false, std::sync::atomic::Ordering::Relaxed);
+            planned = engine.plan(&m.sql).await;
+            prefer_planned.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        match planned {
             Ok(plan) => {
                 let state = engine.context().state();
                 let walker = LineageWalker {

@@ -40,6 +40,17 @@ pub async fn history(table: &DeltaTable) -> Result<Vec<CommitRecord>> {
 /// first: what landed since a snapshot was read. Lists the log, so it also
 /// returns commits newer than the version `table` has loaded.
 pub async fn history_after(table: &DeltaTable, after: Option<u64>) -> Result<Vec<CommitRecord>> {
+    commits(table, after, usize::MAX).await
+}
+
+/// The newest `keep` commits of `table`, oldest first, read from its log
+/// without loading the table (a handle is enough); none when there is no
+/// log.
+pub async fn history_tail(table: &DeltaTable, keep: usize) -> Result<Vec<CommitRecord>> {
+    commits(table, None, keep).await
+}
+
+async fn commits(table: &DeltaTable, after: Option<u64>, keep: usize) -> Result<Vec<CommitRecord>> {
     let store = table.log_store().object_store(None);
     let log = ObjPath::from("_delta_log");
     let metas: Vec<_> = store
@@ -57,6 +68,7 @@ pub async fn history_after(table: &DeltaTable, after: Option<u64>) -> Result<Vec
         })
         .collect();
     commits.sort_by_key(|(v, _)| *v);
+    let commits = commits.split_off(commits.len().saturating_sub(keep));
     let mut out = Vec::with_capacity(commits.len());
     for (version, path) in commits {
         let bytes = store

@@ -14,7 +14,9 @@ mod views;
 mod write;
 
 pub use catalog::WarehouseCatalog;
-pub use history::{history, history_after, history_batch, table_history, CommitRecord};
+pub use history::{
+    history, history_after, history_batch, history_tail, table_history, CommitRecord,
+};
 pub use maintain::{
     human_duration, optimize, vacuum, OptimizeOptions, OptimizeReport, VacuumOptions, VacuumReport,
     VacuumedFile, MIN_RETENTION,
