@@ -150,11 +150,55 @@ pub async fn record_load(
     }
 }
 
+/// Records a load that failed in `_sluice.runs`: an `error` row per source
+/// (`(name, schema.table)`) with the message. Logged, never the command's
+/// failure, when it cannot be recorded.
+pub async fn record_load_failure(
+    warehouse: &Warehouse,
+    sources: &[(String, String)],
+    message: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
+    use crate::models::run::{NodeResult, RunReport, Status};
+    let at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let seconds = (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0;
+    let results: Vec<NodeResult> = sources
+        .iter()
+        .map(|(name, table)| NodeResult {
+            id: table.clone(),
+            kind: "load",
+            materialization: "load".into(),
+            status: Status::Error,
+            rows: None,
+            version: None,
+            failures: None,
+            started_at: at.clone(),
+            seconds,
+            message: Some(message.to_string()),
+            inputs: Vec::new(),
+            sql_hash: None,
+            file: name.clone(),
+            retries: 0,
+        })
+        .collect();
+    let run = RunReport {
+        run_id: crate::load::new_load_id(),
+        command: "load".into(),
+        started_at: at,
+        seconds,
+        results,
+    };
+    if let Err(e) = crate::models::records::append_runs(warehouse, &run).await {
+        tracing::warn!("failed load: not recorded in _sluice.runs: {e}");
+    }
+}
+
 /// OpenLineage events of a load (`[lineage]`): one run per source, job
 /// `<project>.load.<source>`, its files as the input and its table (and the
 /// quarantine table, when rows were rejected) as outputs with the rows
-/// written. Sent after the load (START at its start time); never fails it.
-pub async fn load_events(
+/// written. Sent in the background after the load (START at its start time);
+/// never fails it.
+pub fn load_events(
     project: &Project,
     warehouse: &Warehouse,
     result: std::result::Result<&LoadReport, &str>,
@@ -214,7 +258,6 @@ pub async fn load_events(
                     &[],
                     None,
                 );
-                emitter.emit(&start).await;
                 let end = run_event(
                     EventType::Complete,
                     now,
@@ -224,34 +267,16 @@ pub async fn load_events(
                     &outputs,
                     None,
                 );
-                emitter.emit(&end).await;
+                parent.send(vec![start, end]);
             }
         }
         Err(message) => {
             let job = job_of("all");
             let run = parent.child();
-            emitter
-                .emit(&run_event(
-                    EventType::Start,
-                    started_at,
-                    &job,
-                    &run,
-                    &[],
-                    &[],
-                    None,
-                ))
-                .await;
-            emitter
-                .emit(&run_event(
-                    EventType::Fail,
-                    now,
-                    &job,
-                    &run,
-                    &[],
-                    &[],
-                    Some(message),
-                ))
-                .await;
+            parent.send(vec![
+                run_event(EventType::Start, started_at, &job, &run, &[], &[], None),
+                run_event(EventType::Fail, now, &job, &run, &[], &[], Some(message)),
+            ]);
         }
     }
 }
@@ -260,7 +285,7 @@ pub async fn load_events(
 /// (`[lineage]`): job `<project>.materialize.<view>`, the offline table as
 /// input (rows read), the online view `online.<view>` as output (entities
 /// written). Never fails the command.
-pub async fn materialize_events(
+pub fn materialize_events(
     project: &Project,
     warehouse: &Warehouse,
     view: &crate::features::registry::FeatureViewDef,
@@ -289,7 +314,6 @@ pub async fn materialize_events(
         &[],
         None,
     );
-    emitter.emit(&start).await;
     let end = match result {
         Ok(r) => {
             input.quality = Some(QualityMetrics {
@@ -318,5 +342,5 @@ pub async fn materialize_events(
             Some(message),
         ),
     };
-    emitter.emit(&end).await;
+    parent.send(vec![start, end]);
 }

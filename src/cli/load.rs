@@ -40,9 +40,23 @@ pub async fn load(
         shown.as_ref().copied().map_err(String::as_str),
         started,
         lineage,
-    )
-    .await;
-    let report = result?;
+    );
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A failed load is history too: one `error` row per source it
+            // was loading (unknown source names record nothing).
+            if let Ok(selected) = ctx.project.select_sources(sources) {
+                let targets: Vec<(String, String)> = selected
+                    .iter()
+                    .map(|s| (s.name.clone(), s.target_name()))
+                    .collect();
+                sluice::app::record_load_failure(&ctx.warehouse, &targets, &e.to_string(), started)
+                    .await;
+            }
+            return Err(e.into());
+        }
+    };
     sluice::app::record_load(&ctx.warehouse, &report, started).await;
     Ok(report)
 }

@@ -43,8 +43,7 @@ pub async fn run(ctx: &Context, args: MaterializeArgs) -> anyhow::Result<()> {
             shown.as_ref().copied().map_err(String::as_str),
             started,
             command.as_ref(),
-        )
-        .await;
+        );
         match result {
             Ok(r) => reports.push(r),
             Err(e) => {

@@ -246,7 +246,7 @@ async fn models_under(
         .await
     };
     if let Some(e) = &events {
-        e.finish().await;
+        e.finish();
     }
     let mut report = executed?;
     if report.success() && !snapshots.after.is_empty() {

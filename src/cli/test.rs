@@ -11,6 +11,12 @@ use std::io::Write;
 pub async fn run(ctx: &Context, args: TestArgs) -> anyhow::Result<()> {
     ctx.project.require_config("sluice test")?;
     if args.history {
+        if !args.pick.select.is_empty() || !args.pick.exclude.is_empty() {
+            return Err(sluice::Error::Usage(
+                "--history shows every recorded test and load; it takes no --select / --exclude (filter its --format json output instead)".into(),
+            )
+            .into());
+        }
         return history(ctx, &args).await;
     }
     super::run::models(

@@ -602,7 +602,18 @@ pub async fn generate(
     out: &Path,
 ) -> Result<DocsSummary> {
     let (data, mut summary) = site_data(project, engine, options).await?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "docs: --out {} is a file, not a folder; name a folder (created when missing)",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        Error::Usage(format!(
+            "docs: cannot create the folder {}: {e}; name a folder you can write (--out DIR)",
+            out.display()
+        ))
+    })?;
     let json =
         serde_json::to_string(&data).map_err(|e| Error::Internal(format!("docs data: {e}")))?;
     // `</script` cannot end anything in a .js file, but the data may be
@@ -620,7 +631,13 @@ pub async fn generate(
     ];
     for (name, text) in files {
         let path = out.join(name);
-        let tmp = out.join(format!(".{name}.tmp"));
+        // A name of this process's own: two generates into one folder
+        // each replace whole files, never each other's half-written ones.
+        let tmp = out.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     }

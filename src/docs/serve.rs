@@ -1,11 +1,14 @@
-//! `sluice docs serve`: the generated site over HTTP (GET and HEAD of the
-//! site's own files, nothing else; read-only, no directory listings, no
-//! path outside the site).
+//! `sluice docs serve`: the generated site over HTTP: GET and HEAD of the
+//! site's four files (`index.html`, `app.js`, `app.css`, `data.js`) and
+//! nothing else (not other files of the folder, not symlinks' targets).
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// What the site is made of, all that is served.
+pub const SITE_FILES: [&str; 4] = ["index.html", "app.js", "app.css", "data.js"];
 
 /// Largest request head read.
 const MAX_HEAD: usize = 16 * 1024;
@@ -28,19 +31,7 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next().unwrap_or("");
     let path = path.trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
-    let mut out = root.to_path_buf();
-    for part in path.split('/') {
-        if part.is_empty()
-            || part == "."
-            || part == ".."
-            || part.contains(['\\', '\0'])
-            || part.starts_with('.')
-        {
-            return None;
-        }
-        out.push(part);
-    }
-    Some(out)
+    SITE_FILES.contains(&path).then(|| root.join(path))
 }
 
 async fn answer(stream: &mut TcpStream, root: &Path) -> std::io::Result<()> {
@@ -173,9 +164,11 @@ mod tests {
         assert_eq!(resolve(root, "/a/../../x"), None);
         assert_eq!(resolve(root, "/.git/config"), None);
         assert_eq!(resolve(root, "/a\\..\\b"), None);
+        assert_eq!(resolve(root, "//etc/passwd"), None);
+        assert_eq!(resolve(root, "/sluice.toml"), None);
         assert_eq!(
-            resolve(root, "//etc/passwd"),
-            Some(PathBuf::from("/site/etc/passwd"))
+            resolve(root, "/data.js"),
+            Some(PathBuf::from("/site/data.js"))
         );
     }
 }

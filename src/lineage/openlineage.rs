@@ -636,7 +636,7 @@ impl std::fmt::Debug for Emitter {
             .field("file", &self.inner.file.as_ref().map(|s| &s.path))
             .field(
                 "url",
-                &self.inner.http.as_ref().map(|h| h.endpoint.as_str()),
+                &self.inner.http.as_ref().map(|h| redacted(&h.endpoint)),
             )
             .field(
                 "api_key",
@@ -661,6 +661,18 @@ fn endpoint_of(url: &str) -> Result<reqwest::Url, String> {
         parsed.set_path(LINEAGE_PATH);
     }
     Ok(parsed)
+}
+
+/// Most one HTTP attempt may take.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// `url` without its user, password and query, for log lines.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -705,8 +717,10 @@ impl Emitter {
             Some(url) => {
                 let endpoint = endpoint_of(url)?;
                 let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-                if timeout_ms == 0 {
-                    return Err("[lineage] timeout_ms must be positive".into());
+                if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+                    return Err(format!(
+                        "[lineage] timeout_ms must be between 1 and {MAX_TIMEOUT_MS} (one attempt; a command waits at most 30 s for its events)"
+                    ));
                 }
                 let retries = config.retries.unwrap_or(DEFAULT_RETRIES);
                 if retries > MAX_RETRIES {
@@ -892,7 +906,7 @@ impl HttpSink {
             if let Some(key) = &self.api_key {
                 request = request.bearer_auth(key);
             }
-            let url = &self.endpoint;
+            let url = redacted(&self.endpoint);
             match request.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -938,7 +952,7 @@ impl HttpSink {
         }
         tracing::warn!(
             "lineage: event of {label} dropped after {attempts} attempt(s) to POST {}",
-            self.endpoint
+            redacted(&self.endpoint)
         );
     }
 }

@@ -34,17 +34,23 @@ pub fn emitter(project: &Project) -> Result<Option<Emitter>> {
         .map_err(|m| Error::config(project.root.join("sluice.toml"), m))
 }
 
-/// The run of one command (`<project>.<command>`): the parent of every run
-/// the command makes (loads, models, tests).
-#[derive(Debug, Clone)]
+/// The run of one command (`<project>.command.<command>`): the parent of
+/// every run the command makes (loads, models, tests, materializations).
+/// Every event is sent in the background; [`CommandRun::end`] waits at most
+/// 30 s for what is still being sent.
+#[derive(Debug)]
 pub struct CommandRun {
     pub emitter: Emitter,
     pub job: Job,
     pub run: RunInfo,
+    /// The START send of the command (its END is sent after it).
+    start: Mutex<Option<JoinHandle<()>>>,
+    /// Every other send still going.
+    sends: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl CommandRun {
-    /// Sends the command's START; `None` without `[lineage]`.
+    /// Starts sending the command's START; `None` without `[lineage]`.
     pub async fn start(project: &Project, command: &str) -> Result<Option<CommandRun>> {
         let Some(emitter) = emitter(project)? else {
             return Ok(None);
@@ -59,15 +65,17 @@ impl CommandRun {
             sql: None,
             job_type: "COMMAND",
         };
-        let c = CommandRun {
+        let run = RunInfo::new();
+        let (e, j, r) = (emitter.clone(), job.clone(), run.clone());
+        let start =
+            tokio::spawn(async move { e.emit_run(EventType::Start, &j, &r, &[], &[], None).await });
+        Ok(Some(CommandRun {
             emitter,
             job,
-            run: RunInfo::new(),
-        };
-        c.emitter
-            .emit_run(EventType::Start, &c.job, &c.run, &[], &[], None)
-            .await;
-        Ok(Some(c))
+            run,
+            start: Mutex::new(Some(start)),
+            sends: Arc::new(Mutex::new(Vec::new())),
+        }))
     }
 
     /// A run this command makes.
@@ -75,16 +83,59 @@ impl CommandRun {
         RunInfo::child_of(&self.job, &self.run)
     }
 
-    /// Sends COMPLETE, or FAIL with `error`.
+    /// Sends `events` in order, in the background.
+    pub fn send(&self, events: Vec<serde_json::Value>) {
+        let e = self.emitter.clone();
+        self.track(tokio::spawn(async move {
+            for ev in &events {
+                e.emit(ev).await;
+            }
+        }));
+    }
+
+    fn track(&self, h: JoinHandle<()>) {
+        if let Ok(mut s) = self.sends.lock() {
+            s.push(h);
+        }
+    }
+
+    /// Sends COMPLETE, or FAIL with `error`, after the START; then waits at
+    /// most 30 s for every send still going (and gives those up).
     pub async fn end(&self, error: Option<&str>) {
         let kind = if error.is_some() {
             EventType::Fail
         } else {
             EventType::Complete
         };
-        self.emitter
-            .emit_run(kind, &self.job, &self.run, &[], &[], error)
-            .await;
+        let start = self.start.lock().ok().and_then(|mut s| s.take());
+        let (e, j, r, why) = (
+            self.emitter.clone(),
+            self.job.clone(),
+            self.run.clone(),
+            error.map(str::to_string),
+        );
+        self.track(tokio::spawn(async move {
+            if let Some(s) = start {
+                let _ = s.await;
+            }
+            e.emit_run(kind, &j, &r, &[], &[], why.as_deref()).await
+        }));
+        let mut handles: Vec<JoinHandle<()>> = match self.sends.lock() {
+            Ok(mut s) => s.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let n = handles.len();
+        let wait = futures::future::join_all(handles.iter_mut());
+        if tokio::time::timeout(DRAIN, wait).await.is_err() {
+            let pending = handles.iter().filter(|h| !h.is_finished()).count();
+            tracing::warn!(
+                "lineage: {pending} of {n} event sends still retrying after {}s; given up (the command itself is unaffected)",
+                DRAIN.as_secs()
+            );
+            for h in handles {
+                h.abort();
+            }
+        }
     }
 }
 
@@ -118,6 +169,8 @@ pub struct RunLineage {
     sql: HashMap<String, String>,
     runs: Mutex<HashMap<String, RunInfo>>,
     sends: Mutex<Sends>,
+    /// The command's list of sends (drained by [`CommandRun::end`]).
+    all: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl RunLineage {
@@ -150,6 +203,7 @@ impl RunLineage {
                 .collect(),
             runs: Mutex::new(HashMap::new()),
             sends: Mutex::new(Sends::default()),
+            all: command.sends.clone(),
             emitter,
         });
         Ok(rl)
@@ -369,30 +423,19 @@ impl RunLineage {
         if let Ok(mut s) = self.sends.lock() {
             s.all.push(h);
         }
+        if let Ok(mut a) = self.all.lock() {
+            if let Ok(mut s) = self.sends.lock() {
+                a.append(&mut s.all);
+            }
+        }
     }
 
-    /// Waits up to 30 s for the events still being sent (the command's own
-    /// end is [`CommandRun::end`]).
-    pub async fn finish(&self) {
-        let mut handles = match self.sends.lock() {
-            Ok(mut s) => {
-                let mut rest: Vec<JoinHandle<()>> = s.started.drain().map(|(_, h)| h).collect();
-                rest.append(&mut s.all);
-                rest
-            }
-            Err(_) => Vec::new(),
-        };
-        let n = handles.len();
-        let wait = futures::future::join_all(handles.iter_mut());
-        if tokio::time::timeout(DRAIN, wait).await.is_err() {
-            let pending = handles.iter().filter(|h| !h.is_finished()).count();
-            tracing::warn!(
-                "lineage: {pending} of {n} event sends still retrying after {}s; given up (the run itself is unaffected)",
-                DRAIN.as_secs()
-            );
-            for h in handles {
-                h.abort();
-            }
+    /// Hands the sends still going to the command ([`CommandRun::end`]
+    /// waits for them).
+    pub fn finish(&self) {
+        if let (Ok(mut a), Ok(mut s)) = (self.all.lock(), self.sends.lock()) {
+            a.extend(s.started.drain().map(|(_, h)| h));
+            a.append(&mut s.all);
         }
     }
 }
