@@ -189,7 +189,8 @@ pub async fn record_load_failure(
         results,
     };
     if let Err(e) = crate::models::records::append_runs(warehouse, &run).await {
-        tracing::warn!("failed load: not recorded in _sluice.runs: {e}");
+        // The load's own error is what the user sees.
+        tracing::debug!("failed load: not recorded in _sluice.runs: {e}");
     }
 }
 

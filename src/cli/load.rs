@@ -45,7 +45,17 @@ pub async fn load(
         Ok(r) => r,
         Err(e) => {
             // A failed load is history too: one `error` row per source it
-            // was loading (unknown source names record nothing).
+            // was loading (unknown source names record nothing; nor does a
+            // warehouse that cannot be reached).
+            let unreachable = matches!(
+                e,
+                sluice::Error::Storage { .. }
+                    | sluice::Error::Warehouse { .. }
+                    | sluice::Error::Unavailable { .. }
+            );
+            if unreachable {
+                return Err(e.into());
+            }
             if let Ok(selected) = ctx.project.select_sources(sources) {
                 let targets: Vec<(String, String)> = selected
                     .iter()
